@@ -1,0 +1,151 @@
+"""Event models for every topic. Each mirrors one versioned JSON Schema in ``schemas/``.
+
+New fields are added as optional with defaults, so older producers stay valid; a breaking change
+gets a new schema version and a new model.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.common import contracts
+
+ContentType = Literal["text/plain", "text/markdown", "text/html"]
+PrivacyClass = Literal["public", "internal", "confidential", "restricted"]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """Base with the schema hook: ``to_json`` validates before anything leaves the process."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schema_name: str = Field(default="", exclude=True, repr=False)
+    schema_version: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=False)
+
+    def to_json(self) -> bytes:
+        payload = self.to_dict()
+        contracts.validate(self.schema_name, payload)
+        return self.model_dump_json().encode()
+
+
+class Governance(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    title: str | None = None
+    source: str | None = None
+    uri: str | None = None
+    license: str | None = None
+    privacy_class: PrivacyClass = "internal"
+    acl: list[str] = Field(default_factory=list)
+    lineage: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class DocChange(Event):
+    schema_name: str = Field(default="doc-change.v1", exclude=True, repr=False)
+    doc_id: str
+    version: int
+    op: Literal["upsert", "delete"]
+    content: str | None = None
+    content_type: ContentType = "text/plain"
+    title: str | None = None
+    source: str | None = None
+    uri: str | None = None
+    license: str | None = None
+    privacy_class: PrivacyClass = "internal"
+    acl: list[str] = Field(default_factory=list)
+    lineage: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    event_time: datetime = Field(default_factory=utc_now)
+
+    def to_dict(self) -> dict[str, Any]:
+        # Optional governance fields left unset are omitted rather than sent as null.
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def to_json(self) -> bytes:
+        payload = self.to_dict()
+        contracts.validate(self.schema_name, payload)
+        return self.model_dump_json(exclude_none=True).encode()
+
+    def governance(self) -> Governance:
+        return Governance(
+            title=self.title, source=self.source, uri=self.uri, license=self.license,
+            privacy_class=self.privacy_class, acl=self.acl, lineage=self.lineage,
+            metadata=self.metadata,
+        )
+
+
+class DocumentInfo(Governance):
+    content_type: str = "text/plain"
+
+
+class WorkChunk(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    chunk_id: str
+    ordinal: int
+    content_hash: str
+    text: str
+    word_count: int
+    heading_path: list[str] = Field(default_factory=list)
+    embed: bool
+
+
+class ChunkWork(Event):
+    schema_name: str = Field(default="chunk-work.v1", exclude=True, repr=False)
+    doc_id: str
+    version: int | None
+    op: Literal["upsert", "delete"]
+    content_hash: str | None = None
+    document: DocumentInfo | None = None
+    chunks: list[WorkChunk] = Field(default_factory=list)
+    event_time: datetime = Field(default_factory=utc_now)
+
+
+StatusState = Literal["indexed", "deleted", "stale_ignored", "duplicate", "failed"]
+
+
+class DocStatus(Event):
+    schema_name: str = Field(default="doc-status.v1", exclude=True, repr=False)
+    doc_id: str
+    version: int | None = None
+    state: StatusState
+    service: str
+    chunks_total: int = 0
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    chunks_removed: int = 0
+    model_id: str | None = None
+    event_time: datetime | None = None
+    at: datetime = Field(default_factory=utc_now)
+    lag_ms: float | None = None
+    reason: str | None = None
+
+
+DlqErrorType = Literal[
+    "too_large", "undecodable", "malformed_json", "schema_violation", "unsupported_content",
+    "key_mismatch", "processing_error",
+]
+
+
+class DlqRecord(Event):
+    schema_name: str = Field(default="dlq-record.v1", exclude=True, repr=False)
+    original_topic: str
+    partition: int | None = None
+    offset: int | None = None
+    key: str | None = None
+    payload: str | None = None
+    payload_encoding: Literal["utf8", "base64", "none"] = "utf8"
+    payload_truncated: bool = False
+    payload_bytes: int = 0
+    error_type: DlqErrorType
+    reason: str
+    service: str
+    failed_at: datetime = Field(default_factory=utc_now)

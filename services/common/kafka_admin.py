@@ -1,0 +1,46 @@
+"""Idempotent topic creation and broker checks with confluent-kafka's AdminClient."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from services.common.topics import TOPICS, TopicSpec
+
+
+def admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def ensure_topics(
+    bootstrap: str, partitions: int, replication: int, specs: Iterable[TopicSpec] = TOPICS
+) -> list[str]:
+    """Create the missing topics; return the names created. Existing topics are left as they
+    are (partitions are never shrunk, data never touched)."""
+    client = admin(bootstrap)
+    existing = set(client.list_topics(timeout=10).topics)
+    wanted = [
+        NewTopic(spec.name, num_partitions=spec.partitions or partitions,
+                 replication_factor=replication, config=spec.config)
+        for spec in specs if spec.name not in existing
+    ]
+    if not wanted:
+        return []
+    created: list[str] = []
+    for name, future in client.create_topics(wanted, operation_timeout=30).items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    return created
+
+
+def describe_topics(bootstrap: str) -> dict[str, int]:
+    """Topic name → partition count, for `status` and `doctor`."""
+    metadata = admin(bootstrap).list_topics(timeout=10)
+    return {name: len(topic.partitions) for name, topic in metadata.topics.items()
+            if not name.startswith("__")}

@@ -1,0 +1,45 @@
+"""Every topic the platform uses, declared once with its partitions and retention.
+
+Topics are created explicitly and idempotently (``customllm topics`` / ``customllm up``); the
+broker's auto-creation is off, so a misspelt topic fails loudly instead of appearing empty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    schema: str | None
+    purpose: str
+    config: dict[str, str] = field(default_factory=dict)
+    partitions: int | None = None  # None: the configured default
+
+
+DOCS_CHANGES = "docs.changes"
+DOCS_CHANGES_DLQ = "docs.changes.dlq"
+CHUNKS_EMBED = "chunks.embed"
+CHUNKS_EMBED_DLQ = "chunks.embed.dlq"
+DOCS_STATUS = "docs.status"
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(DOCS_CHANGES, "doc-change.v1", "document upserts and deletes, keyed by doc_id",
+              {"retention.ms": str(7 * DAY_MS), "max.message.bytes": "8388608"}),
+    TopicSpec(DOCS_CHANGES_DLQ, "dlq-record.v1", "document events that could not be ingested",
+              {"retention.ms": str(30 * DAY_MS), "max.message.bytes": "8388608"}),
+    TopicSpec(CHUNKS_EMBED, "chunk-work.v1", "one document version's chunk set for the embedder",
+              {"retention.ms": str(7 * DAY_MS), "max.message.bytes": "8388608"}),
+    TopicSpec(CHUNKS_EMBED_DLQ, "dlq-record.v1", "chunk work the embedder could not apply",
+              {"retention.ms": str(30 * DAY_MS), "max.message.bytes": "8388608"}),
+    # Compacted: the latest status per document is what consumers (caches, dashboards) need.
+    TopicSpec(DOCS_STATUS, "doc-status.v1", "per-document indexing status, keyed by doc_id",
+              {"cleanup.policy": "compact,delete", "retention.ms": str(30 * DAY_MS)}),
+)
+
+
+def dlq_for(topic: str) -> str:
+    return f"{topic}.dlq"

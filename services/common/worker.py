@@ -1,0 +1,23 @@
+"""Start a Faust worker for a service module with tracing and logging configured."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from services.common import logs, telemetry
+from services.common.config import get_settings
+
+
+def run_worker(module: str, service_name: str) -> None:
+    settings = get_settings()
+    logs.configure(settings.log_level)
+    telemetry.setup_tracing(service_name, settings)
+    app = importlib.import_module(module).app
+    try:
+        # Faust's CLI reads sys.argv; the worker's options are ours, not the caller's.
+        sys.argv = [f"customllm-{service_name}", "worker", "--loglevel",
+                    settings.log_level.lower(), "--without-web"]
+        app.main()
+    finally:
+        telemetry.shutdown_tracing()

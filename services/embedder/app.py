@@ -1,0 +1,160 @@
+"""The embedder stream processor: ``chunks.embed`` → Postgres/pgvector (+ status and DLQ).
+
+Run it with ``python -m services.embedder``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import faust
+from faust.types import EventT
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from services.common import telemetry
+from services.common.config import get_settings
+from services.common.db import make_engine
+from services.common.dlq import send_to_dlq
+from services.common.embeddings import embedder_from_settings
+from services.common.events import ChunkWork, DocStatus
+from services.common.exceptions import InvalidEvent
+from services.common.logs import log
+from services.common.streaming import make_app
+from services.common.topics import CHUNKS_EMBED, CHUNKS_EMBED_DLQ, DOCS_STATUS
+from services.embedder import handlers, store
+from services.embedder.config import APP_ID, SERVICE_NAME, embedder_config
+
+logger = logging.getLogger(__name__)
+settings = get_settings()
+config = embedder_config(settings)
+app = make_app(APP_ID, settings)
+engine = make_engine(settings.sqlalchemy_url)
+model = embedder_from_settings(settings)
+tracer = telemetry.tracer(__name__)
+
+work_topic = app.topic(CHUNKS_EMBED)
+dlq_topic = app.topic(CHUNKS_EMBED_DLQ)
+status_topic = app.topic(DOCS_STATUS)
+
+
+@app.task
+async def warm_up() -> None:
+    """Load the model before the first batch so the first document is not slow."""
+    await asyncio.get_running_loop().run_in_executor(None, model.warm_up)
+
+
+@app.agent(work_topic)
+async def embed(stream: faust.StreamT) -> None:
+    async for events in stream.take_events(config.batch_size, within=config.batch_window_s):
+        await process_batch(events)
+
+
+async def process_batch(events: Sequence[EventT]) -> None:
+    works: list[tuple[EventT, ChunkWork]] = []
+    for event in events:
+        try:
+            works.append((event, handlers.decode_work(event.message.value,
+                                                      config.max_message_bytes)))
+        except InvalidEvent as error:
+            await send_to_dlq(dlq_topic, event, error, SERVICE_NAME)
+    if not works:
+        return
+    items = [work for _, work in works]
+    cached = await with_db_retry(lambda: _cached(items))
+    plan = handlers.plan_embeddings(items, set(cached))
+    started = time.time_ns()
+    vectors = await asyncio.get_running_loop().run_in_executor(None, model.encode, plan.texts)
+    finished = time.time_ns()
+    fresh = dict(zip(plan.hashes, vectors, strict=True))
+    await with_db_retry(lambda: _cache(fresh))
+    all_vectors = {**cached, **fresh}
+    credits = handlers.credit_embedded(items, set(fresh))
+    for (event, work), embedded in zip(works, credits, strict=True):
+        await index_one(event, work, all_vectors, embedded, (started, finished))
+
+
+def _cached(items: list[ChunkWork]) -> dict:
+    hashes = [c.content_hash for work in items for c in work.chunks]
+    with engine.connect() as conn:
+        return store.cached_embeddings(conn, hashes, config.model_id)
+
+
+def _cache(fresh: dict) -> None:
+    with engine.begin() as conn:
+        store.cache_embeddings(conn, fresh, config.model_id)
+
+
+async def index_one(event: EventT, work: ChunkWork, vectors: dict, embedded: int,
+                    encode_window: tuple[int, int]) -> None:
+    parent = telemetry.extract_context(event.message.headers)
+    with tracer.start_as_current_span(
+        "embedder.process", context=parent, kind=SpanKind.CONSUMER,
+        attributes={"doc.id": work.doc_id, "doc.version": work.version or -1},
+    ) as span:
+        # The batch was encoded once for many documents; each document's trace gets an embed
+        # span covering that model call, with its own share of the work.
+        embed_span = tracer.start_span("embedder.embed", start_time=encode_window[0],
+                                       attributes={"chunks.embedded": embedded,
+                                                   "embedding.model": config.model_id})
+        embed_span.end(end_time=encode_window[1])
+        try:
+            result = await with_db_retry(lambda: _swap(work, vectors, embedded))
+        except DBAPIError as exc:
+            if isinstance(exc, OperationalError):
+                raise
+            await send_to_dlq(dlq_topic, event, InvalidEvent("processing_error", f"database refused: {exc}"), SERVICE_NAME)
+            return
+        span.set_attribute("index.state", result.state)
+        lag_ms = (datetime.now(UTC) - work.event_time).total_seconds() * 1000
+        status = DocStatus(
+            doc_id=work.doc_id, version=work.version, state=result.state,  # type: ignore[arg-type]
+            service=SERVICE_NAME, chunks_total=result.chunks_total, chunks_embedded=embedded,
+            chunks_reused=max(result.chunks_total - embedded, 0),
+            chunks_removed=result.chunks_removed, model_id=config.model_id,
+            event_time=work.event_time, lag_ms=lag_ms if result.state == "indexed" else None,
+            reason=None if result.state in ("indexed", "deleted")
+            else f"stored version {result.stored_version} is not older",
+        )
+        await (await status_topic.send(key=work.doc_id.encode(), value=status.to_json(),
+                                       headers=telemetry.inject_headers()))
+
+
+def _swap(work: ChunkWork, vectors: dict, embedded: int) -> store.ApplyResult:
+    with tracer.start_as_current_span(
+        "db.swap_chunks", kind=SpanKind.CLIENT,
+        attributes={"db.system": "postgresql", "db.operation": "swap_chunks",
+                    "doc.id": work.doc_id},
+    ) as span, engine.begin() as conn:
+        result = store.apply_work(conn, work, vectors, config.model_id)
+        lag_ms = (datetime.now(UTC) - work.event_time).total_seconds() * 1000
+        store.record_status(conn, work, result,
+                            embedded if result.state == "indexed" else 0, lag_ms)
+        span.set_attribute("chunks.inserted", result.chunks_inserted)
+        span.set_attribute("chunks.removed", result.chunks_removed)
+        return result
+
+
+async def with_db_retry(operation: object) -> object:
+    """Retry while the database is unreachable: the event is not acked, so nothing is lost."""
+    delay = 0.5
+    for attempt in range(config.db_retry_attempts):
+        try:
+            # copy_context: the worker thread must see the current span as its parent.
+            return await asyncio.get_running_loop().run_in_executor(
+                None, contextvars.copy_context().run, operation)
+        except OperationalError as exc:
+            if attempt == config.db_retry_attempts - 1:
+                raise
+            log(logger, logging.WARNING, "database unavailable, retrying", attempt=attempt,
+                error=str(exc)[:200])
+            trace.get_current_span().add_event("db.retry", {"attempt": attempt})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+    raise AssertionError("unreachable")

@@ -1,0 +1,97 @@
+"""Pure ingest logic: raw change event in, chunk work (or a reason to skip it) out.
+
+No Kafka and no database here; the agent in ``app.py`` supplies the stored version and the
+cached chunk hashes, so this module is unit-tested on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from services.common.events import ChunkWork, DocChange, DocumentInfo, WorkChunk
+from services.common.exceptions import InvalidEvent
+from services.common.messages import decode_json
+from services.ingest.chunking import ChunkingConfig, chunk_document, content_hash
+from services.ingest.normalize import UnsupportedContentType
+
+SCHEMA = "doc-change.v1"
+
+
+@dataclass(frozen=True)
+class Stale:
+    """The event is not newer than what is stored: counted, not an error."""
+
+    doc_id: str
+    version: int
+    stored_version: int
+
+
+def decode_change(key: bytes | None, value: bytes | None, max_bytes: int) -> DocChange | None:
+    """Parse and validate one message. ``None`` means a tombstone (delete of the key's doc)."""
+    if value is None:
+        if not key:
+            raise InvalidEvent("schema_violation", "tombstone without a key: no doc_id to delete")
+        return None
+    payload = decode_json(value, max_bytes, SCHEMA)
+    if payload.get("op") == "upsert" and len(payload["content"].encode("utf-8")) > max_bytes:
+        raise InvalidEvent("too_large", f"content is over the {max_bytes}-byte limit")
+    change = DocChange.model_validate(payload)
+    if key is not None and key.decode("utf-8", "replace") != change.doc_id:
+        raise InvalidEvent(
+            "key_mismatch", f"message key {key!r} differs from doc_id {change.doc_id!r}; "
+            "events must be keyed by doc_id to stay ordered"
+        )
+    return change
+
+
+def chunk_id(doc_id: str, chunk_hash: str, occurrence: int) -> str:
+    """Stable per document: the same text at any position keeps its id (and its embedding row);
+    ``occurrence`` separates repeated identical paragraphs."""
+    raw = f"{doc_id}\x00{chunk_hash}\x00{occurrence}".encode()
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+def plan_work(
+    change: DocChange, stored_version: int | None,
+    lookup_cached: Callable[[list[str]], set[str]], config: ChunkingConfig,
+) -> ChunkWork | Stale:
+    """Chunk the new version and flag the chunks the embedder must actually embed.
+
+    ``lookup_cached`` answers which chunk hashes already have an embedding for the model.
+    """
+    if stored_version is not None and change.version <= stored_version:
+        return Stale(change.doc_id, change.version, stored_version)
+    if change.op == "delete":
+        return ChunkWork(doc_id=change.doc_id, version=change.version, op="delete",
+                         event_time=change.event_time)
+    text = change.content or ""
+    try:
+        chunks = chunk_document(text, change.content_type, config)
+    except UnsupportedContentType as exc:
+        raise InvalidEvent("unsupported_content", str(exc)) from exc
+    cached_hashes = lookup_cached([chunk.content_hash for chunk in chunks])
+    seen: dict[str, int] = {}
+    work_chunks = []
+    for chunk in chunks:
+        occurrence = seen.get(chunk.content_hash, 0)
+        seen[chunk.content_hash] = occurrence + 1
+        work_chunks.append(WorkChunk(
+            chunk_id=chunk_id(change.doc_id, chunk.content_hash, occurrence),
+            ordinal=chunk.ordinal, content_hash=chunk.content_hash, text=chunk.text,
+            word_count=chunk.word_count, heading_path=list(chunk.heading_path),
+            embed=chunk.content_hash not in cached_hashes,
+        ))
+    governance = change.governance().model_dump()
+    return ChunkWork(
+        doc_id=change.doc_id, version=change.version, op="upsert",
+        content_hash=content_hash(text),
+        document=DocumentInfo(content_type=change.content_type, **governance),
+        chunks=work_chunks, event_time=change.event_time,
+    )
+
+
+def tombstone_work(doc_id: str) -> ChunkWork:
+    """A Kafka tombstone carries no version: delete whatever version is stored."""
+    return ChunkWork(doc_id=doc_id, version=None, op="delete")

@@ -1,0 +1,44 @@
+"""The two reads ingest needs: the stored version (to skip stale events early) and which chunk
+hashes already have an embedding (so only new text is sent to be embedded)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+
+def stored_version(engine: Engine, doc_id: str) -> int | None:
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT version FROM documents WHERE doc_id = :doc_id"), {"doc_id": doc_id}
+        ).first()
+    return None if row is None else int(row[0])
+
+
+def cached_hashes(engine: Engine, hashes: Iterable[str], model_id: str) -> set[str]:
+    wanted = list(set(hashes))
+    if not wanted:
+        return set()
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT content_hash FROM embedding_cache "
+                 "WHERE model_id = :model AND content_hash = ANY(:hashes)"),
+            {"model": model_id, "hashes": wanted},
+        )
+        return {row[0] for row in rows}
+
+
+def count_stale(engine: Engine, doc_id: str, version: int) -> None:
+    """Stale events are counted per document so operators can see out-of-order producers."""
+    with engine.begin() as conn:
+        conn.execute(
+            text("""
+                INSERT INTO ingestion_status (doc_id, last_version, state, stale_events)
+                VALUES (:doc_id, :version, 'stale_ignored', 1)
+                ON CONFLICT (doc_id) DO UPDATE
+                SET stale_events = ingestion_status.stale_events + 1, updated_at = now()
+            """),
+            {"doc_id": doc_id, "version": version},
+        )
