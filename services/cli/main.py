@@ -1,0 +1,20 @@
+"""The `customllm` command: one entry point, one module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from services.cli import docs, publish, stack_cmds
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="customllm: domain LLM platform on Kafka + Postgres/pgvector.")
+app.command("up")(stack_cmds.up)
+app.command("down")(stack_cmds.down)
+app.command("status")(stack_cmds.status)
+app.command("migrate")(stack_cmds.migrate_cmd)
+app.command("topics")(stack_cmds.topics_cmd)
+app.command("publish")(publish.publish)
+app.command("docs")(docs.docs)
+
+if __name__ == "__main__":
+    app()

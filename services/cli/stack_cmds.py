@@ -1,0 +1,99 @@
+"""`customllm up|down|status|migrate|topics`: the local stack's lifecycle."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.common import kafka_admin, migrate
+from services.common.config import get_settings
+from services.stack import kafka, postgres
+from services.stack import services as workers
+from services.stack.exceptions import StackError
+
+console = Console()
+
+
+def up(
+    services: bool = typer.Option(True, help="Also start the ingest and embedder workers."),
+) -> None:
+    """Start Kafka and Postgres, run migrations, create topics, start the workers."""
+    settings = get_settings()
+    state = settings.state_path
+    state.mkdir(parents=True, exist_ok=True)
+    try:
+        with console.status("Starting Kafka (KRaft, single node)..."):
+            kafka.start(state, settings.kafka_port, settings.kafka_controller_port,
+                        settings.kafka_heap)
+        console.print(f"[green]kafka[/] on {settings.kafka_bootstrap}")
+        with console.status("Starting Postgres + pgvector..."):
+            postgres.start(state, settings.postgres_port)
+        console.print(f"[green]postgres[/] on 127.0.0.1:{settings.postgres_port}")
+        migrate_cmd()
+        topics_cmd()
+        if services:
+            for name in workers.WORKERS:
+                pid = workers.start(state, name)
+                console.print(f"[green]{name}[/] worker pid {pid}, log "
+                              f"{workers.log_path(state, name)}")
+    except StackError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+
+
+def down() -> None:
+    """Stop the workers, Kafka and Postgres (data stays in the state directory)."""
+    state = get_settings().state_path
+    for name in reversed(list(workers.running(state))):
+        workers.stop(state, name)
+        console.print(f"stopped {name}")
+    if kafka.stop(state):
+        console.print("stopped kafka")
+    if postgres.stop(state):
+        console.print("stopped postgres")
+
+
+def status() -> None:
+    """What runs, where, and whether the database and topics are ready."""
+    settings = get_settings()
+    state = settings.state_path
+    table = Table("component", "state", "where")
+    kafka_pid = kafka.pid(state)
+    table.add_row("kafka", _state(kafka_pid), settings.kafka_bootstrap)
+    pg_pid = postgres.pid(state)
+    table.add_row("postgres", _state(pg_pid), f"127.0.0.1:{settings.postgres_port}")
+    running = workers.running(state)
+    for name in workers.WORKERS:
+        replicas = {k: v for k, v in running.items() if k.split("-")[0] == name}
+        table.add_row(name, _state(next(iter(replicas.values()), None))
+                      + (f" x{len(replicas)}" if len(replicas) > 1 else ""),
+                      str(workers.log_path(state, name)))
+    console.print(table)
+    if pg_pid is not None:
+        revision = migrate.current_revision(settings.sqlalchemy_url)
+        head = migrate.head_revision(settings.sqlalchemy_url)
+        console.print(f"schema revision {revision} (head {head})")
+    if kafka_pid is not None:
+        topics = kafka_admin.describe_topics(settings.kafka_bootstrap)
+        console.print("topics: " + ", ".join(f"{k}({v})" for k, v in sorted(topics.items())))
+    console.print(f"state directory: {state}")
+
+
+def _state(pid: int | None) -> str:
+    return f"[green]running[/] (pid {pid})" if pid else "[red]stopped[/]"
+
+
+def migrate_cmd() -> None:
+    """Apply database migrations (Alembic) up to head."""
+    settings = get_settings()
+    migrate.upgrade(settings.sqlalchemy_url)
+    console.print(f"database at revision {migrate.current_revision(settings.sqlalchemy_url)}")
+
+
+def topics_cmd() -> None:
+    """Create every platform topic that does not exist yet (idempotent)."""
+    settings = get_settings()
+    created = kafka_admin.ensure_topics(settings.kafka_bootstrap, settings.topic_partitions,
+                                        settings.topic_replication)
+    console.print(f"topics ready ({len(created)} created)")
