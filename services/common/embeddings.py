@@ -6,6 +6,7 @@ Shared because ingestion (embedder) and, later, retrieval must embed with the sa
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,10 +30,16 @@ class Embedder:
     dim: int
     batch_size: int = 32
     _model: object | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def warm_up(self) -> None:
-        if self._model is not None:
-            return
+        # Two threads loading at once corrupt each other (transformers patches module
+        # initialisation globally while loading), so loading is serialized.
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+
+    def _load(self) -> object:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
@@ -40,8 +47,9 @@ class Embedder:
         model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
         got = model.get_embedding_dimension()
         if got != self.dim:
-            raise ValueError(f"model {self.model_id} gives {got} dimensions, schema expects {self.dim}")
-        self._model = model
+            raise ValueError(
+                f"model {self.model_id} gives {got} dimensions, the schema expects {self.dim}")
+        return model
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit-normalized float32 vectors, so cosine distance is a dot product."""

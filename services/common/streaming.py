@@ -18,7 +18,7 @@ def broker_urls(bootstrap: str) -> list[str]:
 def make_app(app_id: str, settings: Settings) -> faust.App:
     datadir = settings.state_path / "faust" / app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    app = faust.App(
         app_id,
         broker=broker_urls(settings.kafka_bootstrap),
         key_serializer="raw",
@@ -40,3 +40,24 @@ def make_app(app_id: str, settings: Settings) -> faust.App:
         store="memory://",
         datadir=str(datadir),
     )
+    # Faust's App offers no setting for this hook; agents pick it up when they are declared.
+    app._on_agent_error = exit_on_agent_error  # type: ignore[method-assign]
+    return app
+
+
+async def exit_on_agent_error(agent: object, exc: BaseException) -> None:
+    """Agent error policy: stop the whole worker.
+
+    Faust would restart the agent in-process, and the new agent resumes *after* the events of
+    the failed batch, which are then acknowledged with later offsets: silent loss. Exiting
+    instead leaves the offsets at the last processed event, so the restarted worker (Kubernetes,
+    Compose or `customllm up`) re-delivers the batch. Data errors never reach here: they are
+    dead-lettered by the agent itself.
+    """
+    import logging
+    import os
+
+    logging.getLogger(__name__).critical("agent %s failed, exiting worker: %r", agent, exc,
+                                         exc_info=exc)
+    logging.shutdown()
+    os._exit(70)

@@ -37,7 +37,13 @@ def cached_embeddings(conn: Connection, hashes: Iterable[str], model_id: str
              "WHERE model_id = :model AND content_hash = ANY(:hashes)"),
         {"model": model_id, "hashes": wanted},
     )
-    return {row[0]: np.asarray(row[1], dtype=np.float32) for row in rows}
+    return {row[0]: _as_array(row[1]) for row in rows}
+
+
+def _as_array(value: object) -> np.ndarray:
+    """pgvector gives ``Vector`` objects (or numpy arrays, depending on the version)."""
+    to_numpy = getattr(value, "to_numpy", None)
+    return np.asarray(to_numpy() if to_numpy else value, dtype=np.float32)
 
 
 def cache_embeddings(conn: Connection, vectors: Mapping[str, np.ndarray], model_id: str) -> None:

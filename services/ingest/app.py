@@ -11,6 +11,7 @@ import logging
 import faust
 from faust.types import EventT
 from opentelemetry.trace import SpanKind
+from sqlalchemy.exc import DBAPIError
 
 from services.common import telemetry
 from services.common.config import get_settings
@@ -66,6 +67,13 @@ async def process_event(event: EventT) -> None:
         except InvalidEvent as error:
             span.set_attribute("dlq.reason", error.error_type)
             await send_to_dlq(dlq_topic, event, error, SERVICE_NAME)
+            return
+        except DBAPIError:
+            raise  # infrastructure: the worker exits and the event is re-delivered
+        except Exception as exc:  # noqa: BLE001 - a bug on one input must not stop the stream
+            span.record_exception(exc)
+            await send_to_dlq(dlq_topic, event, InvalidEvent(
+                "processing_error", f"{type(exc).__name__}: {exc}"), SERVICE_NAME)
             return
         if isinstance(plan, handlers.Stale):
             store.count_stale(engine, plan.doc_id, plan.version)

@@ -86,8 +86,9 @@ def _give(path: Path, user: str | None) -> None:
 def _pg(binary: str, args: list[str], user: str | None, timeout_s: float = 120) -> str:
     result = subprocess.run(  # noqa: S603
         [str(POSTGRES_BIN_PATH / binary), *args],
-        capture_output=True, text=True, check=False, user=user, timeout=timeout_s,
-        cwd="/",
+        capture_output=True, text=True, check=False, timeout=timeout_s, cwd="/",
+        # Drop root's groups too, or folder permissions are judged by root's group bits.
+        user=user, group=user, extra_groups=[] if user else None,
     )
     if result.returncode != 0:
         raise StackError(f"{binary} {' '.join(args)} failed:\n{result.stdout}{result.stderr}")

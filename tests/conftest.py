@@ -1,0 +1,61 @@
+"""Session fixtures: a real Kafka broker, a real Postgres and the real workers, started once.
+
+Ports differ from the local stack's defaults so the suite can run beside `customllm up`.
+The environment is set before any project module reads its settings.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+_STATE = Path(tempfile.mkdtemp(prefix="customllm-test-"))
+os.environ.update({
+    "CUSTOMLLM_STATE_DIR": str(_STATE),
+    "CUSTOMLLM_KAFKA_PORT": os.environ.get("CUSTOMLLM_TEST_KAFKA_PORT", "29092"),
+    "CUSTOMLLM_KAFKA_CONTROLLER_PORT": os.environ.get("CUSTOMLLM_TEST_CONTROLLER_PORT", "29093"),
+    "CUSTOMLLM_POSTGRES_PORT": os.environ.get("CUSTOMLLM_TEST_POSTGRES_PORT", "25432"),
+    "CUSTOMLLM_LOG_LEVEL": "INFO",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+})
+os.environ["CUSTOMLLM_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{os.environ['CUSTOMLLM_KAFKA_PORT']}"
+os.environ.pop("CUSTOMLLM_DATABASE_URL", None)
+
+import pytest  # noqa: E402
+
+from tests.support.otlp_receiver import OtlpReceiver  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def otlp_receiver():
+    receiver = OtlpReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def stack():
+    """Kafka + Postgres + migrations + topics; stopped explicitly at the end (the embedded
+    Postgres would otherwise outlive the test run)."""
+    from tests.support.stack import LocalStack
+
+    local = LocalStack.start(_STATE)
+    yield local
+    local.stop()
+    if os.environ.get("CUSTOMLLM_TEST_KEEP_STATE") != "1":
+        shutil.rmtree(_STATE, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def workers(stack, otlp_receiver):
+    """One ingest and one embedder worker exporting traces to the test's OTLP receiver."""
+    from tests.support.stack import Workers
+
+    running = Workers(stack, {"CUSTOMLLM_OTEL_EXPORTER": "otlp",
+                              "CUSTOMLLM_OTEL_ENDPOINT": otlp_receiver.endpoint})
+    running.start_all()
+    yield running
+    running.stop_all()
