@@ -70,10 +70,11 @@ class LocalStack:
                     self.settings.kafka_heap)
 
     # --- publishing -------------------------------------------------------------------------
-    def publish(self, changes: Iterable[DocChange]) -> None:
+    def publish(self, changes: Iterable[DocChange],
+                headers: list[tuple[str, bytes]] | None = None) -> None:
         producer, errors = make_producer(self.settings.kafka_bootstrap, "tests"), []
         for change in changes:
-            send(producer, DOCS_CHANGES, change.doc_id, change.to_json(), errors=errors)
+            send(producer, DOCS_CHANGES, change.doc_id, change.to_json(), headers, errors)
         flush(producer, errors)
 
     def publish_raw(self, messages: Iterable[tuple[bytes | None, bytes | None]],
