@@ -109,7 +109,8 @@ async def index_one(event: EventT, work: ChunkWork, vectors: dict, embedded: int
         except DBAPIError as exc:
             if isinstance(exc, OperationalError):
                 raise
-            await send_to_dlq(dlq_topic, event, InvalidEvent("processing_error", f"database refused: {exc}"), SERVICE_NAME)
+            refused = InvalidEvent("processing_error", f"database refused the write: {exc}")
+            await send_to_dlq(dlq_topic, event, refused, SERVICE_NAME)
             return
         span.set_attribute("index.state", result.state)
         lag_ms = (datetime.now(UTC) - work.event_time).total_seconds() * 1000

@@ -81,7 +81,8 @@ def _delete(conn: Connection, work: ChunkWork,
             stored: tuple[int, bool, str | None] | None) -> ApplyResult:
     if stored is None and work.version is None:
         return ApplyResult("deleted")
-    removed = conn.execute(text("DELETE FROM chunks WHERE doc_id = :d"), {"d": work.doc_id}).rowcount
+    removed = conn.execute(
+        text("DELETE FROM chunks WHERE doc_id = :d"), {"d": work.doc_id}).rowcount
     # The row stays as a tombstone carrying the delete's version, so an older upsert that
     # arrives later is still recognised as stale.
     version = work.version if work.version is not None else (stored[0] if stored else 0)

@@ -49,7 +49,8 @@ async def process_event(event: EventT) -> None:
     parent = telemetry.extract_context(message.headers)
     with tracer.start_as_current_span(
         "ingest.process", context=parent, kind=SpanKind.CONSUMER,
-        attributes={"messaging.source": message.topic, "messaging.kafka.partition": message.partition,
+        attributes={"messaging.source": message.topic,
+                    "messaging.kafka.partition": message.partition,
                     "messaging.kafka.offset": message.offset},
     ) as span:
         try:

@@ -29,7 +29,7 @@ def test_one_trace_spans_publish_ingest_embed_and_db_write(stack, workers, otlp_
 
     spans = wait_for(
         lambda: (found := otlp_receiver.trace(trace_id))
-        and WORKER_SPANS <= {s.name for s in found} and found,
+        and {s.name for s in found} >= WORKER_SPANS and found,
         60, what="worker spans for the published document",
     )
     by_name = {span.name: span for span in spans}
