@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
+from services.cli.console import console
 from services.common.config import get_settings
 from services.common.db import make_engine
-
-console = Console()
 
 QUERY = """
     SELECT d.doc_id, d.version, d.chunk_count, d.privacy_class, d.deleted,

@@ -14,16 +14,15 @@ from typing import Any
 import typer
 import yaml
 from opentelemetry.trace import SpanKind
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from services.cli.console import console
 from services.common import telemetry
 from services.common.config import get_settings
 from services.common.events import DocChange
 from services.common.producer import flush, make_producer, send
 from services.common.topics import DOCS_CHANGES
 
-console = Console()
 CONTENT_TYPES = {".txt": "text/plain", ".text": "text/plain", ".md": "text/markdown",
                  ".markdown": "text/markdown", ".html": "text/html", ".htm": "text/html"}
 FOLDER_META = ".customllm.yaml"

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from services.cli.console import console
 from services.common import kafka_admin, migrate
 from services.common.config import get_settings
 from services.stack import kafka, postgres
 from services.stack import services as workers
 from services.stack.exceptions import StackError
-
-console = Console()
 
 
 def up(
