@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
-_STATE = Path(tempfile.mkdtemp(prefix="customllm-test-"))
+# Named now (settings read it at import), created only when a test needs the stack.
+_STATE = Path(tempfile.gettempdir()) / f"customllm-test-{uuid.uuid4().hex[:10]}"
 os.environ.update({
     "CUSTOMLLM_STATE_DIR": str(_STATE),
     "CUSTOMLLM_KAFKA_PORT": os.environ.get("CUSTOMLLM_TEST_KAFKA_PORT", "29092"),
@@ -42,6 +44,7 @@ def stack():
     Postgres would otherwise outlive the test run)."""
     from tests.support.stack import LocalStack
 
+    _STATE.mkdir(parents=True, exist_ok=True)
     local = LocalStack.start(_STATE)
     yield local
     local.stop()

@@ -63,9 +63,16 @@ def governance_for(file: Path, root: Path, defaults: dict[str, Any]) -> dict[str
     return {k: v for k, v in merged.items() if v is not None}
 
 
+GOVERNANCE_KEYS = {"doc_id", "title", "source", "uri", "license", "privacy_class", "acl",
+                   "lineage", "metadata", "content_type"}
+
+
 def build_change(file: Path, root: Path, defaults: dict[str, Any], id_prefix: str,
                  version: int) -> DocChange:
     meta = governance_for(file, root, defaults)
+    unknown = sorted(set(meta) - GOVERNANCE_KEYS)
+    if unknown:
+        raise ValueError(f"unknown metadata key(s) {unknown}; allowed: {sorted(GOVERNANCE_KEYS)}")
     doc_id = meta.pop("doc_id", None) or id_prefix + file.relative_to(root).as_posix()
     content = file.read_bytes().decode("utf-8")
     return DocChange(

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from services.common import contracts
 from services.common.events import DlqRecord
 from services.common.exceptions import ContractError, InvalidEvent
 
 DLQ_PAYLOAD_LIMIT = 1_000_000
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def decode_json(value: bytes, max_bytes: int, schema: str) -> dict[str, Any]:
@@ -38,6 +41,15 @@ def decode_json(value: bytes, max_bytes: int, schema: str) -> dict[str, Any]:
     return payload
 
 
+def parse_model(model: type[ModelT], payload: dict[str, Any]) -> ModelT:
+    """The schema is the contract, the model the code's view of it; should they ever disagree,
+    the message is still a schema violation for the DLQ, never a crash."""
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidEvent("schema_violation", f"{model.__name__}: {exc}") from exc
+
+
 def dlq_record(
     *, topic: str, partition: int | None, offset: int | None, key: bytes | None,
     value: bytes | None, error: InvalidEvent, service: str,
@@ -49,11 +61,14 @@ def dlq_record(
     if value is None:
         payload = None
     else:
-        kept = value[:DLQ_PAYLOAD_LIMIT]
         truncated = len(value) > DLQ_PAYLOAD_LIMIT
         try:
-            payload, encoding = kept.decode("utf-8"), "utf8"
+            # Decode first, cut after: cutting bytes could split a character and turn text
+            # into "binary".
+            text = value.decode("utf-8")
+            payload, encoding = text.encode()[:DLQ_PAYLOAD_LIMIT].decode("utf-8", "ignore"), "utf8"
         except UnicodeDecodeError:
+            kept = value[:DLQ_PAYLOAD_LIMIT]
             payload, encoding = base64.b64encode(kept).decode("ascii"), "base64"
     return DlqRecord(
         original_topic=topic,

@@ -17,7 +17,13 @@ def run_worker(module: str, service_name: str) -> None:
     try:
         # Faust's CLI reads sys.argv; the worker's options are ours, not the caller's.
         sys.argv = [f"customllm-{service_name}", "worker", "--loglevel",
-                    settings.log_level.lower(), "--without-web"]
+                    faust_log_level(settings.log_level), "--without-web"]
         app.main()
     finally:
         telemetry.shutdown_tracing()
+
+
+def faust_log_level(level: str) -> str:
+    """Faust's CLI spells levels its own way (warn, crit)."""
+    names = {"warning": "warn", "critical": "crit", "fatal": "crit"}
+    return names.get(level.lower(), level.lower())

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from services.common.events import ChunkWork
-from services.common.messages import decode_json
+from services.common.messages import decode_json, parse_model
 
 SCHEMA = "chunk-work.v1"
 
@@ -20,7 +20,7 @@ def decode_work(value: bytes | None, max_bytes: int) -> ChunkWork:
 
     if value is None:
         raise InvalidEvent("schema_violation", "chunk work cannot be a tombstone")
-    return ChunkWork.model_validate(decode_json(value, max_bytes, SCHEMA))
+    return parse_model(ChunkWork, decode_json(value, max_bytes, SCHEMA))
 
 
 @dataclass(frozen=True)

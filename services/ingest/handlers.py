@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from services.common.events import ChunkWork, DocChange, DocumentInfo, WorkChunk
 from services.common.exceptions import InvalidEvent
-from services.common.messages import decode_json
+from services.common.messages import decode_json, parse_model
 from services.ingest.chunking import ChunkingConfig, chunk_document, content_hash
 from services.ingest.normalize import UnsupportedContentType
 
@@ -34,10 +34,7 @@ def decode_change(key: bytes | None, value: bytes | None, max_bytes: int) -> Doc
         if not key:
             raise InvalidEvent("schema_violation", "tombstone without a key: no doc_id to delete")
         return None
-    payload = decode_json(value, max_bytes, SCHEMA)
-    if payload.get("op") == "upsert" and len(payload["content"].encode("utf-8")) > max_bytes:
-        raise InvalidEvent("too_large", f"content is over the {max_bytes}-byte limit")
-    change = DocChange.model_validate(payload)
+    change = parse_model(DocChange, decode_json(value, max_bytes, SCHEMA))
     if key is not None and key.decode("utf-8", "replace") != change.doc_id:
         raise InvalidEvent(
             "key_mismatch", f"message key {key!r} differs from doc_id {change.doc_id!r}; "

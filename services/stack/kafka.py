@@ -92,7 +92,8 @@ def format_storage(paths: KafkaPaths) -> None:
     cluster_id = _random_cluster_id()
     result = subprocess.run(  # noqa: S603
         [_java(), "-cp", _classpath(), "kafka.tools.StorageTool", "format",
-         "-t", cluster_id, "-c", str(paths.config), "--ignore-formatted"],
+         # "=" form: a random id may start with "-", which argparse would take for an option.
+         f"--cluster-id={cluster_id}", f"--config={paths.config}", "--ignore-formatted"],
         capture_output=True, text=True, check=False,
     )
     if result.returncode != 0:

@@ -215,3 +215,14 @@ def test_record_status_counts_stale_events_without_overwriting(stack):
     row = stack.status(doc_id)
     assert (row.last_version, row.state, row.chunks_total, row.stale_events, row.lag_ms) == (
         2, "indexed", 3, 1, 15.0)
+
+
+def test_new_version_without_chunks_empties_the_document(stack):
+    # An upsert whose content normalises to nothing (e.g. an empty HTML page) has no chunks.
+    doc_id, texts = _doc_id(), _texts(2)
+    _apply(stack, _upsert(doc_id, 1, texts), _vectors(texts))
+    result = _apply(stack, _upsert(doc_id, 2, []))
+    assert (result.state, result.chunks_total, result.chunks_removed) == ("indexed", 0, 2)
+    assert _chunks(stack, doc_id) == []
+    doc = _document(stack, doc_id)
+    assert (doc.version, doc.deleted, doc.chunk_count) == (2, False, 0)

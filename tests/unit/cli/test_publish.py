@@ -130,8 +130,6 @@ def test_unknown_governance_key_is_a_value_error(tmp_path):
         build_change(file, tmp_path, FLAGS, "", 1)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="a sidecar naming version/op/content "
-                   "raises TypeError, which publish() does not catch (see report)")
 def test_a_sidecar_naming_an_event_field_is_a_value_error(tmp_path):
     file = _write(tmp_path / "x.txt")
     _meta(tmp_path / "x.txt.meta.yaml", {"version": 9})

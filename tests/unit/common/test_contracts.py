@@ -161,8 +161,6 @@ def test_to_json_refuses_an_event_that_breaks_its_schema():
         ChunkWork(doc_id="a", version=1, op="upsert", chunks=[chunk]).to_json()
 
 
-@pytest.mark.xfail(strict=True, reason="format: date-time is not enforced: jsonschema needs "
-                   "rfc3339-validator, which is not installed (see report)")
 def test_a_malformed_event_time_is_rejected():
     with pytest.raises(ContractError, match="event_time"):
         contracts.validate("doc-change.v1", {"doc_id": "a", "version": 1, "op": "delete",

@@ -1,0 +1,72 @@
+"""A private local stack for a benchmark run: own state directory and ports, stopped at exit,
+so a benchmark never disturbs (or is disturbed by) `customllm up` or the test suite."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+PORTS = {"CUSTOMLLM_KAFKA_PORT": "39192", "CUSTOMLLM_KAFKA_CONTROLLER_PORT": "39193",
+         "CUSTOMLLM_POSTGRES_PORT": "35532"}
+
+
+def configure_environment() -> Path:
+    """Must run before any project module reads its settings."""
+    state = Path(tempfile.mkdtemp(prefix="customllm-bench-"))
+    os.environ.update(PORTS)
+    os.environ.update({"CUSTOMLLM_STATE_DIR": str(state), "HF_HUB_OFFLINE": "1",
+                       "TRANSFORMERS_OFFLINE": "1", "CUSTOMLLM_LOG_LEVEL": "WARNING",
+                       "CUSTOMLLM_KAFKA_BOOTSTRAP": f"127.0.0.1:{PORTS['CUSTOMLLM_KAFKA_PORT']}"})
+    os.environ.pop("CUSTOMLLM_DATABASE_URL", None)
+    return state
+
+
+@contextmanager
+def running_stack(state: Path, workers: dict[str, int]) -> Iterator[None]:
+    """Kafka + Postgres + migrations + topics + ``workers`` (name → replicas)."""
+    from confluent_kafka.admin import AdminClient
+
+    from services.common import kafka_admin, migrate
+    from services.common.config import get_settings
+    from services.stack import kafka, postgres
+    from services.stack import services as worker_procs
+
+    settings = get_settings()
+    try:
+        kafka.start(state, settings.kafka_port, settings.kafka_controller_port, "1g")
+        postgres.start(state, settings.postgres_port)
+        migrate.upgrade(settings.sqlalchemy_url)
+        kafka_admin.ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, 1)
+        for name, replicas in workers.items():
+            for index in range(replicas):
+                worker_procs.start(state, name, instance=f"{name}-{index}")
+        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        for name in workers:
+            _wait_group(admin, f"customllm-{name}", workers[name],
+                        lambda: len(worker_procs.running(state)) == sum(workers.values()))
+        yield
+    finally:
+        for name in worker_procs.running(state):
+            worker_procs.stop(state, name)
+        kafka.stop(state)
+        postgres.stop(state)
+
+
+def _wait_group(admin: object, group: str, members: int, alive: Callable[[], bool],
+                timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"a worker exited while {group} was forming; see the logs")
+        try:
+            found = admin.describe_consumer_groups([group])[group].result(timeout=5)  # type: ignore[attr-defined]
+            if found.state.name == "STABLE" and len(found.members) >= members:
+                return
+        except Exception:  # noqa: BLE001 - the group does not exist until a member joins
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"consumer group {group} did not reach {members} member(s)")
