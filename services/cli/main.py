@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from services.cli import docs, publish, stack_cmds
+from services.cli import ask, docs, publish, stack_cmds
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="customllm: domain LLM platform on Kafka + Postgres/pgvector.")
@@ -15,6 +15,8 @@ app.command("migrate")(stack_cmds.migrate_cmd)
 app.command("topics")(stack_cmds.topics_cmd)
 app.command("publish")(publish.publish)
 app.command("docs")(docs.docs)
+app.command("ask")(ask.ask)
+app.command("serve")(ask.serve)
 
 if __name__ == "__main__":
     app()

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     prompt_domain: str = "default"
     rag_reply_timeout_s: float = 120.0
     semantic_cache_threshold: float = 0.95
+    cache_ttl_s: float = 86_400.0
+    min_relevance: float = Field(
+        default=0.3, description="Below this cosine similarity of the best chunk, answer "
+        "'don't know' without calling the model.")
     price_per_1k_prompt_tokens: float = 0.0
     price_per_1k_completion_tokens: float = 0.0
 

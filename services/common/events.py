@@ -7,7 +7,7 @@ gets a new schema version and a new model.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,14 +27,16 @@ class Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     schema_name: str = Field(default="", exclude=True, repr=False)
     schema_version: int = 1
+    # Inbound events omit unset optional fields instead of sending nulls.
+    omit_none: ClassVar[bool] = False
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=False)
+        return self.model_dump(mode="json", exclude_none=self.omit_none)
 
     def to_json(self) -> bytes:
         payload = self.to_dict()
         contracts.validate(self.schema_name, payload)
-        return self.model_dump_json().encode()
+        return self.model_dump_json(exclude_none=self.omit_none).encode()
 
 
 class Governance(BaseModel):
@@ -65,15 +67,7 @@ class DocChange(Event):
     lineage: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
     event_time: datetime = Field(default_factory=utc_now)
-
-    def to_dict(self) -> dict[str, Any]:
-        # Optional governance fields left unset are omitted rather than sent as null.
-        return self.model_dump(mode="json", exclude_none=True)
-
-    def to_json(self) -> bytes:
-        payload = self.to_dict()
-        contracts.validate(self.schema_name, payload)
-        return self.model_dump_json(exclude_none=True).encode()
+    omit_none: ClassVar[bool] = True
 
     def governance(self) -> Governance:
         return Governance(
@@ -149,3 +143,100 @@ class DlqRecord(Event):
     reason: str
     service: str
     failed_at: datetime = Field(default_factory=utc_now)
+
+
+class Principal(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    groups: list[str] = Field(default_factory=list)
+    clearance: PrivacyClass = "public"
+
+
+class RagFilters(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    doc_ids: list[str] = Field(default_factory=list)
+    doc_id_prefix: str | None = None
+    sources: list[str] = Field(default_factory=list)
+    licenses: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class RagOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    adapter: str | None = None
+    top_k: int | None = None
+    filters: RagFilters = Field(default_factory=RagFilters)
+    max_tokens: int | None = None
+    temperature: float = 0.0
+    stream: bool = False
+    retrieval_only: bool = False
+    use_cache: bool = True
+    domain: str | None = None
+
+
+class ChatTurn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    role: Literal["user", "assistant"]
+    content: str
+
+
+class RagRequest(Event):
+    schema_name: str = Field(default="rag-request.v1", exclude=True, repr=False)
+    request_id: str
+    reply_to: str
+    question: str
+    history: list[ChatTurn] = Field(default_factory=list)
+    principal: Principal
+    options: RagOptions = Field(default_factory=RagOptions)
+    created_at: datetime = Field(default_factory=utc_now)
+    omit_none: ClassVar[bool] = True
+
+
+class Citation(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    n: int
+    chunk_id: str
+    chunk_ids: list[str] = Field(default_factory=list)
+    doc_id: str
+    uri: str | None = None
+    title: str | None = None
+    score: float = 0.0
+    text: str | None = None
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    stage: str
+    check: str
+    action: str
+    score: float | None = None
+    reason: str | None = None
+    policy_version: str | None = None
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class RagReply(Event):
+    schema_name: str = Field(default="rag-reply.v1", exclude=True, repr=False)
+    request_id: str
+    status: Literal["ok", "refused", "error"] = "ok"
+    answer: str
+    citations: list[Citation] = Field(default_factory=list)
+    guardrails: list[Decision] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    latency_ms: dict[str, float] = Field(default_factory=dict)
+    cached: bool = False
+    cache_kind: Literal["exact", "semantic"] | None = None
+    model: str | None = None
+    adapter: str | None = None
+    backend: str | None = None
+    template_version: str | None = None
+    trace_id: str | None = None
+    error: str | None = None
+    reply_to: str | None = None
+    created_at: datetime = Field(default_factory=utc_now)

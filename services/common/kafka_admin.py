@@ -9,6 +9,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from services.common.topics import TOPICS, TopicSpec
 
+__all__ = ["AdminClient", "admin", "describe_topics", "ensure_topics"]
+
 
 def admin(bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap})

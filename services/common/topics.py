@@ -25,6 +25,11 @@ DOCS_CHANGES_DLQ = "docs.changes.dlq"
 CHUNKS_EMBED = "chunks.embed"
 CHUNKS_EMBED_DLQ = "chunks.embed.dlq"
 DOCS_STATUS = "docs.status"
+RAG_REQUESTS = "rag.requests"
+RAG_REQUESTS_DLQ = "rag.requests.dlq"
+RAG_SCREENED = "rag.screened"
+RAG_DRAFTS = "rag.drafts"
+RAG_REPLIES = "rag.replies"
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(DOCS_CHANGES, "doc-change.v1", "document upserts and deletes, keyed by doc_id",
@@ -38,6 +43,17 @@ TOPICS: tuple[TopicSpec, ...] = (
     # Compacted: the latest status per document is what consumers (caches, dashboards) need.
     TopicSpec(DOCS_STATUS, "doc-status.v1", "per-document indexing status, keyed by doc_id",
               {"cleanup.policy": "compact,delete", "retention.ms": str(30 * DAY_MS)}),
+    # Questions and answers are short-lived: a day is plenty to replay or debug.
+    TopicSpec(RAG_REQUESTS, "rag-request.v1", "questions from clients, keyed by request_id",
+              {"retention.ms": str(DAY_MS)}),
+    TopicSpec(RAG_REQUESTS_DLQ, "dlq-record.v1", "requests that could not be processed",
+              {"retention.ms": str(7 * DAY_MS)}),
+    TopicSpec(RAG_SCREENED, "rag-request.v1", "requests the input guardrails let through",
+              {"retention.ms": str(DAY_MS)}),
+    TopicSpec(RAG_DRAFTS, "rag-reply.v1", "generated answers awaiting the output guardrails",
+              {"retention.ms": str(DAY_MS)}),
+    TopicSpec(RAG_REPLIES, "rag-reply.v1", "the default reply topic, keyed by request_id",
+              {"retention.ms": str(DAY_MS)}),
 )
 
 

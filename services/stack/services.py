@@ -12,6 +12,9 @@ from services.stack import processes
 WORKERS: dict[str, str] = {
     "ingest": "services.ingest",
     "embedder": "services.embedder",
+    "guardrails": "services.guardrails",
+    "rag": "services.rag",
+    "gateway": "services.gateway",
 }
 
 

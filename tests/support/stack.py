@@ -144,8 +144,11 @@ class LocalStack:
 
 @dataclass
 class Workers:
+    """Stream-processing workers (each a Kafka consumer group member) as subprocesses."""
+
     stack: LocalStack
     env: dict[str, str]
+    names: tuple[str, ...] = ("ingest", "embedder")
     pids: dict[str, int] = field(default_factory=dict)
 
     def start(self, name: str) -> None:
@@ -153,9 +156,9 @@ class Workers:
         self.wait_joined(name)
 
     def start_all(self) -> None:
-        for name in worker_procs.WORKERS:
+        for name in self.names:
             self.pids[name] = worker_procs.start(self.stack.state, name, env=self.env)
-        for name in worker_procs.WORKERS:
+        for name in self.names:
             self.wait_joined(name)
 
     def wait_joined(self, name: str, timeout_s: float = 120) -> None:
@@ -184,6 +187,6 @@ class Workers:
                  what=f"{name} to die")
 
     def stop_all(self) -> None:
-        for name in list(worker_procs.running(self.stack.state)):
+        for name in self.names:
             worker_procs.stop(self.stack.state, name)
         self.pids.clear()

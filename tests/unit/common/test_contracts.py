@@ -15,6 +15,11 @@ from services.common.events import (
     DocChange,
     DocStatus,
     DocumentInfo,
+    Principal,
+    RagFilters,
+    RagOptions,
+    RagReply,
+    RagRequest,
     WorkChunk,
 )
 from services.common.exceptions import ContractError
@@ -83,6 +88,8 @@ def test_datetimes_are_serialised_as_utc_iso_strings():
 @pytest.mark.parametrize("model, nested", [
     (DocChange, None), (ChunkWork, None), (DocStatus, None), (DlqRecord, None),
     (DocumentInfo, ("chunk-work.v1", "document")), (WorkChunk, ("chunk-work.v1", "chunks")),
+    (RagRequest, None), (RagReply, None), (Principal, ("rag-request.v1", "principal")),
+    (RagOptions, ("rag-request.v1", "options")), (RagFilters, ("rag-request.v1", "options")),
 ])
 def test_model_fields_and_schema_properties_match(model, nested):
     """A field added to a model but not the schema (or vice versa) breaks every consumer."""
@@ -90,6 +97,9 @@ def test_model_fields_and_schema_properties_match(model, nested):
         name = model.model_fields["schema_name"].default
         properties = _schema(name)["properties"]
         assert _schema(name)["title"] == model.__name__
+    elif model is RagFilters:
+        properties = _schema(nested[0])["properties"]["options"]["properties"]["filters"][
+            "properties"]
     else:
         node = _schema(nested[0])["properties"][nested[1]]
         properties = node.get("items", node)["properties"]
@@ -98,7 +108,8 @@ def test_model_fields_and_schema_properties_match(model, nested):
 
 def test_every_schema_file_compiles_as_draft_2020_12():
     names = contracts.schema_names()
-    assert names == ["chunk-work.v1", "dlq-record.v1", "doc-change.v1", "doc-status.v1"]
+    assert {"chunk-work.v1", "dlq-record.v1", "doc-change.v1", "doc-status.v1",
+            "rag-request.v1", "rag-reply.v1"} <= set(names)
     for name in names:
         schema = _schema(name)
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
@@ -108,8 +119,8 @@ def test_every_schema_file_compiles_as_draft_2020_12():
 
 def test_every_topic_names_an_existing_schema():
     names = set(contracts.schema_names())
-    assert [spec.name for spec in TOPICS] == [
-        "docs.changes", "docs.changes.dlq", "chunks.embed", "chunks.embed.dlq", "docs.status"]
+    assert {"docs.changes", "docs.changes.dlq", "chunks.embed", "chunks.embed.dlq",
+            "docs.status", "rag.requests", "rag.replies"} <= {spec.name for spec in TOPICS}
     for spec in TOPICS:
         assert spec.schema in names, spec.name
         if spec.name.endswith(".dlq"):

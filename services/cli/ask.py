@@ -1,0 +1,74 @@
+"""`customllm ask` and `customllm serve`: the query path from the command line."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from services.cli.console import console
+from services.common.config import get_settings
+from services.common.events import Principal, RagOptions, RagRequest
+from services.common.exceptions import CustomLLMError
+from services.common.rpc import ReplyClient, new_request_id
+from services.common.topics import RAG_REPLIES
+
+
+def ask(
+    question: str = typer.Argument(..., help="The question."),
+    principal: str = typer.Option("cli", help="Who asks (principal id)."),
+    group: list[str] = typer.Option([], "--group", help="Principal's groups (repeatable)."),
+    clearance: str = typer.Option("internal", help="public|internal|confidential|restricted"),
+    adapter: str | None = typer.Option(None, help="LoRA adapter name."),
+    top_k: int | None = typer.Option(None, help="Chunks to retrieve."),
+    retrieval_only: bool = typer.Option(False, help="Only show what would be cited."),
+    no_cache: bool = typer.Option(False, help="Bypass the answer cache."),
+    timeout: float = typer.Option(120.0, help="Seconds to wait for the reply."),
+) -> None:
+    """Ask a question over Kafka request/reply; print the answer, citations and trace id."""
+    settings = get_settings()
+    request = RagRequest(
+        request_id=new_request_id(), reply_to=RAG_REPLIES, question=question,
+        principal=Principal(id=principal, groups=list(group), clearance=clearance),  # type: ignore[arg-type]
+        options=RagOptions(adapter=adapter, top_k=top_k, retrieval_only=retrieval_only,
+                           use_cache=not no_cache))
+    client = ReplyClient(settings.kafka_bootstrap, client_id="customllm-ask")
+    try:
+        with console.status("waiting for the answer..."):
+            reply = client.request(request, timeout)
+    except CustomLLMError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    finally:
+        client.close()
+    if reply.status == "error":
+        console.print(f"[red]error:[/] {reply.error}")
+        raise typer.Exit(1)
+    console.print(reply.answer or "[dim](no answer generated)[/]")
+    table = Table("n", "document", "uri", "score")
+    for citation in reply.citations:
+        table.add_row(str(citation.n), citation.title or citation.doc_id, citation.uri or "",
+                      f"{citation.score:.4f}")
+    if reply.citations:
+        console.print(table)
+    stages = ", ".join(f"{k} {v:.0f} ms" for k, v in reply.latency_ms.items())
+    console.print(f"[dim]request {reply.request_id} · trace {reply.trace_id} · "
+                  f"{'cached (' + str(reply.cache_kind) + ')' if reply.cached else 'fresh'} · "
+                  f"{reply.usage.prompt_tokens}+{reply.usage.completion_tokens} tokens · "
+                  f"template {reply.template_version} · {stages}[/]")
+
+
+def serve(
+    host: str | None = typer.Option(None, help="Bind address (default from settings)."),
+    port: int | None = typer.Option(None, help="Port (default from settings)."),
+) -> None:
+    """Run the gateway (OpenAI-compatible API + TGI-compatible local model server)."""
+    import uvicorn
+
+    from services.common import logs, telemetry
+    from services.gateway.app import create_app
+
+    settings = get_settings()
+    logs.configure(settings.log_level)
+    telemetry.setup_tracing("gateway", settings)
+    uvicorn.run(create_app(settings), host=host or settings.gateway_host,
+                port=port or settings.gateway_port, log_level=settings.log_level.lower())

@@ -1,0 +1,128 @@
+"""Request/reply over Kafka: send a RagRequest, await the RagReply with the same request_id.
+
+One client serves many concurrent requests: a background thread reads the reply topic and
+resolves the waiting request by id. Replies are read from the position the topic had when the
+client started, so none is missed; a duplicate reply (at-least-once delivery) is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from confluent_kafka import Consumer, TopicPartition
+
+from services.common import telemetry
+from services.common.events import RagReply, RagRequest
+from services.common.exceptions import CustomLLMError
+from services.common.messages import decode_json, parse_model
+from services.common.producer import make_producer, send
+from services.common.topics import RAG_REPLIES, RAG_REQUESTS
+
+MAX_REPLY_BYTES = 16_000_000
+
+
+class ReplyTimeout(CustomLLMError):
+    """No reply arrived in time; the request may still be answered later (and then dropped)."""
+
+
+class ReplyClient:
+    def __init__(self, bootstrap: str, reply_topic: str = RAG_REPLIES,
+                 request_topic: str = RAG_REQUESTS, client_id: str = "customllm-client") -> None:
+        self.reply_topic = reply_topic
+        self.request_topic = request_topic
+        self._producer = make_producer(bootstrap, client_id, **{"linger.ms": 1})
+        self._consumer = Consumer({
+            "bootstrap.servers": bootstrap, "group.id": f"{client_id}-{uuid.uuid4().hex}",
+            "enable.auto.commit": False, "auto.offset.reset": "latest",
+            "fetch.wait.max.ms": 10, "fetch.max.bytes": MAX_REPLY_BYTES,
+        })
+        self._pending: dict[str, Future[RagReply]] = {}
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._assign_from_end()
+        self._thread = threading.Thread(target=self._read_replies, daemon=True,
+                                        name="reply-reader")
+        self._thread.start()
+
+    def _assign_from_end(self) -> None:
+        metadata = self._consumer.list_topics(self.reply_topic, timeout=10)
+        topic = metadata.topics[self.reply_topic]
+        if topic.error is not None:
+            raise CustomLLMError(f"reply topic {self.reply_topic}: {topic.error}")
+        partitions = []
+        for partition in topic.partitions:
+            _low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self.reply_topic, partition), timeout=10)
+            partitions.append(TopicPartition(self.reply_topic, partition, high))
+        self._consumer.assign(partitions)
+
+    def _read_replies(self) -> None:
+        while not self._stop.is_set():
+            message = self._consumer.poll(0.1)
+            if message is None or message.error() or message.value() is None:
+                continue
+            try:
+                reply = parse_model(RagReply, decode_json(message.value(), MAX_REPLY_BYTES,
+                                                          "rag-reply.v1"))
+            except CustomLLMError:
+                continue  # not ours to dead-letter: the producer validated it already
+            with self._lock:
+                if reply.request_id in self._seen:
+                    continue
+                future = self._pending.pop(reply.request_id, None)
+                if future is None:
+                    continue  # another client's request, or one that timed out
+                self._seen[reply.request_id] = None
+                while len(self._seen) > 100_000:
+                    self._seen.popitem(last=False)
+            future.set_result(reply)
+
+    def submit(self, request: RagRequest) -> Future[RagReply]:
+        """Send now; the future resolves with the reply."""
+        future: Future[RagReply] = Future()
+        with self._lock:
+            self._pending[request.request_id] = future
+        errors: list[str] = []
+        send(self._producer, self.request_topic, request.request_id, request.to_json(),
+             telemetry.inject_headers(), errors)
+        self._producer.flush(10)
+        if errors:
+            with self._lock:
+                self._pending.pop(request.request_id, None)
+            raise CustomLLMError(f"request not delivered: {errors[0]}")
+        return future
+
+    def request(self, request: RagRequest, timeout_s: float) -> RagReply:
+        future = self.submit(request)
+        try:
+            return future.result(timeout=timeout_s)
+        except FutureTimeout as exc:
+            with self._lock:
+                self._pending.pop(request.request_id, None)
+            raise ReplyTimeout(f"no reply to {request.request_id} in {timeout_s:.0f}s") from exc
+
+    async def arequest(self, request: RagRequest, timeout_s: float) -> RagReply:
+        future = await asyncio.to_thread(self.submit, request)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+        except TimeoutError as exc:
+            with self._lock:
+                self._pending.pop(request.request_id, None)
+            raise ReplyTimeout(f"no reply to {request.request_id} in {timeout_s:.0f}s") from exc
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._consumer.close()
+        self._producer.flush(5)
+
+
+def new_request_id() -> str:
+    return f"{int(time.time() * 1000):x}-{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,34 @@
+"""Model names on the OpenAI surface: ``<base>`` or ``<base>:<adapter>``."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import HTTPException, status
+
+from services.common.config import Settings
+
+_ADAPTER = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+ALIASES = {"customllm", "default"}
+
+
+def split_model(model: str, base_model: str) -> str | None:
+    """The adapter named by ``model`` (None for the base). Unknown bases are a 404."""
+    base, _, adapter = model.partition(":")
+    if base not in ALIASES | {base_model, base_model.split("/")[-1]}:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"model {model!r} is not served; GET /v1/models lists them")
+    if not adapter:
+        return None
+    if not _ADAPTER.match(adapter):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"invalid adapter name {adapter!r}")
+    return adapter
+
+
+def available_adapters(settings: Settings) -> list[str]:
+    """Adapter folders (peft format) in the adapters directory, found on every call so a new
+    adapter shows up without a restart."""
+    root = settings.adapters_dir or settings.state_path / "adapters"
+    if not root.exists():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "adapter_config.json").exists())

@@ -1,0 +1,138 @@
+"""OpenAI-compatible routes: a chat completion becomes a RAG request over Kafka.
+
+The answer's citations come back in a ``citations`` field and the platform's metadata (cache,
+latency per stage, guardrail decisions, trace id) in a ``customllm`` field; OpenAI clients
+ignore both unless they look for them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, HTTPException, status
+from fastapi.responses import StreamingResponse
+
+from services.common.events import RagFilters, RagOptions, RagReply, RagRequest
+from services.common.rpc import ReplyTimeout, new_request_id
+from services.common.topics import RAG_REPLIES
+from services.gateway.deps import PrincipalDep, StateDep
+from services.gateway.model_names import available_adapters, split_model
+from services.gateway.models import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    Choice,
+    CustomLLMInfo,
+    ModelCard,
+    ModelList,
+    ResponseMessage,
+    UsageBody,
+)
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+
+@router.get("/models", response_model=ModelList)
+def list_models(state: StateDep, _principal: PrincipalDep) -> ModelList:
+    base = state.settings.local_model_id
+    cards = [ModelCard(id=base)] + [ModelCard(id=f"{base}:{name}", parent=base)
+                                    for name in available_adapters(state.settings)]
+    return ModelList(data=cards)
+
+
+@router.post("/chat/completions", response_model=ChatCompletion)
+async def chat_completions(body: ChatCompletionRequest, state: StateDep,
+                           principal: PrincipalDep) -> ChatCompletion | StreamingResponse:
+    request = _to_rag_request(body, principal, state.settings.local_model_id)
+    if state.inflight.locked():
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                            "too many requests in flight; retry shortly",
+                            headers={"Retry-After": "1"})
+    if state.client is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "gateway is starting")
+    async with state.inflight:
+        try:
+            reply = await state.client.arequest(request, state.settings.rag_reply_timeout_s)
+        except ReplyTimeout as exc:
+            raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, str(exc)) from exc
+    _raise_for_error(reply)
+    completion = _to_completion(reply, body.model)
+    if body.stream:
+        return StreamingResponse(_stream(completion), media_type="text/event-stream")
+    return completion
+
+
+def _to_rag_request(body: ChatCompletionRequest, principal: PrincipalDep,
+                    base_model: str) -> RagRequest:
+    turns = [m for m in body.messages if m.role in ("user", "assistant")]
+    if not turns or turns[-1].role != "user" or not turns[-1].text().strip():
+        raise HTTPException(status.HTTP_400_BAD_REQUEST,
+                            "the last message must be a non-empty user message")
+    adapter = split_model(body.model, base_model)
+    history = [{"role": m.role, "content": m.text()} for m in turns[:-1]]
+    options = RagOptions(
+        adapter=adapter, top_k=body.top_k, filters=body.filters or RagFilters(),
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        temperature=body.temperature, stream=body.stream, retrieval_only=body.retrieval_only,
+        use_cache=body.use_cache, domain=body.domain)
+    return RagRequest(request_id=new_request_id(), reply_to=RAG_REPLIES,
+                      question=turns[-1].text(), history=history, principal=principal,
+                      options=options)
+
+
+def _raise_for_error(reply: RagReply) -> None:
+    if reply.status != "error":
+        return
+    error = reply.error or "the request failed"
+    if "UnknownAdapter" in error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, error)
+    if "schema_violation" in error:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, error)
+    raise HTTPException(status.HTTP_502_BAD_GATEWAY, error)
+
+
+def _to_completion(reply: RagReply, model: str) -> ChatCompletion:
+    refused = reply.status == "refused"
+    return ChatCompletion(
+        id=f"chatcmpl-{reply.request_id}", created=int(time.time()), model=model,
+        choices=[Choice(message=ResponseMessage(content=reply.answer,
+                                                refusal=reply.answer if refused else None),
+                        finish_reason="content_filter" if refused else "stop")],
+        usage=UsageBody(prompt_tokens=reply.usage.prompt_tokens,
+                        completion_tokens=reply.usage.completion_tokens,
+                        total_tokens=reply.usage.prompt_tokens + reply.usage.completion_tokens),
+        citations=reply.citations,
+        customllm=CustomLLMInfo(
+            request_id=reply.request_id, status=reply.status, cached=reply.cached,
+            cache_kind=reply.cache_kind, latency_ms=reply.latency_ms,
+            guardrails=[d.model_dump() for d in reply.guardrails],
+            template_version=reply.template_version, trace_id=reply.trace_id,
+            adapter=reply.adapter, cost_usd=reply.usage.cost_usd),
+    )
+
+
+async def _stream(completion: ChatCompletion) -> AsyncIterator[str]:
+    """Server-sent chunks in OpenAI's format. The answer is complete when it leaves the output
+    guardrails (they must see all of it), so the pieces are streamed from the final text."""
+    base = {"id": completion.id, "object": "chat.completion.chunk",
+            "created": completion.created, "model": completion.model}
+    text = completion.choices[0].message.content
+    first = {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                  "finish_reason": None}]}
+    yield f"data: {json.dumps(first)}\n\n"
+    for piece in _pieces(text):
+        chunk = {**base, "choices": [{"index": 0, "delta": {"content": piece},
+                                      "finish_reason": None}]}
+        yield f"data: {json.dumps(chunk)}\n\n"
+    last = {**base, "choices": [{"index": 0, "delta": {},
+                                 "finish_reason": completion.choices[0].finish_reason}],
+            "usage": completion.usage.model_dump(),
+            "citations": [c.model_dump() for c in completion.citations],
+            "customllm": completion.customllm.model_dump()}
+    yield f"data: {json.dumps(last)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def _pieces(text: str, size: int = 16) -> list[str]:
+    return [text[i:i + size] for i in range(0, len(text), size)]
