@@ -1,0 +1,53 @@
+import pytest
+from fastapi import HTTPException
+
+from services.common.config import Settings
+from services.gateway.auth import DEV_KEY, DEV_PRINCIPAL, load_keys, principal_for
+from services.gateway.model_names import available_adapters, split_model
+
+pytestmark = pytest.mark.unit
+BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def test_dev_key_without_a_keys_file():
+    assert principal_for(f"Bearer {DEV_KEY}", load_keys(None)) == DEV_PRINCIPAL
+
+
+@pytest.mark.parametrize("header", [None, "", "Basic abc", "Bearer nope"])
+def test_missing_or_unknown_keys_are_401(header):
+    with pytest.raises(HTTPException) as caught:
+        principal_for(header, load_keys(None))
+    assert caught.value.status_code == 401
+
+
+def test_keys_file_maps_keys_to_principals(tmp_path):
+    path = tmp_path / "keys.yaml"
+    path.write_text("keys:\n  k1: {id: alice, groups: [finance], clearance: confidential}\n")
+    principal = principal_for("Bearer k1", load_keys(path))
+    assert (principal.id, principal.groups, principal.clearance) == (
+        "alice", ["finance"], "confidential")
+    with pytest.raises(HTTPException):
+        principal_for(f"Bearer {DEV_KEY}", load_keys(path))
+
+
+@pytest.mark.parametrize("model, adapter", [
+    ("customllm", None), (BASE, None), ("SmolLM2-135M-Instruct", None),
+    (f"{BASE}:support-v2", "support-v2"), ("customllm:fmt", "fmt")])
+def test_model_names(model, adapter):
+    assert split_model(model, BASE) == adapter
+
+
+@pytest.mark.parametrize("model, code", [("gpt-4", 404), ("customllm:../etc", 400)])
+def test_bad_model_names(model, code):
+    with pytest.raises(HTTPException) as caught:
+        split_model(model, BASE)
+    assert caught.value.status_code == code
+
+
+def test_adapters_are_found_on_disk_without_restart(tmp_path):
+    settings = Settings(adapters_dir=tmp_path)
+    assert available_adapters(settings) == []
+    (tmp_path / "fmt").mkdir()
+    (tmp_path / "fmt" / "adapter_config.json").write_text("{}")
+    (tmp_path / "not-an-adapter").mkdir()
+    assert available_adapters(settings) == ["fmt"]
