@@ -53,7 +53,8 @@ def test_cost_from_the_price_table():
 
 def test_cache_keys_normalize_case_and_spacing_but_not_words():
     context = cache.context_key({"scope": "a", "adapter": None})
-    assert cache.cache_key(context, "When  is PAYDAY?") == cache.cache_key(context, "when is payday?")
+    same = cache.cache_key(context, "when is payday?")
+    assert cache.cache_key(context, "When  is PAYDAY?") == same
     assert cache.cache_key(context, "when is payday?") != cache.cache_key(context, "when is it?")
     other = cache.context_key({"scope": "b", "adapter": None})
     assert cache.cache_key(other, "when is payday?") != cache.cache_key(context, "when is payday?")
