@@ -64,11 +64,12 @@ def serve(
     """Run the gateway (OpenAI-compatible API + TGI-compatible local model server)."""
     import uvicorn
 
-    from services.common import logs, telemetry
+    from services.common import logs, metrics, telemetry
     from services.gateway.app import create_app
 
     settings = get_settings()
     logs.configure(settings.log_level)
     telemetry.setup_tracing("gateway", settings)
+    metrics.setup_metrics("gateway", settings)
     uvicorn.run(create_app(settings), host=host or settings.gateway_host,
                 port=port or settings.gateway_port, log_level=settings.log_level.lower())

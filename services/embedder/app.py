@@ -18,7 +18,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from services.common import telemetry
+from services.common import metrics, telemetry
 from services.common.config import get_settings
 from services.common.db import make_engine
 from services.common.dlq import send_to_dlq
@@ -114,6 +114,8 @@ async def index_one(event: EventT, work: ChunkWork, vectors: dict, embedded: int
             return
         span.set_attribute("index.state", result.state)
         lag_ms = (datetime.now(UTC) - work.event_time).total_seconds() * 1000
+        if result.state == "indexed":
+            metrics.instruments()["freshness_ms"].record(lag_ms)  # type: ignore[attr-defined]
         status = DocStatus(
             doc_id=work.doc_id, version=work.version, state=result.state,  # type: ignore[arg-type]
             service=SERVICE_NAME, chunks_total=result.chunks_total, chunks_embedded=embedded,

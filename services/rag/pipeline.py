@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from opentelemetry import trace
 from sqlalchemy.engine import Engine
 
+from services.common import metrics
 from services.common.embeddings import Embedder
 from services.common.events import RagReply, RagRequest
 from services.rag import cache, handlers
@@ -139,6 +140,8 @@ async def answer(request: RagRequest, deps: RagDeps) -> RagReply:
 def _finish(reply: RagReply, timer: _Timer, started: float) -> RagReply:
     span = trace.get_current_span().get_span_context()
     latency = {**timer.stages, "total": round((time.perf_counter() - started) * 1000, 3)}
+    metrics.record_reply(latency, reply.usage.prompt_tokens, reply.usage.completion_tokens,
+                         reply.usage.cost_usd, reply.cache_kind or "miss")
     return reply.model_copy(update={
         "latency_ms": latency,
         "trace_id": format(span.trace_id, "032x") if span.is_valid else None,

@@ -1,0 +1,159 @@
+"""Turn ranked chunks into the numbered context items a prompt cites.
+
+* **Duplicates go first.** The same text (same ``content_hash``) indexed twice, e.g. a copied
+  paragraph in two documents, would spend the budget twice and split citations; only its
+  best-ranked copy stays.
+* **Neighbours merge.** Chunks of one document with consecutive ordinals become one item (text
+  in document order, every chunk id kept for citations), because a passage split by the chunker
+  reads better, and cites more honestly, as one source. An item takes the rank of its best
+  chunk, so rank order is kept.
+* **The budget is a hard stop.** Items are added in rank order until the next one would exceed
+  ``token_budget``; a lower-ranked small item is not slipped in after a big one is refused, so
+  the context never favours short chunks over relevant ones. The first item is always kept
+  (truncated if it alone is over budget): an empty context would force a "don't know".
+
+The budget counts item text only; titles, URIs and the template's framing are the prompt's
+fixed overhead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from services.rag.retrieval import RetrievedChunk
+
+TRUNCATION_MARK = " …"
+
+
+def approx_tokens(text: str) -> int:
+    """Rough English token count (about 4 tokens per 3 words), model-independent on purpose."""
+    return math.ceil(len(text.split()) * 4 / 3)
+
+
+@dataclass(frozen=True)
+class ContextItem:
+    """One citable source in the prompt: ``[n] title (uri)`` followed by ``text``."""
+
+    n: int  # 1-based citation number
+    chunk_ids: tuple[str, ...]
+    doc_id: str
+    title: str | None
+    uri: str | None
+    text: str
+    score: float
+
+
+@dataclass
+class _Group:
+    """Consecutive chunks of one document; ``rank`` is the best rank among them."""
+
+    rank: int
+    chunks: list[RetrievedChunk]
+
+    @property
+    def first(self) -> int:
+        return self.chunks[0].ordinal
+
+    @property
+    def last(self) -> int:
+        return self.chunks[-1].ordinal
+
+
+def build_context(
+    chunks: Sequence[RetrievedChunk],
+    token_budget: int,
+    count_tokens: Callable[[str], int] = approx_tokens,
+) -> list[ContextItem]:
+    """Deduplicate, merge consecutive chunks, and cut at the token budget (see module doc)."""
+    groups = _merge(_dedupe(chunks))
+    items: list[ContextItem] = []
+    used = 0
+    for group in groups:
+        text = "\n\n".join(c.text for c in group.chunks)
+        cost = count_tokens(text)
+        if used + cost > token_budget:
+            if not items:
+                items.append(_truncated(group, token_budget, count_tokens))
+            break
+        items.append(_item(len(items) + 1, group.chunks, text))
+        used += cost
+    return items
+
+
+def _dedupe(chunks: Sequence[RetrievedChunk]) -> list[RetrievedChunk]:
+    seen_hashes: set[str] = set()
+    seen_ids: set[str] = set()
+    kept = []
+    for chunk in chunks:
+        if chunk.content_hash in seen_hashes or chunk.chunk_id in seen_ids:
+            continue
+        seen_hashes.add(chunk.content_hash)
+        seen_ids.add(chunk.chunk_id)
+        kept.append(chunk)
+    return kept
+
+
+def _merge(chunks: Sequence[RetrievedChunk]) -> list[_Group]:
+    """Runs of consecutive ordinals per document, ordered by their best member's rank."""
+    by_doc: dict[str, list[tuple[int, RetrievedChunk]]] = {}
+    for rank, chunk in enumerate(chunks):
+        by_doc.setdefault(chunk.doc_id, []).append((rank, chunk))
+    groups: list[_Group] = []
+    for members in by_doc.values():
+        members.sort(key=lambda pair: pair[1].ordinal)
+        current: _Group | None = None
+        for rank, chunk in members:
+            if current is not None and chunk.ordinal == current.last + 1:
+                current.chunks.append(chunk)
+                current.rank = min(current.rank, rank)
+                continue
+            current = _Group(rank=rank, chunks=[chunk])
+            groups.append(current)
+    groups.sort(key=lambda g: g.rank)
+    return groups
+
+
+def _item(n: int, chunks: Sequence[RetrievedChunk], text: str) -> ContextItem:
+    head = chunks[0]
+    return ContextItem(n=n, chunk_ids=tuple(c.chunk_id for c in chunks), doc_id=head.doc_id,
+                       title=head.title, uri=head.uri, text=text,
+                       score=max(c.score for c in chunks))
+
+
+def _truncated(group: _Group, token_budget: int,
+               count_tokens: Callable[[str], int]) -> ContextItem:
+    """The longest word prefix (plus a mark) that fits; cites only chunks it still reaches."""
+    parts = [c.text.split() for c in group.chunks]
+    low, high = 0, sum(len(part) for part in parts)
+    while low < high:  # largest prefix length whose text fits the budget
+        mid = (low + high + 1) // 2
+        if count_tokens(_prefix(parts, mid)) <= token_budget:
+            low = mid
+        else:
+            high = mid - 1
+    kept = max(low, 1)  # never an empty item, even under an absurd budget
+    reached = [c for c, start in zip(group.chunks, _starts(parts), strict=True)
+               if start < kept or c is group.chunks[0]]
+    return _item(1, reached, _prefix(parts, kept))
+
+
+def _starts(parts: Sequence[Sequence[str]]) -> list[int]:
+    """Word offset at which each part begins in the merged text."""
+    offsets, total = [], 0
+    for part in parts:
+        offsets.append(total)
+        total += len(part)
+    return offsets
+
+
+def _prefix(parts: Sequence[Sequence[str]], words: int) -> str:
+    """The first ``words`` words, paragraph breaks between chunks kept, plus the mark."""
+    texts, left = [], words
+    for part in parts:
+        if left <= 0:
+            break
+        texts.append(" ".join(part[:left]))
+        left -= len(part)
+    return "\n\n".join(texts) + TRUNCATION_MARK

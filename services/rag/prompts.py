@@ -1,0 +1,189 @@
+"""Versioned prompt templates per domain, and rendering them into chat messages.
+
+Templates are files, ``services/rag/templates/<domain>/v<N>.yaml``, so a prompt change is a
+reviewed, versioned artifact: an answer's audit record can name the exact template id
+(``"default/v1"``) it was produced with, and an old version stays loadable for comparison.
+Keys are validated at load (required keys, no unknown keys, only known placeholders), so a
+broken template fails when a service starts, not on the first question.
+
+Retrieved text is untrusted data. It goes between ``<context>`` delimiters, and anything inside
+it that looks like such a delimiter (``</context>``, ``<context>``, any case or spacing) is
+escaped, so a document cannot close the data block early and smuggle instructions into the part
+of the prompt the model treats as ours. Titles and URIs are flattened to one line so they
+cannot forge a new ``[n]`` source header either.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from services.rag.context import ContextItem
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+REQUIRED_KEYS = frozenset({"version", "system", "user", "context_item", "no_answer"})
+OPTIONAL_KEYS = frozenset({"description", "empty_context"})
+# Placeholders each text may use, and those it must use.
+ALLOWED_FIELDS = {
+    "system": frozenset({"no_answer"}),
+    "user": frozenset({"question", "context"}),
+    "context_item": frozenset({"n", "title", "uri", "text"}),
+}
+REQUIRED_FIELDS = {
+    "system": frozenset(),
+    "user": frozenset({"question", "context"}),
+    "context_item": frozenset({"n", "text"}),
+}
+DEFAULT_EMPTY_CONTEXT = "(no documents were found)"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_VERSION_FILE = re.compile(r"^v(\d+)\.ya?ml$")
+_DELIMITER = re.compile(r"<\s*/?\s*context\b[^<>]*>", re.IGNORECASE)
+
+
+class TemplateError(ValueError):
+    """A template that does not exist or does not validate."""
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    id: str  # "<domain>/v<version>", recorded with every answer
+    domain: str
+    version: int
+    system: str
+    user: str
+    context_item: str
+    no_answer: str
+    empty_context: str = DEFAULT_EMPTY_CONTEXT
+    description: str = ""
+
+
+def domains() -> list[str]:
+    """Domains that have at least one template file."""
+    if not TEMPLATES_DIR.is_dir():
+        return []
+    return sorted(p.name for p in TEMPLATES_DIR.iterdir() if p.is_dir() and _versions(p.name))
+
+
+def versions(domain: str) -> list[int]:
+    """Template versions of ``domain``, ascending."""
+    return sorted(_versions(domain))
+
+
+def load_template(domain: str = "default", version: int | str | None = None) -> PromptTemplate:
+    """The template ``domain/v<version>``, or the domain's latest version when ``None``.
+
+    ``version`` may be ``1`` or ``"v1"``. Unknown domains or versions raise ``TemplateError``
+    naming what exists.
+    """
+    if not _NAME.match(domain):
+        raise TemplateError(f"invalid template domain {domain!r}")
+    found = _versions(domain)
+    if not found:
+        raise TemplateError(
+            f"unknown prompt domain {domain!r}; available: {', '.join(domains()) or 'none'}")
+    wanted = max(found) if version is None else _parse_version(version)
+    if wanted not in found:
+        listed = ", ".join(f"v{v}" for v in sorted(found))
+        raise TemplateError(f"unknown version v{wanted} of prompt domain {domain!r}; "
+                            f"available: {listed}")
+    return _load(domain, wanted, found[wanted])
+
+
+def render(template: PromptTemplate, question: str,
+           items: Sequence[ContextItem]) -> list[dict[str, str]]:
+    """System + user chat messages; context text is neutralized (see module docstring)."""
+    if items:
+        context = "\n\n".join(
+            template.context_item.format(
+                n=item.n,
+                title=_one_line(item.title or item.doc_id),
+                uri=_one_line(item.uri or item.doc_id),
+                text=neutralize(item.text),
+            )
+            for item in items
+        )
+    else:
+        context = template.empty_context
+    return [
+        {"role": "system", "content": template.system.format(no_answer=template.no_answer)},
+        {"role": "user", "content": template.user.format(context=context,
+                                                         question=neutralize(question))},
+    ]
+
+
+def neutralize(text: str) -> str:
+    """Escape anything shaped like a context delimiter so data cannot open or close the block."""
+    return _DELIMITER.sub(lambda m: m.group(0).replace("<", "&lt;").replace(">", "&gt;"), text)
+
+
+def _one_line(text: str) -> str:
+    return neutralize(" ".join(text.split()))
+
+
+def _parse_version(version: int | str) -> int:
+    raw = str(version).strip().lower().removeprefix("v")
+    if not raw.isdigit():
+        raise TemplateError(f"invalid template version {version!r}; expected e.g. 1 or 'v1'")
+    return int(raw)
+
+
+def _versions(domain: str) -> dict[int, Path]:
+    folder = TEMPLATES_DIR / domain
+    if not _NAME.match(domain) or not folder.is_dir():
+        return {}
+    found = {}
+    for path in folder.iterdir():
+        match = _VERSION_FILE.match(path.name)
+        if match:
+            found[int(match.group(1))] = path
+    return found
+
+
+@lru_cache(maxsize=64)
+def _load(domain: str, version: int, path: Path) -> PromptTemplate:
+    """Parsed and validated once per process: templates are read-only artifacts."""
+    where = f"prompt template {path}"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise TemplateError(f"{where}: expected a mapping of keys")
+    missing = REQUIRED_KEYS - data.keys()
+    unknown = data.keys() - REQUIRED_KEYS - OPTIONAL_KEYS
+    if missing:
+        raise TemplateError(f"{where}: missing keys {', '.join(sorted(missing))}")
+    if unknown:
+        raise TemplateError(f"{where}: unknown keys {', '.join(sorted(map(str, unknown)))}")
+    if data["version"] != version:
+        raise TemplateError(f"{where}: file says version {data['version']!r}, name says {version}")
+    texts = {k: data[k] for k in (*ALLOWED_FIELDS, "no_answer", *OPTIONAL_KEYS) if k in data}
+    for key, value in texts.items():
+        if not isinstance(value, str) or not value.strip():
+            raise TemplateError(f"{where}: {key} must be a non-empty string")
+    for key in ALLOWED_FIELDS:
+        _check_fields(where, key, data[key])
+    return PromptTemplate(
+        id=f"{domain}/v{version}", domain=domain, version=version, system=data["system"],
+        user=data["user"], context_item=data["context_item"], no_answer=data["no_answer"],
+        empty_context=data.get("empty_context", DEFAULT_EMPTY_CONTEXT),
+        description=data.get("description", ""),
+    )
+
+
+def _check_fields(where: str, key: str, value: str) -> None:
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+    except ValueError as error:
+        raise TemplateError(f"{where}: {key} is not a valid format string: {error}") from None
+    unknown = fields - ALLOWED_FIELDS[key]
+    if unknown:
+        raise TemplateError(f"{where}: {key} uses unknown placeholders "
+                            f"{', '.join('{' + f + '}' for f in sorted(unknown))}; "
+                            f"allowed: {', '.join(sorted(ALLOWED_FIELDS[key]))}")
+    missing = REQUIRED_FIELDS[key] - fields
+    if missing:
+        raise TemplateError(f"{where}: {key} must use {', '.join(sorted(missing))}")

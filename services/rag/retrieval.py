@@ -1,0 +1,195 @@
+"""Hybrid retrieval over pgvector (HNSW, cosine) and Postgres full-text search, access-filtered.
+
+Why it is shaped this way:
+
+* **Access control lives in SQL.** Each candidate query joins ``documents`` and filters on
+  ``privacy_rank`` and ``acl`` (see ``services.rag.access`` for the rules), so a chunk outside
+  the scope is never read into Python; nothing is filtered after the fact.
+* **Filtered vector search stays complete.** A plain HNSW scan looks at ``ef_search``
+  neighbours and then filters, so a selective filter (a principal who sees 5% of the corpus)
+  would return fewer than k rows. pgvector 0.8's iterative scan (``relaxed_order``) keeps
+  scanning until LIMIT rows pass the filter (bounded by ``hnsw.max_scan_tuples``); rows are
+  re-sorted by exact distance afterwards because relaxed order may swap near neighbours.
+* **Hybrid = reciprocal rank fusion** (k = 60) of the vector and lexical candidate lists:
+  rank-based, so the two incomparable score scales need no calibration. Ties are broken by
+  ``chunk_id`` so equal inputs always give the same order.
+* ``mode="exact"`` is the same vector query with index scans disabled (brute force): the
+  baseline that recall of the HNSW path is measured against.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+from services.rag import retrieval_sql as sql
+from services.rag.access import AccessScope
+
+if TYPE_CHECKING:
+    from services.rag.rerank import Reranker
+
+Mode = Literal["hybrid", "vector", "lexical", "exact"]
+MODES: tuple[str, ...] = ("hybrid", "vector", "lexical", "exact")
+RRF_K = 60
+EF_SEARCH_MIN = 40
+EF_SEARCH_MAX = 1000  # pgvector's upper bound for hnsw.ef_search
+MAX_SCAN_TUPLES = 20_000  # pgvector's default; caps the work of one iterative scan
+DF_CAP = 1000  # lexical: document-frequency counting stops here (see retrieval_sql)
+
+
+@dataclass(frozen=True)
+class RetrievalFilters:
+    """Optional narrowing on top of access control; every set filter must match (AND)."""
+
+    doc_ids: tuple[str, ...] = ()
+    doc_id_prefix: str | None = None
+    sources: tuple[str, ...] = ()
+    licenses: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)  # jsonb containment (@>)
+
+
+@dataclass(frozen=True)
+class RetrievedChunk:
+    """One chunk with the document fields a citation or an audit record needs."""
+
+    chunk_id: str
+    doc_id: str
+    ordinal: int
+    content_hash: str
+    text: str
+    title: str | None
+    uri: str | None
+    source: str | None
+    license: str | None
+    privacy_class: str
+    heading_path: tuple[str, ...]
+    score: float
+    vector_rank: int | None  # 1-based rank in the vector list, None when absent from it
+    lexical_rank: int | None  # 1-based rank in the lexical list, None when absent from it
+
+
+def retrieve(
+    engine: Engine,
+    query_vector: np.ndarray,
+    question: str,
+    scope: AccessScope,
+    top_k: int,
+    filters: RetrievalFilters = RetrievalFilters(),  # noqa: B008 - frozen, never mutated
+    mode: Mode = "hybrid",
+    candidates: int = 40,
+    reranker: Reranker | None = None,
+) -> list[RetrievedChunk]:
+    """The ``top_k`` chunks the scope may see, best first.
+
+    ``candidates`` is the length of each list before fusion (and the pool a ``reranker``
+    reorders); ``top_k`` is what comes back.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown retrieval mode {mode!r}; expected one of {', '.join(MODES)}")
+    if top_k <= 0:
+        return []
+    pool = max(top_k, candidates) if (mode == "hybrid" or reranker is not None) else top_k
+    where, params = _where(scope, filters)
+    with engine.begin() as conn:
+        if mode == "lexical":
+            chunks = _lexical(conn, question, where, params, pool)
+        elif mode in ("vector", "exact"):
+            chunks = _vector(conn, query_vector, where, params, pool, exact=mode == "exact")
+        else:
+            vector = _vector(conn, query_vector, where, params, pool, exact=False)
+            lexical = _lexical(conn, question, where, params, pool)
+            chunks = fuse(vector, lexical)
+    if reranker is not None:
+        chunks = reranker.rerank(question, chunks)
+    return chunks[:top_k]
+
+
+def fuse(vector: Sequence[RetrievedChunk], lexical: Sequence[RetrievedChunk],
+         k: int = RRF_K) -> list[RetrievedChunk]:
+    """Reciprocal rank fusion: score = sum of 1 / (k + rank) over the lists a chunk is in."""
+    by_id: dict[str, RetrievedChunk] = {}
+    scores: dict[str, float] = {}
+    for rank, chunk in enumerate(vector, start=1):
+        by_id[chunk.chunk_id] = chunk
+        scores[chunk.chunk_id] = scores.get(chunk.chunk_id, 0.0) + 1.0 / (k + rank)
+    for rank, chunk in enumerate(lexical, start=1):
+        seen = by_id.get(chunk.chunk_id)
+        by_id[chunk.chunk_id] = (replace(seen, lexical_rank=chunk.lexical_rank) if seen
+                                 else chunk)
+        scores[chunk.chunk_id] = scores.get(chunk.chunk_id, 0.0) + 1.0 / (k + rank)
+    ordered = sorted(scores, key=lambda cid: (-scores[cid], cid))
+    return [replace(by_id[cid], score=scores[cid]) for cid in ordered]
+
+
+def _where(scope: AccessScope, filters: RetrievalFilters) -> tuple[str, dict[str, Any]]:
+    """Access filter plus the set filters, with their bind parameters."""
+    clauses = [sql.ACCESS_WHERE]
+    params: dict[str, Any] = {"max_rank": scope.max_rank, "principals": list(scope.principals)}
+    if filters.doc_ids:
+        clauses.append(sql.FILTER_DOC_IDS)
+        params["doc_ids"] = list(filters.doc_ids)
+    if filters.doc_id_prefix:
+        clauses.append(sql.FILTER_DOC_ID_PREFIX)
+        params["doc_id_pattern"] = _like_prefix(filters.doc_id_prefix)
+    if filters.sources:
+        clauses.append(sql.FILTER_SOURCES)
+        params["sources"] = list(filters.sources)
+    if filters.licenses:
+        clauses.append(sql.FILTER_LICENSES)
+        params["licenses"] = list(filters.licenses)
+    if filters.metadata:
+        clauses.append(sql.FILTER_METADATA)
+        params["metadata"] = json.dumps(filters.metadata, sort_keys=True)
+    return " AND ".join(f"({c})" for c in clauses), params
+
+
+def _like_prefix(prefix: str) -> str:
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+def _vector(conn: Connection, query_vector: np.ndarray, where: str, params: dict[str, Any],
+            limit: int, exact: bool) -> list[RetrievedChunk]:
+    vector = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+    if exact:
+        conn.execute(text(sql.SET_EXACT))
+    else:
+        ef_search = min(EF_SEARCH_MAX, max(EF_SEARCH_MIN, limit))
+        conn.execute(text(sql.SET_HNSW), {"ef_search": str(ef_search),
+                                          "max_scan_tuples": str(MAX_SCAN_TUPLES)})
+    rows = conn.execute(
+        text(sql.VECTOR_QUERY.format(columns=sql.CHUNK_COLUMNS, where=where)),
+        {**params, "q": vector, "limit": limit},
+    ).mappings().all()
+    return [_chunk(row, score=1.0 - float(row["distance"]), vector_rank=rank)
+            for rank, row in enumerate(rows, start=1)]
+
+
+def _lexical(conn: Connection, question: str, where: str, params: dict[str, Any],
+             limit: int) -> list[RetrievedChunk]:
+    if not question.strip():
+        return []
+    rows = conn.execute(
+        text(sql.LEXICAL_QUERY.format(columns=sql.CHUNK_COLUMNS, where=where,
+                                      access=sql.ACCESS_WHERE)),
+        {**params, "question": question, "limit": limit, "df_cap": DF_CAP},
+    ).mappings().all()
+    return [_chunk(row, score=float(row["score"] or 0.0), lexical_rank=rank)
+            for rank, row in enumerate(rows, start=1)]
+
+
+def _chunk(row: Any, score: float, vector_rank: int | None = None,
+           lexical_rank: int | None = None) -> RetrievedChunk:
+    return RetrievedChunk(
+        chunk_id=row["chunk_id"], doc_id=row["doc_id"], ordinal=int(row["ordinal"]),
+        content_hash=row["content_hash"], text=row["text"], title=row["title"],
+        uri=row["uri"], source=row["source"], license=row["license"],
+        privacy_class=row["privacy_class"], heading_path=tuple(row["heading_path"] or ()),
+        score=score, vector_rank=vector_rank, lexical_rank=lexical_rank,
+    )
