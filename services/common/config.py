@@ -67,7 +67,8 @@ class Settings(BaseSettings):
         default=None, description="LoRA adapters by name (peft folders); default <state>/adapters."
     )
     tgi_url: str = "http://127.0.0.1:18080"
-    openai_base_url: str = "http://127.0.0.1:18080/v1"
+    # Not the gateway's own /v1: that is the RAG API, and pointing at it would loop.
+    openai_base_url: str = "http://127.0.0.1:8000/v1"
     openai_api_key: SecretStr = SecretStr("not-needed")
     openai_model: str = "local"
     generation_timeout_s: float = 120.0

@@ -36,8 +36,9 @@ def create_app(settings: Settings | None = None, with_model_server: bool = True)
                                      inflight=asyncio.Semaphore(settings.gateway_max_inflight))
     app.include_router(openai_routes.router)
     if with_model_server:
-        from services.gateway import tgi_routes
+        from services.gateway import engine_state, tgi_routes
 
+        engine_state.configure(settings)
         app.include_router(tgi_routes.router)
 
     @app.get("/healthz", tags=["ops"])

@@ -80,7 +80,7 @@ def retrieve(
     question: str,
     scope: AccessScope,
     top_k: int,
-    filters: RetrievalFilters = RetrievalFilters(),  # noqa: B008 - frozen, never mutated
+    filters: RetrievalFilters = RetrievalFilters(),  # frozen: a shared default is safe
     mode: Mode = "hybrid",
     candidates: int = 40,
     reranker: Reranker | None = None,

@@ -59,6 +59,8 @@ SELECT * FROM relaxed ORDER BY distance, chunk_id
 #   words weigh in the score but do not pull every chunk of the corpus into the ranking.
 # * score: sum over matched terms of idf * saturated tf, tf from the tsvector's positions and
 #   length normalization by word_count against the matched rows' mean (k1 = 1.2, b = 0.75).
+#   N (corpus size) is the planner's estimate of the chunks table (reltuples after ANALYZE,
+#   else the statistics' live-row count): cheap, and only the scale of idf depends on it.
 # ts_rank_cd has no idf, so a rare exact keyword loses to chunks repeating common question words;
 # measured on SQuAD in benchmarks/query_retrieval.py.
 LEXICAL_QUERY = """
@@ -80,8 +82,10 @@ weighted AS MATERIALIZED (
     SELECT s.lexeme, s.tq, s.df,
            ln(1 + (n.total - s.df + 0.5) / (s.df + 0.5)) AS idf
     FROM stats s,
-         (SELECT greatest(CAST(reltuples AS float8), (SELECT max(df) FROM stats), 1) AS total
-          FROM pg_class WHERE oid = 'chunks'::regclass) AS n
+         (SELECT greatest(CAST(c.reltuples AS float8), CAST(coalesce(t.n_live_tup, 0) AS float8),
+                          (SELECT max(df) FROM stats), 1) AS total
+          FROM pg_class c LEFT JOIN pg_stat_user_tables t ON t.relid = c.oid
+          WHERE c.oid = 'chunks'::regclass) AS n
     WHERE s.df > 0
 ),
 any_term AS (

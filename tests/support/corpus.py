@@ -22,6 +22,6 @@ def corpus(prefix: str, version: int = 1, **overrides: dict) -> list[DocChange]:
     return [
         DocChange(doc_id=f"{prefix}{name}", version=version, op="upsert", content=text,
                   title=name.title(), uri=f"https://wiki.example/{prefix}{name}", source="tests",
-                  privacy_class="public", **overrides.get(name, {}))
+                  **{"privacy_class": "public", **overrides.get(name, {})})
         for name, text in FACTS.items()
     ]

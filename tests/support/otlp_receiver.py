@@ -36,7 +36,9 @@ class OtlpReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver._ingest(ExportTraceServiceRequest.FromString(body))
+                if self.path.rstrip("/").endswith("/v1/traces"):
+                    receiver._ingest(ExportTraceServiceRequest.FromString(body))
+                # Metrics (/v1/metrics) are accepted and dropped: the tests assert on traces.
                 reply = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")

@@ -1,0 +1,124 @@
+"""What every generation backend takes and gives, so the rag worker never knows which one runs.
+
+The local engine, a TGI server and any OpenAI-compatible server all sit behind
+:class:`GenerationBackend`; their differences (prompt templates, token accounting, error types)
+are absorbed in their own modules and never leak past these types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+from services.common.exceptions import CustomLLMError
+
+ROLES = frozenset({"system", "user", "assistant"})
+MAX_STOP_SEQUENCES = 4  # OpenAI's limit and TGI's default ``max_stop_sequences``
+
+FinishReason = Literal["stop", "length"]
+
+
+class GenerationError(CustomLLMError):
+    """Generation failed: backend unreachable, timed out, or refused the request.
+
+    The message says which backend and why, since it ends up in the reply's ``error`` field.
+    """
+
+
+class UnknownAdapter(GenerationError):
+    """The requested LoRA adapter does not exist; the message lists the ones that do."""
+
+    def __init__(self, name: str, available: Sequence[str] | None, where: str = "") -> None:
+        listing = "not reported" if available is None else ", ".join(available) or "none"
+        suffix = f" ({where})" if where else ""
+        super().__init__(f"unknown adapter {name!r}; available adapters: {listing}{suffix}")
+        self.name = name
+        self.available = tuple(available or ())
+
+
+class InvalidGenerationRequest(GenerationError):
+    """The request itself is wrong (empty messages, bad role, max_tokens < 1, prompt too long).
+
+    Distinct from :class:`GenerationError` so callers can tell "fix the request" from "retry".
+    """
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One chat completion. Validated on construction so no backend sees a malformed request."""
+
+    messages: list[dict[str, str]]  # chat messages {"role": system|user|assistant, "content"}
+    max_tokens: int = 256
+    temperature: float = 0.0  # 0 → greedy, deterministic
+    adapter: str | None = None  # LoRA adapter name (local engine), or model suffix (openai/tgi)
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_messages(self.messages)
+        if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) \
+                or self.max_tokens < 1:
+            raise InvalidGenerationRequest(
+                f"max_tokens must be an integer >= 1, got {self.max_tokens!r}")
+        if isinstance(self.temperature, bool) or not isinstance(self.temperature, int | float) \
+                or not 0.0 <= self.temperature <= 2.0:
+            raise InvalidGenerationRequest(
+                f"temperature must be within [0, 2], got {self.temperature!r}")
+        if self.adapter is not None and not self.adapter.strip():
+            raise InvalidGenerationRequest("adapter must be a name or None, not blank")
+        # A list is accepted (JSON gives lists) and stored as a tuple, so the request cannot
+        # change after it was validated.
+        object.__setattr__(self, "stop", _checked_stops(self.stop))
+
+
+def _check_messages(messages: list[dict[str, str]]) -> None:
+    if not messages:
+        raise InvalidGenerationRequest("messages must not be empty")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise InvalidGenerationRequest(f"message {index} is not a mapping")
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES:
+            raise InvalidGenerationRequest(
+                f"message {index} has role {role!r}; expected one of {sorted(ROLES)}")
+        if not isinstance(content, str):
+            raise InvalidGenerationRequest(f"message {index} has no text content")
+
+
+def _checked_stops(stop: Sequence[str]) -> tuple[str, ...]:
+    stops = tuple(stop)
+    if len(stops) > MAX_STOP_SEQUENCES:
+        raise InvalidGenerationRequest(
+            f"at most {MAX_STOP_SEQUENCES} stop sequences, got {len(stops)}")
+    if any(not isinstance(s, str) or not s for s in stops):
+        raise InvalidGenerationRequest("stop sequences must be non-empty strings")
+    return stops
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """The answer plus what it cost, in the model's own tokens."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    model: str
+    adapter: str | None
+    finish_reason: FinishReason  # "stop" (end of turn or stop sequence) | "length" (max_tokens)
+
+
+@runtime_checkable
+class GenerationBackend(Protocol):
+    """A chat model. ``stream`` yields text pieces whose concatenation equals ``generate``'s
+    text for temperature 0, so a caller may switch between the two freely."""
+
+    name: str
+
+    def warm_up(self) -> None:
+        """Load or connect before the first request, so the first answer is not the slow one."""
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        """The whole completion."""
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[str]:
+        """The completion as text pieces, as they are produced."""

@@ -1,0 +1,31 @@
+"""Picks the generation backend named by ``settings.generation_backend``.
+
+Backends are imported on demand, so a worker configured for ``openai`` never imports torch and
+one configured for ``local`` never needs the OpenAI client.
+"""
+
+from __future__ import annotations
+
+from services.common.config import Settings
+from services.rag.generation.base import GenerationBackend
+
+
+def backend_from_settings(settings: Settings) -> GenerationBackend:
+    """The configured backend, not yet warmed up (call ``warm_up`` before serving)."""
+    kind = settings.generation_backend
+    if kind == "local":
+        from services.rag.generation.local_backend import LocalBackend
+        from services.rag.generation.local_engine import shared_engine
+
+        return LocalBackend(shared_engine(settings), timeout_s=settings.generation_timeout_s)
+    if kind == "tgi":
+        from services.rag.generation.tgi_backend import TgiBackend
+
+        return TgiBackend(settings.tgi_url, timeout_s=settings.generation_timeout_s)
+    if kind == "openai":
+        from services.rag.generation.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(settings.openai_base_url,
+                             settings.openai_api_key.get_secret_value(), settings.openai_model,
+                             timeout_s=settings.generation_timeout_s)
+    raise ValueError(f"unknown generation backend {kind!r}; expected local, tgi or openai")

@@ -1,0 +1,50 @@
+"""The ``local`` backend: the in-process :class:`LocalEngine` behind the backend protocol."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from services.rag.generation.base import GenerationError, GenerationRequest, GenerationResult
+from services.rag.generation.engine_types import SamplingParams
+from services.rag.generation.local_engine import LocalEngine
+
+
+class LocalBackend:
+    """Chat completions from the local engine. ``timeout_s`` bounds a whole ``generate`` call,
+    waiting for the model included; on expiry the generation is stopped, not left running.
+    ``stream`` has no deadline: its consumer decides, and leaving the loop stops generation."""
+
+    name = "local"
+
+    def __init__(self, engine: LocalEngine, timeout_s: float | None = None) -> None:
+        self.engine = engine
+        self.timeout_s = timeout_s
+
+    def warm_up(self) -> None:
+        self.engine.load()
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        params = SamplingParams.chat(request.max_tokens, request.temperature, request.stop)
+        try:
+            completion = await asyncio.wait_for(
+                self.engine.agenerate_chat(request.messages, params, request.adapter),
+                self.timeout_s)
+        except TimeoutError as exc:
+            raise GenerationError(
+                f"local engine timed out after {self.timeout_s:g} s "
+                f"(max_tokens={request.max_tokens}); raise generation_timeout_s or lower "
+                "max_tokens") from exc
+        return GenerationResult(
+            text=completion.text, prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens, model=self.engine.model_id,
+            adapter=request.adapter, finish_reason=completion.finish_reason)
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[str]:
+        params = SamplingParams.chat(request.max_tokens, request.temperature, request.stop)
+        stream = self.engine.astream_chat(request.messages, params, request.adapter)
+        try:
+            async for piece in stream:
+                yield piece
+        finally:
+            await stream.aclose()

@@ -1,0 +1,95 @@
+"""Pure parts of retrieval: reciprocal rank fusion, filter composition, reranking order."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from services.rag import retrieval_sql as sql
+from services.rag.access import scope_for
+from services.rag.rerank import CrossEncoderReranker, Reranker, reranker_from_path
+from services.rag.retrieval import RetrievalFilters, RetrievedChunk, _where, fuse
+
+pytestmark = pytest.mark.unit
+
+
+def chunk(cid: str, vector_rank: int | None = None, lexical_rank: int | None = None,
+          text: str = "t") -> RetrievedChunk:
+    return RetrievedChunk(
+        chunk_id=cid, doc_id=f"doc-{cid}", ordinal=0, content_hash=f"h{cid}", text=text,
+        title=None, uri=None, source=None, license=None, privacy_class="public",
+        heading_path=(), score=0.0, vector_rank=vector_rank, lexical_rank=lexical_rank)
+
+
+def ranked(ids: str, kind: str) -> list[RetrievedChunk]:
+    return [chunk(c, **{f"{kind}_rank": i}) for i, c in enumerate(ids, start=1)]
+
+
+def test_rrf_scores_and_keeps_both_ranks():
+    fused = fuse(ranked("abc", "vector"), ranked("cad", "lexical"))
+    scores = {c.chunk_id: c.score for c in fused}
+    assert scores["a"] == pytest.approx(1 / 61 + 1 / 62)
+    assert scores["c"] == pytest.approx(1 / 63 + 1 / 61)
+    assert scores["b"] == pytest.approx(1 / 62)
+    assert scores["d"] == pytest.approx(1 / 63)
+    assert [c.chunk_id for c in fused] == ["a", "c", "b", "d"]
+    by_id = {c.chunk_id: c for c in fused}
+    assert (by_id["a"].vector_rank, by_id["a"].lexical_rank) == (1, 2)
+    assert (by_id["b"].vector_rank, by_id["b"].lexical_rank) == (2, None)
+    assert (by_id["d"].vector_rank, by_id["d"].lexical_rank) == (None, 3)
+
+
+def test_rrf_ties_break_by_chunk_id():
+    fused = fuse(ranked("zb", "vector"), ranked("bz", "lexical"))
+    assert [c.chunk_id for c in fused] == ["b", "z"]
+    assert fused[0].score == fused[1].score
+    assert [c.chunk_id for c in fuse(ranked("y", "vector"), ranked("x", "lexical"))] == ["x", "y"]
+
+
+def test_rrf_with_one_empty_list_keeps_the_other_order():
+    assert [c.chunk_id for c in fuse(ranked("cab", "vector"), [])] == ["c", "a", "b"]
+    assert fuse([], []) == []
+
+
+def test_access_filter_is_always_in_the_where_clause():
+    where, params = _where(scope_for("ana", ["team:a"], "internal"), RetrievalFilters())
+    assert where == f"({sql.ACCESS_WHERE})"
+    assert params == {"max_rank": 1, "principals": ["ana", "team:a"]}
+
+
+def test_set_filters_are_anded_with_their_parameters():
+    filters = RetrievalFilters(doc_ids=("a", "b"), doc_id_prefix="hr/50%_off\\", sources=("wiki",),
+                               licenses=("CC-BY-4.0",), metadata={"team": "x", "year": 2026})
+    where, params = _where(scope_for("ana", [], "public"), filters)
+    for clause in (sql.ACCESS_WHERE, sql.FILTER_DOC_IDS, sql.FILTER_DOC_ID_PREFIX,
+                   sql.FILTER_SOURCES, sql.FILTER_LICENSES, sql.FILTER_METADATA):
+        assert f"({clause})" in where
+    assert where.count(") AND (") == 5
+    assert params["doc_id_pattern"] == "hr/50\\%\\_off\\\\%"
+    assert json.loads(params["metadata"]) == {"team": "x", "year": 2026}
+    assert params["sources"] == ["wiki"] and params["licenses"] == ["CC-BY-4.0"]
+
+
+class StubCrossEncoder(CrossEncoderReranker):
+    """Scores by text length, so the order is known without a model."""
+
+    def _predict(self, pairs):
+        return [float(len(text)) for _question, text in pairs]
+
+
+def test_cross_encoder_reranker_sorts_by_its_scores(tmp_path):
+    reranker = StubCrossEncoder(tmp_path)
+    assert isinstance(reranker, Reranker)
+    chunks = [chunk("a", text="xx"), chunk("b", text="xxxx"), chunk("c", text="xxxx")]
+    out = reranker.rerank("q", chunks)
+    assert [(c.chunk_id, c.score) for c in out] == [("b", 4.0), ("c", 4.0), ("a", 2.0)]
+    assert [replace(c, score=0.0) for c in sorted(out, key=lambda c: c.chunk_id)] == chunks
+    assert reranker.rerank("q", []) == []
+
+
+def test_no_reranker_without_a_configured_path(tmp_path):
+    assert reranker_from_path(None) is None
+    assert reranker_from_path("") is None
+    assert isinstance(reranker_from_path(tmp_path), CrossEncoderReranker)
+    with pytest.raises(FileNotFoundError, match="no reranker model ships"):
+        reranker_from_path(tmp_path / "missing")
