@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # Query path
     retrieval_top_k: int = 5
     retrieval_candidates: int = 40
+    reranker_model_path: Path | None = Field(
+        default=None, description="sentence-transformers cross-encoder folder; unset: no "
+        "reranking (no reranker model ships with the project).")
     context_token_budget: int = 1200
     prompt_domain: str = "default"
     rag_reply_timeout_s: float = 120.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from confluent_kafka import KafkaError, KafkaException
@@ -38,7 +39,21 @@ def ensure_topics(
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+    _wait_for_leaders(client, created)
     return created
+
+
+def _wait_for_leaders(client: AdminClient, topics: list[str], timeout_s: float = 30.0) -> None:
+    """Creation returns before every partition has a leader; callers then produce or read
+    offsets at once, so wait until the metadata shows leaders."""
+    deadline = time.monotonic() + timeout_s
+    while topics and time.monotonic() < deadline:
+        metadata = client.list_topics(timeout=10).topics
+        if all(name in metadata and metadata[name].error is None
+               and all(p.leader >= 0 for p in metadata[name].partitions.values())
+               for name in topics):
+            return
+        time.sleep(0.2)
 
 
 def describe_topics(bootstrap: str) -> dict[str, int]:

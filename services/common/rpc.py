@@ -15,7 +15,7 @@ from collections import OrderedDict
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from services.common import telemetry
 from services.common.events import RagReply, RagRequest
@@ -25,6 +25,8 @@ from services.common.producer import make_producer, send
 from services.common.topics import RAG_REPLIES, RAG_REQUESTS
 
 MAX_REPLY_BYTES = 16_000_000
+_SETTLING = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+             KafkaError.UNKNOWN_TOPIC_OR_PART}
 
 
 class ReplyTimeout(CustomLLMError):
@@ -51,7 +53,21 @@ class ReplyClient:
                                         name="reply-reader")
         self._thread.start()
 
-    def _assign_from_end(self) -> None:
+    def _assign_from_end(self, timeout_s: float = 60.0) -> None:
+        """Retried: just after the topic is created its partitions may have no leader yet."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return self._try_assign_from_end()
+            except KafkaException as exc:
+                if not exc.args[0].retriable() and exc.args[0].code() not in _SETTLING:
+                    raise
+                if time.monotonic() > deadline:
+                    raise CustomLLMError(f"reply topic {self.reply_topic} not ready: {exc}") \
+                        from exc
+                time.sleep(0.5)
+
+    def _try_assign_from_end(self) -> None:
         metadata = self._consumer.list_topics(self.reply_topic, timeout=10)
         topic = metadata.topics[self.reply_topic]
         if topic.error is not None:

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import StreamingResponse
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from services.common.events import RagFilters, RagOptions, RagReply, RagRequest
 from services.common.rpc import ReplyTimeout, new_request_id
@@ -31,6 +33,7 @@ from services.gateway.models import (
 )
 
 router = APIRouter(prefix="/v1", tags=["openai"])
+tracer = trace.get_tracer(__name__)
 
 
 @router.get("/models", response_model=ModelList)
@@ -52,10 +55,15 @@ async def chat_completions(body: ChatCompletionRequest, state: StateDep,
     if state.client is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "gateway is starting")
     async with state.inflight:
-        try:
-            reply = await state.client.arequest(request, state.settings.rag_reply_timeout_s)
-        except ReplyTimeout as exc:
-            raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, str(exc)) from exc
+        # The root of the question's trace: every stage joins it through Kafka headers.
+        with tracer.start_as_current_span(
+            "gateway.chat_completions", kind=SpanKind.SERVER,
+            attributes={"request.id": request.request_id, "principal.id": principal.id,
+                        "http.route": "/v1/chat/completions"}):
+            try:
+                reply = await state.client.arequest(request, state.settings.rag_reply_timeout_s)
+            except ReplyTimeout as exc:
+                raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, str(exc)) from exc
     _raise_for_error(reply)
     completion = _to_completion(reply, body.model)
     if body.stream:

@@ -27,6 +27,7 @@ from services.common.topics import DOCS_STATUS, RAG_DRAFTS, RAG_REQUESTS_DLQ, RA
 from services.rag import cache, pipeline
 from services.rag.config import APP_ID, MAX_REQUEST_BYTES, SERVICE_NAME, rag_config
 from services.rag.generation.factory import backend_from_settings
+from services.rag.rerank import reranker_from_path
 
 logger = logging.getLogger(__name__)
 settings = get_settings()
@@ -37,6 +38,7 @@ deps = pipeline.RagDeps(
     embedder=embedder_from_settings(settings),
     backend=backend_from_settings(settings),
     config=rag_config(settings),
+    reranker=reranker_from_path(settings.reranker_model_path),
 )
 
 screened_topic = app.topic(RAG_SCREENED)

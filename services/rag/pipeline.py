@@ -26,6 +26,7 @@ from services.rag.context import build_context
 from services.rag.generation.base import GenerationBackend, GenerationRequest
 from services.rag.prompts import load_template, render
 from services.rag.relevance import best_similarity
+from services.rag.rerank import Reranker
 from services.rag.retrieval import RetrievalFilters, retrieve
 
 tracer = trace.get_tracer(__name__)
@@ -38,6 +39,7 @@ class RagDeps:
     embedder: Embedder
     backend: GenerationBackend
     config: RagConfig
+    reranker: Reranker | None = None
 
 
 async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
@@ -57,10 +59,10 @@ class _Stage:
     def __init__(self, timer: _Timer, name: str) -> None:
         self.timer, self.name = timer, name
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> trace.Span:
         self.span = tracer.start_as_current_span(f"rag.{self.name}")
-        self.span.__enter__()
         self.started = time.perf_counter()
+        return self.span.__enter__()
 
     def __exit__(self, *exc: object) -> None:
         self.timer.stages[self.name] = round((time.perf_counter() - self.started) * 1000, 3)
@@ -95,9 +97,12 @@ async def answer(request: RagRequest, deps: RagDeps) -> RagReply:
         doc_ids=tuple(options.filters.doc_ids), doc_id_prefix=options.filters.doc_id_prefix,
         sources=tuple(options.filters.sources), licenses=tuple(options.filters.licenses),
         metadata=dict(options.filters.metadata))
-    with timer.stage("retrieval"):
+    with timer.stage("retrieval") as span:
+        span.set_attributes({"db.system": "postgresql", "db.operation": "hybrid_search",
+                             "retrieval.top_k": top_k})
         chunks = await _in_thread(retrieve, deps.engine, vector, request.question, scope, top_k,
-                                  filters, "hybrid", config.candidates)
+                                  filters, "hybrid", config.candidates, deps.reranker)
+        span.set_attribute("retrieval.chunks", len(chunks))
         best = await _in_thread(best_similarity, deps.engine, vector,
                                 [c.chunk_id for c in chunks])
         items = build_context(chunks, config.context_token_budget)
@@ -115,10 +120,16 @@ async def answer(request: RagRequest, deps: RagDeps) -> RagReply:
         messages = render(template, request.question, items)
         history = [turn.model_dump() for turn in request.history]
         messages = messages[:1] + history + messages[1:]
-        with timer.stage("generation"):
+        with timer.stage("generation") as span:
+            span.set_attributes({"gen_ai.system": deps.backend.name,
+                                 "gen_ai.request.model": config.model_id,
+                                 "gen_ai.request.adapter": options.adapter or ""})
             result = await deps.backend.generate(GenerationRequest(
                 messages=messages, max_tokens=options.max_tokens or config.max_new_tokens,
                 temperature=options.temperature, adapter=options.adapter))
+            span.set_attributes({"gen_ai.usage.input_tokens": result.prompt_tokens,
+                                 "gen_ai.usage.output_tokens": result.completion_tokens,
+                                 "gen_ai.response.finish_reason": result.finish_reason})
         answer_text = result.text.strip()
         usage = handlers.usage_with_cost(result.prompt_tokens, result.completion_tokens,
                                          config.price_prompt_per_1k,

@@ -43,3 +43,40 @@ def test_one_trace_spans_publish_ingest_embed_and_db_write(stack, workers, otlp_
     assert by_name["db.swap_chunks"].attributes["db.system"] == "postgresql"
     assert by_name["embedder.embed"].attributes["chunks.embedded"] == len(
         expected_hashes(doc.content))
+
+
+QUERY_SPANS = {("gateway", "gateway.chat_completions"), ("guardrails", "guardrails.input"),
+               ("rag", "rag.request"), ("rag", "rag.retrieval"), ("rag", "rag.generation"),
+               ("guardrails", "guardrails.output")}
+
+
+def test_one_trace_per_question_from_gateway_to_reply(stack, gateway_url, otlp_receiver):
+    import httpx
+
+    from services.gateway.auth import DEV_KEY
+    from tests.support.corpus import corpus
+
+    prefix = unique_prefix("qtrace")
+    docs = corpus(prefix)
+    stack.publish(docs)
+    stack.wait_indexed({d.doc_id: 1 for d in docs})
+    response = httpx.post(f"{gateway_url}/v1/chat/completions", timeout=180,
+                          headers={"Authorization": f"Bearer {DEV_KEY}"},
+                          json={"model": "customllm", "max_tokens": 8, "use_cache": False,
+                                "messages": [{"role": "user", "content": "Who designed the "
+                                              "Zorblax reactor?"}],
+                                "filters": {"doc_id_prefix": prefix}})
+    assert response.status_code == 200, response.text
+    trace_id = response.json()["customllm"]["trace_id"]
+
+    spans = wait_for(
+        lambda: (found := otlp_receiver.trace(trace_id))
+        and {(s.service, s.name) for s in found} >= QUERY_SPANS and found,
+        60, what="spans of every stage in the question's trace")
+    by_name = {span.name: span for span in spans}
+    roots = [span for span in spans if not span.parent_span_id]
+    assert [root.service for root in roots] == ["gateway"]  # one trace, rooted at the gateway
+    generation = by_name["rag.generation"]
+    assert generation.attributes["gen_ai.usage.output_tokens"] > 0
+    assert generation.attributes["gen_ai.usage.input_tokens"] > 0
+    assert by_name["rag.retrieval"].attributes["db.system"] == "postgresql"
