@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The demo on the embedded default stack: starts Kafka, Postgres and the workers, publishes the
-# example documents, shows incremental re-indexing after an edit, then a delete.
+# The demo on the embedded default stack: starts Kafka, Postgres, the workers and the gateway,
+# publishes the example documents, shows incremental re-indexing after an edit, asks questions
+# over Kafka and through the OpenAI-compatible gateway, then deletes a document.
 # Stop everything afterwards with: .venv/bin/customllm down
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 CLI=.venv/bin/customllm
 step() { printf '\n\033[1;34m### %s\033[0m\n' "$*"; }
 
-step "Start the local stack (Kafka KRaft + Postgres/pgvector + ingest + embedder workers)"
+step "Start the local stack (Kafka KRaft, Postgres/pgvector, ingest, embedder, guardrails and rag workers, gateway)"
 $CLI up
 $CLI status
 
@@ -33,21 +34,34 @@ PY
 }
 
 step "Publish examples/docs (governance from .customllm.yaml files and sidecars)"
-$CLI publish examples/docs --version 1
+docs=.customllm/demo-docs  # a working copy, so the demo can edit it without touching examples/
+rm -rf "$docs"; mkdir -p "$docs"; cp -r examples/docs/. "$docs/"
+$CLI publish "$docs" --version 1
 wait_indexed handbook/onboarding.md=1 handbook/expenses.html=1 policies/incident-response.txt=1
 $CLI docs
 
 step "Edit one paragraph and republish: only the changed chunk is embedded again"
-work=$(mktemp -d); cp -r examples/docs/. "$work/"
-sed -i 's/ninety days/sixty days/' "$work/handbook/onboarding.md"
-$CLI publish "$work" --version 2
+sed -i 's/ninety days/sixty days/' "$docs/handbook/onboarding.md"
+$CLI publish "$docs" --version 2
 wait_indexed handbook/onboarding.md=2 handbook/expenses.html=2
 $CLI docs
+
+step "Ask over Kafka request/reply (the answer cites its sources; restricted documents stay hidden)"
+$CLI ask "How long does production access last before it must be renewed?" --group employees
+$CLI ask "Within how many hours must regulators be notified?" --group employees --clearance internal
+$CLI ask "Within how many hours must regulators be notified?" --group security-team --clearance restricted
+
+step "Ask the same through the OpenAI-compatible gateway (any OpenAI client works)"
+for _ in $(seq 1 60); do curl -fs http://127.0.0.1:18080/healthz >/dev/null && break; sleep 1; done
+curl -s http://127.0.0.1:18080/v1/chat/completions \
+  -H "Authorization: Bearer customllm-dev-key" -H "Content-Type: application/json" \
+  -d '{"model": "customllm", "max_tokens": 64,
+       "messages": [{"role": "user", "content": "When must expense claims be submitted?"}]}' \
+  | .venv/bin/python -c "import json,sys; r=json.load(sys.stdin); print(r['choices'][0]['message']['content']); print('cited:', [c['doc_id'] for c in r['citations']], '| cached:', r['customllm']['cached'], '| trace:', r['customllm']['trace_id'])"
 
 step "Delete a document"
 $CLI publish --delete handbook/expenses.html --version 3
 wait_indexed handbook/expenses.html=3
 $CLI docs --include-deleted
-rm -rf "$work"
 
 step "Done. The stack keeps running: '$CLI status' shows it, '$CLI down' stops it."

@@ -34,10 +34,12 @@ def setup_tracing(service_name: str, settings: Settings,
     if _configured:
         provider = trace.get_tracer_provider()
         return provider if isinstance(provider, TracerProvider) else None
-    if exporter is None and settings.otel_exporter == "none":
-        return None
+    # With exporter "none" a provider is still installed: trace ids are still created and
+    # propagated (replies and logs carry them), they are just not exported.
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-    if exporter is not None:
+    if exporter is None and settings.otel_exporter == "none":
+        pass
+    elif exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     elif settings.otel_exporter == "console":
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
