@@ -1,0 +1,85 @@
+"""Stored runs as the CLI and tests use them: the run configuration a ``run`` records, loading
+a run back, writing its reports and comparing two runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from services.evaluation import store
+from services.evaluation.models import CaseResult, EvalCase, RunConfig
+from services.evaluation.testsets import testset_hash
+
+# Differences worth pointing out when two runs are compared (the ones that *define* a system
+# under test, e.g. the domain, are expected to differ; the test set is not).
+COMPARABILITY_KEYS = ("testset_hash", "cases_hash", "doc_id_prefix", "principal",
+                      "retrieval_top_k", "temperature")
+SYSTEM_KEYS = ("domain", "template_version", "adapter", "backend", "model", "top_k",
+               "max_tokens")
+
+
+def build_run_config(testset: Path | str, all_cases: Sequence[EvalCase],
+                     limit: int | None = None, domain: str = "default",
+                     adapter: str | None = None, top_k: int | None = None,
+                     max_tokens: int | None = None, doc_id_prefix: str | None = None,
+                     seed: int = 0) -> RunConfig:
+    """The ``RunConfig`` of a run over the test set file ``testset`` (``all_cases``: every case
+    in it; the hash versions the whole file, ``limit`` says which sample was taken)."""
+    return RunConfig(testset=str(testset), testset_hash=testset_hash(all_cases), domain=domain,
+                     adapter=adapter, top_k=top_k, limit=limit, seed=seed,
+                     max_tokens=max_tokens, doc_id_prefix=doc_id_prefix)
+
+
+@dataclass
+class RunData:
+    run: store.RunRecord
+    results: list[CaseResult]
+    per_case: list[dict[str, Any]]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def by_case(self) -> dict[str, dict[str, Any]]:
+        return {r.case_id: row for r, row in zip(self.results, self.per_case, strict=True)}
+
+
+def load_run(engine: Engine, run_id: str) -> RunData:
+    """A stored run with its results; the summary is the stored one for a completed run, and
+    recomputed from what is stored for a running or failed one."""
+    from services.evaluation.summary import summarize
+
+    run = store.require_run(engine, run_id)
+    stored = store.load_results(engine, run_id)
+    results = [s.result for s in stored]
+    per_case = [s.metrics for s in stored]
+    summary = run.summary if run.status == "completed" and run.summary else summarize(
+        per_case, results, n_boot=int(run.config.get("n_boot", 1000)),
+        seed=int(run.config.get("seed", 0)))
+    return RunData(run, results, per_case, summary)
+
+
+def write_run_reports(engine: Engine, run_id: str, out_dir: Path) -> dict[str, Path]:
+    """report.json / report.md / report.html of the run under ``out_dir/<run_id>/``."""
+    from services.evaluation.report_json import write_reports
+
+    data = load_run(engine, run_id)
+    config = {**data.run.config, "run_status": data.run.status,
+              "started_at": data.run.started_at.isoformat(),
+              "finished_at": data.run.finished_at.isoformat() if data.run.finished_at else None}
+    return write_reports(run_id, config, data.summary, data.results, data.per_case,
+                         Path(out_dir) / run_id)
+
+
+def comparability(a: store.RunRecord, b: store.RunRecord) -> tuple[list[str], list[str]]:
+    """(problems, differences): settings that make the comparison questionable, and the
+    settings of the system under test that differ (what the comparison is about)."""
+    problems = [f"{key}: {a.config.get(key)!r} vs {b.config.get(key)!r}"
+                for key in COMPARABILITY_KEYS if a.config.get(key) != b.config.get(key)]
+    if a.testset_hash != b.testset_hash:
+        problems.insert(0, f"different test sets: {a.testset} ({a.testset_hash[:12]}) vs "
+                           f"{b.testset} ({b.testset_hash[:12]})")
+    differences = [f"{key}: {a.config.get(key)!r} → {b.config.get(key)!r}"
+                   for key in SYSTEM_KEYS if a.config.get(key) != b.config.get(key)]
+    return problems, differences
