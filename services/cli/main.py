@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from services.cli import ask, docs, publish, stack_cmds
+from services.cli import ask, docs, eval_cmds, ops_cmds, publish, stack_cmds
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="customllm: domain LLM platform on Kafka + Postgres/pgvector.")
@@ -17,6 +17,9 @@ app.command("publish")(publish.publish)
 app.command("docs")(docs.docs)
 app.command("ask")(ask.ask)
 app.command("serve")(ask.serve)
+app.command("doctor")(ops_cmds.doctor)
+app.command("replay")(ops_cmds.replay)
+app.add_typer(eval_cmds.app, name="eval")
 
 if __name__ == "__main__":
     app()

@@ -24,6 +24,9 @@ def make_producer(bootstrap: str, client_id: str = "customllm", **overrides: obj
         "linger.ms": 5,
         "message.max.bytes": 8_388_608,
         "compression.type": "lz4",
+        # Same key → same partition as Java, aiokafka and Faust producers (murmur2), so one
+        # document's events stay ordered whichever client publishes them.
+        "partitioner": "murmur2_random",
         "delivery.timeout.ms": 300_000,
     }
     config.update(overrides)

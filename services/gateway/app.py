@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 
 from services.common.config import Settings, get_settings
 from services.common.rpc import ReplyClient
@@ -42,7 +42,11 @@ def create_app(settings: Settings | None = None, with_model_server: bool = True)
         app.include_router(tgi_routes.router)
 
     @app.get("/healthz", tags=["ops"])
-    def healthz() -> dict[str, str]:
-        return {"status": "ok" if app.state.gateway.client is not None else "starting"}
+    def healthz(response: Response) -> dict[str, str]:
+        """503 until the reply client is connected, so readiness probes wait for it."""
+        if app.state.gateway.client is None:
+            response.status_code = 503
+            return {"status": "starting"}
+        return {"status": "ok"}
 
     return app

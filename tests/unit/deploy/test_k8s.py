@@ -1,0 +1,568 @@
+"""deploy/k8s/, checked offline (no cluster, kubectl or kustomize needed).
+
+The kustomization is built the way `kubectl apply -k` would for what it uses (resources, a
+namespace, an image tag), every object is validated against the vendored Kubernetes v1.33
+schemas (strict: unknown fields are errors) or, for KEDA ScaledObjects, against the
+openAPIV3Schema of KEDA v2.18's CRD, and then checked against the rules the deployment relies
+on: probes, resources, non-root, pinned images, secrets by reference, autoscaling bounded by the
+topics' partitions, and consistency with the code (consumer groups, topics, settings, CLI).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.validators import validator_for
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[3]
+BASE = ROOT / "deploy" / "k8s" / "base"
+SCHEMAS = ROOT / "deploy" / "schemas" / "k8s"
+K8S_SCHEMA = SCHEMAS / "kubernetes-v1.33.0-strict.json"
+KEDA_CRD = SCHEMAS / "keda.sh_scaledobjects.yaml"
+SCHEMA_README = SCHEMAS / "README.md"
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+CLI_MAIN = ROOT / "services" / "cli" / "main.py"
+
+IMAGE = "ghcr.io/customllm/customllm"
+TAG = "0.1.0"
+NAMESPACE = "customllm"
+SECRET = "customllm-secrets"
+SERVICES = ("ingest", "embedder", "guardrails", "rag", "gateway")
+STREAM_PROCESSORS = ("ingest", "embedder", "guardrails", "rag")
+UID = 10001  # the image's user (deploy/docker/Dockerfile, APP_UID)
+STATE_DIR = "/var/lib/customllm"
+
+# apiVersion/kind → definition in the vendored schema.
+DEFINITIONS = {
+    ("v1", "Namespace"): "io.k8s.api.core.v1.Namespace",
+    ("v1", "ConfigMap"): "io.k8s.api.core.v1.ConfigMap",
+    ("v1", "Service"): "io.k8s.api.core.v1.Service",
+    ("v1", "ServiceAccount"): "io.k8s.api.core.v1.ServiceAccount",
+    ("apps/v1", "Deployment"): "io.k8s.api.apps.v1.Deployment",
+    ("batch/v1", "Job"): "io.k8s.api.batch.v1.Job",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"):
+        "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler",
+    ("policy/v1", "PodDisruptionBudget"): "io.k8s.api.policy.v1.PodDisruptionBudget",
+}
+# Every trigger metadata key KEDA v2.18's kafka scaler reads (pkg/scalers/kafka_scaler.go).
+KAFKA_SCALER_KEYS = {
+    "bootstrapServers", "bootstrapServersFromEnv", "consumerGroup", "consumerGroupFromEnv",
+    "topic", "topicFromEnv", "partitionLimitation", "offsetResetPolicy", "lagThreshold",
+    "activationLagThreshold", "allowIdleConsumers", "excludePersistentLag",
+    "scaleToZeroOnInvalidOffset", "limitToPartitionsWithLag", "ensureEvenDistributionOfPartitions",
+    "version", "sasl", "saslTokenProvider", "tls", "unsafeSsl", "awsRegion",
+}
+SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|API_KEY|DATABASE_URL|CREDENTIAL)", re.I)
+
+
+def _secretish(key: str) -> bool:
+    """A variable holding a secret value (one naming a file or folder holds a path)."""
+    return bool(SECRET_NAME.search(key)) and not key.endswith(("_FILE", "_PATH", "_DIR"))
+
+
+# --------------------------------------------------------------------------------------------
+# Building the kustomization (the subset of kustomize the base uses)
+# --------------------------------------------------------------------------------------------
+
+
+def _kustomization() -> dict[str, Any]:
+    return yaml.safe_load((BASE / "kustomization.yaml").read_text())
+
+
+def build() -> list[dict[str, Any]]:
+    kustomization = _kustomization()
+    unsupported = set(kustomization) - {"apiVersion", "kind", "namespace", "resources", "images"}
+    assert not unsupported, f"extend the test's build() for {sorted(unsupported)}"
+    images = {image["name"]: image for image in kustomization.get("images", [])}
+    objects = []
+    for resource in kustomization["resources"]:
+        for doc in yaml.safe_load_all((BASE / resource).read_text()):
+            if doc is None:
+                continue
+            doc = copy.deepcopy(doc)
+            if doc["kind"] != "Namespace" and "namespace" in kustomization:
+                doc["metadata"]["namespace"] = kustomization["namespace"]
+            for container in _all_containers(doc):
+                name, _, tag = container["image"].rpartition(":")
+                if name in images and "newTag" in images[name]:
+                    container["image"] = f"{name}:{images[name]['newTag']}"
+            objects.append(doc)
+    return objects
+
+
+def _pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:
+    if obj["kind"] in ("Deployment", "Job"):
+        return obj["spec"]["template"]["spec"]
+    return None
+
+
+def _all_containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = _pod_spec(obj)
+    if spec is None:
+        return []
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+@pytest.fixture(scope="module")
+def objects() -> list[dict[str, Any]]:
+    return build()
+
+
+def _of_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {obj["metadata"]["name"]: obj for obj in objects if obj["kind"] == kind}
+
+
+@pytest.fixture(scope="module")
+def deployments(objects) -> dict[str, dict[str, Any]]:
+    return _of_kind(objects, "Deployment")
+
+
+@pytest.fixture(scope="module")
+def scaled_objects(objects) -> dict[str, dict[str, Any]]:
+    return _of_kind(objects, "ScaledObject")
+
+
+@pytest.fixture(scope="module")
+def config(objects) -> dict[str, str]:
+    return _of_kind(objects, "ConfigMap")["customllm-config"]["data"]
+
+
+def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {item["name"]: item for item in container.get("env", [])}
+
+
+def _errors(validator: Any, instance: Any) -> list[str]:
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message[:300]}"
+            for e in sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))]
+
+
+# --------------------------------------------------------------------------------------------
+# Schemas
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def k8s_schema() -> dict[str, Any]:
+    return json.loads(K8S_SCHEMA.read_text())
+
+
+def _k8s_validator(k8s_schema: dict[str, Any], definition: str) -> Draft202012Validator:
+    return Draft202012Validator({**k8s_schema, "$ref": f"#/$defs/{definition}"})
+
+
+def _strict(schema: Any) -> Any:
+    """The CRD schema as the API server applies it with strict field validation (kubectl's
+    default): an unknown field is an error, not silently pruned."""
+    if isinstance(schema, dict):
+        result = {key: _strict(value) for key, value in schema.items()}
+        if ("properties" in schema and "additionalProperties" not in schema
+                and not schema.get("x-kubernetes-preserve-unknown-fields")):
+            result["additionalProperties"] = False
+        return result
+    if isinstance(schema, list):
+        return [_strict(item) for item in schema]
+    return schema
+
+
+@pytest.fixture(scope="module")
+def scaled_object_validator() -> Any:
+    crd = yaml.safe_load(KEDA_CRD.read_text())
+    assert crd["kind"] == "CustomResourceDefinition"
+    assert crd["spec"]["group"] == "keda.sh" and crd["spec"]["names"]["kind"] == "ScaledObject"
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
+    assert version["served"] and version["storage"]
+    schema = _strict(version["schema"]["openAPIV3Schema"])
+    return validator_for({})(schema)
+
+
+def test_vendored_schemas_are_the_recorded_files(k8s_schema):
+    readme = SCHEMA_README.read_text()
+    for path in (K8S_SCHEMA, KEDA_CRD):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert digest in readme, f"{path.name}: sha256 {digest} is not recorded in README.md"
+    assert "Apache License 2.0" in readme
+    Draft202012Validator.check_schema(k8s_schema)
+    for definition in DEFINITIONS.values():
+        assert definition in k8s_schema["$defs"]
+    refs = set(re.findall(r'"\$ref": "#/\$defs/([^"]+)"', K8S_SCHEMA.read_text()))
+    assert refs <= set(k8s_schema["$defs"]), "the subset must be closed under $ref"
+
+
+def test_every_object_validates_against_its_schema(objects, k8s_schema,
+                                                   scaled_object_validator):
+    meta = _k8s_validator(k8s_schema, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")
+    for obj in objects:
+        where = f"{obj['kind']}/{obj['metadata']['name']}"
+        if obj["kind"] == "ScaledObject":
+            assert obj["apiVersion"] == "keda.sh/v1alpha1"
+            errors = _errors(scaled_object_validator, obj) + _errors(meta, obj["metadata"])
+        else:
+            definition = DEFINITIONS.get((obj["apiVersion"], obj["kind"]))
+            assert definition, f"{where}: no vendored schema for {obj['apiVersion']}"
+            errors = _errors(_k8s_validator(k8s_schema, definition), obj)
+        assert not errors, f"{where}:\n" + "\n".join(errors)
+
+
+def test_the_validation_is_strict(objects, k8s_schema, scaled_object_validator):
+    """A misspelt field must fail, or the test above proves little."""
+    deployment = copy.deepcopy(_of_kind(objects, "Deployment")["customllm-ingest"])
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
+    assert _errors(_k8s_validator(k8s_schema, DEFINITIONS[("apps/v1", "Deployment")]),
+                   deployment)
+    scaled = copy.deepcopy(_of_kind(objects, "ScaledObject")["customllm-ingest"])
+    scaled["spec"]["maxReplicas"] = 3
+    assert _errors(scaled_object_validator, scaled)
+    scaled = copy.deepcopy(_of_kind(objects, "ScaledObject")["customllm-ingest"])
+    scaled["spec"]["triggers"][0]["metadata"]["lagThreshold"] = 100  # must be a string
+    assert _errors(scaled_object_validator, scaled)
+
+
+# --------------------------------------------------------------------------------------------
+# Structure
+# --------------------------------------------------------------------------------------------
+
+
+def test_expected_objects_exist(objects):
+    kinds: dict[str, set[str]] = {}
+    for obj in objects:
+        kinds.setdefault(obj["kind"], set()).add(obj["metadata"]["name"])
+    assert kinds["Namespace"] == {NAMESPACE}
+    assert kinds["Deployment"] == {f"customllm-{name}" for name in SERVICES}
+    assert kinds["ScaledObject"] == {f"customllm-{name}" for name in STREAM_PROCESSORS}
+    assert kinds["PodDisruptionBudget"] == {f"customllm-{name}" for name in SERVICES}
+    assert kinds["Job"] == {"customllm-migrate", "customllm-topics"}
+    assert kinds["Service"] == kinds["HorizontalPodAutoscaler"] == {"customllm-gateway"}
+    assert "Secret" not in kinds, "secrets are created outside these manifests"
+    names = [(obj["kind"], obj["metadata"]["name"]) for obj in objects]
+    assert len(names) == len(set(names))
+    for obj in objects:
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"]["namespace"] == NAMESPACE
+
+
+def test_each_service_runs_its_module_from_the_one_image(deployments):
+    for name in SERVICES:
+        (container,) = deployments[f"customllm-{name}"]["spec"]["template"]["spec"]["containers"]
+        assert container["command"] == ["python", "-m", f"services.{name}"]
+        assert (ROOT / "services" / name / "__main__.py").is_file()
+        assert container["image"] == f"{IMAGE}:{TAG}"
+
+
+def test_jobs_run_the_cli_setup_commands(objects):
+    jobs = _of_kind(objects, "Job")
+    commands = {name: job["spec"]["template"]["spec"]["containers"][0]["command"]
+                for name, job in jobs.items()}
+    assert commands == {"customllm-migrate": ["customllm", "migrate"],
+                        "customllm-topics": ["customllm", "topics"]}
+    registered = set(re.findall(r"""app\.command\(\s*["']([\w-]+)["']""", CLI_MAIN.read_text()))
+    assert {"migrate", "topics"} <= registered
+    for job in jobs.values():
+        spec = job["spec"]
+        assert spec["template"]["spec"]["restartPolicy"] in ("Never", "OnFailure")
+        assert spec["backoffLimit"] >= 1 and spec.get("ttlSecondsAfterFinished")
+
+
+def test_images_are_pinned_and_never_latest(objects):
+    kustomization = _kustomization()
+    assert kustomization["images"] == [{"name": IMAGE, "newTag": TAG}]
+    for obj in objects:
+        for container in _all_containers(obj):
+            image = container["image"]
+            last = image.rsplit("/", 1)[-1]
+            assert ":" in last or "@" in image, f"{image}: no tag"
+            assert not image.endswith(":latest"), image
+            assert image == f"{IMAGE}:{TAG}"
+    raw = "\n".join(path.read_text() for path in BASE.glob("*.yaml"))
+    assert ":latest" not in raw
+
+
+def test_selectors_match_their_pods(objects, deployments):
+    for name, deployment in deployments.items():
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items(), name
+    pod_labels = {name: d["spec"]["template"]["metadata"]["labels"]
+                  for name, d in deployments.items()}
+    for kind in ("PodDisruptionBudget", "Service"):
+        for name, obj in _of_kind(objects, kind).items():
+            selector = obj["spec"]["selector"]
+            selector = selector.get("matchLabels", selector)
+            matched = [d for d, labels in pod_labels.items() if selector.items() <= labels.items()]
+            assert matched == [name], f"{kind}/{name} selects {matched}"
+
+
+# --------------------------------------------------------------------------------------------
+# Pod rules
+# --------------------------------------------------------------------------------------------
+
+
+def test_every_deployment_has_probes_and_resources(deployments):
+    for name, deployment in deployments.items():
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            assert container.get("readinessProbe"), f"{name}: no readiness probe"
+            assert container.get("livenessProbe"), f"{name}: no liveness probe"
+            resources = container.get("resources", {})
+            assert {"cpu", "memory"} <= set(resources.get("requests", {})), name
+            assert {"cpu", "memory"} <= set(resources.get("limits", {})), name
+            assert _bytes(resources["requests"]["memory"]) <= _bytes(
+                resources["limits"]["memory"]), name
+
+
+def test_jobs_have_resources(objects):
+    for name, job in _of_kind(objects, "Job").items():
+        for container in job["spec"]["template"]["spec"]["containers"]:
+            assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
+            assert {"cpu", "memory"} <= set(container["resources"]["limits"]), name
+
+
+def _bytes(quantity: str) -> float:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 1e3, "M": 1e6, "G": 1e9}
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([KMG]i?)?", str(quantity))
+    assert match, quantity
+    return float(match[1]) * units.get(match[2] or "", 1)
+
+
+def _compose_worker_check() -> list[str]:
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    test = compose["x-worker-healthcheck"]["test"]
+    assert test[0] == "CMD"
+    return test[1:]
+
+
+def test_worker_probes_follow_the_compose_healthcheck(deployments):
+    compose_check = _compose_worker_check()
+    for name in STREAM_PROCESSORS:
+        (container,) = deployments[f"customllm-{name}"]["spec"]["template"]["spec"]["containers"]
+        readiness = container["readinessProbe"]["exec"]["command"]
+        liveness = container["livenessProbe"]["exec"]["command"]
+        if "CUSTOMLLM_DATABASE_URL" in _env(container):
+            assert readiness == compose_check, f"{name}: not the compose healthcheck"
+        else:
+            assert readiness[:2] == ["python", "-c"]
+            assert "CUSTOMLLM_KAFKA_BOOTSTRAP" in readiness[2]
+            assert "CUSTOMLLM_DATABASE_URL" not in readiness[2]
+        # Liveness is only about the process itself (PID 1 state), never the dependencies.
+        assert liveness[:2] == ["python", "-c"] and "/proc/1/stat" in liveness[2]
+        assert "socket" not in liveness[2]
+        for probe in (container["readinessProbe"], container["livenessProbe"]):
+            assert probe["timeoutSeconds"] < probe["periodSeconds"]
+
+
+def test_probe_scripts_are_valid_python(deployments):
+    for deployment in deployments.values():
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
+                command = container.get(kind, {}).get("exec", {}).get("command")
+                if command:
+                    compile(command[2], f"{deployment['metadata']['name']}:{kind}", "exec")
+
+
+def test_gateway_is_probed_over_http_and_listens_on_all_interfaces(deployments):
+    (container,) = deployments["customllm-gateway"]["spec"]["template"]["spec"]["containers"]
+    for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[kind]["httpGet"] == {"path": "/healthz", "port": "http"}
+    port = {p["name"]: p["containerPort"] for p in container["ports"]}["http"]
+    env = _env(container)
+    assert env["CUSTOMLLM_GATEWAY_HOST"]["value"] == "0.0.0.0"
+    assert int(env["CUSTOMLLM_GATEWAY_PORT"]["value"]) == port
+    source = (ROOT / "services" / "gateway" / "app.py").read_text()
+    assert '"/healthz"' in source
+
+
+def test_pods_run_as_non_root_with_a_read_only_root_filesystem(objects):
+    for obj in objects:
+        spec = _pod_spec(obj)
+        if spec is None:
+            continue
+        name = obj["metadata"]["name"]
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True and pod["runAsUser"] == UID, name
+        assert pod["runAsUser"] != 0 and pod["runAsGroup"] != 0, name
+        assert pod["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert spec["automountServiceAccountToken"] is False, name
+        assert not spec.get("hostNetwork") and not spec.get("hostPID"), name
+        for container in _all_containers(obj):
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False, name
+            assert security["readOnlyRootFilesystem"] is True, name
+            assert security["capabilities"]["drop"] == ["ALL"], name
+            assert security.get("runAsUser", UID) != 0, name
+            assert not security.get("privileged"), name
+            mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+            assert STATE_DIR in mounts and "/tmp" in mounts, f"{name}: writable dirs"
+            volumes = {v["name"]: v for v in spec["volumes"]}
+            for path in (STATE_DIR, "/tmp"):
+                assert "emptyDir" in volumes[mounts[path]], f"{name}: {path} is no emptyDir"
+
+
+def test_state_dir_setting_matches_the_mounted_emptydir(config):
+    assert config["CUSTOMLLM_STATE_DIR"] == STATE_DIR
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration and secrets
+# --------------------------------------------------------------------------------------------
+
+
+def test_configmap_holds_real_settings_and_no_secret(config, monkeypatch):
+    from services.common.config import Settings
+
+    fields = {f"CUSTOMLLM_{name.upper()}" for name in Settings.model_fields}
+    unknown = {key for key in config if key.startswith("CUSTOMLLM_")} - fields
+    assert not unknown, f"not settings (a typo is silently ignored): {sorted(unknown)}"
+    secretish = {key for key in config if _secretish(key)}
+    assert not secretish, f"secret values do not belong in a ConfigMap: {sorted(secretish)}"
+    for key, value in config.items():
+        assert isinstance(value, str), f"{key}: ConfigMap values must be strings"
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    assert settings.topic_partitions == int(config["CUSTOMLLM_TOPIC_PARTITIONS"])
+    assert settings.database_url is None
+
+
+def test_secrets_are_only_referenced(objects):
+    for obj in objects:
+        for container in _all_containers(obj):
+            name = f"{obj['metadata']['name']}/{container['name']}"
+            for key, item in _env(container).items():
+                if _secretish(key):
+                    assert "value" not in item, f"{name}: {key} has a literal value"
+                    ref = item["valueFrom"]["secretKeyRef"]
+                    assert ref["name"] == SECRET and ref["key"] == key, name
+            for source in container.get("envFrom", []):
+                assert "configMapRef" in source or "secretRef" in source, name
+                if "secretRef" in source:
+                    assert source["secretRef"]["name"] == SECRET, name
+        spec = _pod_spec(obj) or {}
+        for volume in spec.get("volumes", []):
+            if "secret" in volume:
+                assert volume["secret"]["secretName"] == SECRET
+    raw = "\n".join(path.read_text() for path in BASE.glob("*.yaml"))
+    assert not re.search(r"postgres(?:ql)?(?:\+\w+)?://[^\s/]*:[^\s/]*@", raw), (
+        "a database URL with a password appears in the manifests")
+    assert "kind: Secret" not in raw and "stringData" not in raw
+
+
+def test_database_workers_and_migrations_get_the_database_url(objects, deployments):
+    needs_db = {"customllm-ingest", "customllm-embedder", "customllm-rag", "customllm-migrate"}
+    for obj in objects:
+        for container in _all_containers(obj):
+            has = "CUSTOMLLM_DATABASE_URL" in _env(container)
+            assert has == (obj["metadata"]["name"] in needs_db), obj["metadata"]["name"]
+            refs = [s for s in container.get("envFrom", []) if "configMapRef" in s]
+            assert refs == [{"configMapRef": {"name": "customllm-config"}}]
+
+
+def test_gateway_api_keys_come_from_the_secret(deployments):
+    spec = deployments["customllm-gateway"]["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    path = Path(_env(container)["CUSTOMLLM_API_KEYS_FILE"]["value"])
+    (mount,) = [m for m in container["volumeMounts"] if Path(m["mountPath"]) == path.parent]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == SECRET
+    assert {item["path"] for item in volume["secret"]["items"]} == {path.name}
+
+
+# --------------------------------------------------------------------------------------------
+# Autoscaling and disruption
+# --------------------------------------------------------------------------------------------
+
+
+def _partitions(topic: str, config: dict[str, str]) -> int:
+    from services.common.config import Settings
+    from services.common.topics import TOPICS
+
+    (spec,) = [s for s in TOPICS if s.name == topic]
+    default = Settings.model_fields["topic_partitions"].default
+    return spec.partitions or min(default, int(config["CUSTOMLLM_TOPIC_PARTITIONS"]))
+
+
+def test_scaled_objects_follow_each_stream_processors_consumer_group(scaled_objects, config):
+    from services.ops.doctor import CONSUMER_GROUPS
+
+    app_ids = {}
+    for name in STREAM_PROCESSORS:
+        source = (ROOT / "services" / name / "config.py").read_text()
+        app_ids[name] = re.search(r'^APP_ID = "([^"]+)"', source, re.MULTILINE)[1]
+    for name in STREAM_PROCESSORS:
+        scaled = scaled_objects[f"customllm-{name}"]["spec"]
+        assert scaled["scaleTargetRef"]["name"] == f"customllm-{name}"
+        assert scaled["scaleTargetRef"].get("kind", "Deployment") == "Deployment"
+        triggers = scaled["triggers"]
+        assert triggers and all(t["type"] == "kafka" for t in triggers)
+        topics = set()
+        for trigger in triggers:
+            metadata = trigger["metadata"]
+            assert set(metadata) <= KAFKA_SCALER_KEYS, set(metadata) - KAFKA_SCALER_KEYS
+            assert metadata["consumerGroup"] == app_ids[name]
+            assert metadata["bootstrapServers"] == config["CUSTOMLLM_KAFKA_BOOTSTRAP"]
+            assert int(metadata["lagThreshold"]) > 0
+            # The workers start from the earliest offset (services/common/streaming.py).
+            assert metadata["offsetResetPolicy"] == "earliest"
+            topics.add(metadata["topic"])
+        # Scaled on the topics the group consumes (rag also reads docs.status, not a load).
+        assert topics <= set(CONSUMER_GROUPS[app_ids[name]])
+        assert topics, name
+
+
+def test_replicas_never_exceed_partitions(scaled_objects, config):
+    for name, scaled in scaled_objects.items():
+        spec = scaled["spec"]
+        partitions = min(_partitions(t["metadata"]["topic"], config) for t in spec["triggers"])
+        assert 1 <= spec.get("minReplicaCount", 0) <= spec["maxReplicaCount"] <= partitions, (
+            f"{name}: maxReplicaCount {spec['maxReplicaCount']} > {partitions} partitions")
+        assert all(t["metadata"].get("allowIdleConsumers", "false") == "false"
+                   for t in spec["triggers"])
+
+
+def test_gateway_scales_on_cpu(objects, deployments):
+    hpa = _of_kind(objects, "HorizontalPodAutoscaler")["customllm-gateway"]["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                     "name": "customllm-gateway"}
+    assert 1 <= hpa["minReplicas"] <= hpa["maxReplicas"]
+    (metric,) = hpa["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert metric["resource"]["target"]["type"] == "Utilization"
+    container = deployments["customllm-gateway"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["requests"]["cpu"], "CPU utilization needs a CPU request"
+    # No two autoscalers on one Deployment.
+    scaled_targets = {s["spec"]["scaleTargetRef"]["name"]
+                      for s in _of_kind(objects, "ScaledObject").values()}
+    assert "customllm-gateway" not in scaled_targets
+
+
+def test_every_deployment_has_a_disruption_budget_that_allows_drains(objects, deployments):
+    budgets = _of_kind(objects, "PodDisruptionBudget")
+    for name in deployments:
+        spec = budgets[name]["spec"]
+        # With a single replica, minAvailable: 1 would block every node drain.
+        assert "minAvailable" not in spec and spec["maxUnavailable"] >= 1, name
+
+
+def test_gateway_service_targets_the_named_port(objects, deployments):
+    service = _of_kind(objects, "Service")["customllm-gateway"]["spec"]
+    (port,) = service["ports"]
+    container = deployments["customllm-gateway"]["spec"]["template"]["spec"]["containers"][0]
+    assert port["targetPort"] in {p["name"] for p in container["ports"]}
+
+
+def test_manifests_are_plain_yaml_without_anchors():
+    """Anchors and aliases are resolved differently by some tools (kustomize's kyaml among
+    them); every manifest spells its values out."""
+    for path in sorted(BASE.glob("*.yaml")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split(" #", 1)[0]
+            if code.lstrip().startswith("#"):
+                continue
+            assert not re.search(r"(:|-)\s+[&*][\w-]+", code), f"{path.name}:{number}: {line}"
