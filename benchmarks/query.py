@@ -24,6 +24,8 @@ import json
 import os
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +50,57 @@ def main() -> None:
     os.environ["CUSTOMLLM_MAX_NEW_TOKENS"] = str(args.max_new_tokens)
     state = configure_environment()
     started = time.perf_counter()
-    with running_stack(state, WORKERS):
+    with _stack(state):
         print(f"stack up in {time.perf_counter() - started:.0f} s", flush=True)
         results = run(args)
     results["wall_s"] = round(time.perf_counter() - started, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "query.json").write_text(json.dumps(results, indent=2))  # raw, in case
+    summarize(results)
     report(results, args.out)
+
+
+@contextmanager
+def _stack(state: Path) -> Iterator[None]:
+    """``running_stack`` with its Kafka admin clients destroyed while Kafka is still up.
+
+    ``running_stack`` keeps the AdminClient it polled the consumer groups with until its
+    generator ends, after Kafka has been stopped; destroying that client then blocks forever
+    in librdkafka (confluent-kafka 2.16.1), so the process never exits. While the stack
+    starts, ``confluent_kafka.admin`` is seen through a copy whose AdminClient is a thin
+    wrapper; the real clients are released as soon as the stack is up. (The library module
+    itself is untouched: its classes look their own names up in it.)
+    """
+    import sys
+    import types
+
+    import confluent_kafka.admin as real_admin
+
+    from services.common import kafka_admin  # noqa: F401 - binds the real AdminClient first
+
+    made: list[Any] = []
+
+    class ReleasableAdmin:
+        def __init__(self, conf: dict[str, Any], **kwargs: Any) -> None:
+            self.client = real_admin.AdminClient(conf, **kwargs)
+            made.append(self)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.client, name)
+
+    shim = types.ModuleType(real_admin.__name__)
+    shim.__dict__.update(real_admin.__dict__)
+    shim.AdminClient = ReleasableAdmin  # type: ignore[attr-defined]
+    sys.modules[real_admin.__name__] = shim
+    try:
+        with running_stack(state, WORKERS):
+            sys.modules[real_admin.__name__] = real_admin
+            for admin in made:
+                admin.client = None  # destroyed now, while the broker still answers
+            made.clear()
+            yield
+    finally:
+        sys.modules[real_admin.__name__] = real_admin
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -92,11 +140,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                    "no_answer": q.NO_ANSWER, "principal": q.PRINCIPAL.model_dump(),
                    "concurrency": 1},
         "corpus": corpus,
-        "summary": {name: q.summarize(records) for name, records in runs.items()},
-        "cache": q.cache_summary(runs["cache_fill"], runs["cache_repeat"], runs["generation"]),
         "machine": _machine(),
         "records": runs,
     }
+
+
+def summarize(results: dict[str, Any]) -> None:
+    """Summaries from the raw records, after the stack is down (the raw records stay in the
+    JSON, so a summary can be recomputed without a new run)."""
+    from benchmarks import query_runs as q
+
+    runs = results["records"]
+    results["summary"] = {name: q.summarize(records) for name, records in runs.items()}
+    results["cache"] = q.cache_summary(runs["cache_fill"], runs["cache_repeat"],
+                                       runs["generation"])
 
 
 def _machine() -> dict[str, object]:
@@ -140,6 +197,13 @@ def report(results: dict[str, Any], out: Path) -> None:
               f"generation {g['gen_tokens_per_s']['p50']:.1f} tokens/s p50 "
               f"({g['gen_tokens_per_s_overall']:.1f} overall); generated "
               f"{g['generated']}/{g['requests']}")
+        fit = g.get("generation_fit")
+        if fit:
+            print(f"  (tokens/s above include prompt processing; fit gen_ms ≈ "
+                  f"{fit['fixed_ms']:.0f} + {fit['prefill_ms_per_token']:.2f}·prompt + "
+                  f"{fit['decode_ms_per_token']:.1f}·completion, r² {fit['r2']:.2f}: decode "
+                  f"≈ {fit['decode_tokens_per_s']} tokens/s, prefill ≈ "
+                  f"{fit['prefill_tokens_per_s']} tokens/s)")
     print(f"\n2. answer cache: same {c['questions']} questions, use_cache twice (fill, repeat)")
     print(header)
     print(_row("no cache (baseline, run 1)", cache["no_cache_e2e_ms"]))

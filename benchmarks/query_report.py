@@ -31,7 +31,7 @@ def _ok(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def write_chart(results: dict[str, Any], path: Path) -> Path:
     s, records = results["summary"], results["records"]
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(18, 5.2))
+    fig, ((ax1, ax4), (ax2, ax3)) = plt.subplots(2, 2, figsize=(15, 10))
 
     hits = [r for r in _ok(records["cache_fill"] + records["cache_repeat"]) if r["cached"]]
     bars = {"answerable\n+ generation": s["generation"],
@@ -53,6 +53,20 @@ def write_chart(results: dict[str, Any], path: Path) -> Path:
     ax1.set_ylabel("median latency (ms)")
     ax1.set_title("Median latency per stage (stacked)")
     ax1.legend(fontsize=8)
+
+    # The same bars without generation: where the rest of the time goes.
+    bottoms = [0.0] * len(labels)
+    for name, color in SEGMENTS:
+        if name == "generation":
+            continue
+        heights = [seg[name] for seg in segments]
+        ax4.bar(labels, heights, bottom=bottoms, color=color, label=name)
+        bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+    for x, total in enumerate(bottoms):
+        ax4.text(x, total, f"{total:.0f} ms", ha="center", va="bottom", fontsize=8)
+    ax4.set_ylabel("median latency (ms)")
+    ax4.set_title("Median latency per stage, generation left out (the path's overhead)")
+    ax4.legend(fontsize=8)
 
     groups = {"answerable\n+ gen": _ok(records["generation"]),
               "unanswerable\n+ gen": _ok(records["unanswerable"]),

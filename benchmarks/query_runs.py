@@ -194,6 +194,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         total_s = sum(r["latency_ms"]["generation"] for r in generated) / 1000
         summary["gen_tokens_per_s_overall"] = round(
             sum(r["completion_tokens"] for r in generated) / total_s, 2) if total_s else None
+        summary["generation_fit"] = generation_fit(generated)
     if ok:
         n = len(ok)
         summary["top_citation_hit@1"] = round(sum(r["top_doc"] == r["doc_id"] for r in ok) / n,
@@ -204,6 +205,27 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
             sum(not r["generated"] and r["citations"] == 0 for r in ok) / n, 4)
         summary["cached"] = round(sum(bool(r["cached"]) for r in ok) / n, 4)
     return summary
+
+
+def generation_fit(generated: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Least squares generation_ms ≈ fixed + prefill·prompt_tokens + decode·completion_tokens:
+    the reply gives one generation time, so this separates prompt processing from decoding
+    (an estimate; prompt lengths vary little when the context budget is full)."""
+    import numpy as np
+
+    if len(generated) < 8:
+        return None
+    x = np.array([[1.0, r["prompt_tokens"], r["completion_tokens"]] for r in generated])
+    y = np.array([r["latency_ms"]["generation"] for r in generated])
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    residual = y - x @ coef
+    r2 = 1 - float(residual @ residual) / max(float(((y - y.mean()) ** 2).sum()), 1e-9)
+    fixed, prefill, decode = (float(c) for c in coef)
+    return {"fixed_ms": round(fixed, 1), "prefill_ms_per_token": round(prefill, 3),
+            "decode_ms_per_token": round(decode, 2),
+            "decode_tokens_per_s": round(1000 / decode, 1) if decode > 0 else None,
+            "prefill_tokens_per_s": round(1000 / prefill, 1) if prefill > 0 else None,
+            "r2": round(r2, 3)}
 
 
 def cache_summary(fill: list[dict[str, Any]], repeat: list[dict[str, Any]],

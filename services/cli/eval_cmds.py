@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -299,15 +300,18 @@ def list_runs(limit: int = typer.Option(30, min=1, help="At most this many runs.
 
 # --- comparing and gating ----------------------------------------------------------------------
 
-def _deltas(engine: Engine, baseline: str, candidate: str, n_boot: int,
-            seed: int) -> tuple[list[Any], list[str], list[str], int]:
-    from services.evaluation.compare import compare
+def _deltas(engine: Engine, baseline: str, candidate: str, n_boot: int, seed: int,
+            also: Sequence[str] = ()) -> tuple[list[Any], list[str], list[str], int]:
+    """``also``: metrics named by the gate's tolerances, compared even when not in the
+    default set, so a tolerance is never silently left unchecked."""
+    from services.evaluation.compare import COMPARE_METRICS, compare
 
     a, b = load_run(engine, baseline), load_run(engine, candidate)
     problems, differences = comparability(a.run, b.run)
     common = len(set(a.by_case()) & set(b.by_case()))
-    return (compare(a.by_case(), b.by_case(), n_boot=n_boot, seed=seed), problems, differences,
-            common)
+    metrics = [*COMPARE_METRICS, *(m for m in also if m not in COMPARE_METRICS)]
+    return (compare(a.by_case(), b.by_case(), metrics=metrics, n_boot=n_boot, seed=seed),
+            problems, differences, common)
 
 
 def _delta_table(deltas: list[Any], title: str, failed: set[str] | None = None) -> Table:
@@ -378,7 +382,7 @@ def gate_cmd(
     engine = _engine()
     try:
         deltas, problems, differences, common = _deltas(engine, baseline, candidate, n_boot,
-                                                        seed)
+                                                        seed, also=list(limits))
     except (OperationalError, ProgrammingError) as exc:
         raise _db_errors(exc) from exc
     except CustomLLMError as exc:

@@ -52,8 +52,11 @@ from services.evaluation.config import (
     default_principal,
     new_run_id,
 )
+from services.evaluation.metrics import is_abstention, score_case
 from services.evaluation.models import CaseResult, CaseUsage, EvalCase, RunConfig
+from services.evaluation.summary import summarize
 from services.evaluation.testsets import testset_hash
+from services.rag.prompts import load_template
 
 Embed = Callable[[list[str]], np.ndarray]
 
@@ -84,10 +87,6 @@ async def run_eval(
     console: Console | None = None,
 ) -> str:
     """Evaluate ``cases`` against the running stack; returns the run id (see module doc)."""
-    from services.evaluation.metrics import score_case
-    from services.evaluation.summary import summarize
-    from services.rag.prompts import load_template
-
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     cases = list(cases)
@@ -150,9 +149,10 @@ async def run_eval(
                                     {"error": f"{type(exc).__name__}: {exc}"}, "failed")
             raise
 
-    stored = {item.result.case_id: item for item in store.load_results(engine, run_id)}
-    ordered = [stored[case.id] for case in cases if case.id in stored]
-    summary = summarize([item.metrics for item in ordered], [item.result for item in ordered],
+    wanted = {case.id for case in cases}
+    stored = [item for item in store.load_results(engine, run_id)
+              if item.result.case_id in wanted]
+    summary = summarize([item.metrics for item in stored], [item.result for item in stored],
                         n_boot=n_boot, seed=config.seed)
     store.finish_run(engine, run_id, summary)
     return run_id
@@ -221,8 +221,6 @@ class _CaseEvaluator:
             return None, f"{type(exc).__name__}: {exc}"
 
     async def evaluate(self, case: EvalCase) -> tuple[CaseResult, RagReply | None]:
-        from services.evaluation.metrics import is_abstention
-
         base = {"run_id": self.run_id, "case_id": case.id, "question": case.question,
                 "expected": case.expected, "tags": list(case.tags), "answers": list(case.answers),
                 "gold_doc_ids": list(case.gold_doc_ids)}

@@ -46,18 +46,33 @@ class RunData:
 
 
 def load_run(engine: Engine, run_id: str) -> RunData:
-    """A stored run with its results; the summary is the stored one for a completed run, and
-    recomputed from what is stored for a running or failed one."""
+    """A stored run with its results (by case id) and their summary.
+
+    The summary is recomputed from the stored results with the run's bootstrap settings: for
+    a completed run that reproduces the stored one exactly (same results in the same order,
+    same seed), in the summary's own key order, which jsonb does not keep; for a running or
+    failed run it covers what is stored so far.
+    """
+    from services.evaluation.metrics import METRIC_KEYS
     from services.evaluation.summary import summarize
 
     run = store.require_run(engine, run_id)
     stored = store.load_results(engine, run_id)
     results = [s.result for s in stored]
-    per_case = [s.metrics for s in stored]
-    summary = run.summary if run.status == "completed" and run.summary else summarize(
-        per_case, results, n_boot=int(run.config.get("n_boot", 1000)),
-        seed=int(run.config.get("seed", 0)))
+    order = {key: i for i, key in enumerate(METRIC_KEYS)}
+    per_case = [dict(sorted(s.metrics.items(), key=lambda kv: (order.get(kv[0], len(order)),
+                                                                 kv[0])))
+                for s in stored]
+    summary = summarize(per_case, results, n_boot=int(run.config.get("n_boot", 1000)),
+                        seed=int(run.config.get("seed", 0)))
     return RunData(run, results, per_case, summary)
+
+
+def ordered_config(config: dict[str, Any]) -> dict[str, Any]:
+    """RunConfig's fields first, in their declared order, then the rest by name (jsonb
+    returns keys in its own order)."""
+    fields = [key for key in RunConfig.model_fields if key in config]
+    return {key: config[key] for key in [*fields, *sorted(set(config) - set(fields))]}
 
 
 def write_run_reports(engine: Engine, run_id: str, out_dir: Path) -> dict[str, Path]:
@@ -65,7 +80,7 @@ def write_run_reports(engine: Engine, run_id: str, out_dir: Path) -> dict[str, P
     from services.evaluation.report_json import write_reports
 
     data = load_run(engine, run_id)
-    config = {**data.run.config, "run_status": data.run.status,
+    config = {**ordered_config(data.run.config), "run_status": data.run.status,
               "started_at": data.run.started_at.isoformat(),
               "finished_at": data.run.finished_at.isoformat() if data.run.finished_at else None}
     return write_reports(run_id, config, data.summary, data.results, data.per_case,

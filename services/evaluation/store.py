@@ -146,10 +146,14 @@ def completed_case_ids(engine: Engine, run_id: str, include_errors: bool = False
 
 
 def load_results(engine: Engine, run_id: str) -> list[StoredResult]:
-    """Every stored result of the run, in the order they were (last) written."""
+    """Every stored result of the run, ordered by case id (a stable order: the summary's
+    bootstrap resamples by position, so the same results always give the same intervals).
+
+    jsonb keeps no key order: the metrics dicts come back in jsonb's order, not score order.
+    """
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT result, metrics FROM eval_results WHERE run_id = :r "
-                                 "ORDER BY created_at, case_id"), {"r": run_id}).all()
+                                 "ORDER BY case_id"), {"r": run_id}).all()
     return [StoredResult(CaseResult.model_validate(row.result), dict(row.metrics or {}))
             for row in rows]
 
