@@ -223,14 +223,18 @@ def report(results: dict[str, Any], out: Path) -> None:
     print(_row("end-to-end (client)", ro["e2e_ms"]))
     print("\nanswer quality (cheap)")
     print(f"{'':34} {'top cite=own para':>18} {'abstained':>10} {'says no_answer':>15} "
-          f"{'gate abstain':>13}")
+          f"{'gate abstain':>13} {'[n] markers':>12}")
     for label, key in (("answerable, generation", "generation"),
                        ("unanswerable, generation", "unanswerable"),
                        ("answerable, retrieval only", "retrieval_only")):
         d = s[key]
         print(f"{label:34} {_pct(d.get('top_citation_hit@1')):>18} "
               f"{_pct(d.get('abstained')):>10} {_pct(d.get('mentions_no_answer')):>15} "
-              f"{_pct(d.get('relevance_gate_abstained')):>13}")
+              f"{_pct(d.get('relevance_gate_abstained')):>13} "
+              f"{_pct(d.get('answers_with_markers')) if key != 'retrieval_only' else '-':>12}")
+    print("(abstained: answer == the template's no_answer; gate abstain: below min_relevance, "
+          "no generation; an answer without [n] markers cites every retrieved item in rank "
+          "order, so its top citation is the top retrieved chunk)")
     errors = sum(d["errors"] for d in s.values())
     print(f"\nerrors/timeouts: {errors}; wall time {results['wall_s']} s; "
           f"results: {out / 'query.json'}; chart: {chart}")

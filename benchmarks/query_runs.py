@@ -21,6 +21,7 @@ from services.common.events import DocChange, Principal, RagOptions, RagRequest
 from services.common.producer import flush, make_producer, send
 from services.common.rpc import ReplyClient, ReplyTimeout, new_request_id
 from services.common.topics import DOCS_CHANGES, RAG_REPLIES
+from services.rag.handlers import cited_numbers
 from services.rag.prompts import load_template
 
 settings = get_settings()
@@ -134,6 +135,10 @@ class Asker:
             "generated": "generation" in reply.latency_ms,
             "abstained": answer == NO_ANSWER,
             "mentions_no_answer": NO_ANSWER.lower().rstrip(".") in answer.lower(),
+            # Without [n] markers the reply cites every retrieved item in rank order, so its
+            # top citation is then simply the top retrieved chunk.
+            "has_markers": bool(set(cited_numbers(answer, 999))
+                                & {c.n for c in reply.citations}),
             "answer": answer[:300],
         }
 
@@ -203,6 +208,8 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         summary["mentions_no_answer"] = round(sum(r["mentions_no_answer"] for r in ok) / n, 4)
         summary["relevance_gate_abstained"] = round(
             sum(not r["generated"] and r["citations"] == 0 for r in ok) / n, 4)
+        summary["answers_with_markers"] = round(
+            sum(bool(r.get("has_markers")) for r in ok) / n, 4)
         summary["cached"] = round(sum(bool(r["cached"]) for r in ok) / n, 4)
     return summary
 
