@@ -4,6 +4,7 @@ so a benchmark never disturbs (or is disturbed by) `customllm up` or the test su
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -48,12 +49,17 @@ def running_stack(state: Path, workers: dict[str, int]) -> Iterator[None]:
         for name in workers:
             _wait_group(admin, f"customllm-{name}", workers[name],
                         lambda: len(worker_procs.running(state)) == sum(workers.values()))
+        # Release the client while the broker is up: destroying it after Kafka stopped blocks
+        # forever (confluent-kafka 2.16).
+        del admin
         yield
     finally:
         for name in worker_procs.running(state):
             worker_procs.stop(state, name)
         kafka.stop(state)
         postgres.stop(state)
+        if os.environ.get("CUSTOMLLM_BENCH_KEEP_STATE") != "1":
+            shutil.rmtree(state, ignore_errors=True)
 
 
 def _wait_group(admin: object, group: str, members: int, alive: Callable[[], bool],

@@ -210,6 +210,8 @@ def report(results: dict[str, Any], out: Path) -> None:
     print(_row("cache miss, end-to-end", cache["miss_e2e_ms"]))
     print(_row("cache hit, end-to-end", cache["hit_e2e_ms"]))
     print(_row("  cache hit, rag total", cache["hit_stages_ms"]["total"]))
+    print(_row("  rag total − gen, no cache", cache["no_cache_rag_minus_generation_ms"]))
+    print(_row("  rag total − gen, cache miss", cache["miss_rag_minus_generation_ms"]))
     print(_row("  cache lookup (hits)", cache["hit_stages_ms"]["cache_lookup"]))
     print(_row("  cache lookup (misses)", cache["miss_cache_lookup_ms"]))
     print(f"hit rate: repeat pass {cache['repeat_pass_hit_rate']:.0%}, fill pass "

@@ -257,11 +257,20 @@ def cache_summary(fill: list[dict[str, Any]], repeat: list[dict[str, Any]],
         "hit_stages_ms": {stage: dist([r["latency_ms"][stage] for r in hits
                                        if stage in r["latency_ms"]])
                           for stage in ("embed", "cache_lookup", "total")},
+        # The cache's own cost on a miss (lookup + store), free of generation-time noise.
+        "miss_rag_minus_generation_ms": _rag_minus_generation(misses),
+        "no_cache_rag_minus_generation_ms": _rag_minus_generation(
+            [r for r in baseline if r["status"] == "ok"]),
         "miss_cache_lookup_ms": dist([r["latency_ms"]["cache_lookup"] for r in misses
                                       if "cache_lookup" in r["latency_ms"]]),
         "repeat_hit_answer_same_as_fill": _same_answers(fill, repeat),
         "errors": sum(r["status"] != "ok" for r in fill + repeat),
     }
+
+
+def _rag_minus_generation(records: list[dict[str, Any]]) -> dict[str, Any]:
+    return dist([r["latency_ms"]["total"] - r["latency_ms"]["generation"] for r in records
+                 if "generation" in r["latency_ms"]])
 
 
 def _same_answers(fill: list[dict[str, Any]], repeat: list[dict[str, Any]]) -> float | None:
