@@ -138,6 +138,9 @@ class ReplyClient:
         self._thread.join(timeout=5)
         self._consumer.close()
         self._producer.flush(5)
+        # Drop the producer now: left to garbage collection it keeps reconnecting (and logging)
+        # after the broker is gone.
+        del self._producer
 
 
 def new_request_id() -> str:

@@ -29,7 +29,8 @@ def create_app(settings: Settings | None = None, with_model_server: bool = True)
         try:
             yield
         finally:
-            await asyncio.to_thread(state.client.close)
+            client, state.client = state.client, None
+            await asyncio.to_thread(client.close)
 
     app = FastAPI(title="customllm gateway", version="0.1.0", lifespan=lifespan)
     app.state.gateway = GatewayState(settings=settings,
