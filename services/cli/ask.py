@@ -6,6 +6,7 @@ import typer
 from rich.table import Table
 
 from services.cli.console import console
+from services.common import telemetry
 from services.common.config import get_settings
 from services.common.events import Principal, RagOptions, RagRequest
 from services.common.exceptions import CustomLLMError
@@ -31,15 +32,18 @@ def ask(
         principal=Principal(id=principal, groups=list(group), clearance=clearance),  # type: ignore[arg-type]
         options=RagOptions(adapter=adapter, top_k=top_k, retrieval_only=retrieval_only,
                            use_cache=not no_cache))
+    telemetry.setup_tracing("customllm-cli", settings)
     client = ReplyClient(settings.kafka_bootstrap, client_id="customllm-ask")
     try:
-        with console.status("waiting for the answer..."):
+        with console.status("waiting for the answer..."), telemetry.tracer(__name__) \
+                .start_as_current_span("ask", attributes={"request.id": request.request_id}):
             reply = client.request(request, timeout)
     except CustomLLMError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc
     finally:
         client.close()
+        telemetry.shutdown_tracing()
     if reply.status == "error":
         console.print(f"[red]error:[/] {reply.error}")
         raise typer.Exit(1)

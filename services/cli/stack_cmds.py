@@ -14,7 +14,9 @@ from services.stack.exceptions import StackError
 
 
 def up(
-    services: bool = typer.Option(True, help="Also start the ingest and embedder workers."),
+    services: bool = typer.Option(True, help="Also start the workers and the gateway."),
+    observe: bool = typer.Option(False, help="Start the local trace viewer and export every "
+                                 "service's traces to it (OTLP on the configured endpoint)."),
 ) -> None:
     """Start Kafka and Postgres, run migrations, create topics, start the workers."""
     settings = get_settings()
@@ -30,9 +32,15 @@ def up(
         console.print(f"[green]postgres[/] on 127.0.0.1:{settings.postgres_port}")
         migrate_cmd()
         topics_cmd()
+        env: dict[str, str] = {}
+        if observe:
+            pid = workers.start(state, workers.OBSERVER)
+            viewer = settings.otel_endpoint.removesuffix("/v1/traces")
+            env = {"CUSTOMLLM_OTEL_EXPORTER": "otlp"}
+            console.print(f"[green]trace viewer[/] pid {pid} on {viewer}/")
         if services:
             for name in workers.WORKERS:
-                pid = workers.start(state, name)
+                pid = workers.start(state, name, env=env)
                 console.print(f"[green]{name}[/] worker pid {pid}, log "
                               f"{workers.log_path(state, name)}")
     except StackError as exc:

@@ -16,6 +16,9 @@ WORKERS: dict[str, str] = {
     "rag": "services.rag",
     "gateway": "services.gateway",
 }
+# Started only by `customllm up --observe`.
+OBSERVER = "observe"
+_MODULES = {**WORKERS, OBSERVER: "services.observe"}
 
 
 def run_dir(state_dir: Path) -> Path:
@@ -34,7 +37,7 @@ def start(state_dir: Path, name: str, env: dict[str, str] | None = None,
     if running is not None:
         return running
     return processes.spawn(
-        process_name, [sys.executable, "-m", WORKERS[name]], run_dir(state_dir),
+        process_name, [sys.executable, "-m", _MODULES[name]], run_dir(state_dir),
         log_path(state_dir, process_name),
         env={"CUSTOMLLM_STATE_DIR": str(state_dir), **(env or {})}, cwd=REPO_ROOT,
     )
@@ -49,7 +52,7 @@ def running(state_dir: Path) -> dict[str, int]:
     found: dict[str, int] = {}
     for pid_path in sorted(run_dir(state_dir).glob("*.pid")):
         name = pid_path.stem
-        if name.split("-")[0] not in WORKERS:
+        if name.split("-")[0] not in _MODULES:
             continue
         pid = processes.read_pid(run_dir(state_dir), name)
         if pid is not None:
