@@ -24,8 +24,6 @@ import json
 import os
 import random
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +48,7 @@ def main() -> None:
     os.environ["CUSTOMLLM_MAX_NEW_TOKENS"] = str(args.max_new_tokens)
     state = configure_environment()
     started = time.perf_counter()
-    with _stack(state):
+    with running_stack(state, WORKERS):
         print(f"stack up in {time.perf_counter() - started:.0f} s", flush=True)
         results = run(args)
     results["wall_s"] = round(time.perf_counter() - started, 1)
@@ -58,49 +56,6 @@ def main() -> None:
     (args.out / "query.json").write_text(json.dumps(results, indent=2))  # raw, in case
     summarize(results)
     report(results, args.out)
-
-
-@contextmanager
-def _stack(state: Path) -> Iterator[None]:
-    """``running_stack`` with its Kafka admin clients destroyed while Kafka is still up.
-
-    ``running_stack`` keeps the AdminClient it polled the consumer groups with until its
-    generator ends, after Kafka has been stopped; destroying that client then blocks forever
-    in librdkafka (confluent-kafka 2.16.1), so the process never exits. While the stack
-    starts, ``confluent_kafka.admin`` is seen through a copy whose AdminClient is a thin
-    wrapper; the real clients are released as soon as the stack is up. (The library module
-    itself is untouched: its classes look their own names up in it.)
-    """
-    import sys
-    import types
-
-    import confluent_kafka.admin as real_admin
-
-    from services.common import kafka_admin  # noqa: F401 - binds the real AdminClient first
-
-    made: list[Any] = []
-
-    class ReleasableAdmin:
-        def __init__(self, conf: dict[str, Any], **kwargs: Any) -> None:
-            self.client = real_admin.AdminClient(conf, **kwargs)
-            made.append(self)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.client, name)
-
-    shim = types.ModuleType(real_admin.__name__)
-    shim.__dict__.update(real_admin.__dict__)
-    shim.AdminClient = ReleasableAdmin  # type: ignore[attr-defined]
-    sys.modules[real_admin.__name__] = shim
-    try:
-        with running_stack(state, WORKERS):
-            sys.modules[real_admin.__name__] = real_admin
-            for admin in made:
-                admin.client = None  # destroyed now, while the broker still answers
-            made.clear()
-            yield
-    finally:
-        sys.modules[real_admin.__name__] = real_admin
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -66,14 +66,6 @@ def serve(
     port: int | None = typer.Option(None, help="Port (default from settings)."),
 ) -> None:
     """Run the gateway (OpenAI-compatible API + TGI-compatible local model server)."""
-    import uvicorn
+    from services.gateway.server import serve as run_gateway
 
-    from services.common import logs, metrics, telemetry
-    from services.gateway.app import create_app
-
-    settings = get_settings()
-    logs.configure(settings.log_level)
-    telemetry.setup_tracing("gateway", settings)
-    metrics.setup_metrics("gateway", settings)
-    uvicorn.run(create_app(settings), host=host or settings.gateway_host,
-                port=port or settings.gateway_port, log_level=settings.log_level.lower())
+    run_gateway(get_settings(), host, port)

@@ -1,0 +1,18 @@
+"""Run the gateway with uvicorn: the one place that wires logging, telemetry and the app."""
+
+from __future__ import annotations
+
+from services.common import logs, metrics, telemetry
+from services.common.config import Settings
+
+
+def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    import uvicorn
+
+    from services.gateway.app import create_app
+
+    logs.configure(settings.log_level)
+    telemetry.setup_tracing("gateway", settings)
+    metrics.setup_metrics("gateway", settings)
+    uvicorn.run(create_app(settings), host=host or settings.gateway_host,
+                port=port or settings.gateway_port, log_level=settings.log_level.lower())
