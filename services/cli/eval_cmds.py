@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,20 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 def _engine() -> Engine:
     return make_engine(get_settings().sqlalchemy_url, pool_size=2)
+
+
+@contextmanager
+def _database(error_code: int = 1) -> Iterator[Engine]:
+    """An engine for one command, its errors turned into clear messages and exit codes."""
+    engine = _engine()
+    try:
+        yield engine
+    except (OperationalError, ProgrammingError) as exc:
+        raise _db_errors(exc) from exc
+    except CustomLLMError as exc:
+        raise _fail(str(exc), error_code) from exc
+    finally:
+        engine.dispose()
 
 
 def _db_errors(exc: Exception) -> typer.Exit:
@@ -103,30 +118,22 @@ def _publish_and_wait(documents: list[Any], timeout_s: float) -> None:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     expected = {d.doc_id: d.version for d in documents}
-    engine = _engine()
-    try:
-        with Progress(*columns, console=console) as progress:
-            sending = progress.add_task("publishing", total=len(documents))
-            publish_documents(settings.kafka_bootstrap, documents,
-                              lambda: progress.advance(sending))
-            indexing = progress.add_task("indexing", total=len(documents))
-            deadline = time.monotonic() + timeout_s
-            while True:
-                state = indexing_state(engine, expected)
-                progress.update(indexing, completed=len(state.indexed) + len(state.failed))
-                if not state.pending:
-                    break
-                if time.monotonic() > deadline:
-                    raise _fail(f"{len(state.pending)} document(s) not indexed after "
-                                f"{timeout_s:.0f}s (are the ingest and embedder workers "
-                                "running? see `customllm status` and docs.changes.dlq)")
-                time.sleep(1.0)
-    except (OperationalError, ProgrammingError) as exc:
-        raise _db_errors(exc) from exc
-    except CustomLLMError as exc:
-        raise _fail(str(exc)) from exc
-    finally:
-        engine.dispose()
+    with _database() as engine, Progress(*columns, console=console) as progress:
+        sending = progress.add_task("publishing", total=len(documents))
+        publish_documents(settings.kafka_bootstrap, documents,
+                          lambda: progress.advance(sending))
+        indexing = progress.add_task("indexing", total=len(documents))
+        deadline = time.monotonic() + timeout_s
+        while True:
+            state = indexing_state(engine, expected)
+            progress.update(indexing, completed=len(state.indexed) + len(state.failed))
+            if not state.pending:
+                break
+            if time.monotonic() > deadline:
+                raise _fail(f"{len(state.pending)} document(s) not indexed after "
+                            f"{timeout_s:.0f}s (are the ingest and embedder workers "
+                            "running? see `customllm status` and docs.changes.dlq)")
+            time.sleep(1.0)
     if state.failed:
         for doc_id, error in sorted(state.failed.items())[:10]:
             console.print(f"[red]failed[/] {doc_id}: {error}")
@@ -168,7 +175,7 @@ def run(
     """Evaluate a test set against the running stack; print headline metrics, write reports."""
     from services.common.embeddings import embedder_from_settings
     from services.common.rpc import ReplyClient
-    from services.evaluation.runner import EvalRunError, run_eval
+    from services.evaluation.runner import run_eval
     from services.rag.prompts import TemplateError, load_template
 
     try:
@@ -191,24 +198,17 @@ def run(
         with console.status("loading the embedding model..."):
             embedder.warm_up()
         encode = embedder.encode
-    engine = _engine()
-    client = None
-    try:
+    with _database() as engine:  # EvalRunError is a CustomLLMError: a clear message, exit 1
         client = ReplyClient(settings.kafka_bootstrap, client_id="customllm-eval")
-        run_id = asyncio.run(run_eval(cases, config, client, engine, principal=who,
-                                      concurrency=concurrency, run_id=run_id, progress=True,
-                                      embed=encode, timeout_s=timeout, n_boot=n_boot,
-                                      console=console))
+        try:
+            run_id = asyncio.run(run_eval(cases, config, client, engine, principal=who,
+                                          concurrency=concurrency, run_id=run_id,
+                                          progress=True, embed=encode, timeout_s=timeout,
+                                          n_boot=n_boot, console=console))
+        finally:
+            client.close()
         data = load_run(engine, run_id)
         paths = _write_reports(engine, run_id, out)
-    except (OperationalError, ProgrammingError) as exc:
-        raise _db_errors(exc) from exc
-    except (EvalRunError, CustomLLMError) as exc:
-        raise _fail(str(exc)) from exc
-    finally:
-        if client is not None:
-            client.close()
-        engine.dispose()
     console.print(f"run id: [bold]{run_id}[/]")
     _print_headline(data.summary)
     for kind, path in paths.items():
@@ -253,16 +253,9 @@ def report(
                                     "(default: <state dir>/eval-reports)."),
 ) -> None:
     """(Re)write a stored run's reports (Markdown, HTML, JSON)."""
-    engine = _engine()
-    try:
+    with _database() as engine:
         data = load_run(engine, run_id)
         paths = _write_reports(engine, run_id, out)
-    except (OperationalError, ProgrammingError) as exc:
-        raise _db_errors(exc) from exc
-    except CustomLLMError as exc:
-        raise _fail(str(exc)) from exc
-    finally:
-        engine.dispose()
     if data.run.status != "completed":
         console.print(f"[yellow]note:[/] run {run_id} is {data.run.status}; the report covers "
                       f"the {len(data.results)} of {data.run.cases_total} case(s) stored")
@@ -274,13 +267,8 @@ def report(
 @app.command("list")
 def list_runs(limit: int = typer.Option(30, min=1, help="At most this many runs.")) -> None:
     """Evaluation runs, newest first."""
-    engine = _engine()
-    try:
+    with _database() as engine:
         runs = store.list_runs(engine, limit)
-    except (OperationalError, ProgrammingError) as exc:
-        raise _db_errors(exc) from exc
-    finally:
-        engine.dispose()
     table = Table("run id", "status", "test set", "cases", "errors", "domain", "adapter",
                   "template", "f1", "hit@5", "started")
     for r in runs:
@@ -343,15 +331,8 @@ def compare_cmd(
     seed: int = typer.Option(0, help="Bootstrap seed."),
 ) -> None:
     """Per-metric deltas (candidate - baseline) with paired 95% bootstrap intervals."""
-    engine = _engine()
-    try:
+    with _database() as engine:
         deltas, problems, differences, common = _deltas(engine, run_a, run_b, n_boot, seed)
-    except (OperationalError, ProgrammingError) as exc:
-        raise _db_errors(exc) from exc
-    except CustomLLMError as exc:
-        raise _fail(str(exc)) from exc
-    finally:
-        engine.dispose()
     for problem in problems:
         console.print(f"[yellow]warning:[/] {problem}")
     if differences:
@@ -379,16 +360,9 @@ def gate_cmd(
                   else dict(DEFAULT_TOLERANCES))
     except eval_config.EvalConfigError as exc:
         raise _fail(str(exc), 2) from exc
-    engine = _engine()
-    try:
+    with _database(2) as engine:
         deltas, problems, differences, common = _deltas(engine, baseline, candidate, n_boot,
                                                         seed, also=list(limits))
-    except (OperationalError, ProgrammingError) as exc:
-        raise _db_errors(exc) from exc
-    except CustomLLMError as exc:
-        raise _fail(str(exc), 2) from exc
-    finally:
-        engine.dispose()
     different_sets = any(p.startswith("different test sets") for p in problems)
     if different_sets and not allow_different_testsets:
         raise _fail(f"{problems[0]}; the gate compares runs of the same test set "

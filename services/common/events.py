@@ -51,30 +51,20 @@ class Governance(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-class DocChange(Event):
+class DocChange(Governance, Event):
+    """The governance fields travel flat on the event (the wire format), inherited here."""
+
     schema_name: str = Field(default="doc-change.v1", exclude=True, repr=False)
     doc_id: str
     version: int
     op: Literal["upsert", "delete"]
     content: str | None = None
     content_type: ContentType = "text/plain"
-    title: str | None = None
-    source: str | None = None
-    uri: str | None = None
-    license: str | None = None
-    privacy_class: PrivacyClass = "internal"
-    acl: list[str] = Field(default_factory=list)
-    lineage: dict[str, Any] = Field(default_factory=dict)
-    metadata: dict[str, Any] = Field(default_factory=dict)
     event_time: datetime = Field(default_factory=utc_now)
     omit_none: ClassVar[bool] = True
 
     def governance(self) -> Governance:
-        return Governance(
-            title=self.title, source=self.source, uri=self.uri, license=self.license,
-            privacy_class=self.privacy_class, acl=self.acl, lineage=self.lineage,
-            metadata=self.metadata,
-        )
+        return Governance.model_validate(self.model_dump(include=set(Governance.model_fields)))
 
 
 class DocumentInfo(Governance):
