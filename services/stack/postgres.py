@@ -66,21 +66,41 @@ def _run_as() -> str | None:
     return SYSTEM_USER
 
 
+def _traversable(path: Path) -> None:
+    """o+x on every folder above ``path``: the Postgres user must reach it even when the
+    project lives under a private (0700) folder such as one from ``mktemp -d``."""
+    for parent in path.resolve().parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)
+
+
 def _give(path: Path, user: str | None) -> None:
-    """Let the Postgres user own ``path`` and traverse every folder above it and the binaries."""
+    """Let the Postgres user own ``path`` and reach it."""
     if user is None:
         return
     entry = pwd.getpwnam(user)
     os.chown(path, entry.pw_uid, entry.pw_gid)
-    for parent in path.resolve().parents:
-        parent.chmod(parent.stat().st_mode | stat.S_IXOTH | stat.S_IROTH)
-    for root, dirs, files in os.walk(POSTGRES_BIN_PATH.parent):
+    _traversable(path)
+
+
+def _open_binaries(user: str | None) -> None:
+    """The wheel's binaries and libraries, readable and runnable by the Postgres user."""
+    if user is None:
+        return
+    install = POSTGRES_BIN_PATH.parent
+    _traversable(install)
+    install.chmod(install.stat().st_mode | stat.S_IROTH | stat.S_IXOTH)
+    for root, dirs, files in os.walk(install):
         for name in dirs + files:
             target = Path(root) / name
-            if not target.is_symlink():
-                target.chmod(target.stat().st_mode | stat.S_IROTH | stat.S_IXOTH
-                             if name in dirs or Path(root).name == "bin"
-                             else target.stat().st_mode | stat.S_IROTH)
+            if target.is_symlink():
+                continue
+            mode = target.stat().st_mode
+            runnable = name in dirs or Path(root).name == "bin"
+            wanted = mode | stat.S_IROTH | (stat.S_IXOTH if runnable else 0)
+            if wanted != mode:
+                target.chmod(wanted)
 
 
 def _pg(binary: str, args: list[str], user: str | None, timeout_s: float = 120) -> str:
@@ -127,6 +147,7 @@ def start(state_dir: Path, port: int) -> int:
     user = _run_as()
     running = pid(state_dir)
     if running is None:
+        _open_binaries(user)
         _init_cluster(paths, user)
         paths.socket_dir.mkdir(parents=True, exist_ok=True)
         _give(paths.socket_dir, user)
