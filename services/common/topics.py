@@ -30,6 +30,10 @@ RAG_REQUESTS_DLQ = "rag.requests.dlq"
 RAG_SCREENED = "rag.screened"
 RAG_DRAFTS = "rag.drafts"
 RAG_REPLIES = "rag.replies"
+GUARDRAILS_EVENTS = "guardrails.events"
+FINETUNE_REQUESTS = "finetune.requests"
+FINETUNE_REQUESTS_DLQ = "finetune.requests.dlq"
+FINETUNE_EVENTS = "finetune.events"
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(DOCS_CHANGES, "doc-change.v1", "document upserts and deletes, keyed by doc_id",
@@ -54,6 +58,17 @@ TOPICS: tuple[TopicSpec, ...] = (
               {"retention.ms": str(DAY_MS)}),
     TopicSpec(RAG_REPLIES, "rag-reply.v1", "the default reply topic, keyed by request_id",
               {"retention.ms": str(DAY_MS)}),
+    # The audit trail: kept long enough for a compliance review and for replay with a new policy.
+    TopicSpec(GUARDRAILS_EVENTS, "guardrail-event.v1",
+              "every guardrail decision (request_id, stage, check, score, action, policy version)",
+              {"retention.ms": str(90 * DAY_MS)}),
+    TopicSpec(FINETUNE_REQUESTS, "finetune-request.v1", "fine-tuning jobs, keyed by job_id",
+              {"retention.ms": str(30 * DAY_MS)}),
+    TopicSpec(FINETUNE_REQUESTS_DLQ, "dlq-record.v1", "fine-tuning jobs that could not be read",
+              {"retention.ms": str(30 * DAY_MS)}),
+    TopicSpec(FINETUNE_EVENTS, "finetune-event.v1",
+              "job lifecycle: queued, running (progress, loss), evaluating, completed, failed, "
+              "cancelled; keyed by job_id", {"retention.ms": str(30 * DAY_MS)}),
 )
 
 
