@@ -224,6 +224,7 @@ class RagReply(Event):
     cache_kind: Literal["exact", "semantic"] | None = None
     model: str | None = None
     adapter: str | None = None
+    adapter_version: str | None = None
     backend: str | None = None
     template_version: str | None = None
     trace_id: str | None = None
