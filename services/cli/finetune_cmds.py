@@ -1,12 +1,9 @@
-"""`customllm examples|finetune|adapters ...`: supervision sets, fine-tuning jobs and the adapter
-registry."""
+"""`customllm finetune|adapters ...`: fine-tuning jobs and the adapter registry."""
 
 from __future__ import annotations
 
 import typer
 
-examples_app = typer.Typer(
-    no_args_is_help=True, help="The supervision set: import, review, snapshot.")
 finetune_app = typer.Typer(
     no_args_is_help=True, help="Fine-tuning jobs on the finetune.requests queue.")
 adapters_app = typer.Typer(

@@ -8,6 +8,7 @@ from services.cli import (
     ask,
     docs,
     eval_cmds,
+    examples_cmds,
     finetune_cmds,
     guardrails_cmds,
     ops_cmds,
@@ -30,7 +31,7 @@ app.command("doctor")(ops_cmds.doctor)
 app.command("replay")(ops_cmds.replay)
 app.add_typer(eval_cmds.app, name="eval")
 app.add_typer(guardrails_cmds.app, name="guardrails")
-app.add_typer(finetune_cmds.examples_app, name="examples")
+app.add_typer(examples_cmds.app, name="examples")
 app.add_typer(finetune_cmds.finetune_app, name="finetune")
 app.add_typer(finetune_cmds.adapters_app, name="adapters")
 

@@ -19,3 +19,7 @@ class InvalidEvent(CustomLLMError):
         super().__init__(reason)
         self.error_type = error_type
         self.reason = reason
+
+
+class ModelUnavailable(CustomLLMError):
+    """A packaged model (GGUF, converted weights) cannot be found or loaded."""

@@ -26,9 +26,10 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from services.common import model_store
 from services.common.config import Settings
+from services.common.exceptions import ModelUnavailable
 from services.common.logs import log
-from services.rag.generation import model_store
 from services.rag.generation.adapters import AdapterFolder, AdapterLibrary
 from services.rag.generation.base import GenerationError, InvalidGenerationRequest
 from services.rag.generation.chatml import render_chatml
@@ -97,6 +98,9 @@ class LocalEngine:
             except GenerationError as exc:
                 self.load_error = str(exc)
                 raise
+            except ModelUnavailable as exc:
+                self.load_error = str(exc)
+                raise GenerationError(str(exc)) from exc
             except Exception as exc:  # noqa: BLE001 - whatever breaks loading, say why
                 self.load_error = f"{type(exc).__name__}: {exc}"
                 raise GenerationError(f"local model {self.model_id} failed to load from "

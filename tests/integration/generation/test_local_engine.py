@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from services.common import model_store
 from services.common.config import Settings
-from services.rag.generation import model_store
 from services.rag.generation.base import (
     GenerationError,
     GenerationRequest,

