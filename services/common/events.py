@@ -170,6 +170,36 @@ class ChatTurn(BaseModel):
     content: str
 
 
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    stage: str
+    check: str
+    action: str
+    score: float | None = None
+    reason: str | None = None
+    policy_version: str | None = None
+
+
+class Screening(BaseModel):
+    """What the input guardrail decided, carried on ``rag.screened`` to the rag worker.
+
+    Only the guardrails service writes ``rag.screened``; whatever a client puts in this field
+    on ``rag.requests`` is replaced by the input stage, so it cannot switch a check off.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    policy_version: str
+    decisions: list[Decision] = Field(default_factory=list)
+    question_changed: bool = False
+    # How the rag worker treats chunks the ingest scan marked as possible injections.
+    marked_chunks: Literal["exclude", "fence", "allow"] = "fence"
+    injection_threshold: float = 0.5
+    # Documents above the principal's clearance: invisible (hide), or usable with their PII
+    # redacted from the answer by the output stage (redact_pii).
+    above_clearance: Literal["hide", "redact_pii"] = "hide"
+    canary: str | None = None
+
+
 class RagRequest(Event):
     schema_name: str = Field(default="rag-request.v1", exclude=True, repr=False)
     request_id: str
@@ -178,6 +208,7 @@ class RagRequest(Event):
     history: list[ChatTurn] = Field(default_factory=list)
     principal: Principal
     options: RagOptions = Field(default_factory=RagOptions)
+    screening: Screening | None = None
     created_at: datetime = Field(default_factory=utc_now)
     omit_none: ClassVar[bool] = True
 
@@ -194,14 +225,6 @@ class Citation(BaseModel):
     text: str | None = None
 
 
-class Decision(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
-    stage: str
-    check: str
-    action: str
-    score: float | None = None
-    reason: str | None = None
-    policy_version: str | None = None
 
 
 class Usage(BaseModel):
@@ -209,6 +232,27 @@ class Usage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+
+
+class RetrievedChunk(BaseModel):
+    """A chunk the draft's prompt held, as the output stage needs it to check the answer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    chunk_id: str
+    doc_id: str
+    privacy_class: PrivacyClass = "internal"
+    text: str
+    injection_score: float | None = None
+    fenced: bool = False
+
+
+class DraftEvidence(BaseModel):
+    """Travels on ``rag.drafts`` only; the output stage strips it before the reply leaves."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    principal: Principal
+    screening: Screening | None = None
+    retrieved: list[RetrievedChunk] = Field(default_factory=list)
 
 
 class RagReply(Event):
@@ -230,4 +274,71 @@ class RagReply(Event):
     trace_id: str | None = None
     error: str | None = None
     reply_to: str | None = None
+    evidence: DraftEvidence | None = None
     created_at: datetime = Field(default_factory=utc_now)
+
+
+# --- fine-tuning (finetune.requests / finetune.events) -----------------------------------------
+
+FinetuneStatus = Literal["queued", "running", "evaluating", "completed", "failed", "cancelled"]
+
+
+class FinetuneDataset(BaseModel):
+    """A supervision snapshot by id, or a filter that snapshots the reviewed examples now."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    snapshot_id: str | None = None
+    sources: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    max_privacy: PrivacyClass | None = None
+
+
+class FinetuneEvaluation(BaseModel):
+    """The promotion gate's test set (a JSONL path or inline cases) and its tolerances."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    testset: str | None = None
+    cases: list[dict[str, Any]] = Field(default_factory=list)
+    limit: int | None = None
+    tolerances: dict[str, Any] = Field(default_factory=dict)
+    domain: str = "default"
+    top_k: int | None = None
+    max_tokens: int | None = None
+    doc_id_prefix: str | None = None
+    n_boot: int = 1000
+
+
+class FinetuneRequest(Event):
+    """``action`` submit queues a job (once per ``job_id``); cancel stops it."""
+
+    schema_name: str = Field(default="finetune-request.v1", exclude=True, repr=False)
+    action: Literal["submit", "cancel"] = "submit"
+    job_id: str
+    adapter_name: str | None = None
+    base_model: str | None = None
+    method: Literal["lora", "qlora"] = "lora"
+    dataset: FinetuneDataset | None = None
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    evaluation: FinetuneEvaluation | None = None
+    promote: Literal["gate", "never"] = "gate"
+    requested_by: str | None = None
+    reason: str | None = None
+    created_at: datetime = Field(default_factory=utc_now)
+    omit_none: ClassVar[bool] = True
+
+
+class FinetuneEvent(Event):
+    schema_name: str = Field(default="finetune-event.v1", exclude=True, repr=False)
+    job_id: str
+    status: FinetuneStatus
+    attempt: int = 0
+    worker_id: str | None = None
+    adapter_name: str | None = None
+    adapter_version: str | None = None
+    progress: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None
+    gate: dict[str, Any] | None = None
+    promoted: bool | None = None
+    error: str | None = None
+    message: str | None = None
+    at: datetime = Field(default_factory=utc_now)

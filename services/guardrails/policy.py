@@ -82,6 +82,10 @@ class DocumentPolicy(_Strict):
 
     injection_scan: CheckPolicy = CheckPolicy(threshold=0.5, action="flag")
     marked_chunks: Literal["exclude", "fence", "allow"] = "fence"
+    # Documents above the principal's clearance: invisible (hide), or usable with the PII that
+    # comes from them redacted in the answer (redact_pii: for documents whose *content* may be
+    # shared but whose personal data may not).
+    above_clearance: Literal["hide", "redact_pii"] = "hide"
 
 
 class OutputPiiPolicy(PiiPolicy):
