@@ -1,0 +1,1 @@
+"""One module per guardrail check; each returns a :class:`~.results.CheckResult`."""
