@@ -80,6 +80,8 @@ class WorkChunk(BaseModel):
     word_count: int
     heading_path: list[str] = Field(default_factory=list)
     embed: bool
+    # Indirect prompt injection score from the ingest scan (0..1); None: not scanned.
+    injection_score: float | None = None
 
 
 class ChunkWork(Event):
@@ -341,4 +343,27 @@ class FinetuneEvent(Event):
     promoted: bool | None = None
     error: str | None = None
     message: str | None = None
+    at: datetime = Field(default_factory=utc_now)
+
+
+# --- guardrails audit trail (guardrails.events) ------------------------------------------------
+
+
+class GuardrailEvent(Event):
+    """One guardrail decision, keyed by request_id: what was checked, how it scored, what was
+    done and under which policy version, for the compliance record and for replay."""
+
+    schema_name: str = Field(default="guardrail-event.v1", exclude=True, repr=False)
+    event_id: str
+    request_id: str
+    stage: Literal["input", "output", "documents"]
+    check: str
+    action: str
+    triggered: bool = False
+    score: float | None = None
+    reason: str | None = None
+    policy_version: str
+    principal_id: str | None = None
+    domain: str | None = None
+    trace_id: str | None = None
     at: datetime = Field(default_factory=utc_now)

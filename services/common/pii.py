@@ -61,7 +61,69 @@ def _analyzer() -> AnalyzerEngine:
 
     _tldextract_offline()
     engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": str(spacy_model_path())}])
-    return AnalyzerEngine(nlp_engine=engine, supported_languages=["en"])
+    analyzer = AnalyzerEngine(nlp_engine=engine, supported_languages=["en"])
+    for recognizer in domain_recognizers():
+        analyzer.registry.add_recognizer(recognizer)
+    return analyzer
+
+
+# Credentials are the personal data of machines: a key pasted into a question ends up in logs,
+# prompts and audit trails unless it is caught like an e-mail address. Patterns for the common
+# issuers' formats (high confidence) and for "key = value" assignments (context-dependent).
+SECRET_PATTERNS: tuple[tuple[str, str, float], ...] = (
+    ("aws_access_key", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", 0.95),
+    ("github_token", r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b", 0.95),
+    ("gitlab_token", r"\bglpat-[A-Za-z0-9_-]{20,}\b", 0.95),
+    ("slack_token", r"\bxox[abprs]-[A-Za-z0-9-]{10,}\b", 0.95),
+    ("openai_key", r"\bsk-(?:proj-)?[A-Za-z0-9_-]{20,}\b", 0.9),
+    ("stripe_key", r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{16,}\b", 0.95),
+    ("google_api_key", r"\bAIza[0-9A-Za-z_-]{35}\b", 0.95),
+    ("jwt", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b", 0.9),
+    ("bearer_token", r"(?i)\bbearer\s+[A-Za-z0-9._~+/-]{20,}=*", 0.85),
+    ("private_key", r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----[\s\S]*?(?:-----END (?:[A-Z]+ )?"
+     r"PRIVATE KEY-----|$)", 1.0),
+    ("assigned_secret", r"(?i)\b(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?token|auth[_-]?token|"
+     r"password|passwd|pwd|client[_-]?secret)\b\s*[:=]\s*[\"']?[^\s\"']{8,}", 0.7),
+    ("connection_string", r"\b[a-z][a-z0-9+.-]*://[^\s:/@]+:[^\s@/]{3,}@[^\s]+", 0.85),
+)
+SECRET_ENTITY = "SECRET"
+
+
+def domain_recognizers() -> list:  # noqa: ANN201 - presidio PatternRecognizer instances
+    """Recognizers Presidio lacks: credentials (``SECRET``). Organisation-specific patterns
+    (employee ids and the like) come from the guardrail policy, see ``find_patterns``."""
+    from presidio_analyzer import Pattern, PatternRecognizer
+
+    patterns = [Pattern(name, regex, score) for name, regex, score in SECRET_PATTERNS]
+    return [PatternRecognizer(supported_entity=SECRET_ENTITY, patterns=patterns,
+                              context=["key", "token", "secret", "password", "credential",
+                                       "api", "auth"])]
+
+
+@dataclass(frozen=True)
+class PatternSpec:
+    """An organisation's own identifier format, e.g. employee ids ``EMP-123456``."""
+
+    entity_type: str
+    pattern: str
+    score: float = 0.85
+
+
+def find_patterns(text: str, specs: Sequence[PatternSpec]) -> list[PiiFinding]:
+    """Findings for configured patterns (plain regular expressions, no NLP)."""
+    import re
+
+    found = []
+    for spec in specs:
+        for match in re.finditer(spec.pattern, text):
+            if match.end() > match.start():
+                found.append(PiiFinding(spec.entity_type, match.start(), match.end(), spec.score))
+    return _without_overlaps(found)
+
+
+def merge_findings(*groups: Sequence[PiiFinding]) -> list[PiiFinding]:
+    """One list from several detectors, overlaps resolved in favour of the higher score."""
+    return _without_overlaps([f for group in groups for f in group])
 
 
 def analyzer() -> AnalyzerEngine:

@@ -137,14 +137,30 @@ def _upsert(conn: Connection, work: ChunkWork, vectors: Mapping[str, np.ndarray]
         conn.execute(
             text("""
                 INSERT INTO chunks (chunk_id, doc_id, ordinal, content_hash, text, word_count,
-                                    heading_path, model_id, embedding)
+                                    heading_path, model_id, embedding, injection_score)
                 VALUES (:chunk_id, :doc_id, :ordinal, :content_hash, :text, :word_count,
-                        :heading_path, :model_id, :embedding)
+                        :heading_path, :model_id, :embedding, :injection_score)
             """),
             [{"chunk_id": c.chunk_id, "doc_id": work.doc_id, "ordinal": c.ordinal,
               "content_hash": c.content_hash, "text": c.text, "word_count": c.word_count,
               "heading_path": list(c.heading_path), "model_id": model_id,
-              "embedding": vectors[c.content_hash]} for c in fresh],
+              "embedding": vectors[c.content_hash], "injection_score": c.injection_score}
+             for c in fresh],
+        )
+    rescored = [c for c in work.chunks
+                if c.chunk_id in existing and c.injection_score is not None]
+    if rescored:
+        # Kept chunks take the new scan's score (rules improve; chunks stored before the scan
+        # existed have NULL); rows whose score is unchanged are not written.
+        conn.execute(
+            text("""
+                UPDATE chunks SET injection_score = v.score
+                FROM unnest(CAST(:ids AS text[]), CAST(:scores AS real[])) AS v(id, score)
+                WHERE chunks.chunk_id = v.id
+                  AND chunks.injection_score IS DISTINCT FROM v.score
+            """),
+            {"ids": [c.chunk_id for c in rescored],
+             "scores": [c.injection_score for c in rescored]},
         )
     moved = [c for c in work.chunks if c.chunk_id in existing and existing[c.chunk_id] != c.ordinal]
     if moved:

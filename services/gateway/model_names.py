@@ -8,7 +8,8 @@ from fastapi import HTTPException, status
 
 from services.common.config import Settings
 
-_ADAPTER = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+# ``name`` (its promoted version) or ``name@v3`` (that registry version).
+_ADAPTER = re.compile(r"^[A-Za-z0-9._-]{1,128}(@v?[0-9]{1,9})?$")
 ALIASES = {"customllm", "default"}
 
 
@@ -27,8 +28,8 @@ def split_model(model: str, base_model: str) -> str | None:
 
 def available_adapters(settings: Settings) -> list[str]:
     """Adapter folders (peft format) in the adapters directory, found on every call so a new
-    adapter shows up without a restart."""
-    root = settings.adapters_dir or settings.state_path / "adapters"
-    if not root.exists():
-        return []
-    return sorted(p.name for p in root.iterdir() if (p / "adapter_config.json").exists())
+    adapter shows up without a restart. Registry versions (``name@v3`` folders) are not
+    listed: ``name`` is their promoted one."""
+    from services.rag.generation.adapters import AdapterLibrary
+
+    return AdapterLibrary(settings.adapters_dir or settings.state_path / "adapters").available()

@@ -1,12 +1,23 @@
-"""The guardrails stream processor: ``rag.requests`` → ``rag.screened`` (input stage) and
-``rag.drafts`` → each request's ``reply_to`` topic (output stage).
+"""The guardrails stream processor: ``rag.requests`` → input stage → ``rag.screened`` (or a
+refusal straight to the requester's ``reply_to``), and ``rag.drafts`` → output stage → the
+requester's ``reply_to`` topic. Every decision also goes to ``guardrails.events``.
+
+Checks that block on the CPU (Presidio, embeddings, the classifier) run in threads, so the event
+loop keeps the Kafka heartbeats going. A check that fails to run fails the request closed (an
+error reply), never open.
 
 Run it with ``python -m services.guardrails``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import dataclasses
 import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import faust
 from faust.types import EventT
@@ -15,24 +26,67 @@ from opentelemetry.trace import SpanKind
 from services.common import kafka_admin, telemetry
 from services.common.config import get_settings
 from services.common.dlq import send_to_dlq
+from services.common.embeddings import embedder_from_settings
+from services.common.events import RagReply
 from services.common.exceptions import InvalidEvent
+from services.common.logs import log
 from services.common.streaming import make_app
-from services.common.topics import RAG_DRAFTS, RAG_REQUESTS, RAG_REQUESTS_DLQ, RAG_SCREENED
-from services.guardrails import handlers
-from services.guardrails.config import APP_ID, SERVICE_NAME
+from services.common.topics import (
+    GUARDRAILS_EVENTS,
+    RAG_DRAFTS,
+    RAG_REQUESTS,
+    RAG_REQUESTS_DLQ,
+    RAG_SCREENED,
+)
+from services.guardrails import audit, handlers, input_stage, output_stage
+from services.guardrails.checks.canary import new_canary
+from services.guardrails.checks.results import StageVerdict
+from services.guardrails.config import APP_ID, SERVICE_NAME, policy_store
 
+logger = logging.getLogger(__name__)
 settings = get_settings()
 app = make_app(APP_ID, settings)
 tracer = telemetry.tracer(__name__)
+policies = policy_store(settings)
+T = TypeVar("T")
 
 requests_topic = app.topic(RAG_REQUESTS)
 screened_topic = app.topic(RAG_SCREENED)
 drafts_topic = app.topic(RAG_DRAFTS)
 dlq_topic = app.topic(RAG_REQUESTS_DLQ)
+events_topic = app.topic(GUARDRAILS_EVENTS)
 
 
-@app.agent(requests_topic)
-async def input_stage(stream: faust.StreamT) -> None:
+# One embedding model for both stages: loading two at once in threads corrupts both (see
+# services.common.embeddings), and one copy is enough memory.
+embedder = embedder_from_settings(settings)
+
+
+@functools.cache
+def _input_deps() -> input_stage.InputDeps:
+    return dataclasses.replace(input_stage.load_input_deps(settings), embed=embedder.encode)
+
+
+@functools.cache
+def _output_deps() -> output_stage.OutputDeps:
+    return output_stage.load_output_deps(settings, asyncio.get_running_loop(), embedder.encode)
+
+
+@app.task
+async def warm_up() -> None:
+    """Load the detectors (MiniLM, Presidio, toxicity) before the first request."""
+    deps = _output_deps()
+    _input_deps()
+    await _in_thread(output_stage.warm_up, deps)
+
+
+async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
+    ctx = contextvars.copy_context()
+    return await asyncio.to_thread(ctx.run, fn, *args)
+
+
+@app.agent(requests_topic, concurrency=4)
+async def input_stage_agent(stream: faust.StreamT) -> None:
     async for event in stream.events():
         await screen(event)
 
@@ -40,7 +94,7 @@ async def input_stage(stream: faust.StreamT) -> None:
 async def screen(event: EventT) -> None:
     message = event.message
     with tracer.start_as_current_span("guardrails.input", kind=SpanKind.CONSUMER,
-                                      context=telemetry.extract_context(message.headers)):
+                                      context=telemetry.extract_context(message.headers)) as span:
         try:
             request = handlers.screen_request(message.value)
             if not reply_topic_exists(request.reply_to):
@@ -52,23 +106,89 @@ async def screen(event: EventT) -> None:
             if routed is not None:
                 await _send_reply(*routed)
             return
+        span.set_attribute("request.id", request.request_id)
+        policy = policies.get(request.options.domain)
+        try:
+            verdict = await _in_thread(input_stage.screen_input, request.question, policy,
+                                       _input_deps())
+        except Exception as exc:  # noqa: BLE001 - fail closed: unchecked requests never pass
+            await _fail_closed(request.request_id, request.reply_to, "input", exc)
+            return
+        _record(span, verdict)
+        await _audit(request.request_id, verdict, request.principal.id, request.options.domain)
+        if verdict.blocked:
+            await _send_reply(request.reply_to, handlers.refusal_reply(
+                request, verdict, policy, audit.current_trace_id()))
+            return
+        screening = input_stage.screening_for(verdict, policy, new_canary())
+        screened = handlers.screened_request(request, verdict, screening)
         await (await screened_topic.send(key=request.request_id.encode(),
-                                         value=request.to_json(),
+                                         value=screened.to_json(),
                                          headers=telemetry.inject_headers()))
 
 
-@app.agent(drafts_topic)
-async def output_stage(stream: faust.StreamT) -> None:
+@app.agent(drafts_topic, concurrency=4)
+async def output_stage_agent(stream: faust.StreamT) -> None:
     async for event in stream.events():
-        message = event.message
-        with tracer.start_as_current_span("guardrails.output", kind=SpanKind.CONSUMER,
-                                          context=telemetry.extract_context(message.headers)):
-            try:
-                reply_to, reply = handlers.finalize_draft(message.value)
-            except InvalidEvent as error:
-                await send_to_dlq(dlq_topic, event, error, SERVICE_NAME)
-                continue
-            await _send_reply(reply_to, reply)
+        await finalize(event)
+
+
+async def finalize(event: EventT) -> None:
+    message = event.message
+    with tracer.start_as_current_span("guardrails.output", kind=SpanKind.CONSUMER,
+                                      context=telemetry.extract_context(message.headers)) as span:
+        try:
+            reply_to, draft = handlers.finalize_draft(message.value)
+        except InvalidEvent as error:
+            await send_to_dlq(dlq_topic, event, error, SERVICE_NAME)
+            return
+        span.set_attribute("request.id", draft.request_id)
+        policy = policies.get(handlers.output_policy_name(draft))
+        try:
+            verdict = await _in_thread(output_stage.screen_output, draft, policy,
+                                       _output_deps())
+        except Exception as exc:  # noqa: BLE001 - fail closed: an unchecked answer never leaves
+            await _fail_closed(draft.request_id, reply_to, "output", exc)
+            return
+        _record(span, verdict)
+        principal = draft.evidence.principal.id if draft.evidence else None
+        await _audit(draft.request_id, verdict, principal, handlers.draft_domain(draft))
+        await _send_reply(reply_to, output_stage.final_reply(draft, verdict, policy))
+
+
+def _record(span: Any, verdict: StageVerdict) -> None:
+    """Stage span attributes plus one child span per check (decision, score, policy)."""
+    span.set_attributes({
+        "guardrails.policy_version": verdict.policy_version,
+        "guardrails.blocked": verdict.blocked,
+        "guardrails.decisions": [f"{r.check}={r.action}" for r in verdict.results],
+    })
+    for result in verdict.results:
+        with tracer.start_as_current_span(f"guardrails.{verdict.stage}.{result.check}") as child:
+            child.set_attributes({
+                "guardrails.check": result.check, "guardrails.action": result.action,
+                "guardrails.triggered": result.triggered,
+                "guardrails.score": -1.0 if result.score is None else float(result.score),
+                "guardrails.policy_version": verdict.policy_version})
+
+
+async def _audit(request_id: str, verdict: StageVerdict, principal_id: str | None,
+                 domain: str | None) -> None:
+    """Every decision to guardrails.events, acknowledged before the request moves on."""
+    events = audit.events_for(request_id, verdict, principal_id, domain,
+                              audit.current_trace_id())
+    pending = [await events_topic.send(key=request_id.encode(), value=e.to_json())
+               for e in events]
+    for future in pending:
+        await future
+
+
+async def _fail_closed(request_id: str, reply_to: str, stage: str, exc: Exception) -> None:
+    log(logger, logging.ERROR, "guardrail checks failed; request failed closed",
+        request_id=request_id, stage=stage, error=repr(exc)[:300])
+    await _send_reply(reply_to, RagReply(
+        request_id=request_id, status="error", answer="",
+        error=f"guardrails unavailable ({stage} stage): {type(exc).__name__}"))
 
 
 _known_topics: set[str] = set()
@@ -91,8 +211,9 @@ def _admin() -> kafka_admin.AdminClient:
     return kafka_admin.admin(settings.kafka_bootstrap)
 
 
-async def _send_reply(reply_to: str, reply: handlers.RagReply) -> None:
+async def _send_reply(reply_to: str, reply: RagReply) -> None:
     # Reply topics are named by the requester; they must exist (auto-creation is off).
     topic = app.topic(reply_to)
     await (await topic.send(key=reply.request_id.encode(), value=reply.to_json(),
                             headers=telemetry.inject_headers()))
+

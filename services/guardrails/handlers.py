@@ -1,18 +1,22 @@
-"""Input and output stages between the request and reply topics.
+"""Input and output stages between the request and reply topics, as pure functions.
 
-Today both stages only enforce the contract: the input stage validates requests and the output
-stage turns a draft into the reply for the requester's topic. The guardrail checks (PII,
-injection, grounding...) plug in here and add their decisions to the reply.
+The input stage validates a request (contract, reply-topic allow-list), then either refuses it
+at once (the reply names the checks that blocked it; nothing reaches retrieval or the model) or
+forwards it with the screened question and the guardrail's directives (``Screening``), which
+always replace whatever the client put there. The output stage turns a draft into the reply:
+its checks live in ``output_stage``; here only the contract and routing.
 """
 
 from __future__ import annotations
 
 import json
 
-from services.common.events import RagReply, RagRequest
+from services.common.events import RagReply, RagRequest, Screening
 from services.common.exceptions import InvalidEvent
 from services.common.messages import decode_json, parse_model
+from services.guardrails.checks.results import StageVerdict
 from services.guardrails.config import MAX_DRAFT_BYTES, MAX_REQUEST_BYTES
+from services.guardrails.policy import DEFAULT_POLICY, Policy
 
 REPLY_TOPIC_PREFIX = "rag.replies"
 
@@ -57,3 +61,34 @@ def finalize_draft(value: bytes | None) -> tuple[str, RagReply]:
     if not draft.reply_to:
         raise InvalidEvent("schema_violation", "draft has no reply_to")
     return draft.reply_to, draft.model_copy(update={"reply_to": None})
+
+
+def refusal_reply(request: RagRequest, verdict: StageVerdict, policy: Policy,
+                  trace_id: str | None = None) -> RagReply:
+    """The answer to a blocked request: the policy's refusal, the reasons and every decision."""
+    return RagReply(request_id=request.request_id, status="refused",
+                    answer=policy.refusal_message, guardrails=verdict.decisions(),
+                    error=("refused by the input guardrails: "
+                           + "; ".join(verdict.block_reasons))[:2000],
+                    trace_id=trace_id)
+
+
+def screened_request(request: RagRequest, verdict: StageVerdict,
+                     screening: Screening) -> RagRequest:
+    """What the rag worker gets: the screened question (normalized, PII redacted) and the
+    guardrail's directives. A client-supplied ``screening`` never survives this step."""
+    return request.model_copy(update={"question": verdict.text, "screening": screening})
+
+
+def output_policy_name(draft: RagReply) -> str:
+    """The output stage applies the policy the input stage chose for this request (named in the
+    screening directives the draft carries back), in its current version."""
+    evidence = draft.evidence
+    if evidence is None or evidence.screening is None:
+        return DEFAULT_POLICY
+    return evidence.screening.policy_version.partition("@")[0] or DEFAULT_POLICY
+
+
+def draft_domain(draft: RagReply) -> str | None:
+    """The prompt domain the answer was generated under (``default/v1`` → ``default``)."""
+    return draft.template_version.partition("/")[0] if draft.template_version else None

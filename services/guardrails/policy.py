@@ -14,14 +14,22 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from services.common.exceptions import CustomLLMError
 from services.common.logs import log
@@ -56,6 +64,25 @@ class ClassifierPolicy(CheckPolicy):
                               "`customllm guardrails train` wrote under <state>/guardrails/")
 
 
+class PatternPolicy(_Strict):
+    """An organisation's own identifier (employee id, case number...) as a regular expression;
+    checked at load so a typo is an error, not a recognizer that silently never matches."""
+
+    pattern: str = Field(min_length=1, max_length=500)
+    score: float = Field(default=0.85, ge=0.0, le=1.0)
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            compiled = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        if compiled.match(""):
+            raise ValueError("the pattern matches the empty string")
+        return value
+
+
 class PiiPolicy(_Strict):
     """Per entity type: redact, block or allow; entities not listed take ``default_action``."""
 
@@ -63,6 +90,9 @@ class PiiPolicy(_Strict):
     min_score: float = Field(default=0.5, ge=0.0, le=1.0)
     default_action: Action = "redact"
     entities: dict[str, Action] = Field(default_factory=dict)
+    # Extra recognizers by entity type name (e.g. EMPLOYEE_ID: {pattern: "\\bEMP-\\d{6}\\b"}).
+    patterns: dict[Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{1,63}$")],
+                   PatternPolicy] = Field(default_factory=dict)
 
     def action_for(self, entity_type: str) -> Action:
         return self.entities.get(entity_type, self.default_action)
@@ -70,6 +100,9 @@ class PiiPolicy(_Strict):
 
 class InputPolicy(_Strict):
     max_chars: int = Field(default=4000, gt=0)
+    # A question longer than max_chars: refused (block), or cut to max_chars and screened
+    # (truncate). Padding a prompt to push an instruction past the checks fails either way.
+    over_length: Literal["block", "truncate"] = "block"
     pii: PiiPolicy = PiiPolicy()
     injection_rules: CheckPolicy = CheckPolicy(threshold=0.5)
     injection_similarity: CheckPolicy = CheckPolicy(threshold=0.88)
@@ -103,6 +136,10 @@ class GroundingPolicy(_Strict):
                                  description="fraction of answer sentences that must be supported")
     judge: bool = False
     action: Literal["allow", "flag", "replace", "block"] = "flag"
+    replacement_message: str = Field(
+        default="I can't give a reliable answer: the generated answer is not supported by the "
+        "retrieved documents.", min_length=1, max_length=1000,
+        description="what the reader gets instead of an unsupported answer (action replace)")
 
 
 class OutputPolicy(_Strict):

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 from services.common.events import ChunkWork, DocChange, DocumentInfo, WorkChunk
 from services.common.exceptions import InvalidEvent
+from services.common.injection import injection_score
 from services.common.messages import decode_json, parse_model
+from services.common.text_normalize import normalize
 from services.ingest.chunking import ChunkingConfig, chunk_document, content_hash
 from services.ingest.normalize import UnsupportedContentType
 
@@ -79,6 +81,7 @@ def plan_work(
             ordinal=chunk.ordinal, content_hash=chunk.content_hash, text=chunk.text,
             word_count=chunk.word_count, heading_path=list(chunk.heading_path),
             embed=chunk.content_hash not in cached_hashes,
+            injection_score=scan_chunk(chunk.text),
         ))
     governance = change.governance().model_dump()
     return ChunkWork(
@@ -87,6 +90,13 @@ def plan_work(
         document=DocumentInfo(content_type=change.content_type, **governance),
         chunks=work_chunks, event_time=change.event_time,
     )
+
+
+def scan_chunk(text: str) -> float:
+    """Documents are an attack surface: a chunk that tells the model what to do is scored here
+    (rules and heuristics, about a millisecond) and the score is stored on the chunk, so
+    retrieval can exclude or fence it by policy. Scoring never drops a chunk."""
+    return injection_score(normalize(text).text).score
 
 
 def tombstone_work(doc_id: str) -> ChunkWork:

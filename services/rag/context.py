@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from services.rag.retrieval import RetrievedChunk
 
@@ -43,6 +43,17 @@ class ContextItem:
     uri: str | None
     text: str
     score: float
+    fenced: bool = False  # holds a chunk the ingest scan marked; rendered as untrusted
+
+
+def fence_marked(items: Sequence[ContextItem], chunks: Sequence[RetrievedChunk],
+                 threshold: float) -> list[ContextItem]:
+    """Items holding a chunk whose injection score reaches ``threshold``, marked ``fenced`` (the
+    guardrail policy "fence": kept as evidence, rendered as clearly untrusted data)."""
+    marked = {c.chunk_id for c in chunks
+              if c.injection_score is not None and c.injection_score >= threshold}
+    return [replace(item, fenced=True) if marked.intersection(item.chunk_ids) else item
+            for item in items]
 
 
 @dataclass

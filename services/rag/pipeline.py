@@ -18,13 +18,14 @@ from sqlalchemy.engine import Engine
 
 from services.common import metrics
 from services.common.embeddings import Embedder
-from services.common.events import RagReply, RagRequest
-from services.rag import cache, handlers
+from services.common.events import DraftEvidence, RagReply, RagRequest
+from services.rag import cache, handlers, screening
 from services.rag.access import scope_for, scope_key
 from services.rag.config import RagConfig
 from services.rag.context import build_context
+from services.rag.generation.adapters import served_version
 from services.rag.generation.base import GenerationBackend, GenerationRequest
-from services.rag.prompts import load_template, render
+from services.rag.prompts import domains, load_template, render
 from services.rag.relevance import best_similarity
 from services.rag.rerank import Reranker
 from services.rag.retrieval import RetrievalFilters, retrieve
@@ -73,15 +74,24 @@ async def answer(request: RagRequest, deps: RagDeps) -> RagReply:
     started = time.perf_counter()
     timer = _Timer()
     config, options, principal = deps.config, request.options, request.principal
-    template = load_template(options.domain or config.domain)
-    scope = scope_for(principal.id, principal.groups, principal.clearance)
+    # A domain names a guardrail policy and, where one exists, a prompt template; a domain
+    # with a policy of its own but no template uses the worker's default template.
+    template = load_template(options.domain if options.domain in domains() else config.domain)
+    directives = request.screening
+    scope = screening.widen_scope(scope_for(principal.id, principal.groups, principal.clearance),
+                                  directives)
     top_k = options.top_k or config.top_k
+    # Resolved now: a promotion changes what the name serves, and the cache must not answer
+    # with the previous version's reply.
+    adapter_version = served_version(deps.backend, options.adapter)
     context = cache.context_key({
-        "scope": scope_key(scope), "adapter": options.adapter, "template": template.id,
+        "scope": scope_key(scope), "adapter": options.adapter,
+        "adapter_version": adapter_version, "template": template.id,
         "model": config.model_id, "backend": deps.backend.name, "top_k": top_k,
         "filters": options.filters.model_dump(), "max_tokens": options.max_tokens,
         "temperature": options.temperature, "retrieval_only": options.retrieval_only,
         "history": [turn.model_dump() for turn in request.history],
+        "guardrails": screening.cache_directives(directives),
     })
     with timer.stage("embed"):
         vector = (await _in_thread(deps.embedder.encode, [request.question]))[0]
@@ -90,13 +100,18 @@ async def answer(request: RagRequest, deps: RagDeps) -> RagReply:
             hit = await _in_thread(cache.lookup, deps.engine, context, request.question, vector,
                                    config.cache_threshold)
         if hit is not None:
+            # The stored evidence goes with it: a cached answer passes the output stage too.
+            stored = hit.reply.evidence.retrieved if hit.reply.evidence else []
             return _finish(hit.reply.model_copy(update={
+                "evidence": DraftEvidence(principal=principal, screening=directives,
+                                          retrieved=stored),
                 "request_id": request.request_id, "cached": True, "cache_kind": hit.kind,
                 "usage": hit.reply.usage.model_copy(update={"cost_usd": 0.0})}), timer, started)
     filters = RetrievalFilters(
         doc_ids=tuple(options.filters.doc_ids), doc_id_prefix=options.filters.doc_id_prefix,
         sources=tuple(options.filters.sources), licenses=tuple(options.filters.licenses),
-        metadata=dict(options.filters.metadata))
+        metadata=dict(options.filters.metadata),
+        max_injection_score=screening.injection_cutoff(directives))
     with timer.stage("retrieval") as span:
         span.set_attributes({"db.system": "postgresql", "db.operation": "hybrid_search",
                              "retrieval.top_k": top_k})
@@ -105,25 +120,30 @@ async def answer(request: RagRequest, deps: RagDeps) -> RagReply:
         span.set_attribute("retrieval.chunks", len(chunks))
         best = await _in_thread(best_similarity, deps.engine, vector,
                                 [c.chunk_id for c in chunks])
-        items = build_context(chunks, config.context_token_budget)
+        items = screening.fence(build_context(chunks, config.context_token_budget), chunks,
+                                directives)
+    evidence = screening.evidence(principal, directives, chunks, items)
     abstained = handlers.should_abstain(best, config.min_relevance)
     reply_fields: dict[str, Any] = {"template_version": template.id, "backend": deps.backend.name,
-                                    "model": config.model_id, "adapter": options.adapter}
+                                    "model": config.model_id, "adapter": options.adapter,
+                                    "adapter_version": adapter_version}
     if options.retrieval_only:
         reply = RagReply(request_id=request.request_id, answer="",
                          citations=handlers.citations_for("", items, abstained=False),
-                         **reply_fields)
+                         evidence=evidence, **reply_fields)
         return _finish(reply, timer, started)
     if abstained:
         answer_text, usage = template.no_answer, handlers.usage_with_cost(0, 0, 0, 0)
     else:
-        messages = render(template, request.question, items)
+        messages = render(template, request.question, items,
+                          directives.canary if directives else None)
         history = [turn.model_dump() for turn in request.history]
         messages = messages[:1] + history + messages[1:]
         with timer.stage("generation") as span:
             span.set_attributes({"gen_ai.system": deps.backend.name,
                                  "gen_ai.request.model": config.model_id,
-                                 "gen_ai.request.adapter": options.adapter or ""})
+                                 "gen_ai.request.adapter": options.adapter or "",
+                                 "gen_ai.request.adapter_version": adapter_version or ""})
             result = await deps.backend.generate(GenerationRequest(
                 messages=messages, max_tokens=options.max_tokens or config.max_new_tokens,
                 temperature=options.temperature, adapter=options.adapter))
@@ -137,13 +157,17 @@ async def answer(request: RagRequest, deps: RagDeps) -> RagReply:
         reply_fields["model"] = result.model
     reply = RagReply(request_id=request.request_id, answer=answer_text,
                      citations=handlers.citations_for(answer_text, items, abstained),
-                     usage=usage, **reply_fields)
-    if options.use_cache:
+                     usage=usage, evidence=evidence, **reply_fields)
+    if options.use_cache and not screening.leaked_canary(answer_text, directives):
         # An abstention depends on what is *not* indexed yet: stored without documents, it is
         # dropped by the next index change of any document.
         versions = {} if abstained else await _in_thread(
             cache.document_versions, deps.engine, sorted({item.doc_id for item in items}))
-        await _in_thread(cache.store, deps.engine, context, request.question, vector, reply,
+        # Stored with the chunks it was built from (the output stage checks a hit against
+        # them) but without this request's directives: the canary must not outlive it.
+        stored = reply.model_copy(update={"evidence": evidence.model_copy(
+            update={"screening": None})})
+        await _in_thread(cache.store, deps.engine, context, request.question, vector, stored,
                          versions, config.cache_ttl_s)
     return _finish(reply, timer, started)
 

@@ -52,6 +52,8 @@ class RetrievalFilters:
     sources: tuple[str, ...] = ()
     licenses: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)  # jsonb containment (@>)
+    # Guardrails: drop chunks whose ingest-time injection score reaches this (None: keep all).
+    max_injection_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class RetrievedChunk:
     score: float
     vector_rank: int | None  # 1-based rank in the vector list, None when absent from it
     lexical_rank: int | None  # 1-based rank in the lexical list, None when absent from it
+    injection_score: float | None = None  # ingest-time injection scan; None: not scanned
 
 
 def retrieve(
@@ -146,6 +149,9 @@ def _where(scope: AccessScope, filters: RetrievalFilters) -> tuple[str, dict[str
     if filters.metadata:
         clauses.append(sql.FILTER_METADATA)
         params["metadata"] = json.dumps(filters.metadata, sort_keys=True)
+    if filters.max_injection_score is not None:
+        clauses.append(sql.FILTER_INJECTION)
+        params["max_injection_score"] = float(filters.max_injection_score)
     return " AND ".join(f"({c})" for c in clauses), params
 
 
@@ -192,4 +198,6 @@ def _chunk(row: Any, score: float, vector_rank: int | None = None,
         uri=row["uri"], source=row["source"], license=row["license"],
         privacy_class=row["privacy_class"], heading_path=tuple(row["heading_path"] or ()),
         score=score, vector_rank=vector_rank, lexical_rank=lexical_rank,
+        injection_score=(None if row.get("injection_score") is None
+                         else float(row["injection_score"])),
     )

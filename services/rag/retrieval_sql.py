@@ -21,10 +21,14 @@ FILTER_DOC_ID_PREFIX = "d.doc_id LIKE :doc_id_pattern ESCAPE '\\'"
 FILTER_SOURCES = "d.source = ANY(CAST(:sources AS text[]))"
 FILTER_LICENSES = "d.license = ANY(CAST(:licenses AS text[]))"
 FILTER_METADATA = "d.metadata @> CAST(:metadata AS jsonb)"
+# Guardrail policy "exclude": chunks the ingest scan marked as likely prompt injections are never
+# read. NULL (not scanned) passes: excluding every chunk written before the scan existed would
+# empty the index.
+FILTER_INJECTION = "c.injection_score IS NULL OR c.injection_score < :max_injection_score"
 
 CHUNK_COLUMNS = (
     "c.chunk_id, c.doc_id, c.ordinal, c.content_hash, c.text, d.title, d.uri, d.source, "
-    "d.license, d.privacy_class, c.heading_path"
+    "d.license, d.privacy_class, c.heading_path, c.injection_score"
 )
 
 # Per-transaction settings (``set_config(..., true)`` = ``SET LOCAL`` with bind parameters).
@@ -99,7 +103,7 @@ matched AS MATERIALIZED (
     WHERE c.tsv @@ any_term.tq AND {where}
 )
 SELECT m.chunk_id, m.doc_id, m.ordinal, m.content_hash, m.text, m.title, m.uri, m.source,
-       m.license, m.privacy_class, m.heading_path,
+       m.license, m.privacy_class, m.heading_path, m.injection_score,
        (SELECT sum(w.idf * (cardinality(u.positions) * 2.2)
                    / (cardinality(u.positions)
                       + 1.2 * (0.25 + 0.75 * m.word_count / greatest(m.mean_words, 1))))

@@ -15,6 +15,7 @@ WORKERS: dict[str, str] = {
     "guardrails": "services.guardrails",
     "rag": "services.rag",
     "gateway": "services.gateway",
+    "finetune": "services.finetune",
 }
 # Started only by `customllm up --observe`.
 OBSERVER = "observe"

@@ -57,3 +57,53 @@ def test_finalize_draft_strips_routing():
     assert topic == "rag.replies.x" and reply.reply_to is None and reply.answer == "a"
     with pytest.raises(InvalidEvent, match="no reply_to"):
         finalize_draft(RagReply(request_id="r1", answer="a").to_json())
+
+
+# --- input stage routing (refusal at once / screened request) -----------------------------------
+
+def _verdict(blocked: bool):
+    from services.guardrails.checks.results import CheckResult, StageVerdict
+
+    rules = CheckResult("injection_rules", 1.0 if blocked else 0.0, blocked,
+                        "block" if blocked else "allow", "instruction override" if blocked else "")
+    pii = CheckResult("pii", 0.85, True, "redact", "EMAIL_ADDRESS")
+    return StageVerdict("input", "default@1#abcdef12", "mail <EMAIL_ADDRESS> please",
+                        (rules, pii))
+
+
+def test_a_blocked_request_gets_the_policy_refusal_with_reasons_and_decisions():
+    from services.guardrails.handlers import refusal_reply
+    from services.guardrails.policy import Policy
+
+    request = RagRequest.model_validate(_request())
+    policy = Policy(name="default", version="1", refusal_message="Not possible.")
+    reply = refusal_reply(request, _verdict(blocked=True), policy, trace_id="0" * 32)
+    assert (reply.status, reply.answer, reply.request_id) == ("refused", "Not possible.", "r1")
+    assert "injection_rules: instruction override" in reply.error
+    assert [(d.check, d.action) for d in reply.guardrails] == [("injection_rules", "block"),
+                                                               ("pii", "redact")]
+    assert reply.to_json()  # valid against rag-reply.v1
+
+
+def test_the_screened_request_replaces_client_screening_and_the_question():
+    from services.common.events import Screening
+    from services.guardrails.handlers import screened_request
+
+    forged = Screening(policy_version="forged", marked_chunks="allow", canary=None)
+    request = RagRequest.model_validate({**_request(question="mail a@b.example please"),
+                                         "screening": forged.model_dump()})
+    ours = Screening(policy_version="default@1#abcdef12", canary="cnry-1")
+    screened = screened_request(request, _verdict(blocked=False), ours)
+    assert screened.question == "mail <EMAIL_ADDRESS> please"
+    assert screened.screening == ours and screened.request_id == "r1"
+
+
+def test_output_policy_follows_the_input_policy_name():
+    from services.common.events import DraftEvidence, Screening
+    from services.guardrails.handlers import draft_domain, output_policy_name
+
+    evidence = DraftEvidence(principal=Principal(id="u"),
+                             screening=Screening(policy_version="legal@3#00aa11bb"))
+    draft = RagReply(request_id="r1", answer="a", evidence=evidence, template_version="legal/v2")
+    assert output_policy_name(draft) == "legal" and draft_domain(draft) == "legal"
+    assert output_policy_name(RagReply(request_id="r1", answer="a")) == "default"

@@ -1,0 +1,165 @@
+"""The corpus of known attacks in pgvector, and nearest-neighbour similarity against it.
+
+A paraphrase of a known jailbreak ("kindly set aside the guidance you got earlier") slips
+past rules but lands close to the original in embedding space. The corpus starts from the
+project's seed file (``policies/seed_attacks.jsonl``, seeded on first use: a migration must
+not load an embedding model) and grows when an operator confirms an attack
+(``customllm guardrails attacks add|import``); each row records its source and who confirmed
+it. Rows are unique on the hash of the text's skeleton, so adding a known attack again (or a
+homoglyph copy of it) changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import text as sql
+from sqlalchemy.engine import Engine
+
+from services.common.text_normalize import decoded_payloads, normalize, skeleton
+
+EmbedFn = Callable[[list[str]], np.ndarray]
+SEED_FILE = Path(__file__).parent / "policies" / "seed_attacks.jsonl"
+SEED_SOURCE = "seed"
+MAX_SEGMENTS = 8
+MIN_SEGMENT_CHARS = 12
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\n+")
+
+_seeded: set[str] = set()
+_seed_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    attack_id: int
+    text: str
+    source: str
+    similarity: float
+
+
+@dataclass(frozen=True)
+class AttackRow:
+    attack_id: int
+    text: str
+    lang: str | None
+    source: str
+    confirmed_by: str | None
+    created_at: datetime
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(skeleton(normalize(text).text).encode()).hexdigest()
+
+
+def read_seed_file(path: Path = SEED_FILE) -> list[tuple[str, str | None]]:
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            rows.append((row["text"], row.get("lang")))
+    return rows
+
+
+def add_attacks(engine: Engine, texts: Sequence[str], source: str,
+                confirmed_by: str | None, embed: EmbedFn | None = None,
+                langs: Sequence[str | None] | None = None) -> int:
+    """Insert attacks (normalized) with their embeddings; returns how many were new."""
+    cleaned = [normalize(t).text.strip() for t in texts]
+    keep = [i for i, t in enumerate(cleaned) if t]
+    if not keep:
+        return 0
+    vectors = (embed or default_embed())([cleaned[i] for i in keep])
+    rows = [{"text": cleaned[i], "hash": text_hash(cleaned[i]),
+             "lang": langs[i] if langs else None, "source": source,
+             "confirmed_by": confirmed_by, "embedding": vectors[n]}
+            for n, i in enumerate(keep)]
+    insert = sql(
+        "INSERT INTO guardrail_attacks (text, text_hash, lang, source, confirmed_by, "
+        "embedding) VALUES (:text, :hash, :lang, :source, :confirmed_by, :embedding) "
+        "ON CONFLICT (text_hash) DO NOTHING")
+    with engine.begin() as conn:
+        return sum(conn.execute(insert, row).rowcount for row in rows)
+
+
+def ensure_seeded(engine: Engine, embed: EmbedFn | None = None) -> int:
+    """Load the seed file once per process and database (idempotent across processes)."""
+    key = str(engine.url)
+    with _seed_lock:
+        if key in _seeded:
+            return 0
+        seeds = read_seed_file()
+        with engine.connect() as conn:
+            have = conn.execute(sql("SELECT count(*) FROM guardrail_attacks WHERE source = :s"),
+                                {"s": SEED_SOURCE}).scalar_one()
+        added = 0
+        if have < len(seeds):
+            added = add_attacks(engine, [t for t, _ in seeds], SEED_SOURCE, "project",
+                                embed, [lang for _, lang in seeds])
+        _seeded.add(key)
+        return added
+
+
+def nearest(engine: Engine, vectors: np.ndarray, k: int = 3) -> list[Neighbour]:
+    """The ``k`` closest known attacks over all query vectors, best first."""
+    best: dict[int, Neighbour] = {}
+    with engine.connect() as conn:
+        for vector in vectors:
+            rows = conn.execute(sql(
+                "SELECT attack_id, text, source, 1 - (embedding <=> :v) AS similarity "
+                "FROM guardrail_attacks ORDER BY embedding <=> :v LIMIT :k"),
+                {"v": vector, "k": k})
+            for row in rows:
+                found = Neighbour(int(row[0]), row[1], row[2], float(row[3]))
+                known = best.get(found.attack_id)
+                if known is None or known.similarity < found.similarity:
+                    best[found.attack_id] = found
+    return sorted(best.values(), key=lambda n: -n.similarity)[:k]
+
+
+def query_texts(text: str) -> list[str]:
+    """What gets embedded for one question: the whole text, its skeleton when different,
+    each sentence when there are several (an attack appended to a long benign question is
+    diluted in the whole text's embedding), and decoded payloads."""
+    out = [text]
+    skel = skeleton(text)
+    if skel != text.lower():
+        out.append(skel)
+    sentences = [s.strip() for s in _SENTENCE_END.split(text)
+                 if len(s.strip()) >= MIN_SEGMENT_CHARS]
+    if len(sentences) > 1:
+        out.extend(sentences[:MAX_SEGMENTS])
+    out.extend(p.text for p in decoded_payloads(text)[:2])
+    seen: set[str] = set()
+    return [t for t in out if not (t in seen or seen.add(t))]
+
+
+def list_attacks(engine: Engine, limit: int = 100, source: str | None = None) -> list[AttackRow]:
+    query = ("SELECT attack_id, text, lang, source, confirmed_by, created_at FROM "
+             "guardrail_attacks " + ("WHERE source = :source " if source else "") +
+             "ORDER BY attack_id DESC LIMIT :limit")
+    with engine.connect() as conn:
+        rows = conn.execute(sql(query), {"limit": limit, "source": source})
+        return [AttackRow(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+
+_default_embedder_lock = threading.Lock()
+_default: list[EmbedFn] = []
+
+
+def default_embed() -> EmbedFn:
+    """The packaged MiniLM (the same model the rest of the platform embeds with)."""
+    with _default_embedder_lock:
+        if not _default:
+            from services.common.config import get_settings
+            from services.common.embeddings import embedder_from_settings
+
+            _default.append(embedder_from_settings(get_settings()).encode)
+        return _default[0]

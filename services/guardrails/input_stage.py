@@ -1,0 +1,147 @@
+"""The input stage: every check a question passes before retrieval and generation.
+
+Order matters and is fixed: normalize (so no check is fooled by invisible characters or
+full-width letters) → length → prompt injection in layers (rules, similarity to known
+attacks, the trained classifier) → toxicity → PII. PII comes last so every detector sees the
+question as the user meant it, and only what goes on is redacted. Every check runs and is
+recorded even after one blocks, so the audit trail and ``customllm guardrails check`` show
+the whole picture; a blocked question gets no retrieval and no generation.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from services.common.config import Settings
+from services.common.events import Screening
+from services.common.text_normalize import normalize
+from services.guardrails import classifier as classifier_mod
+from services.guardrails.attack_corpus import EmbedFn
+from services.guardrails.checks.injection_classifier import check_injection_classifier
+from services.guardrails.checks.injection_rules import check_injection_rules
+from services.guardrails.checks.injection_similarity import check_injection_similarity
+from services.guardrails.checks.normalize import length_result, normalize_result
+from services.guardrails.checks.pii import check_pii
+from services.guardrails.checks.results import CheckResult, StageVerdict
+from services.guardrails.checks.toxicity import check_toxicity
+from services.guardrails.classifier import InjectionClassifier
+from services.guardrails.policy import Policy
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class InputDeps:
+    """What the checks need beyond the text. Any of them may be None: the check that needs it
+    is then recorded as skipped, with the reason.
+
+    ``classifier`` pins a model (tests, benchmarks); otherwise the policy's
+    ``injection_classifier.model`` or ``<state_dir>/guardrails/injection-classifier.skops`` is
+    used, re-read when the file changes.
+    """
+
+    engine: Engine | None = None
+    embed: EmbedFn | None = None
+    classifier: InjectionClassifier | None = None
+    state_dir: Path | None = None
+    _local: threading.local = field(default_factory=threading.local, repr=False)
+
+    @property
+    def timings_ms(self) -> dict[str, float]:
+        """Milliseconds per check of the last ``screen_input`` call in this thread (the stage
+        may screen several questions at once in worker threads)."""
+        if not hasattr(self._local, "timings"):
+            self._local.timings = {}
+        return self._local.timings
+
+    def classifier_for(self, policy: Policy) -> InjectionClassifier | None:
+        if self.classifier is not None:
+            return self.classifier
+        configured = policy.input.injection_classifier.model
+        if configured:
+            path = Path(configured).expanduser()
+        elif self.state_dir is not None:
+            path = classifier_mod.default_model_path(self.state_dir)
+        else:
+            return None
+        return classifier_mod.load_cached(path)
+
+
+def load_input_deps(settings: Settings, with_database: bool = True) -> InputDeps:
+    """Deps for a running service: the shared database (attack corpus) and the packaged
+    MiniLM embedder, loaded lazily on first use."""
+    from services.common.db import make_engine
+    from services.common.embeddings import embedder_from_settings
+
+    engine = make_engine(settings.sqlalchemy_url, pool_size=4) if with_database else None
+    embed = embedder_from_settings(settings).encode if with_database else None
+    return InputDeps(engine=engine, embed=embed, state_dir=settings.state_path)
+
+
+def screen_input(question: str, policy: Policy, deps: InputDeps) -> StageVerdict:
+    """Run every input check; ``verdict.text`` is the normalized, PII-redacted question."""
+    inp = policy.input
+    timings = deps.timings_ms
+    timings.clear()
+    started = time.perf_counter()
+
+    def timed(name: str, since: float) -> float:
+        now = time.perf_counter()
+        timings[name] = round((now - since) * 1000, 3)
+        return now
+
+    normalized = normalize(question)
+    results: list[CheckResult] = [normalize_result(normalized)]
+    length = length_result(normalized, inp)
+    results.append(length)
+    text = normalized.text[:inp.max_chars] if length.triggered else normalized.text
+    t = timed("normalize", started)
+
+    results.append(check_injection_rules(text, inp.injection_rules))
+    t = timed("injection_rules", t)
+    results.append(check_injection_similarity(text, inp.injection_similarity, deps.engine,
+                                              deps.embed))
+    t = timed("injection_similarity", t)
+    results.append(check_injection_classifier(text, inp.injection_classifier,
+                                              deps.classifier_for(policy)))
+    t = timed("injection_classifier", t)
+    results.append(check_toxicity(text, inp.toxicity))
+    t = timed("toxicity", t)
+    pii_result, redacted = check_pii(text, inp.pii)
+    results.append(pii_result)
+    t = timed("pii", t)
+    timings["total"] = round((t - started) * 1000, 3)
+    return StageVerdict(stage="input", policy_version=policy.policy_version, text=redacted,
+                        results=tuple(results))
+
+
+def question_changed(verdict: StageVerdict) -> bool:
+    """Whether the text that goes on differs from what the user sent (normalized, cut or
+    redacted), so the rag worker and the audit trail can say so."""
+    for result in verdict.results:
+        if result.check == "normalize" and result.details.get("changed"):
+            return True
+        if result.triggered and result.action == "redact":
+            return True
+    return False
+
+
+def screening_for(verdict: StageVerdict, policy: Policy, canary: str | None) -> Screening:
+    """The directives the rag worker gets on ``rag.screened``, from the verdict and the
+    policy's document rules."""
+    documents = policy.documents
+    return Screening(
+        policy_version=verdict.policy_version,
+        decisions=verdict.decisions(),
+        question_changed=question_changed(verdict),
+        marked_chunks=documents.marked_chunks if documents.injection_scan.enabled else "allow",
+        injection_threshold=documents.injection_scan.threshold,
+        above_clearance=documents.above_clearance,
+        canary=canary,
+    )

@@ -1,0 +1,151 @@
+"""Fine-tuning end to end on the real stack: a job submitted on finetune.requests trains a LoRA
+adapter on a supervision snapshot, the evaluation gate compares it with the base model through
+the real query path, the registry promotes it, and a question asked with the adapter's name is
+answered by that version, which the reply and the trace both name.
+
+Kept small to stay fast: four examples, two training steps, two evaluation questions, short
+answers. The gate's tolerances are loose enough for a two-step adapter, but the gate is the
+real one (its decisions both ways are unit-tested) and still fails on any error reply.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from services.common.events import (
+    FinetuneDataset,
+    FinetuneEvaluation,
+    FinetuneEvent,
+    FinetuneRequest,
+    Principal,
+    RagFilters,
+    RagOptions,
+    RagRequest,
+)
+from services.common.producer import flush, make_producer, send
+from services.common.rpc import new_request_id
+from services.common.topics import FINETUNE_EVENTS, FINETUNE_REQUESTS, RAG_REPLIES
+from services.finetune import jobs, registry
+from tests.support.corpus import corpus
+from tests.support.documents import unique_prefix
+from tests.support.stack import Workers, wait_for
+
+pytestmark = pytest.mark.e2e
+
+LOOSE = {"f1": 1.0, "exact_match": 1.0, "hit@5": 1.0, "faithfulness": 1.0,
+         "abstention_correct": 1.0, "false_abstention": 1.0, "latency_total_ms": None}
+
+
+@pytest.fixture(scope="module")
+def finetune_worker(stack, query_workers, otlp_receiver):
+    running = Workers(stack, {"CUSTOMLLM_OTEL_EXPORTER": "otlp",
+                              "CUSTOMLLM_OTEL_ENDPOINT": otlp_receiver.endpoint,
+                              "CUSTOMLLM_FINETUNE_POLL_S": "0.5",
+                              "CUSTOMLLM_FINETUNE_PROGRESS_EVERY_S": "0.5"},
+                      names=("finetune",))
+    running.start_all()
+    yield running
+    running.stop_all()
+
+
+def _snapshot(stack, prefix: str) -> str:
+    from services.finetune import supervision
+    from services.finetune.examples import ChatExample
+
+    source = f"tests-e2e-{prefix}"
+    pairs = [("Who designed the Zorblax reactor?", "Miriam Okafor designed it [1]."),
+             ("When is the reactor inspected?", "In March and in September [1]."),
+             ("What grows in the Lisbon rooftop garden?", "Tomatoes, basil and lemon trees [1]."),
+             ("When are Quillon salaries paid?", "On the twenty-fifth of each month [1].")]
+    for question, answer in pairs:
+        supervision.add_example(stack.engine, ChatExample(messages=[
+            {"role": "user", "content": question}, {"role": "assistant", "content": answer}]),
+            source=source, approved_by="tests", privacy_class="public")
+    return supervision.create_snapshot(stack.engine, sources=[source]).snapshot_id
+
+
+def _follow(stack, job_id: str, timeout_s: float) -> list[FinetuneEvent]:
+    consumer = Consumer({"bootstrap.servers": stack.settings.kafka_bootstrap,
+                         "group.id": f"tests-{uuid.uuid4().hex}", "enable.auto.commit": False})
+    topic = consumer.list_topics(FINETUNE_EVENTS, timeout=10).topics[FINETUNE_EVENTS]
+    consumer.assign([TopicPartition(FINETUNE_EVENTS, p, 0) for p in topic.partitions])
+    events: list[FinetuneEvent] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error() or message.key() != job_id.encode():
+                continue
+            events.append(FinetuneEvent.model_validate_json(message.value()))
+            if events[-1].status in ("completed", "failed", "cancelled"):
+                return events
+    finally:
+        consumer.close()
+    raise AssertionError(f"job {job_id} did not finish: {[(e.status, e.message) for e in events]}")
+
+
+def test_submit_train_gate_promote_and_answer_with_the_adapter(
+        stack, finetune_worker, reply_client, otlp_receiver):
+    prefix = unique_prefix("ft")
+    docs = corpus(prefix)
+    stack.publish(docs)
+    stack.wait_indexed({d.doc_id: 1 for d in docs})
+    name = f"cite{uuid.uuid4().hex[:6]}"
+    request = FinetuneRequest(
+        job_id=f"ft-e2e-{uuid.uuid4().hex[:8]}", adapter_name=name,
+        dataset=FinetuneDataset(snapshot_id=_snapshot(stack, prefix)),
+        hyperparameters={"max_steps": 2, "batch_size": 2, "max_seq_len": 96, "lora_r": 4,
+                         "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+        evaluation=FinetuneEvaluation(
+            cases=[{"id": "reactor", "question": "Who designed the Zorblax reactor?",
+                    "answers": ["Miriam Okafor"], "gold_doc_ids": [f"{prefix}reactor"]},
+                   {"id": "garden", "question": "What grows in the Lisbon rooftop garden?",
+                    "answers": ["tomatoes, basil and lemon trees"],
+                    "gold_doc_ids": [f"{prefix}garden"]}],
+            tolerances=LOOSE, doc_id_prefix=prefix, max_tokens=8, n_boot=200))
+    producer, errors = make_producer(stack.settings.kafka_bootstrap, "tests-e2e"), []
+    send(producer, FINETUNE_REQUESTS, request.job_id, request.to_json(), errors=errors)
+    flush(producer, errors)
+
+    events = _follow(stack, request.job_id, 600)
+    statuses = [e.status for e in events]
+    assert statuses[-1] == "completed", events[-1]
+    for earlier, later in [("queued", "running"), ("running", "evaluating"),
+                           ("evaluating", "completed")]:
+        assert statuses.index(earlier) < statuses.index(later)
+    assert any(e.progress and e.progress.get("loss") for e in events)
+    done = events[-1]
+    assert done.promoted is True and done.adapter_version == "v1", done
+    assert done.gate["passed"] is True and done.gate["baseline"] == "base"
+
+    version = registry.promoted(stack.engine, name)
+    assert version is not None and version.ref == f"{name}@v1"
+    assert version.gate["candidate_run"] and version.gate["baseline_run"]
+    assert "error" in version.gate["checked"]
+    assert "Gate **passed**" in version.card_markdown
+    assert f"--lora-modules {name}=" in version.card_markdown
+    runs = stack.query("SELECT config->>'adapter' FROM eval_runs WHERE run_id = ANY(:ids) "
+                       "ORDER BY started_at", ids=[version.gate["baseline_run"],
+                                                   version.gate["candidate_run"]])
+    assert [r[0] for r in runs] == [None, f"{name}@v1"]  # base, then the candidate itself
+    assert jobs.get_job(stack.engine, request.job_id).mlflow_run_id == version.mlflow_run_id
+
+    # Served by name, no restart: the rag worker has been running all along.
+    reply = reply_client.request(RagRequest(
+        request_id=new_request_id(), reply_to=RAG_REPLIES,
+        question="Who designed the Zorblax reactor?",
+        principal=Principal(id="tests", clearance="restricted"),
+        options=RagOptions(adapter=name, use_cache=False, max_tokens=8,
+                           filters=RagFilters(doc_id_prefix=prefix))), 180)
+    assert reply.status == "ok", reply.error
+    assert (reply.adapter, reply.adapter_version) == (name, "v1")
+
+    spans = wait_for(
+        lambda: [s for s in otlp_receiver.trace(reply.trace_id) if s.name == "rag.generation"],
+        60, what="the generation span of the adapter's answer")
+    assert spans[0].attributes["gen_ai.request.adapter"] == name
+    assert spans[0].attributes["gen_ai.request.adapter_version"] == "v1"

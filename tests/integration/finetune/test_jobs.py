@@ -1,0 +1,168 @@
+"""The finetune worker on the real Kafka + Postgres: a job delivered twice trains once, a
+worker killed with SIGKILL mid-training leaves the job to be resumed by the next worker, and a
+cancel stops a running job at its next step.
+
+Training is real (LoRA on the served SmolLM2) but tiny: a handful of examples, a few steps,
+short sequences.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from services.common.events import FinetuneDataset, FinetuneEvent, FinetuneRequest
+from services.common.producer import flush, make_producer, send
+from services.common.topics import FINETUNE_EVENTS, FINETUNE_REQUESTS
+from services.finetune import jobs, registry
+from tests.support.stack import Workers, wait_for
+
+pytestmark = pytest.mark.integration
+
+WORKER_ENV = {
+    "CUSTOMLLM_FINETUNE_LEASE_S": "6", "CUSTOMLLM_FINETUNE_POLL_S": "0.5",
+    "CUSTOMLLM_FINETUNE_PROGRESS_EVERY_S": "0.5", "CUSTOMLLM_OTEL_EXPORTER": "none",
+}
+TINY = {"max_steps": 2, "batch_size": 2, "max_seq_len": 64, "lora_r": 4, "lora_alpha": 8,
+        "save_steps": 1, "target_modules": ["q_proj", "v_proj"]}
+
+
+@pytest.fixture(scope="module")
+def finetune_worker(stack):
+    running = Workers(stack, WORKER_ENV, names=("finetune",))
+    running.start_all()
+    yield running
+    running.stop_all()
+
+
+@pytest.fixture(scope="module")
+def snapshot_id(stack) -> str:
+    from services.finetune import supervision
+    from services.finetune.examples import ChatExample
+
+    source = f"tests-ft-{uuid.uuid4().hex[:8]}"
+    for n in range(4):
+        supervision.add_example(stack.engine, ChatExample(messages=[
+            {"role": "user", "content": f"Which shelf holds box {n}?"},
+            {"role": "assistant", "content": f"Box {n} is on shelf {n + 3} [1]."}]),
+            source=source, approved_by="tests", privacy_class="public")
+    return supervision.create_snapshot(stack.engine, sources=[source]).snapshot_id
+
+
+def _submit(stack, request: FinetuneRequest, times: int = 1) -> None:
+    producer, errors = make_producer(stack.settings.kafka_bootstrap, "tests-finetune"), []
+    for _ in range(times):
+        send(producer, FINETUNE_REQUESTS, request.job_id, request.to_json(), errors=errors)
+    flush(producer, errors)
+
+
+def _events(stack, job_id: str, until: set[str], timeout_s: float) -> list[FinetuneEvent]:
+    """The job's events from the start of finetune.events until one in ``until``."""
+    consumer = Consumer({"bootstrap.servers": stack.settings.kafka_bootstrap,
+                         "group.id": f"tests-{uuid.uuid4().hex}", "enable.auto.commit": False})
+    partitions = consumer.list_topics(FINETUNE_EVENTS, timeout=10).topics[FINETUNE_EVENTS]
+    consumer.assign([TopicPartition(FINETUNE_EVENTS, p, 0) for p in partitions.partitions])
+    found: list[FinetuneEvent] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error() or message.key() != job_id.encode():
+                continue
+            found.append(FinetuneEvent.model_validate_json(message.value()))
+            if found[-1].status in until:
+                return found
+    finally:
+        consumer.close()
+    raise AssertionError(f"no {until} event for {job_id} in {timeout_s}s; saw "
+                         f"{[(e.status, e.message, e.error) for e in found]}")
+
+
+def _step(stack, job_id: str) -> int:
+    job = jobs.get_job(stack.engine, job_id)
+    return int((job.progress or {}).get("step", 0)) if job is not None else 0
+
+
+def _request(snapshot_id: str, **hp) -> FinetuneRequest:
+    return FinetuneRequest(job_id=f"ft-{uuid.uuid4().hex[:10]}", adapter_name="shelves",
+                           dataset=FinetuneDataset(snapshot_id=snapshot_id),
+                           hyperparameters={**TINY, **hp}, promote="never")
+
+
+def test_a_job_delivered_twice_trains_once(stack, finetune_worker, snapshot_id):
+    request = _request(snapshot_id)
+    _submit(stack, request, times=2)
+    events = _events(stack, request.job_id, {"completed", "failed"}, 300)
+    assert events[-1].status == "completed", events[-1]
+    _submit(stack, request)  # a redelivery after it finished changes nothing either
+    time.sleep(2)
+    statuses = [e.status for e in events]
+    assert statuses.count("queued") == 1
+    assert [e.message for e in events if e.status == "running" and e.progress is None] == \
+        ["started"]
+    assert statuses.index("queued") < statuses.index("running") < \
+        statuses.index("evaluating") < statuses.index("completed")
+    progress = [e.progress for e in events if e.progress]
+    assert progress and progress[-1]["step"] == 2 and progress[-1]["loss"] > 0
+    job = jobs.get_job(stack.engine, request.job_id)
+    assert (job.status, job.attempt) == ("completed", 1)
+    versions = [v for v in registry.list_versions(stack.engine, "shelves")
+                if v.job_id == request.job_id]
+    assert len(versions) == 1 and versions[0].status == "candidate"  # promote: never
+    assert events[-1].adapter_version == versions[0].label and events[-1].promoted is False
+    assert "stays a candidate" in versions[0].gate["reason"]
+    assert "# Adapter `shelves@" in versions[0].card_markdown
+    assert stack.query("SELECT count(*) FROM finetune_jobs WHERE job_id = :j",
+                       j=request.job_id)[0][0] == 1
+
+
+def test_an_invalid_request_is_dead_lettered_with_a_failed_event(stack, finetune_worker):
+    job_id = f"ft-bad-{uuid.uuid4().hex[:8]}"
+    bad = FinetuneRequest(job_id=job_id, adapter_name="shelves",
+                          dataset=FinetuneDataset(snapshot_id="x" * 12),
+                          hyperparameters={"max_stepz": 2})
+    producer, errors = make_producer(stack.settings.kafka_bootstrap, "tests-finetune"), []
+    send(producer, FINETUNE_REQUESTS, job_id, bad.model_dump_json().encode(), errors=errors)
+    flush(producer, errors)
+    (failed,) = _events(stack, job_id, {"failed"}, 60)
+    assert "unknown hyperparameters: max_stepz" in failed.error
+    dead = stack.read_topic("finetune.requests.dlq", lambda k, _v: k == job_id.encode(), 1, 30)
+    assert len(dead) == 1 and jobs.get_job(stack.engine, job_id) is None
+
+
+def test_cancel_stops_a_running_job(stack, finetune_worker, snapshot_id):
+    request = _request(snapshot_id, max_steps=400, save_steps=1000)
+    _submit(stack, request)
+    _events(stack, request.job_id, {"running"}, 120)
+    wait_for(lambda: _step(stack, request.job_id), 180, what="training to make progress")
+    _submit(stack, FinetuneRequest(action="cancel", job_id=request.job_id, reason="tests"))
+    events = _events(stack, request.job_id, {"cancelled", "completed", "failed"}, 120)
+    assert events[-1].status == "cancelled", events[-1]
+    job = jobs.get_job(stack.engine, request.job_id)
+    assert job.status == "cancelled" and job.progress["step"] < 400
+    assert not [v for v in registry.list_versions(stack.engine, "shelves")
+                if v.job_id == request.job_id]
+
+
+def test_a_worker_killed_mid_training_is_resumed_by_the_next(stack, finetune_worker,
+                                                              snapshot_id):
+    request = _request(snapshot_id, max_steps=10, save_steps=2, batch_size=1)
+    _submit(stack, request)
+    wait_for(lambda: _step(stack, request.job_id) >= 3, 240, interval_s=0.5,
+             what="training to pass step 3")
+    finetune_worker.kill9("finetune")
+    killed_at = jobs.get_job(stack.engine, request.job_id)
+    assert killed_at.status == "running" and killed_at.attempt == 1
+
+    finetune_worker.start("finetune")
+    events = _events(stack, request.job_id, {"completed", "failed"}, 420)
+    assert events[-1].status == "completed", events[-1]
+    resumed = [e for e in events if e.status == "running" and e.attempt == 2 and e.message]
+    assert resumed and "stopped heartbeating" in resumed[0].message
+    job = jobs.get_job(stack.engine, request.job_id)
+    assert job.attempt == 2 and job.worker_id != killed_at.worker_id
+    training = job.result["training"]
+    assert training["resumed_from_step"] >= 2 and training["steps"] == 10

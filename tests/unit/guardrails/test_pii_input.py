@@ -1,0 +1,77 @@
+import pytest
+
+from services.common.pii import PatternSpec, find_patterns, find_pii
+from services.guardrails.checks.pii import check_pii
+from services.guardrails.policy import PiiPolicy, PolicyError, parse_policy
+
+pytestmark = pytest.mark.unit
+
+
+def _types(text: str) -> set[str]:
+    return {f.entity_type for f in find_pii(text)}
+
+
+@pytest.mark.parametrize("text", [
+    "my key is AKIAIOSFODNN7EXAMPLE",
+    "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9abcdefghijklmnop",
+    "use token ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+    "api_key = 'sk-abcdefghijklmnopqrstuvwx'",
+    "connect to postgres://app:hunter2pass@db.internal:5432/main",
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----",
+])
+def test_credentials_are_recognized_as_secrets(text):
+    assert "SECRET" in _types(text)
+
+
+def test_presidio_entities_still_found():
+    found = _types("Mail jane.doe@example.com, IBAN DE89370400440532013000, card "
+                   "4111 1111 1111 1111")
+    assert {"EMAIL_ADDRESS", "IBAN_CODE", "CREDIT_CARD"} <= found
+
+
+def test_configured_patterns_find_internal_ids():
+    specs = [PatternSpec("EMPLOYEE_ID", r"\bEMP-\d{6}\b", 0.9)]
+    found = find_patterns("ask EMP-004211 or EMP-12", specs)
+    assert [(f.entity_type, f.start, f.end) for f in found] == [("EMPLOYEE_ID", 4, 14)]
+
+
+POLICY = PiiPolicy(entities={"EMAIL_ADDRESS": "redact", "SECRET": "block", "LOCATION": "allow",
+                             "PERSON": "flag"},
+                   patterns={"EMPLOYEE_ID": {"pattern": r"\bEMP-\d{6}\b"}})
+
+
+def test_redact_replaces_values_and_keeps_the_rest():
+    result, text = check_pii("Write to jane.doe@example.com about EMP-004211 in Berlin", POLICY)
+    assert result.action == "redact" and result.triggered
+    assert text == "Write to <EMAIL_ADDRESS> about <EMPLOYEE_ID> in Berlin"
+    assert result.details["redact"] == {"EMAIL_ADDRESS": 1, "EMPLOYEE_ID": 1}
+    assert "jane" not in str(result.details) + result.reason  # no values in the audit trail
+
+
+def test_block_wins_over_redact():
+    result, text = check_pii("mail a@b.com the key AKIAIOSFODNN7EXAMPLE", POLICY)
+    assert result.action == "block" and "SECRET" in result.reason
+    assert "AKIA" not in text
+
+
+def test_allow_leaves_text_and_does_not_trigger():
+    result, text = check_pii("Is the Berlin office open?", POLICY)
+    assert not result.triggered and result.action == "allow"
+    assert text == "Is the Berlin office open?"
+
+
+def test_flag_records_without_changing_the_text():
+    result, text = check_pii("Did Angela Merkel visit?", POLICY)
+    assert result.action == "flag" and text == "Did Angela Merkel visit?"
+
+
+def test_disabled_pii_is_skipped():
+    result, text = check_pii("a@b.com", PiiPolicy(enabled=False))
+    assert result.action == "skip" and text == "a@b.com"
+
+
+@pytest.mark.parametrize("bad", ["'('", "'a*'"])
+def test_invalid_patterns_are_rejected_at_load(bad):
+    with pytest.raises(PolicyError, match="patterns"):
+        parse_policy(f"name: t\nversion: '1'\ninput:\n  pii:\n    patterns:\n"
+                     f"      EMPLOYEE_ID: {{pattern: {bad}}}\n")
