@@ -175,15 +175,16 @@ def injection_benchmark(texts: list[str], labels: list[int], folds: int, engine:
 
 # --- PII -----------------------------------------------------------------------------------------
 
-# Dataset entity → Presidio entity. ADDRESS has no Presidio type; its parts come out as
-# LOCATION, so a LOCATION finding overlapping an address counts. TITLE (Mr, Dr) is not PII
-# that Presidio recognizes; it is reported as unsupported instead of counted as a miss.
-PII_MAP = {"PERSON": "PERSON", "LOCATION": "LOCATION", "ADDRESS": "LOCATION",
-           "PHONE_NUMBER": "PHONE_NUMBER", "CREDIT_CARD": "CREDIT_CARD",
-           "ORGANIZATION": "ORGANIZATION", "DATE_TIME": "DATE_TIME", "DOMAIN_NAME": "URL",
-           "US_SSN": "US_SSN", "IP_ADDRESS": "IP_ADDRESS", "EMAIL_ADDRESS": "EMAIL_ADDRESS",
-           "US_DRIVER_LICENSE": "US_DRIVER_LICENSE", "IBAN_CODE": "IBAN_CODE",
-           "NRP": "NRP", "URL": "URL"}
+# Dataset entity → the detector types that count as finding it. ADDRESS: the project's street
+# address recognizer, or Presidio's LOCATION for a part of it. TITLE (Mr, Dr) is not PII any
+# detector here recognizes; it is reported as unsupported instead of counted as a miss.
+PII_MAP: dict[str, tuple[str, ...]] = {
+    "PERSON": ("PERSON",), "LOCATION": ("LOCATION",), "ADDRESS": ("ADDRESS", "LOCATION"),
+    "PHONE_NUMBER": ("PHONE_NUMBER",), "CREDIT_CARD": ("CREDIT_CARD",),
+    "ORGANIZATION": ("ORGANIZATION",), "DATE_TIME": ("DATE_TIME",), "DOMAIN_NAME": ("URL",),
+    "US_SSN": ("US_SSN",), "IP_ADDRESS": ("IP_ADDRESS",), "EMAIL_ADDRESS": ("EMAIL_ADDRESS",),
+    "US_DRIVER_LICENSE": ("US_DRIVER_LICENSE",), "IBAN_CODE": ("IBAN_CODE",), "NRP": ("NRP",),
+    "URL": ("URL",)}
 
 
 def pii_benchmark(records: list[dict[str, Any]], min_score: float) -> dict[str, Any]:
@@ -199,41 +200,43 @@ def pii_benchmark(records: list[dict[str, Any]], min_score: float) -> dict[str, 
         started = time.perf_counter()
         found = find_pii(text, min_score=min_score)
         latencies.append((time.perf_counter() - started) * 1000)
-        gold = [(PII_MAP.get(s["entity_type"]), s["start_position"], s["end_position"],
+        gold = [(PII_MAP.get(s["entity_type"], ()), s["start_position"], s["end_position"],
                  s["entity_type"]) for s in record["spans"]]
-        for mapped, start, end, original in gold:
+        for accepted, start, end, original in gold:
             total_gold += 1
             if any(f.start < end and start < f.end for f in found):
                 covered += 1
-            if mapped is None:
+            if not accepted:
                 unsupported[original] = unsupported.get(original, 0) + 1
                 continue
             row = per.setdefault(original, {"tp": 0, "fn": 0, "fp": 0})
-            hit = any(f.entity_type == mapped and f.start < end and start < f.end for f in found)
+            hit = any(f.entity_type in accepted and f.start < end and start < f.end
+                      for f in found)
             row["tp" if hit else "fn"] += 1
         for f in found:
-            matched = any(m == f.entity_type and f.start < e and s < f.end for m, s, e, _ in gold)
-            if not matched:
-                # A false positive is charged to every dataset type that maps to the finding's
-                # type (e.g. LOCATION to both LOCATION and ADDRESS); types the dataset never
-                # labels are listed under their Presidio name.
-                owners = [g for g in gold_types if PII_MAP.get(g) == f.entity_type] or \
-                         [f"(presidio) {f.entity_type}"]
-                for owner in owners:
-                    per.setdefault(owner, {"tp": 0, "fn": 0, "fp": 0})["fp"] += 1
+            if any(f.entity_type in accepted and f.start < e and s < f.end
+                   for accepted, s, e, _ in gold):
+                continue
+            # A false positive is charged to the dataset type whose primary detector type it
+            # is; types the dataset never labels are listed under the detector's name.
+            owners = [g for g in gold_types if PII_MAP.get(g, ("",))[0] == f.entity_type] or \
+                     [f"(detector) {f.entity_type}"]
+            for owner in owners:
+                per.setdefault(owner, {"tp": 0, "fn": 0, "fp": 0})["fp"] += 1
     entities = {}
     for name, row in sorted(per.items()):
         tp, fn, fp = row["tp"], row["fn"], row["fp"]
         precision = tp / (tp + fp) if tp + fp else None
         recall = tp / (tp + fn) if tp + fn else None
-        f1 = (2 * precision * recall / (precision + recall)
-              if precision and recall else (0.0 if precision is not None and recall is not None
-                                            else None))
+        f1 = None
+        if precision is not None and recall is not None:
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         entities[name] = {**row, "support": tp + fn,
                           "precision": None if precision is None else round(precision, 3),
                           "recall": None if recall is None else round(recall, 3),
                           "f1": None if f1 is None else round(f1, 3),
-                          "presidio_type": PII_MAP.get(name, name.replace("(presidio) ", ""))}
+                          "detector_types": list(PII_MAP.get(
+                              name, (name.replace("(detector) ", ""),)))}
     return {"records": len(records), "min_score": min_score, "entities": entities,
             "unsupported": unsupported,
             "redaction_recall": round(covered / total_gold, 3) if total_gold else None,

@@ -52,10 +52,10 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", f"## PII (min score {pii['min_score']}; span-overlap matching)", "",
               f"Redaction recall (gold spans covered by any finding): "
               f"**{_fmt(pii['redaction_recall'])}** of {pii['gold_spans']} spans.", "",
-              "| dataset entity | Presidio type | support | precision | recall | F1 | FP |",
+              "| dataset entity | detector types | support | precision | recall | F1 | FP |",
               "|---|---|---|---|---|---|---|"]
     for name, e in pii["entities"].items():
-        lines.append(f"| {name} | {e['presidio_type']} | {e['support']} | "
+        lines.append(f"| {name} | {', '.join(e['detector_types'])} | {e['support']} | "
                      f"{_fmt(e['precision'])} | {_fmt(e['recall'])} | {_fmt(e['f1'])} | "
                      f"{e['fp']} |")
     if pii["unsupported"]:

@@ -89,15 +89,55 @@ SECRET_PATTERNS: tuple[tuple[str, str, float], ...] = (
 SECRET_ENTITY = "SECRET"
 
 
+ADDRESS_ENTITY = "ADDRESS"
+_STREET_TYPES = (r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|"
+                 r"Way|Place|Pl|Square|Sq|Terrace|Ter|Parkway|Pkwy|Circle|Cir|Highway|Hwy|"
+                 r"Alley|Row|Crescent|Close|Gardens|Strasse|Straße|Str|Weg|Allee|Platz|Gasse)")
+ADDRESS_PATTERNS: tuple[tuple[str, str, float], ...] = (
+    # "1600 Pennsylvania Avenue", "221B Baker Street"
+    ("street_number_first", r"\b\d{1,5}[A-Za-z]?\s+(?:[A-Z][\w'.-]*\s+){1,4}" + _STREET_TYPES
+     + r"\b\.?(?:,?\s+(?:Apt|Suite|Unit|#)\.?\s*\w+)?", 0.85),
+    # "Hauptstraße 5", "Ziegelgasse 26", "Nassaustraat 123": compound street names
+    ("street_compound", r"\b[A-ZÀ-Ý][\w'-]*(?:strasse|straße|str\.|weg|allee|platz|gasse|ring|"
+     r"damm|ufer|straat|laan|gracht|gade|gatan|vej|utca|ulica)\s+\d{1,5}[a-zA-Z]?\b", 0.7),
+    ("rue_via_calle", r"\b\d{1,5},?\s+(?:rue|avenue|boulevard|via|viale|calle|avenida|rua|"
+     r"straat|laan)\s+(?:[\w'-]+\s+){0,3}[A-Z][\w'-]+", 0.6),
+    ("po_box", r"\b(?:P\.?\s?O\.?\s?Box|Postfach)\s+\d+", 0.7),
+)
+# Phone numbers in formats Presidio's validator rejects (short local numbers, unusual
+# grouping). Weak on its own (0.4, below the default 0.5); a context word nearby ("call",
+# "phone", "tel") lifts it over the threshold.
+PHONE_PATTERNS: tuple[tuple[str, str, float], ...] = (
+    ("nanp_phone", r"(?<![\w+])(?:\+?1[\s.-]?|001[\s.-]?)?\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}"
+     r"(?:\s*(?:x|ext\.?)\s*\d{1,6})?(?![\w-])", 0.6),
+    ("international_phone", r"(?<![\w])\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){2,5}"
+     r"(?:\s*(?:x|ext\.?)\s*\d{1,6})?(?![\w-])", 0.6),
+    ("loose_phone", r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}"
+     r"(?:[\s.-]\d{2,4}){1,3}(?:\s*(?:x|ext\.?)\s*\d{1,6})?(?![\w-])", 0.4),
+)
+
+
 def domain_recognizers() -> list:  # noqa: ANN201 - presidio PatternRecognizer instances
-    """Recognizers Presidio lacks: credentials (``SECRET``). Organisation-specific patterns
-    (employee ids and the like) come from the guardrail policy, see ``find_patterns``."""
+    """Recognizers Presidio lacks: credentials (``SECRET``), street addresses (``ADDRESS``),
+    and looser phone formats. Organisation-specific patterns (employee ids and the like) come
+    from the guardrail policy, see ``find_patterns``."""
     from presidio_analyzer import Pattern, PatternRecognizer
 
-    patterns = [Pattern(name, regex, score) for name, regex, score in SECRET_PATTERNS]
-    return [PatternRecognizer(supported_entity=SECRET_ENTITY, patterns=patterns,
-                              context=["key", "token", "secret", "password", "credential",
-                                       "api", "auth"])]
+    def patterns(specs: tuple[tuple[str, str, float], ...]) -> list:
+        return [Pattern(name, regex, score) for name, regex, score in specs]
+
+    return [
+        PatternRecognizer(supported_entity=SECRET_ENTITY, patterns=patterns(SECRET_PATTERNS),
+                          context=["key", "token", "secret", "password", "credential", "api",
+                                   "auth"], name="SecretRecognizer"),
+        PatternRecognizer(supported_entity=ADDRESS_ENTITY, patterns=patterns(ADDRESS_PATTERNS),
+                          context=["address", "live", "lives", "street", "ship", "deliver",
+                                   "mail", "located", "apartment"], name="AddressRecognizer"),
+        PatternRecognizer(supported_entity="PHONE_NUMBER", patterns=patterns(PHONE_PATTERNS),
+                          context=["phone", "call", "tel", "telephone", "mobile", "cell", "fax",
+                                   "number", "reach", "contact", "dial", "whatsapp"],
+                          name="LoosePhoneRecognizer"),
+    ]
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -236,7 +237,8 @@ class JobRun:
             decision = self._gate(version)
             self._check()
             metrics = {**_loss(training), **decision.metrics()}
-            run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})
+            run.log_metrics({_mlflow_key(k): v for k, v in metrics.items()
+                             if isinstance(v, int | float)})
             run.log_dict(decision.to_dict(), "gate.json")
             run.set_tag("gate", "passed" if decision.passed else "failed")
             card = self._card(version, training, decision, "candidate")
@@ -407,6 +409,11 @@ class JobRun:
                      "n_examples": training.get("n_examples")},
             data_card_markdown=training.get("data_card_markdown"),
             mlflow_run_id=version.mlflow_run_id)
+
+
+def _mlflow_key(name: str) -> str:
+    """MLflow allows letters, digits, ``_-. /`` in metric names: ``hit@5`` → ``hit_at_5``."""
+    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", name.replace("@", "_at_"))
 
 
 def _loss(training: dict[str, Any]) -> dict[str, Any]:

@@ -80,6 +80,7 @@ class CustomLLMInfo(BaseModel):
     trace_id: str | None
     adapter: str | None
     cost_usd: float
+    adapter_version: str | None = None  # the registry version that answered ("v3")
 
 
 class ChatCompletion(BaseModel):

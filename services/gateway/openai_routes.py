@@ -116,7 +116,8 @@ def _to_completion(reply: RagReply, model: str) -> ChatCompletion:
             cache_kind=reply.cache_kind, latency_ms=reply.latency_ms,
             guardrails=[d.model_dump() for d in reply.guardrails],
             template_version=reply.template_version, trace_id=reply.trace_id,
-            adapter=reply.adapter, cost_usd=reply.usage.cost_usd),
+            adapter=reply.adapter, cost_usd=reply.usage.cost_usd,
+            adapter_version=reply.adapter_version),
     )
 
 

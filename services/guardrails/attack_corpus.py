@@ -29,7 +29,7 @@ from services.common.text_normalize import decoded_payloads, normalize, skeleton
 EmbedFn = Callable[[list[str]], np.ndarray]
 SEED_FILE = Path(__file__).parent / "policies" / "seed_attacks.jsonl"
 SEED_SOURCE = "seed"
-MAX_SEGMENTS = 8
+MAX_SEGMENTS = 4
 MIN_SEGMENT_CHARS = 12
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\n+")
 
@@ -134,8 +134,12 @@ def query_texts(text: str) -> list[str]:
         out.append(skel)
     sentences = [s.strip() for s in _SENTENCE_END.split(text)
                  if len(s.strip()) >= MIN_SEGMENT_CHARS]
+    if len(sentences) > MAX_SEGMENTS:
+        # Injections are usually appended or prepended to an ordinary question.
+        half = MAX_SEGMENTS // 2
+        sentences = sentences[:half] + sentences[-half:]
     if len(sentences) > 1:
-        out.extend(sentences[:MAX_SEGMENTS])
+        out.extend(sentences)
     out.extend(p.text for p in decoded_payloads(text)[:2])
     seen: set[str] = set()
     return [t for t in out if not (t in seen or seen.add(t))]

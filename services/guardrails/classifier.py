@@ -2,9 +2,10 @@
 supplies (``customllm guardrails train --data FILE.jsonl``), never downloaded.
 
 Features are TF-IDF word uni/bi-grams and character 2–5-grams of the *skeleton* of the
-normalized text (homoglyphs, leetspeak and spacing undone), so a model trained on plain
-attacks still recognises their disguised forms; the model is a linear SVM whose scores are
-calibrated into probabilities (sigmoid, internal 3-fold), which the policy threshold reads.
+normalized text (homoglyphs, leetspeak and spacing undone) and of payloads decoded from it
+(base64, hex...), so a model trained on plain attacks still recognises their disguised
+forms; the model is a linear SVM whose scores are calibrated into probabilities (sigmoid,
+internal 3-fold), which the policy threshold reads.
 
 Quality is reported as k-fold cross-validated *held-out* scores (every text scored by a model
 that never saw it): precision, detection rate (recall), false-positive rate, F1 and ROC-AUC.
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from services.common.exceptions import CustomLLMError
-from services.common.text_normalize import normalize, skeleton
+from services.common.text_normalize import decoded_payloads, normalize, skeleton
 
 MODEL_FILE = "injection-classifier.skops"
 FORMAT_VERSION = 1
@@ -38,8 +39,13 @@ class ClassifierError(CustomLLMError):
 
 
 def features_text(text: str) -> str:
-    """What the vectorizers see: the skeleton of the normalized text."""
-    return skeleton(normalize(text).text)
+    """What the vectorizers see: the skeleton of the normalized text, followed by the
+    skeletons of any payloads decoded from it (an instruction hidden in base64 is scored on
+    what it says, not on its letters)."""
+    normalized = normalize(text).text
+    parts = [skeleton(normalized)]
+    parts.extend(skeleton(p.text) for p in decoded_payloads(normalized))
+    return "\n".join(parts)
 
 
 def default_model_path(state_dir: Path) -> Path:

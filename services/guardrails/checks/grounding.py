@@ -17,7 +17,12 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from services.evaluation.faithfulness import claim_support, judge_faithfulness, split_claims
-from services.evaluation.text import is_abstention
+from services.evaluation.text import (
+    is_abstention,
+    split_sentences,
+    strip_citation_markers,
+    tokens,
+)
 from services.guardrails.checks.results import CheckResult
 from services.guardrails.policy import GroundingPolicy
 
@@ -53,6 +58,11 @@ def check_grounding(answer: str, contexts: Sequence[str], policy: GroundingPolic
         return CheckResult("grounding", None, False, "skip", "no checkable sentence")
     contexts = [c for c in contexts if c and c.strip()]
     embedder = memo_embed(embed) if embed is not None else None
+    if embedder is not None and contexts:
+        # One batch for every claim and context sentence; the per-claim calls below then hit
+        # the memo instead of running the model once per sentence.
+        embedder([*claims, *(s for c in contexts
+                             for s in split_sentences(strip_citation_markers(c)) if tokens(s))])
     supports = [claim_support(claim, contexts, embedder, policy.similarity,
                               policy.lexical_overlap) for claim in claims]
     unsupported = [c for c, s in zip(claims, supports, strict=True) if not s.supported]

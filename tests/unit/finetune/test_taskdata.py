@@ -20,7 +20,7 @@ pytestmark = pytest.mark.unit
 NO_ANSWER = load_template("default").no_answer
 
 
-def _article(name: str, n_paragraphs: int = 4) -> dict:
+def _article(name: str, n_paragraphs: int = 8) -> dict:
     paragraphs = []
     for p in range(n_paragraphs):
         sentences = [f"The {name} fact number {p}-{s} is about topic {p}{s}." for s in range(4)]
@@ -41,7 +41,7 @@ DATA = {"version": "v2.0", "data": [_article(f"art{i}") for i in range(3)]}
 def test_split_by_article_and_examples_use_the_rag_template():
     task = build_task(DATA, TaskSpec(n_train=50, n_heldout=50, window_words=12, seed=1))
     assert task.train_articles == ["art0", "art1"] and task.heldout_articles == ["art2"]
-    assert len(task.train) == 8 and len(task.heldout) == 4  # answerable questions only
+    assert len(task.train) == 16 and len(task.heldout) == 8  # answerable questions only
     template = load_template("default")
     for example in task.train + task.heldout:
         system, user, assistant = example.messages

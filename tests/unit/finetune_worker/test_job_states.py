@@ -69,3 +69,10 @@ def test_progress_is_throttled_but_keeps_the_first_and_last_step():
     sent = [step for step, now in [(1, 0.0), (2, 0.5), (3, 1.9), (4, 2.1), (5, 2.2), (6, 2.3)]
             if throttle.should_send(now, step, total=6)]
     assert sent == [1, 4, 6]
+
+
+def test_metric_names_are_made_valid_for_mlflow():
+    from services.finetune.executor import _mlflow_key
+
+    assert _mlflow_key("hit@5") == "hit_at_5"
+    assert _mlflow_key("baseline_latency_total_ms") == "baseline_latency_total_ms"

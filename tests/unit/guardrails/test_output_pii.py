@@ -109,3 +109,20 @@ def test_with_the_real_presidio_detector():
     assert "212-555-0187" not in out.answer
     assert "Daniel Okafor" not in out.answer
     assert out.answer.endswith("[1].")
+
+
+def test_default_policy_keeps_dates_and_places_from_restricted_documents():
+    from services.guardrails.policy import PACKAGED_POLICIES, load_policy_file
+
+    policy = load_policy_file(PACKAGED_POLICIES / "default.yaml").output.pii
+    chunk = RetrievedChunk(chunk_id="r3", doc_id="hr3", privacy_class="restricted",
+                           text="Tanks are replaced every Tuesday in Lisbon by Marta Quell.")
+
+    def detect(text: str, entities=None, min_score: float = 0.5) -> list[PiiFinding]:
+        spans = {"DATE_TIME": "every Tuesday", "LOCATION": "Lisbon", "PERSON": "Marta Quell"}
+        return [PiiFinding(kind, text.index(value), text.index(value) + len(value), 0.85)
+                for kind, value in spans.items() if value in text]
+
+    out = redact_output("Marta Quell replaces them every Tuesday in Lisbon.", [], [chunk],
+                        "internal", policy, detect)
+    assert out.answer == "<PERSON> replaces them every Tuesday in Lisbon."

@@ -75,3 +75,28 @@ def test_invalid_patterns_are_rejected_at_load(bad):
     with pytest.raises(PolicyError, match="patterns"):
         parse_policy(f"name: t\nversion: '1'\ninput:\n  pii:\n    patterns:\n"
                      f"      EMPLOYEE_ID: {{pattern: {bad}}}\n")
+
+
+@pytest.mark.parametrize("text, value", [
+    ("I live at 221B Baker Street, London", "221B Baker Street"),
+    ("Send it to 1755 Nelson Mandela Drive please", "1755 Nelson Mandela Drive"),
+    ("Die Adresse ist Ziegelgasse 26 in Wien", "Ziegelgasse 26"),
+])
+def test_street_addresses_are_recognized(text, value):
+    found = [f for f in find_pii(text) if f.entity_type == "ADDRESS"]
+    assert [f.text_in(text) for f in found] == [value]
+
+
+@pytest.mark.parametrize("text", [
+    "Call 415-555-0134 ext 12 tomorrow",
+    "reach me on +44 20 7946 0958",
+    "my phone number is 21 212 133 2727",
+])
+def test_phone_formats_presidio_rejects_are_recognized(text):
+    assert "PHONE_NUMBER" in _types(text)
+
+
+@pytest.mark.parametrize("text", ["Temperatures were 20 25 30 last week",
+                                  "Version 2.0 shipped in 1999"])
+def test_numbers_without_phone_shape_or_context_are_not_phones(text):
+    assert "PHONE_NUMBER" not in _types(text)
