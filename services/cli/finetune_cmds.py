@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Iterator
@@ -400,5 +399,7 @@ def adapters_show(ref: str = typer.Argument(..., help="NAME (promoted or newest)
         typer.echo(version.card_markdown)
         return
     console.print(Markdown(version.card_markdown or f"# {version.ref}\n\n(no card yet)"))
-    lines = cards.serving_lines(version.ref, version.name, version.path, version.base_model)
-    console.print(json.dumps(lines, indent=2))
+    # Plain echo, not rich: these lines are copied into shells and must never wrap.
+    for stack, line in cards.serving_lines(version.ref, version.name, version.path,
+                                           version.base_model).items():
+        typer.echo(f"# {stack}\n{line}")

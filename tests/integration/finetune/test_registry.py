@@ -206,3 +206,38 @@ def test_outbox_keeps_each_jobs_events_in_order(stack):
     assert claim is not None and _outbox(stack, request.job_id) == ["running"]
     assert datetime.now(UTC) > claim.job.created_at
     _close_live_jobs(stack)
+
+
+def test_the_cli_reads_and_changes_the_registry(stack, tmp_path):
+    from typer.testing import CliRunner
+
+    from services.cli.main import app
+    from services.finetune.config import finetune_config
+
+    cli = CliRunner()
+    name = f"cli{uuid.uuid4().hex[:6]}"
+    adapters_dir = finetune_config(stack.settings).adapters_dir
+    request = _request(adapter=name)
+    jobs.insert_job(stack.engine, request, BASE)
+    registry.register(stack.engine, name=name, job_id=request.job_id,
+                      source_dir=_peft(tmp_path / "out"), adapters_dir=adapters_dir,
+                      base_model=BASE, method="lora", snapshot_id="snap", dataset_hash="snap",
+                      hyperparameters={"lora_r": 4})
+    registry.set_card(stack.engine, name, 1, f"# Adapter `{name}@v1`\n\nhello card")
+
+    listed = cli.invoke(app, ["adapters", "list", name])
+    assert listed.exit_code == 0 and f"{name}@v1" in listed.output and "candidate" in listed.output
+    promoted = cli.invoke(app, ["adapters", "promote", f"{name}@v1"])
+    assert promoted.exit_code == 0, promoted.output
+    assert AdapterLibrary(adapters_dir).resolve(name).label == "v1"
+    shown = cli.invoke(app, ["adapters", "show", name])
+    assert shown.exit_code == 0 and "hello card" in shown.output
+    assert f"--lora-modules {name}=" in shown.output and "adapter_source" in shown.output
+    status = cli.invoke(app, ["finetune", "status", request.job_id])
+    assert status.exit_code == 0 and "queued" in status.output
+    assert request.job_id in cli.invoke(app, ["finetune", "list"]).output
+    retired = cli.invoke(app, ["adapters", "retire", f"{name}@v1"])
+    assert retired.exit_code == 0 and registry.promoted(stack.engine, name) is None
+    missing = cli.invoke(app, ["finetune", "status", "no-such-job"])
+    assert missing.exit_code == 1 and "no job" in missing.output
+    _close_live_jobs(stack)

@@ -256,7 +256,7 @@ def test_depends_on_targets_exist_and_can_satisfy_the_condition(services):
 
 def test_workers_start_after_migrations_and_topics(services):
     workers = _workers(services)
-    assert set(workers) >= {"ingest", "embedder"}
+    assert set(workers) >= {"ingest", "embedder", "guardrails", "rag", "gateway", "finetune"}
     for name in workers:
         deps = _depends_on(services[name])
         assert deps.get("migrate") == "service_completed_successfully", name
@@ -265,9 +265,13 @@ def test_workers_start_after_migrations_and_topics(services):
 
 
 def test_workers_share_the_environment_anchor(raw, services):
+    """Every worker gets the shared settings unchanged; a service may only add its own
+    (the adapters folder, the gateway's bind address), never override a shared one."""
     shared = raw["x-customllm-env"]
     for name in _workers(services):
-        assert raw["services"][name]["environment"] == shared, name
+        env = raw["services"][name]["environment"]
+        assert shared.items() <= env.items(), name
+        assert all(key.startswith("CUSTOMLLM_") for key in env.keys() - shared.keys()), name
 
 
 def test_workers_environment_points_at_the_compose_services(services):

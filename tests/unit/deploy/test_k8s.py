@@ -37,8 +37,10 @@ IMAGE = "ghcr.io/customllm/customllm"
 TAG = "0.1.0"
 NAMESPACE = "customllm"
 SECRET = "customllm-secrets"
-SERVICES = ("ingest", "embedder", "guardrails", "rag", "gateway")
+SERVICES = ("ingest", "embedder", "guardrails", "rag", "gateway", "finetune")
 STREAM_PROCESSORS = ("ingest", "embedder", "guardrails", "rag")
+# Jobs wait in Postgres, not in a topic backlog: scaled by replicas, not by consumer lag.
+QUEUE_WORKERS = ("finetune",)
 UID = 10001  # the image's user (deploy/docker/Dockerfile, APP_UID)
 STATE_DIR = "/var/lib/customllm"
 
@@ -454,7 +456,8 @@ def test_secrets_are_only_referenced(objects):
 
 
 def test_database_workers_and_migrations_get_the_database_url(objects, deployments):
-    needs_db = {"customllm-ingest", "customllm-embedder", "customllm-rag", "customllm-migrate"}
+    needs_db = {"customllm-ingest", "customllm-embedder", "customllm-guardrails", "customllm-rag",
+                "customllm-finetune", "customllm-migrate"}
     for obj in objects:
         for container in _all_containers(obj):
             has = "CUSTOMLLM_DATABASE_URL" in _env(container)
