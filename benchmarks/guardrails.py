@@ -2,7 +2,8 @@
 
     .venv/bin/python -m benchmarks.guardrails \\
         --injections ../shared/datasets/prompt_injections_train.jsonl \\
-        --pii ../shared/datasets/pii_presidio_small.json
+        --pii ../shared/datasets/pii_presidio_small.json \\
+        --documents ../shared/datasets/squad_v2_dev_5articles.json
 
 Runs on a private embedded Postgres (own port and state, stopped at the end), so the
 similarity layer is measured on real pgvector. Measures, each beside a baseline in the same
@@ -16,6 +17,8 @@ run:
   The held-out attacks are also scored in disguise (homoglyphs, spaced letters, leetspeak,
   zero-width characters, base64) to measure robustness, and benign texts in the same disguises
   to measure what disguise alone costs in false positives;
+- documents (ingest scan, rules only): how many ordinary paragraphs get marked, and how many
+  are marked once an attack from the data set is inserted into them (``--documents``);
 - PII, per-entity precision / recall / F1 by span overlap (dataset entity names mapped to
   Presidio's), plus "redaction recall": gold spans covered by any finding, whatever its type
   (what matters for a leak);
@@ -173,6 +176,25 @@ def injection_benchmark(texts: list[str], labels: list[int], folds: int, engine:
     }
 
 
+# --- documents (ingest scan) --------------------------------------------------------------------
+
+def document_scan_benchmark(paragraphs: list[str], attacks: list[str],
+                            threshold: float) -> dict[str, Any]:
+    """The ingest scan on ordinary paragraphs (false marks) and on the same paragraphs with an
+    attack inserted after the first sentence (indirect injection caught)."""
+    from services.ingest.handlers import scan_chunk
+
+    rng = random.Random(11)
+    clean = [scan_chunk(p) for p in paragraphs]
+    poisoned = []
+    for paragraph in paragraphs:
+        head, sep, tail = paragraph.partition(". ")
+        poisoned.append(scan_chunk(f"{head}{sep}{rng.choice(attacks)} {tail}"))
+    return {"paragraphs": len(paragraphs), "threshold": threshold,
+            "clean_marked": round(sum(s >= threshold for s in clean) / len(clean), 3),
+            "poisoned_marked": round(sum(s >= threshold for s in poisoned) / len(poisoned), 3)}
+
+
 # --- PII -----------------------------------------------------------------------------------------
 
 # Dataset entity → the detector types that count as finding it. ADDRESS: the project's street
@@ -317,6 +339,8 @@ def main() -> None:
                         help='JSONL of {"text", "label"} (1 = injection)')
     parser.add_argument("--pii", type=Path, required=True,
                         help="Presidio-research JSON (full_text, spans)")
+    parser.add_argument("--documents", type=Path, default=None,
+                        help="SQuAD JSON whose paragraphs test the ingest scan (optional)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--latency-samples", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
@@ -340,6 +364,14 @@ def main() -> None:
         engine = make_engine(settings.sqlalchemy_url)
         print(f"== injection layers ({args.folds}-fold held-out) ==")
         injections = injection_benchmark(texts, labels, args.folds, engine, embed)
+        documents = None
+        if args.documents is not None:
+            print("== ingest scan ==")
+            squad = json.loads(args.documents.read_text())
+            paragraphs = [p["context"] for a in squad["data"] for p in a["paragraphs"]]
+            documents = document_scan_benchmark(
+                paragraphs, [t for t, label in zip(texts, labels, strict=True) if label == 1],
+                0.5)
         print("== PII ==")
         pii = pii_benchmark(pii_records, 0.5)
         print("== latency ==")
@@ -352,7 +384,7 @@ def main() -> None:
     finally:
         postgres.stop(state)
         shutil.rmtree(state, ignore_errors=True)
-    results = {"injections": injections, "pii": pii, "latency": latency,
+    results = {"injections": injections, "documents": documents, "pii": pii, "latency": latency,
                "datasets": {"injections": args.injections.name, "pii": args.pii.name},
                "machine": _machine()}
     from benchmarks.guardrails_report import report
@@ -363,8 +395,10 @@ def main() -> None:
 def _machine() -> dict[str, object]:
     import platform
 
+    # Other processes share the CPUs on small machines; the load average says how much the
+    # latency figures were disturbed.
     return {"cpus": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform(),
+            "platform": platform.platform(), "load_average": [round(x, 2) for x in os.getloadavg()],
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 

@@ -27,7 +27,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"Datasets: `{results['datasets']['injections']}` ({inj['records']} texts, "
         f"{inj['injections']} injections) and `{results['datasets']['pii']}` "
         f"({pii['records']} sentences). Machine: {results['machine']['cpus']} CPUs, "
-        f"{results['machine']['at']}.",
+        f"{results['machine']['at']}, load average at the end "
+        f"{results['machine'].get('load_average', 'not recorded')}.",
         "",
         f"## Prompt injection ({inj['folds']}-fold held-out; thresholds: rules {t['rules']}, "
         f"similarity {t['similarity']}, classifier {t['classifier']})",
@@ -49,6 +50,12 @@ def markdown(results: dict[str, Any]) -> str:
         cells = [f"{summary[layer]['detection_rate']:.3f} / {summary[layer]['fpr']:.3f}"
                  for layer in LAYERS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    docs = results.get("documents")
+    if docs:
+        lines += ["", f"## Documents: the ingest scan (threshold {docs['threshold']})", "",
+                  f"{docs['paragraphs']} ordinary paragraphs: {docs['clean_marked']:.3f} marked "
+                  f"(false marks); the same paragraphs with an attack inserted: "
+                  f"{docs['poisoned_marked']:.3f} marked."]
     lines += ["", f"## PII (min score {pii['min_score']}; span-overlap matching)", "",
               f"Redaction recall (gold spans covered by any finding): "
               f"**{_fmt(pii['redaction_recall'])}** of {pii['gold_spans']} spans.", "",
@@ -115,7 +122,8 @@ def write_chart(results: dict[str, Any], path: Path) -> Path:
              label="p95")
     ax4.barh(checks, [lat["input"]["all layers"][c]["p50"] for c in checks], color="#2a7ab9",
              label="p50")
-    ax4.set_xlabel("ms")
+    ax4.set_xscale("log")
+    ax4.set_xlabel("ms (log scale)")
     total = lat["input"]["all layers"]["total"]
     ax4.set_title(f"Input stage latency (total p50 {total['p50']} / p95 {total['p95']} ms)")
     ax4.legend()

@@ -225,6 +225,16 @@ RULES: tuple[Rule, ...] = (
        r"webhook|address))|\b(?:curl|wget|fetch)\W+https?://"),
     _r("exfiltration.link_with_data", "exfiltration", 0.5,
        r"https?://\S+[?&]\w+=\s*(?:\{|\[|<|\$)\w*"),
+    # --- indirect injection: text (usually in a document) that addresses the model ----------
+    _r("indirect.addresses_the_model", "indirect", 0.5,
+       r"\b(?:if|when)\W+you\W+are\W+(?:an?\W+)?(?:ai|llm|large\W+language\W+model|language"
+       r"\W+model|(?:ai\W+)?assistant|chatbot|gpt|bot)\b(?:\W+\w+){0,3}?\W+(?:reading|"
+       r"processing|summari[sz]ing|seeing|parsing)\b|\b(?:note|message|instructions?|memo)\W+"
+       r"(?:to|for)\W+(?:the\W+|any\W+)?(?:ai|llm|assistant|model|chatbot|gpt|bot)s?\b|"
+       r"\b(?:ai|llm|gpt)\W+(?:assistants?|models?|agents?)\W+(?:reading|processing|"
+       r"summari[sz]ing)\W+this\b|\bwhen\W+(?:you\W+)?(?:summari[sz]e|summari[sz]ing|answer"
+       r"\w*\W+questions\W+about)\W+this\W+(?:page|document|text|article|email|file)\b"
+       r"(?:\W+\w+){0,3}?\W+(?:tell|say|recommend|include|add|write|ignore|claim)\b"),
     # --- "just say X" hijacks ------------------------------------------------------------------
     _r("hijack.say_exactly", "hijack", 0.3,
        r"\b(?:just|only|simply)?\W*(?:say|print|write|output|respond\W+with|reply\W+with|"

@@ -93,8 +93,21 @@ def _request(snapshot_id: str, **hp) -> FinetuneRequest:
 
 
 def test_a_job_delivered_twice_trains_once(stack, finetune_worker, snapshot_id):
+    from typer.testing import CliRunner
+
+    from services.cli.main import app
+
     request = _request(snapshot_id)
     _submit(stack, request, times=2)
+    # A third delivery, as a user would send it: the CLI with the same job id, following the
+    # job's events to the end.
+    followed = CliRunner().invoke(app, [
+        "finetune", "submit", "--adapter", "shelves", "--snapshot", snapshot_id, "--no-promote",
+        "--job-id", request.job_id, "--follow", "--timeout", "300",
+        *[arg for key, value in TINY.items()
+          for arg in ("--set", f"{key}={value}".replace("'", ""))]])
+    assert followed.exit_code == 0, followed.output
+    assert "completed" in followed.output and "left as candidate" in followed.output
     events = _events(stack, request.job_id, {"completed", "failed"}, 300)
     assert events[-1].status == "completed", events[-1]
     _submit(stack, request)  # a redelivery after it finished changes nothing either
@@ -131,6 +144,19 @@ def test_an_invalid_request_is_dead_lettered_with_a_failed_event(stack, finetune
     assert "unknown hyperparameters: max_stepz" in failed.error
     dead = stack.read_topic("finetune.requests.dlq", lambda k, _v: k == job_id.encode(), 1, 30)
     assert len(dead) == 1 and jobs.get_job(stack.engine, job_id) is None
+
+
+def test_qlora_without_a_gpu_fails_with_the_reason(stack, finetune_worker, snapshot_id):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: QLoRA would run")
+    request = _request(snapshot_id).model_copy(update={"method": "qlora"})
+    _submit(stack, request)
+    events = _events(stack, request.job_id, {"completed", "failed"}, 120)
+    assert events[-1].status == "failed" and "QLoRAUnavailable" in events[-1].error
+    job = jobs.get_job(stack.engine, request.job_id)
+    assert job.status == "failed" and "QLoRAUnavailable" in job.error
 
 
 def test_cancel_stops_a_running_job(stack, finetune_worker, snapshot_id):

@@ -67,3 +67,15 @@ def test_a_hand_placed_folder_is_never_replaced(tmp_path):
     with pytest.raises(FinetuneError, match="placed by hand"):
         link_promoted(tmp_path, "fmt", _version(tmp_path, "fmt", 1))
     assert AdapterLibrary(tmp_path).resolve("fmt").label is None
+
+
+def test_openai_model_names_address_a_version():
+    from fastapi import HTTPException
+
+    from services.gateway.model_names import split_model
+
+    base = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert split_model("SmolLM2-135M-Instruct:fmt", base) == "fmt"
+    assert split_model("customllm:fmt@v3", base) == "fmt@v3"
+    with pytest.raises(HTTPException):
+        split_model("customllm:fmt@latest", base)
