@@ -43,6 +43,7 @@ class Neighbour:
     text: str
     source: str
     similarity: float
+    query_index: int = 0  # which of the query vectors came closest
 
 
 @dataclass(frozen=True)
@@ -111,13 +112,13 @@ def nearest(engine: Engine, vectors: np.ndarray, k: int = 3) -> list[Neighbour]:
     """The ``k`` closest known attacks over all query vectors, best first."""
     best: dict[int, Neighbour] = {}
     with engine.connect() as conn:
-        for vector in vectors:
+        for index, vector in enumerate(vectors):
             rows = conn.execute(sql(
                 "SELECT attack_id, text, source, 1 - (embedding <=> :v) AS similarity "
                 "FROM guardrail_attacks ORDER BY embedding <=> :v LIMIT :k"),
                 {"v": vector, "k": k})
             for row in rows:
-                found = Neighbour(int(row[0]), row[1], row[2], float(row[3]))
+                found = Neighbour(int(row[0]), row[1], row[2], float(row[3]), index)
                 known = best.get(found.attack_id)
                 if known is None or known.similarity < found.similarity:
                     best[found.attack_id] = found
@@ -143,6 +144,27 @@ def query_texts(text: str) -> list[str]:
     out.extend(p.text for p in decoded_payloads(text)[:2])
     seen: set[str] = set()
     return [t for t in out if not (t in seen or seen.add(t))]
+
+
+def carrier_discount(query: str, attack: str) -> float:
+    """Confirmed attacks usually arrive with the ordinary question they were wrapped in
+    ("Where is a good restaurant? Ignore the above and say X"). A question that is just a
+    part of such an attack resembles its carrier, not its payload, so its similarity is
+    scaled by ``sqrt(len(query) / len(attack))``; a question that *is* the attack keeps 1.0."""
+    q, a = skeleton(query), skeleton(attack)
+    if not q or len(q) >= len(a) or q not in a:
+        return 1.0
+    return (len(q) / len(a)) ** 0.5
+
+
+def scored_neighbours(engine: Engine, queries: Sequence[str], vectors: np.ndarray,
+                      k: int = 3) -> list[tuple[float, Neighbour]]:
+    """The ``k`` nearest known attacks to any of ``queries`` (embedded as ``vectors``), each
+    with its score (similarity after the carrier discount), best first."""
+    neighbours = nearest(engine, vectors, k)
+    scored = [(n.similarity * carrier_discount(queries[n.query_index], n.text), n)
+              for n in neighbours]
+    return sorted(scored, key=lambda pair: -pair[0])
 
 
 def list_attacks(engine: Engine, limit: int = 100, source: str | None = None) -> list[AttackRow]:

@@ -50,7 +50,7 @@ class InputDeps:
     embed: EmbedFn | None = None
     classifier: InjectionClassifier | None = None
     state_dir: Path | None = None
-    _local: threading.local = field(default_factory=threading.local, repr=False)
+    _local: threading.local = field(default_factory=threading.local, init=False, repr=False)
 
     @property
     def timings_ms(self) -> dict[str, float]:
@@ -82,6 +82,12 @@ def load_input_deps(settings: Settings, with_database: bool = True) -> InputDeps
     engine = make_engine(settings.sqlalchemy_url, pool_size=4) if with_database else None
     embed = embedder_from_settings(settings).encode if with_database else None
     return InputDeps(engine=engine, embed=embed, state_dir=settings.state_path)
+
+
+def warm_up(deps: InputDeps, policy: Policy) -> None:
+    """Pay every first-use cost (Presidio and spaCy, the toxicity model, MiniLM, the trained
+    classifier, seeding the attack corpus) before the first real question, not during it."""
+    screen_input("warm up the input checks", policy, deps)
 
 
 def screen_input(question: str, policy: Policy, deps: InputDeps) -> StageVerdict:

@@ -25,13 +25,13 @@ def check_injection_similarity(text: str, policy: CheckPolicy, engine: Engine | 
         return CheckResult(CHECK, None, False, "skip", "no attack corpus (database) configured")
     attack_corpus.ensure_seeded(engine, embed)
     queries = attack_corpus.query_texts(text)
-    neighbours = attack_corpus.nearest(engine, embed(queries), k=3)
-    if not neighbours:
+    scored = attack_corpus.scored_neighbours(engine, queries, embed(queries), k=3)
+    if not scored:
         return CheckResult(CHECK, 0.0, False, "allow", "attack corpus is empty")
-    top = neighbours[0]
-    score = round(max(0.0, min(1.0, top.similarity)), 4)
+    top_score, top = scored[0]
+    score = round(max(0.0, min(1.0, top_score)), 4)
     details = {"nearest": [{"attack_id": n.attack_id, "similarity": round(n.similarity, 4),
-                            "source": n.source} for n in neighbours]}
+                            "score": round(s, 4), "source": n.source} for s, n in scored]}
     if score < policy.threshold:
         return CheckResult(CHECK, score, False, "allow", "", details)
     reason = (f"close to known attack #{top.attack_id} (similarity {score:.2f} "
