@@ -28,7 +28,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{inj['injections']} injections) and `{results['datasets']['pii']}` "
         f"({pii['records']} sentences). Machine: {results['machine']['cpus']} CPUs, "
         f"{results['machine']['at']}, load average at the end "
-        f"{results['machine'].get('load_average', 'not recorded')}.",
+        f"{results['machine'].get('load_average', 'not recorded')}, torch threads "
+        f"{results['machine'].get('torch_threads', 'not recorded')}.",
         "",
         f"## Prompt injection ({inj['folds']}-fold held-out; thresholds: rules {t['rules']}, "
         f"similarity {t['similarity']}, classifier {t['classifier']})",

@@ -74,10 +74,22 @@ def _output_deps() -> output_stage.OutputDeps:
 
 @app.task
 async def warm_up() -> None:
-    """Load the detectors (MiniLM, Presidio, toxicity) before the first request."""
+    """Load the detectors (MiniLM, Presidio, toxicity, the trained classifier) and seed the
+    attack corpus before the first request, so no question pays for them."""
+    _single_threaded_torch()
     deps = _output_deps()
-    _input_deps()
+    await _in_thread(input_stage.warm_up, _input_deps(), policies.get())
     await _in_thread(output_stage.warm_up, deps)
+
+
+def _single_threaded_torch() -> None:
+    """The checks run many tiny model calls (one question, a few sentences) from concurrent
+    agents; torch's intra-op pool only adds contention there (one MiniLM query: ~8 ms with one
+    thread, ~480 ms with two on a busy 2-core host). Throughput comes from the agents'
+    concurrency and from replicas."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
