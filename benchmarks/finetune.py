@@ -38,11 +38,11 @@ def _environment(state: Path | None) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--squad", type=Path, required=True, help="SQuAD v2 JSON")
-    parser.add_argument("--train", type=int, default=120, help="training examples")
+    parser.add_argument("--train", type=int, default=160, help="training examples")
     parser.add_argument("--heldout", type=int, default=40, help="held-out examples")
     parser.add_argument("--top-layers", type=int, default=10,
                         help="adapt only the top N decoder layers (0: all)")
-    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seed", type=int, default=42)

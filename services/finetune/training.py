@@ -267,6 +267,7 @@ def _with_lora(model: Any, config: TrainingConfig, folder: Path | None) -> Any:
         # folder (loadable offline), not the GGUF's package folder the weights came from.
         lora.base_model_name_or_path = str(folder)
         model.config._name_or_path = str(folder)  # noqa: SLF001 - what peft records
+        model.name_or_path = str(folder)  # set at load; peft reads it over the config
     return get_peft_model(model, lora)
 
 
