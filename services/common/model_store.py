@@ -11,6 +11,7 @@ restart loads them in about a second and a different GGUF is converted again.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -95,10 +96,16 @@ def _offline() -> None:
 
 
 def _source(gguf: Path) -> dict[str, Any]:
+    """The GGUF's identity by content, not by path: every checkout and virtualenv installs its
+    own copy of the same wheel, and a path-based key made them convert again and overwrite one
+    another's cache. Hashing ~100 MB costs a fraction of a second, once per process."""
     import transformers
 
-    stat = gguf.stat()
-    return {"gguf": str(gguf.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+    digest = hashlib.sha256()
+    with gguf.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return {"gguf_name": gguf.name, "size": gguf.stat().st_size, "sha256": digest.hexdigest(),
             "transformers": transformers.__version__}
 
 
