@@ -8,7 +8,7 @@ from rich.table import Table
 from services.cli.console import console
 from services.common import telemetry
 from services.common.config import get_settings
-from services.common.events import Principal, RagOptions, RagRequest
+from services.common.events import Principal, RagOptions, RagReply, RagRequest
 from services.common.exceptions import CustomLLMError
 from services.common.rpc import ReplyClient, new_request_id
 from services.common.topics import RAG_REPLIES
@@ -19,7 +19,11 @@ def ask(
     principal: str = typer.Option("cli", help="Who asks (principal id)."),
     group: list[str] = typer.Option([], "--group", help="Principal's groups (repeatable)."),
     clearance: str = typer.Option("internal", help="public|internal|confidential|restricted"),
-    adapter: str | None = typer.Option(None, help="LoRA adapter name."),
+    adapter: str | None = typer.Option(None, help="LoRA adapter name (name@vN: that version)."),
+    domain: str | None = typer.Option(None, help="Prompt domain (also picks the guardrail "
+                                      "policy of that name)."),
+    show_checks: bool = typer.Option(False, "--checks", help="List every guardrail decision, "
+                                     "not only those that acted."),
     top_k: int | None = typer.Option(None, help="Chunks to retrieve."),
     retrieval_only: bool = typer.Option(False, help="Only show what would be cited."),
     no_cache: bool = typer.Option(False, help="Bypass the answer cache."),
@@ -31,7 +35,7 @@ def ask(
         request_id=new_request_id(), reply_to=RAG_REPLIES, question=question,
         principal=Principal(id=principal, groups=list(group), clearance=clearance),  # type: ignore[arg-type]
         options=RagOptions(adapter=adapter, top_k=top_k, retrieval_only=retrieval_only,
-                           use_cache=not no_cache))
+                           use_cache=not no_cache, domain=domain))
     telemetry.setup_tracing("customllm-cli", settings)
     client = ReplyClient(settings.kafka_bootstrap, client_id="customllm-ask")
     try:
@@ -47,7 +51,13 @@ def ask(
     if reply.status == "error":
         console.print(f"[red]error:[/] {reply.error}")
         raise typer.Exit(1)
-    console.print(reply.answer or "[dim](no answer generated)[/]")
+    if reply.status == "refused":
+        console.print(f"[yellow]refused:[/] {reply.answer}")
+        if reply.error:
+            console.print(f"[dim]{reply.error}[/]")
+    else:
+        console.print(reply.answer or "[dim](no answer generated)[/]")
+    _print_guardrails(reply, show_checks)
     table = Table("n", "document", "uri", "score")
     for citation in reply.citations:
         table.add_row(str(citation.n), citation.title or citation.doc_id, citation.uri or "",
@@ -55,10 +65,24 @@ def ask(
     if reply.citations:
         console.print(table)
     stages = ", ".join(f"{k} {v:.0f} ms" for k, v in reply.latency_ms.items())
+    served = f" · adapter {reply.adapter} {reply.adapter_version or ''}" if reply.adapter else ""
     console.print(f"[dim]request {reply.request_id} · trace {reply.trace_id} · "
                   f"{'cached (' + str(reply.cache_kind) + ')' if reply.cached else 'fresh'} · "
                   f"{reply.usage.prompt_tokens}+{reply.usage.completion_tokens} tokens · "
-                  f"template {reply.template_version} · {stages}[/]")
+                  f"template {reply.template_version}{served} · {stages}[/]")
+
+
+def _print_guardrails(reply: RagReply, show_all: bool) -> None:
+    """The decisions that changed something (redact, flag, block...), or all of them."""
+    decisions = [d for d in reply.guardrails
+                 if show_all or d.action not in ("allow", "skip")]
+    if not decisions:
+        return
+    table = Table("stage", "check", "action", "score", "reason", title="guardrails")
+    for d in decisions:
+        table.add_row(d.stage, d.check, d.action, "" if d.score is None else f"{d.score:.3f}",
+                      (d.reason or "")[:120])
+    console.print(table)
 
 
 def serve(
