@@ -25,8 +25,8 @@ def qlora_unavailable_reason() -> str | None:
                 "CUDA GPU, and no CUDA device is available on this machine; use method 'lora' "
                 "(full-precision base, trains on the CPU) or run the job on a GPU worker")
     if importlib.util.find_spec("bitsandbytes") is None:
-        return ("method 'qlora' needs the bitsandbytes package, which is not installed; "
-                "install it or use method 'lora'")
+        return ("method 'qlora' needs the bitsandbytes package, which CPU installs leave out; "
+                "on this GPU worker run pip install 'customllm[qlora]', or use method 'lora'")
     return None
 
 
