@@ -17,7 +17,7 @@ import numpy as np
 
 from services.common.events import Citation, Decision, RagReply, RetrievedChunk
 from services.guardrails.checks.canary import check_canary
-from services.guardrails.checks.citations import check_citations
+from services.guardrails.checks.citations import check_citations, without_invalid
 from services.guardrails.checks.grounding import Ask, check_grounding
 from services.guardrails.checks.output_pii import FindPii, redact_output
 from services.guardrails.checks.results import CheckResult, StageVerdict
@@ -119,16 +119,18 @@ def screen_output(draft: RagReply, policy: Policy, deps: OutputDeps) -> StageVer
     canary = evidence.screening.canary if evidence and evidence.screening else None
     clearance = evidence.principal.clearance if evidence else "public"
     out = policy.output
-    results = [check_canary(draft.answer, canary, out.canary),
-               check_citations(draft.answer, draft.citations, retrieved, out.citations)]
-    pii = redact_output(draft.answer, draft.citations, retrieved, clearance, out.pii,
-                        deps.find_pii)
+    citations_result = check_citations(draft.answer, draft.citations, retrieved, out.citations)
+    results = [check_canary(draft.answer, canary, out.canary), citations_result]
+    answer, citations = draft.answer, list(draft.citations)
+    if citations_result.triggered and citations_result.action == "redact":
+        answer, citations = without_invalid(answer, citations, retrieved)
+    pii = redact_output(answer, citations, retrieved, clearance, out.pii, deps.find_pii)
     pii_result = CheckResult(pii.result.check, pii.result.score, pii.result.triggered,
                              pii.result.action, pii.result.reason,
                              {**pii.result.details, "citations": pii.citations})
     results.append(pii_result)
     results.append(check_toxicity(pii.answer, deps.toxicity, out.toxicity))
-    results.append(check_grounding(draft.answer, _cited_context(draft.citations, retrieved),
+    results.append(check_grounding(answer, _cited_context(citations, retrieved),
                                    out.grounding, deps.embed,
                                    deps.no_answer_for(draft.template_version), deps.judge))
     verdict = StageVerdict("output", version, pii.answer, tuple(results))

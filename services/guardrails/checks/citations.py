@@ -29,6 +29,17 @@ def cited_markers(answer: str) -> list[int]:
     return seen
 
 
+def without_invalid(answer: str, citations: Sequence[Citation],
+                    retrieved: Sequence[RetrievedChunk]) -> tuple[str, list[Citation]]:
+    """The answer without markers no citation has, and only citations of retrieved chunks:
+    what the ``redact`` action leaves, so a reader never follows a reference to nothing."""
+    retrieved_ids = {chunk.chunk_id for chunk in retrieved}
+    kept = [c for c in citations if {c.chunk_id, *c.chunk_ids} <= retrieved_ids]
+    numbers = {c.n for c in kept}
+    text = _MARKER.sub(lambda m: m.group(0) if int(m.group(1)) in numbers else "", answer)
+    return re.sub(r"[ \t]+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", text)).strip(), kept
+
+
 def check_citations(answer: str, citations: Sequence[Citation],
                     retrieved: Sequence[RetrievedChunk], policy: CheckPolicy) -> CheckResult:
     if not policy.enabled:

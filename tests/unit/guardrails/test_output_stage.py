@@ -108,9 +108,25 @@ def test_toxic_answer_is_blocked():
     assert verdict.blocked and _by_check(verdict)["toxicity"] == "block"
 
 
-def test_invented_citation_is_blocked():
-    verdict = screen_output(_draft("The reactor is cooled by liquid helium [4]."), POLICY, DEPS)
+def _with_citations_action(action: str):
+    return POLICY.model_copy(update={"output": POLICY.output.model_copy(update={
+        "citations": POLICY.output.citations.model_copy(update={"action": action})})})
+
+
+def test_invented_citation_is_blocked_when_the_policy_says_block():
+    strict = _with_citations_action("block")
+    verdict = screen_output(_draft("The reactor is cooled by liquid helium [4]."), strict, DEPS)
     assert verdict.blocked and "citations" in verdict.block_reasons[0]
+
+
+def test_invented_citation_is_removed_by_default():
+    draft = _draft("The reactor is cooled by liquid helium [1][4].")
+    verdict = screen_output(draft, POLICY, DEPS)
+    reply = final_reply(draft, verdict, POLICY)
+    assert not verdict.blocked and _by_check(verdict)["citations"] == "redact"
+    assert reply.status == "ok"
+    assert reply.answer == "The reactor is cooled by liquid helium [1]."
+    assert [c.n for c in reply.citations] == [1]
 
 
 def test_grounding_replace_and_flag():
