@@ -79,7 +79,8 @@ $CLI examples snapshot --source acme-demo-sft
 step "Fine-tuning: a LoRA job on finetune.requests, evaluated against the base model by the gate"
 # A few steps only, so the demo stays short: the gate decides whether this adapter is promoted
 # or stays a candidate. benchmarks/finetune.py trains a real one (see the README's figures).
-$CLI finetune submit --adapter acme-cite --source acme-demo-sft --set max_steps=8 \
+$CLI finetune submit --adapter acme-cite --source acme-demo-sft \
+  --set max_steps=6 --set lora_top_layers=10 \
   --testset examples/finetune/heldout_cases.jsonl --eval-limit 4 --follow || true
 $CLI adapters list
 $CLI ask "Which company is the onboarding handbook for?" --group employees --adapter acme-cite@v1 --no-cache
