@@ -65,7 +65,11 @@ def ask(
     if reply.citations:
         console.print(table)
     stages = ", ".join(f"{k} {v:.0f} ms" for k, v in reply.latency_ms.items())
-    served = f" · adapter {reply.adapter} {reply.adapter_version or ''}" if reply.adapter else ""
+    served = ""
+    if reply.adapter:
+        version = reply.adapter_version or ""
+        named = reply.adapter.endswith(f"@{version}") or not version
+        served = f" · adapter {reply.adapter}" + ("" if named else f" ({version})")
     console.print(f"[dim]request {reply.request_id} · trace {reply.trace_id} · "
                   f"{'cached (' + str(reply.cache_kind) + ')' if reply.cached else 'fresh'} · "
                   f"{reply.usage.prompt_tokens}+{reply.usage.completion_tokens} tokens · "
