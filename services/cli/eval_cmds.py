@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,10 @@ from rich.progress import (
 )
 from rich.table import Table
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from services.cli.console import console
+from services.cli.db import database, fail
 from services.common.config import get_settings
-from services.common.db import make_engine
-from services.common.exceptions import CustomLLMError
 from services.evaluation import config as eval_config
 from services.evaluation import store, testsets
 from services.evaluation.runs import build_run_config, comparability, load_run
@@ -38,33 +36,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Evaluation harness: test sets, runs, reports, regression gate.")
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[red]error:[/] {message}")
-    return typer.Exit(code)
-
-
-def _engine() -> Engine:
-    return make_engine(get_settings().sqlalchemy_url, pool_size=2)
-
-
-@contextmanager
-def _database(error_code: int = 1) -> Iterator[Engine]:
+def _database(error_code: int = 1) -> AbstractContextManager[Engine]:
     """An engine for one command, its errors turned into clear messages and exit codes."""
-    engine = _engine()
-    try:
-        yield engine
-    except (OperationalError, ProgrammingError) as exc:
-        raise _db_errors(exc) from exc
-    except CustomLLMError as exc:
-        raise _fail(str(exc), error_code) from exc
-    finally:
-        engine.dispose()
-
-
-def _db_errors(exc: Exception) -> typer.Exit:
-    if isinstance(exc, ProgrammingError) and "eval_" in str(exc):
-        return _fail("the evaluation tables are missing; run `customllm migrate`")
-    return _fail(f"database: {str(exc).splitlines()[0]}")
+    return database(("eval_",), "evaluation", error_code)
 
 
 # --- test sets ---------------------------------------------------------------------------------
@@ -84,7 +58,7 @@ def import_squad(
     try:
         cases, documents = testsets.import_squad(file, doc_prefix=doc_prefix, limit=limit)
     except testsets.TestSetError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     digest = testsets.write_jsonl(cases, out)
     refuse = sum(c.expected == "refuse" for c in cases)
     console.print(f"wrote {len(cases)} case(s) to {out} ({len(cases) - refuse} answerable, "
@@ -104,7 +78,7 @@ def import_prompts(
     try:
         cases = testsets.import_prompts(file)
     except testsets.TestSetError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     digest = testsets.write_jsonl(cases, out)
     injections = sum(c.expected == "refuse" for c in cases)
     console.print(f"wrote {len(cases)} case(s) to {out} ({injections} injection(s), "
@@ -130,14 +104,14 @@ def _publish_and_wait(documents: list[Any], timeout_s: float) -> None:
             if not state.pending:
                 break
             if time.monotonic() > deadline:
-                raise _fail(f"{len(state.pending)} document(s) not indexed after "
+                raise fail(f"{len(state.pending)} document(s) not indexed after "
                             f"{timeout_s:.0f}s (are the ingest and embedder workers "
                             "running? see `customllm status` and docs.changes.dlq)")
             time.sleep(1.0)
     if state.failed:
         for doc_id, error in sorted(state.failed.items())[:10]:
             console.print(f"[red]failed[/] {doc_id}: {error}")
-        raise _fail(f"{len(state.failed)} document(s) failed to index")
+        raise fail(f"{len(state.failed)} document(s) failed to index")
     console.print(f"indexed {len(state.indexed)} document(s)")
 
 
@@ -182,7 +156,7 @@ def run(
         all_cases = testsets.read_jsonl(testset)
         load_template(domain)
     except (testsets.TestSetError, TemplateError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     cases = testsets.sample(all_cases, limit)
     config = build_run_config(testset, all_cases, limit=limit, domain=domain, adapter=adapter,
                               top_k=top_k, max_tokens=max_tokens, doc_id_prefix=doc_prefix,
@@ -359,13 +333,13 @@ def gate_cmd(
         limits = (eval_config.load_tolerances(tolerances) if tolerances is not None
                   else dict(DEFAULT_TOLERANCES))
     except eval_config.EvalConfigError as exc:
-        raise _fail(str(exc), 2) from exc
+        raise fail(str(exc), 2) from exc
     with _database(2) as engine:
         deltas, problems, differences, common = _deltas(engine, baseline, candidate, n_boot,
                                                         seed, also=list(limits))
     different_sets = any(p.startswith("different test sets") for p in problems)
     if different_sets and not allow_different_testsets:
-        raise _fail(f"{problems[0]}; the gate compares runs of the same test set "
+        raise fail(f"{problems[0]}; the gate compares runs of the same test set "
                     "(--allow-different-testsets to compare the common cases anyway)", 2)
     for problem in problems:
         console.print(f"[yellow]warning:[/] {problem}")

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import getpass
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import typer
@@ -22,12 +21,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.prompt import Prompt
 from rich.table import Table
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from services.cli.console import console
+from services.cli.db import database, fail
 from services.common.config import get_settings
-from services.common.db import make_engine
-from services.common.exceptions import CustomLLMError
 from services.finetune import supervision
 from services.finetune.examples import LineError, ParsedLine, parse_lines
 
@@ -38,27 +35,10 @@ PRIVACY_HELP = "public | internal | confidential | restricted"
 BATCH = 200  # lines per import transaction: progress stays live, a crash loses one batch
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[red]error:[/] {message}")
-    return typer.Exit(code)
 
 
-@contextmanager
-def _database() -> Iterator[Engine]:
-    engine = make_engine(get_settings().sqlalchemy_url, pool_size=2)
-    try:
-        yield engine
-    except ProgrammingError as exc:
-        if "sft_" in str(exc):
-            raise _fail("the supervision tables are missing; run `customllm migrate`") from exc
-        raise _fail(f"database: {str(exc).splitlines()[0]}") from exc
-    except OperationalError as exc:
-        raise _fail(f"database: {str(exc).splitlines()[0]} (is the stack up? "
-                    "`customllm up`)") from exc
-    except CustomLLMError as exc:
-        raise _fail(str(exc)) from exc
-    finally:
-        engine.dispose()
+def _database(error_code: int = 1) -> AbstractContextManager[Engine]:
+    return database(('sft_',), "supervision", error_code)
 
 
 def _reviewer(given: str | None) -> str:
@@ -67,7 +47,7 @@ def _reviewer(given: str | None) -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no user name in a bare container
-        raise _fail("no reviewer name: pass --reviewer") from None
+        raise fail("no reviewer name: pass --reviewer") from None
 
 
 # --- import ---------------------------------------------------------------------------------
@@ -87,7 +67,7 @@ def import_cmd(
 ) -> None:
     """Import examples; re-importing the same file adds nothing (ids are content hashes)."""
     if privacy_class not in supervision.PRIVACY_ORDER:
-        raise _fail(f"unknown privacy class {privacy_class!r}; expected {PRIVACY_HELP}")
+        raise fail(f"unknown privacy class {privacy_class!r}; expected {PRIVACY_HELP}")
     approved_by = _reviewer(reviewer) if approve else None
     lines = file.read_text(encoding="utf-8").splitlines()
     parsed = list(parse_lines(lines))
@@ -98,7 +78,7 @@ def import_cmd(
     if len(errors) > 20:
         console.print(f"[yellow]... and {len(errors) - 20} more bad line(s)[/]")
     if errors and strict:
-        raise _fail(f"{len(errors)} bad line(s); nothing imported (--strict)")
+        raise fail(f"{len(errors)} bad line(s); nothing imported (--strict)")
     added = existing = 0
     with _database() as engine, Progress(
             TextColumn("importing"), BarColumn(), MofNCompleteColumn(),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,11 +22,10 @@ from rich.markdown import Markdown
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from services.cli.console import console
+from services.cli.db import database, fail
 from services.common.config import get_settings
-from services.common.db import make_engine
 from services.common.events import (
     FinetuneDataset,
     FinetuneEvaluation,
@@ -44,26 +43,10 @@ adapters_app = typer.Typer(
 TERMINAL = {"completed", "failed", "cancelled"}
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[red]error:[/] {message}")
-    return typer.Exit(code)
 
 
-@contextmanager
-def _database() -> Iterator[Engine]:
-    engine = make_engine(get_settings().sqlalchemy_url, pool_size=2)
-    try:
-        yield engine
-    except ProgrammingError as exc:
-        if "finetune_jobs" in str(exc) or "adapters" in str(exc):
-            raise _fail("the fine-tuning tables are missing; run `customllm migrate`") from exc
-        raise _fail(f"database: {str(exc).splitlines()[0]}") from exc
-    except OperationalError as exc:
-        raise _fail(f"database: {str(exc).splitlines()[0]}") from exc
-    except CustomLLMError as exc:
-        raise _fail(str(exc)) from exc
-    finally:
-        engine.dispose()
+def _database(error_code: int = 1) -> AbstractContextManager[Engine]:
+    return database(('finetune_jobs', 'adapters'), "fine-tuning", error_code)
 
 
 def new_job_id() -> str:
@@ -78,12 +61,12 @@ def _hyperparameters(config: Path | None, overrides: list[str]) -> dict[str, Any
         if isinstance(data, dict) and isinstance(data.get("hyperparameters"), dict):
             data = data["hyperparameters"]
         if not isinstance(data, dict):
-            raise _fail(f"{config}: expected a mapping of hyperparameters")
+            raise fail(f"{config}: expected a mapping of hyperparameters")
         hp.update(data)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise _fail(f"--set {item!r}: expected KEY=VALUE")
+            raise fail(f"--set {item!r}: expected KEY=VALUE")
         hp[key.strip()] = yaml.safe_load(value)
     return hp
 
@@ -99,7 +82,7 @@ def _evaluation(testset: Path | None, tolerances: Path | None, limit: int | None
     try:
         cases = read_jsonl(testset)
     except TestSetError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     limits: dict[str, Any] = {}
     if tolerances is not None:
         data = yaml.safe_load(tolerances.read_text(encoding="utf-8")) or {}
@@ -149,7 +132,7 @@ def submit(
 ) -> None:
     """Queue a LoRA/QLoRA job on finetune.requests."""
     if method not in ("lora", "qlora"):
-        raise _fail("--method must be lora or qlora", 2)
+        raise fail("--method must be lora or qlora", 2)
     dataset = FinetuneDataset(snapshot_id=snapshot, sources=list(source), tags=list(tag),
                               max_privacy=max_privacy)  # type: ignore[arg-type]
     try:
@@ -164,11 +147,11 @@ def submit(
 
         problems = submit_problems(request, get_settings().local_model_id)
         if problems:
-            raise _fail("; ".join(problems), 2)
+            raise fail("; ".join(problems), 2)
         follower = EventFollower(request.job_id) if follow else None
         _publish(request)
     except CustomLLMError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     console.print(f"queued job [bold]{request.job_id}[/] ({method}, adapter {adapter})")
     if follower is not None:
         code = follower.follow(timeout)
@@ -250,7 +233,7 @@ def status(job_id: str = typer.Argument(..., help="Job id.")) -> None:
     with _database() as engine:
         job = jobs.get_job(engine, job_id)
     if job is None:
-        raise _fail(f"no job {job_id}")
+        raise fail(f"no job {job_id}")
     table = Table("field", "value", title=f"job {job.job_id}", show_header=False)
     progress = job.progress or {}
     rows = [
@@ -285,7 +268,7 @@ def cancel(job_id: str = typer.Argument(..., help="Job id."),
         _publish(FinetuneRequest(action="cancel", job_id=job_id, reason=reason,
                                  requested_by="cli"))
     except CustomLLMError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     console.print(f"cancel requested for job {job_id}; `customllm finetune status {job_id}` "
                   "shows when it took effect")
 
@@ -322,9 +305,9 @@ def _ref(text: str, need_version: bool = False) -> Any:
     try:
         ref = parse_ref(text)
     except FinetuneError as exc:
-        raise _fail(str(exc), 2) from exc
+        raise fail(str(exc), 2) from exc
     if need_version and ref.version is None:
-        raise _fail(f"name the version: {ref.name}@vN (`customllm adapters list` shows them)", 2)
+        raise fail(f"name the version: {ref.name}@vN (`customllm adapters list` shows them)", 2)
     return ref
 
 
@@ -394,7 +377,7 @@ def adapters_show(ref: str = typer.Argument(..., help="NAME (promoted or newest)
     with _database() as engine:
         version = registry.get(engine, target.name, target.version)
     if version is None:
-        raise _fail(f"no adapter {ref} in the registry")
+        raise fail(f"no adapter {ref} in the registry")
     if raw:
         typer.echo(version.card_markdown)
         return

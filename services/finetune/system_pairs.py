@@ -16,18 +16,16 @@ traced back to the answers it learnt from.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from services.common.citation_markers import CITATION_MARKER, cited_markers
 from services.evaluation.models import CaseResult
 from services.evaluation.text import is_abstention
 from services.finetune.examples import ChatExample
 from services.rag.context import ContextItem
 from services.rag.prompts import PromptTemplate, render
-
-_MARKER = re.compile(r"\[(\d{1,3})\]")
 
 
 @dataclass(frozen=True)
@@ -42,13 +40,6 @@ class Skipped:
     reason: str
 
 
-def first_seen_markers(answer: str) -> list[int]:
-    seen: list[int] = []
-    for match in _MARKER.finditer(answer):
-        n = int(match.group(1))
-        if n not in seen:
-            seen.append(n)
-    return seen
 
 
 def candidate_from_result(result: CaseResult, metrics: dict[str, Any], template: PromptTemplate,
@@ -63,13 +54,13 @@ def candidate_from_result(result: CaseResult, metrics: dict[str, Any], template:
     f1 = metrics.get("token_f1")
     if f1 is None or f1 < min_f1:
         return Skipped(case, f"token F1 {f1} below {min_f1}")
-    markers = first_seen_markers(result.answer)
+    markers = cited_markers(result.answer)
     if not markers or not result.contexts:
         return Skipped(case, "no citation")
     if len(markers) != len(result.contexts):
         return Skipped(case, "cited passages and markers do not line up")
     renumber = {old: new for new, old in enumerate(markers, start=1)}
-    answer = _MARKER.sub(lambda m: f"[{renumber[int(m.group(1))]}]", result.answer).strip()
+    answer = CITATION_MARKER.sub(lambda m: f"[{renumber[int(m.group(1))]}]", result.answer).strip()
     doc_ids = (result.cited_doc_ids if len(result.cited_doc_ids) == len(result.contexts)
                else [f"source-{i}" for i in range(1, len(result.contexts) + 1)])
     items = [ContextItem(n=i, chunk_ids=(doc_id,), doc_id=doc_id, title=None, uri=None,

@@ -12,21 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from services.common.citation_markers import CITATION_MARKER, cited_markers
 from services.common.events import Citation, RetrievedChunk
 from services.guardrails.checks.results import CheckResult
 from services.guardrails.policy import CheckPolicy
-
-_MARKER = re.compile(r"\[(\d{1,3})\]")
-
-
-def cited_markers(answer: str) -> list[int]:
-    """Every ``[n]`` marker of the answer, first-seen order."""
-    seen: list[int] = []
-    for match in _MARKER.finditer(answer):
-        n = int(match.group(1))
-        if n not in seen:
-            seen.append(n)
-    return seen
 
 
 def without_invalid(answer: str, citations: Sequence[Citation],
@@ -36,7 +25,7 @@ def without_invalid(answer: str, citations: Sequence[Citation],
     retrieved_ids = {chunk.chunk_id for chunk in retrieved}
     kept = [c for c in citations if {c.chunk_id, *c.chunk_ids} <= retrieved_ids]
     numbers = {c.n for c in kept}
-    text = _MARKER.sub(lambda m: m.group(0) if int(m.group(1)) in numbers else "", answer)
+    text = CITATION_MARKER.sub(lambda m: m.group(0) if int(m.group(1)) in numbers else "", answer)
     return re.sub(r"[ \t]+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", text)).strip(), kept
 
 
