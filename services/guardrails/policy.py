@@ -220,12 +220,20 @@ class PolicyStore:
         with self._lock:
             return self._current(wanted)
 
+    def _path(self, name: str) -> Path:
+        """A policy folder need not repeat the default policy: without its own
+        ``default.yaml`` the packaged one applies to domains that have no file."""
+        path = self.folder / f"{name}.yaml"
+        if name == DEFAULT_POLICY and not path.is_file():
+            return PACKAGED_POLICIES / f"{DEFAULT_POLICY}.yaml"
+        return path
+
     def errors(self) -> dict[str, str]:
         """Reload errors per policy name (the last good version stays in force)."""
         return {n: e.error for n, e in self._entries.items() if e.error}
 
     def _current(self, name: str) -> Policy:
-        path = self.folder / f"{name}.yaml"
+        path = self._path(name)
         entry = self._entries.get(name)
         now = time.monotonic()
         if entry is not None and now - entry.checked_at < RELOAD_CHECK_S:

@@ -95,6 +95,9 @@ def test_a_broken_edit_keeps_the_last_good_version(tmp_path, fast_reload):
     assert store.get().version == "3" and store.errors() == {}
 
 
-def test_a_missing_policy_without_fallback_is_an_error(tmp_path):
-    with pytest.raises(PolicyError, match="not found"):
-        PolicyStore(tmp_path).get()
+def test_a_policy_folder_without_a_default_falls_back_to_the_packaged_one(tmp_path):
+    (tmp_path / "hr.yaml").write_text("name: hr\nversion: '1'\n")
+    store = PolicyStore(tmp_path)
+    assert store.get("hr").name == "hr"
+    assert store.get("sales").name == "default"
+    assert store.get().name == "default"
