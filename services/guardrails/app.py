@@ -121,8 +121,9 @@ async def screen(event: EventT) -> None:
         span.set_attribute("request.id", request.request_id)
         policy = policies.get(request.options.domain)
         try:
-            verdict = await _in_thread(input_stage.screen_input, request.question, policy,
-                                       _input_deps())
+            verdict, history = await _in_thread(
+                input_stage.screen_conversation, request.question,
+                [turn.content for turn in request.history], policy, _input_deps())
         except Exception as exc:  # noqa: BLE001 - fail closed: unchecked requests never pass
             await _fail_closed(request.request_id, request.reply_to, "input", exc)
             return
@@ -133,7 +134,7 @@ async def screen(event: EventT) -> None:
                 request, verdict, policy, audit.current_trace_id()))
             return
         screening = input_stage.screening_for(verdict, policy, new_canary())
-        screened = handlers.screened_request(request, verdict, screening)
+        screened = handlers.screened_request(request, verdict, screening, history)
         await (await screened_topic.send(key=request.request_id.encode(),
                                          value=screened.to_json(),
                                          headers=telemetry.inject_headers()))

@@ -10,6 +10,8 @@ its checks live in ``output_stage``; here only the contract and routing.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
 from services.common.events import RagReply, RagRequest, Screening
 from services.common.exceptions import InvalidEvent
@@ -73,11 +75,15 @@ def refusal_reply(request: RagRequest, verdict: StageVerdict, policy: Policy,
                     trace_id=trace_id)
 
 
-def screened_request(request: RagRequest, verdict: StageVerdict,
-                     screening: Screening) -> RagRequest:
-    """What the rag worker gets: the screened question (normalized, PII redacted) and the
-    guardrail's directives. A client-supplied ``screening`` never survives this step."""
-    return request.model_copy(update={"question": verdict.text, "screening": screening})
+def screened_request(request: RagRequest, verdict: StageVerdict, screening: Screening,
+                     history: Sequence[str] | None = None) -> RagRequest:
+    """What the rag worker gets: the screened question and history (normalized, PII redacted)
+    and the guardrail's directives. A client-supplied ``screening`` never survives this step."""
+    update: dict[str, Any] = {"question": verdict.text, "screening": screening}
+    if history is not None:
+        update["history"] = [turn.model_copy(update={"content": text})
+                             for turn, text in zip(request.history, history, strict=True)]
+    return request.model_copy(update=update)
 
 
 def output_policy_name(draft: RagReply) -> str:

@@ -10,9 +10,11 @@ the whole picture; a blocked question gets no retrieval and no generation.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,6 +138,26 @@ def question_changed(verdict: StageVerdict) -> bool:
         if result.triggered and result.action == "redact":
             return True
     return False
+
+
+def screen_conversation(question: str, history: Sequence[str], policy: Policy,
+                        deps: InputDeps) -> tuple[StageVerdict, list[str]]:
+    """The question's verdict, plus what the earlier turns trigger, and those turns screened.
+
+    The history is client-supplied and goes into the prompt as it is, so an injection or PII
+    placed there must meet the same checks as the question. A turn's triggered results join
+    the verdict as ``history[i].<check>`` (so one blocked turn blocks the request, and the
+    audit trail says which turn); its untriggered ones are left out to keep the trail short.
+    """
+    verdict = screen_input(question, policy, deps)
+    results = list(verdict.results)
+    screened: list[str] = []
+    for i, turn in enumerate(history):
+        turn_verdict = screen_input(turn, policy, deps)
+        screened.append(turn_verdict.text)
+        results.extend(dataclasses.replace(r, check=f"history[{i}].{r.check}")
+                       for r in turn_verdict.results if r.triggered)
+    return dataclasses.replace(verdict, results=tuple(results)), screened
 
 
 def screening_for(verdict: StageVerdict, policy: Policy, canary: str | None) -> Screening:

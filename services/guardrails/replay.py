@@ -275,7 +275,7 @@ PolicyFor = Callable[[str | None], Policy]
 
 
 def replay(bootstrap: str, since: datetime, until: datetime | None, policy_for: PolicyFor,
-           policy_label: str, screen_input: Callable[[str, Policy], StageVerdict],
+           policy_label: str, screen_input: Callable[[RagRequest, Policy], StageVerdict],
            screen_output: Callable[[RagReply, Policy], StageVerdict],
            domain: str | None = None) -> ReplayReport:
     """Re-score the window's requests and drafts with ``policy_for(domain or policy name)``.
@@ -297,7 +297,7 @@ def replay(bootstrap: str, since: datetime, until: datetime | None, policy_for: 
     output_missing = []
     for request_id, request in requests.items():
         policy = policy_for(request.options.domain)
-        verdicts = [screen_input(request.question, policy)]
+        verdicts = [screen_input(request, policy)]
         draft = drafts.get(request_id)
         if not verdicts[0].blocked:
             if draft is not None:
@@ -328,11 +328,13 @@ def policy_source(candidate: Path | None, folder: Path | None) -> tuple[PolicyFo
 def run(settings: Settings, since: datetime, until: datetime | None,
         candidate: Path | None = None, domain: str | None = None) -> ReplayReport:
     """Replay with the real checks (the same code the service runs)."""
-    from services.guardrails.input_stage import load_input_deps, screen_input
+    from services.guardrails.input_stage import load_input_deps, screen_conversation
     from services.guardrails.output_stage import load_output_deps, screen_output
 
     policy_for, label = policy_source(candidate, settings.guardrails_policy_dir)
     input_deps, output_deps = load_input_deps(settings), load_output_deps(settings)
     return replay(settings.kafka_bootstrap, since, until, policy_for, label,
-                  lambda question, policy: screen_input(question, policy, input_deps),
+                  lambda request, policy: screen_conversation(
+                      request.question, [turn.content for turn in request.history], policy,
+                      input_deps)[0],
                   lambda draft, policy: screen_output(draft, policy, output_deps), domain)
