@@ -19,7 +19,7 @@ from services.common.events import Citation, Decision, RagReply, RetrievedChunk
 from services.guardrails.checks.canary import check_canary
 from services.guardrails.checks.citations import check_citations, without_invalid
 from services.guardrails.checks.grounding import Ask, check_grounding
-from services.guardrails.checks.output_pii import FindPii, redact_output
+from services.guardrails.checks.output_pii import FindPii, redact_output, with_policy_patterns
 from services.guardrails.checks.results import CheckResult, StageVerdict
 from services.guardrails.config import JUDGE_MAX_TOKENS, JUDGE_TIMEOUT_S
 from services.guardrails.policy import CheckPolicy, Policy
@@ -124,7 +124,8 @@ def screen_output(draft: RagReply, policy: Policy, deps: OutputDeps) -> StageVer
     answer, citations = draft.answer, list(draft.citations)
     if citations_result.triggered and citations_result.action == "redact":
         answer, citations = without_invalid(answer, citations, retrieved)
-    pii = redact_output(answer, citations, retrieved, clearance, out.pii, deps.find_pii)
+    pii = redact_output(answer, citations, retrieved, clearance, out.pii,
+                        with_policy_patterns(deps.find_pii, out.pii))
     pii_result = CheckResult(pii.result.check, pii.result.score, pii.result.triggered,
                              pii.result.action, pii.result.reason,
                              {**pii.result.details, "citations": pii.citations})

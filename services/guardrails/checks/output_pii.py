@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from services.common.events import Citation, RetrievedChunk
-from services.common.pii import PiiFinding, redact
+from services.common.pii import PatternSpec, PiiFinding, find_patterns, merge_findings, redact
 from services.guardrails.checks.results import CheckResult
-from services.guardrails.policy import OutputPiiPolicy
+from services.guardrails.policy import OutputPiiPolicy, PiiPolicy
 
 FindPii = Callable[..., list[PiiFinding]]
 PRIVACY_RANKS = {"public": 0, "internal": 1, "confidential": 2, "restricted": 3}
@@ -37,6 +37,19 @@ class PiiOutcome:
 
 def above_clearance(chunk: RetrievedChunk, clearance: str) -> bool:
     return PRIVACY_RANKS.get(chunk.privacy_class, 3) > PRIVACY_RANKS.get(clearance, 0)
+
+
+def with_policy_patterns(find: FindPii, policy: PiiPolicy) -> FindPii:
+    """The detector plus the policy's own identifier patterns (employee ids...), so an answer
+    is checked for the same kinds of personal data as a question."""
+    if not policy.patterns:
+        return find
+    specs = [PatternSpec(name, spec.pattern, spec.score) for name, spec in policy.patterns.items()]
+
+    def find_with_patterns(text: str, *args: object, **kwargs: object) -> list[PiiFinding]:
+        return merge_findings(find(text, *args, **kwargs), find_patterns(text, specs))
+
+    return find_with_patterns
 
 
 def _key(value: str) -> str:

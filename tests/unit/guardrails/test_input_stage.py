@@ -121,7 +121,8 @@ def test_an_injection_hidden_in_the_history_blocks_the_request(policy):
 
 def test_history_turns_are_redacted_like_the_question(policy):
     verdict, history = screen_conversation(
-        "When is it due?", ["My e-mail is jane.doe@acme-analytics.com; where is the form?", "Sure."],
+        "When is it due?",
+        ["My e-mail is jane.doe@acme-analytics.com; where is the form?", "Sure."],
         policy, InputDeps())
     assert not verdict.blocked
     assert "jane.doe@acme-analytics.com" not in history[0] and "<EMAIL_ADDRESS>" in history[0]

@@ -158,3 +158,16 @@ def test_retrieval_only_reply_still_gets_citation_pii_redaction():
     draft = _draft("", cites)
     reply = final_reply(draft, screen_output(draft, POLICY, DEPS), POLICY)
     assert reply.status == "ok" and "<EMAIL_ADDRESS>" in reply.citations[0].text
+
+
+def test_the_policys_own_identifiers_are_redacted_from_answers_too():
+    chunks = [RetrievedChunk(chunk_id="c3", doc_id="hr", privacy_class="restricted",
+                             text="The reviewer's employee id is EMP-123456.")]
+    cites = [Citation(n=1, chunk_id="c3", doc_id="hr", text=chunks[0].text)]
+    draft = _draft("The reviewer is EMP-123456 [1].", citations=cites)
+    draft = draft.model_copy(update={
+        "evidence": draft.evidence.model_copy(update={"retrieved": chunks})})
+    verdict = screen_output(draft, POLICY, DEPS)
+    reply = final_reply(draft, verdict, POLICY)
+    assert "EMP-123456" not in reply.answer and "<EMPLOYEE_ID>" in reply.answer
+    assert "EMP-123456" not in (reply.citations[0].text or "")
