@@ -10,11 +10,9 @@ real one (its decisions both ways are unit-tested) and still fails on any error 
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from services.common.events import (
     FinetuneDataset,
@@ -28,10 +26,11 @@ from services.common.events import (
 )
 from services.common.producer import flush, make_producer, send
 from services.common.rpc import new_request_id
-from services.common.topics import FINETUNE_EVENTS, FINETUNE_REQUESTS, RAG_REPLIES
+from services.common.topics import FINETUNE_REQUESTS, RAG_REPLIES
 from services.finetune import jobs, registry
 from tests.support.corpus import corpus
 from tests.support.documents import unique_prefix
+from tests.support.finetune import TERMINAL, job_events
 from tests.support.stack import Workers, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -69,23 +68,7 @@ def _snapshot(stack, prefix: str) -> str:
 
 
 def _follow(stack, job_id: str, timeout_s: float) -> list[FinetuneEvent]:
-    consumer = Consumer({"bootstrap.servers": stack.settings.kafka_bootstrap,
-                         "group.id": f"tests-{uuid.uuid4().hex}", "enable.auto.commit": False})
-    topic = consumer.list_topics(FINETUNE_EVENTS, timeout=10).topics[FINETUNE_EVENTS]
-    consumer.assign([TopicPartition(FINETUNE_EVENTS, p, 0) for p in topic.partitions])
-    events: list[FinetuneEvent] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is None or message.error() or message.key() != job_id.encode():
-                continue
-            events.append(FinetuneEvent.model_validate_json(message.value()))
-            if events[-1].status in ("completed", "failed", "cancelled"):
-                return events
-    finally:
-        consumer.close()
-    raise AssertionError(f"job {job_id} did not finish: {[(e.status, e.message) for e in events]}")
+    return job_events(stack.settings.kafka_bootstrap, job_id, TERMINAL, timeout_s)
 
 
 def test_submit_train_gate_promote_and_answer_with_the_adapter(

@@ -12,12 +12,12 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from services.common.events import FinetuneDataset, FinetuneEvent, FinetuneRequest
 from services.common.producer import flush, make_producer, send
-from services.common.topics import FINETUNE_EVENTS, FINETUNE_REQUESTS
+from services.common.topics import FINETUNE_REQUESTS
 from services.finetune import jobs, registry
+from tests.support.finetune import job_events
 from tests.support.stack import Workers, wait_for
 
 pytestmark = pytest.mark.integration
@@ -60,25 +60,7 @@ def _submit(stack, request: FinetuneRequest, times: int = 1) -> None:
 
 
 def _events(stack, job_id: str, until: set[str], timeout_s: float) -> list[FinetuneEvent]:
-    """The job's events from the start of finetune.events until one in ``until``."""
-    consumer = Consumer({"bootstrap.servers": stack.settings.kafka_bootstrap,
-                         "group.id": f"tests-{uuid.uuid4().hex}", "enable.auto.commit": False})
-    partitions = consumer.list_topics(FINETUNE_EVENTS, timeout=10).topics[FINETUNE_EVENTS]
-    consumer.assign([TopicPartition(FINETUNE_EVENTS, p, 0) for p in partitions.partitions])
-    found: list[FinetuneEvent] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is None or message.error() or message.key() != job_id.encode():
-                continue
-            found.append(FinetuneEvent.model_validate_json(message.value()))
-            if found[-1].status in until:
-                return found
-    finally:
-        consumer.close()
-    raise AssertionError(f"no {until} event for {job_id} in {timeout_s}s; saw "
-                         f"{[(e.status, e.message, e.error) for e in found]}")
+    return job_events(stack.settings.kafka_bootstrap, job_id, until, timeout_s)
 
 
 def _step(stack, job_id: str) -> int:
