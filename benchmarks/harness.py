@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from services.common import kafka_auth
+
 PORTS = {"CUSTOMLLM_KAFKA_PORT": "39192", "CUSTOMLLM_KAFKA_CONTROLLER_PORT": "39193",
          "CUSTOMLLM_POSTGRES_PORT": "35532"}
 
@@ -21,7 +23,9 @@ def configure_environment() -> Path:
     os.environ.update(PORTS)
     os.environ.update({"CUSTOMLLM_STATE_DIR": str(state), "HF_HUB_OFFLINE": "1",
                        "TRANSFORMERS_OFFLINE": "1", "CUSTOMLLM_LOG_LEVEL": "WARNING",
-                       "CUSTOMLLM_KAFKA_BOOTSTRAP": f"127.0.0.1:{PORTS['CUSTOMLLM_KAFKA_PORT']}"})
+                       "CUSTOMLLM_KAFKA_BOOTSTRAP": f"127.0.0.1:{PORTS['CUSTOMLLM_KAFKA_PORT']}",
+                       # The harness acts as the broker's admin; workers run as themselves.
+                       "CUSTOMLLM_KAFKA_USERNAME": "admin"})
     os.environ.pop("CUSTOMLLM_DATABASE_URL", None)
     return state
 
@@ -33,19 +37,20 @@ def running_stack(state: Path, workers: dict[str, int]) -> Iterator[None]:
 
     from services.common import kafka_admin, migrate
     from services.common.config import get_settings
-    from services.stack import kafka, postgres
+    from services.stack import kafka, postgres, security
     from services.stack import services as worker_procs
 
     settings = get_settings()
     try:
         kafka.start(state, settings.kafka_port, settings.kafka_controller_port, "1g")
+        security.provision_local(state, settings.kafka_bootstrap)
         postgres.start(state, settings.postgres_port)
         migrate.upgrade(settings.sqlalchemy_url)
         kafka_admin.ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, 1)
         for name, replicas in workers.items():
             for index in range(replicas):
                 worker_procs.start(state, name, instance=f"{name}-{index}")
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        admin = AdminClient({**kafka_auth.client_config(settings.kafka_bootstrap)})
         for name in workers:
             _wait_group(admin, f"customllm-{name}", workers[name],
                         lambda: len(worker_procs.running(state)) == sum(workers.values()))

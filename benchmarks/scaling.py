@@ -27,6 +27,8 @@ import time
 import uuid
 from pathlib import Path
 
+from services.common import kafka_auth
+
 GROUPS = {"customllm-ingest": "docs.changes", "customllm-embedder": "chunks.embed"}
 SAMPLE_S = 0.5
 WARMUP_DOCS = 12  # keyed by doc id: with 12 keys every one of 3 partitions is almost surely hit
@@ -83,7 +85,7 @@ class LagSampler(threading.Thread):
 def assignments(bootstrap: str) -> dict[str, list[dict]]:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({**kafka_auth.client_config(bootstrap)})
     found = admin.describe_consumer_groups(list(GROUPS))
     result = {}
     for group, future in found.items():

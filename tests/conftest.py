@@ -20,6 +20,9 @@ os.environ.update({
     "CUSTOMLLM_KAFKA_CONTROLLER_PORT": os.environ.get("CUSTOMLLM_TEST_CONTROLLER_PORT", "29093"),
     "CUSTOMLLM_POSTGRES_PORT": os.environ.get("CUSTOMLLM_TEST_POSTGRES_PORT", "25432"),
     "CUSTOMLLM_LOG_LEVEL": "INFO",
+    # The test process inspects every topic as the broker's admin; each worker it starts runs
+    # as its own identity with its own ACLs (services/stack/services.py).
+    "CUSTOMLLM_KAFKA_USERNAME": "admin",
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
 })

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 
 from services.cli.console import console
 from services.cli.db import database, fail
+from services.common import kafka_auth
 from services.common.config import get_settings
 from services.common.events import (
     FinetuneDataset,
@@ -166,7 +167,7 @@ class EventFollower:
         from confluent_kafka import Consumer, TopicPartition
 
         self.job_id = job_id
-        self.consumer = Consumer({"bootstrap.servers": get_settings().kafka_bootstrap,
+        self.consumer = Consumer({**kafka_auth.client_config(get_settings().kafka_bootstrap),
                                   "group.id": f"customllm-follow-{secrets.token_hex(6)}",
                                   "enable.auto.commit": False})
         topic = self.consumer.list_topics(FINETUNE_EVENTS, timeout=10).topics[FINETUNE_EVENTS]

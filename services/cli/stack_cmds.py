@@ -7,8 +7,9 @@ from rich.table import Table
 
 from services.cli.console import console
 from services.common import kafka_admin, migrate
-from services.common.config import get_settings
-from services.stack import kafka, postgres
+from services.common.config import Settings, get_settings
+from services.common.kafka_auth import KafkaCredentials
+from services.stack import kafka, local_secrets, postgres, security
 from services.stack import services as workers
 from services.stack.exceptions import StackError
 
@@ -26,7 +27,9 @@ def up(
         with console.status("Starting Kafka (KRaft, single node)..."):
             kafka.start(state, settings.kafka_port, settings.kafka_controller_port,
                         settings.kafka_heap)
-        console.print(f"[green]kafka[/] on {settings.kafka_bootstrap}")
+        console.print(f"[green]kafka[/] on {settings.kafka_bootstrap} (SASL/SCRAM, ACLs)")
+        with console.status("Creating the platform's Kafka identities and ACLs..."):
+            security.provision_local(state, settings.kafka_bootstrap)
         with console.status("Starting Postgres + pgvector..."):
             postgres.start(state, settings.postgres_port)
         console.print(f"[green]postgres[/] on 127.0.0.1:{settings.postgres_port}")
@@ -86,6 +89,14 @@ def status() -> None:
     console.print(f"state directory: {state}")
 
 
+def _admin_creds(settings: Settings) -> KafkaCredentials | None:
+    """Topic creation is an admin act: the local stack's admin, or whoever the environment
+    names (production runs `customllm topics` with its own admin credentials)."""
+    if settings.kafka_username is not None:
+        return None
+    return local_secrets.admin_credentials(settings.state_path)
+
+
 def _state(pid: int | None) -> str:
     return f"[green]running[/] (pid {pid})" if pid else "[red]stopped[/]"
 
@@ -101,5 +112,6 @@ def topics_cmd() -> None:
     """Create every platform topic that does not exist yet (idempotent)."""
     settings = get_settings()
     created = kafka_admin.ensure_topics(settings.kafka_bootstrap, settings.topic_partitions,
-                                        settings.topic_replication)
+                                        settings.topic_replication,
+                                        creds=_admin_creds(settings))
     console.print(f"topics ready ({len(created)} created)")

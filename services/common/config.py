@@ -31,6 +31,18 @@ class Settings(BaseSettings):
 
     # Connections (production points these at real clusters)
     kafka_bootstrap: str = "127.0.0.1:19092"
+    # Kafka identity: every client authenticates (SASL/SCRAM), the broker authorizes (ACLs).
+    kafka_security_protocol: Literal["SASL_PLAINTEXT", "SASL_SSL", "PLAINTEXT", "SSL"] = (
+        "SASL_PLAINTEXT")
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_username: str | None = Field(
+        default=None, description="This process's Kafka identity; default: the local operator.")
+    kafka_password: SecretStr | None = Field(
+        default=None, description="Inline password; prefer kafka_password_file.")
+    kafka_password_file: Path | None = Field(
+        default=None, description="File holding the password; default: the local stack's "
+        "<state>/secrets/kafka/<username>.password.")
+    kafka_ssl_cafile: Path | None = None
     database_url: SecretStr | None = Field(
         default=None, description="SQLAlchemy URL; defaults to the embedded Postgres."
     )

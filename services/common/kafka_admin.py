@@ -8,21 +8,27 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from services.common import kafka_auth
+from services.common.kafka_auth import KafkaCredentials
 from services.common.topics import TOPICS, TopicSpec
 
 __all__ = ["AdminClient", "admin", "describe_topics", "ensure_topics"]
 
 
-def admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap})
+def admin(bootstrap: str, creds: KafkaCredentials | None = None) -> AdminClient:
+    """An admin client as this process's identity (or ``creds``): what it may do is what the
+    broker's ACLs allow that identity."""
+    return AdminClient(kafka_auth.client_config(bootstrap, creds=creds))
 
 
 def ensure_topics(
-    bootstrap: str, partitions: int, replication: int, specs: Iterable[TopicSpec] = TOPICS
+    bootstrap: str, partitions: int, replication: int, specs: Iterable[TopicSpec] = TOPICS,
+    creds: KafkaCredentials | None = None,
 ) -> list[str]:
     """Create the missing topics; return the names created. Existing topics are left as they
-    are (partitions are never shrunk, data never touched)."""
-    client = admin(bootstrap)
+    are (partitions are never shrunk, data never touched). Needs an identity allowed to create
+    topics (the admin)."""
+    client = admin(bootstrap, creds)
     existing = set(client.list_topics(timeout=10).topics)
     wanted = [
         NewTopic(spec.name, num_partitions=spec.partitions or partitions,

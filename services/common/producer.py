@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from confluent_kafka import KafkaException, Producer
 
+from services.common import kafka_auth
 from services.common.telemetry import KafkaHeaders
 
 
@@ -17,7 +18,7 @@ class DeliveryError(KafkaException):
 
 def make_producer(bootstrap: str, client_id: str = "customllm", **overrides: object) -> Producer:
     config: dict[str, object] = {
-        "bootstrap.servers": bootstrap,
+        **kafka_auth.client_config(bootstrap),
         "client.id": client_id,
         "enable.idempotence": True,
         "acks": "all",

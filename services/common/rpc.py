@@ -17,7 +17,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from services.common import telemetry
+from services.common import kafka_auth, telemetry
 from services.common.events import RagReply, RagRequest
 from services.common.exceptions import CustomLLMError
 from services.common.messages import decode_json, parse_model
@@ -40,7 +40,7 @@ class ReplyClient:
         self.request_topic = request_topic
         self._producer = make_producer(bootstrap, client_id, **{"linger.ms": 1})
         self._consumer = Consumer({
-            "bootstrap.servers": bootstrap, "group.id": f"{client_id}-{uuid.uuid4().hex}",
+            **kafka_auth.client_config(bootstrap), "group.id": f"{client_id}-{uuid.uuid4().hex}",
             "enable.auto.commit": False, "auto.offset.reset": "latest",
             "fetch.wait.max.ms": 10, "fetch.max.bytes": MAX_REPLY_BYTES,
         })

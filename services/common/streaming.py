@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import faust
 
+from services.common import kafka_auth
 from services.common.config import Settings
 
 
@@ -21,6 +22,8 @@ def make_app(app_id: str, settings: Settings) -> faust.App:
     app = faust.App(
         app_id,
         broker=broker_urls(settings.kafka_bootstrap),
+        # The worker's own identity: the broker's ACLs decide what it may read and write.
+        broker_credentials=kafka_auth.faust_credentials(settings),
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=False,

@@ -26,6 +26,8 @@ from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from services.common import kafka_auth
+
 QUIET = logging.getLogger("customllm.ops.librdkafka")
 QUIET.addHandler(logging.NullHandler())
 QUIET.propagate = False
@@ -37,7 +39,7 @@ def client_config(bootstrap: str, timeout_s: float) -> dict[str, object]:
     """Short network timeouts, so an unreachable broker is reported instead of waited for."""
     timeout_ms = max(1000, int(timeout_s * 1000))
     return {
-        "bootstrap.servers": bootstrap,
+        **kafka_auth.client_config(bootstrap),
         "socket.timeout.ms": timeout_ms,
         "socket.connection.setup.timeout.ms": timeout_ms,
         "logger": QUIET,

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from services.common import kafka_auth
 from services.common.config import REPO_ROOT
-from services.stack import processes
+from services.common.kafka_auth import KafkaCredentials
+from services.stack import local_secrets, processes
 from services.stack.exceptions import StackError
 
 KAFKA_DIR = REPO_ROOT / "deploy" / "local" / "kafka"
@@ -77,23 +79,34 @@ def _classpath() -> str:
 
 
 def render_config(paths: KafkaPaths, port: int, controller_port: int) -> Path:
+    """The config holds the admin and controller passwords, so it is private to its owner."""
     template = Template((KAFKA_DIR / "server.properties.template").read_text())
-    text = template.substitute(port=port, controller_port=controller_port, data_dir=paths.data)
-    paths.config.parent.mkdir(parents=True, exist_ok=True)
-    paths.config.write_text(text)
+    text = template.substitute(
+        port=port, controller_port=controller_port, data_dir=paths.data,
+        admin_password=local_secrets.ensure_password(paths.root, local_secrets.ADMIN),
+        controller_password=local_secrets.ensure_password(paths.root, local_secrets.CONTROLLER))
+    local_secrets.write_private(paths.config, text)
     return paths.config
 
 
 def format_storage(paths: KafkaPaths) -> None:
-    """KRaft needs a formatted log directory; format only a new one so data survives restarts."""
+    """KRaft needs a formatted log directory; format only a new one so data survives restarts.
+    The admin's SCRAM credential is written into the new cluster's metadata here: it is the
+    identity that creates every other user and ACL."""
     if (paths.data / "meta.properties").exists():
+        if not local_secrets.password_path(paths.root, local_secrets.ADMIN).exists():
+            raise StackError(
+                f"{paths.data} was formatted without authentication (an older version of the "
+                "local stack); stop the stack and remove that folder to start a secured one")
         return
     paths.data.mkdir(parents=True, exist_ok=True)
     cluster_id = _random_cluster_id()
+    admin_password = local_secrets.ensure_password(paths.root, local_secrets.ADMIN)
     result = subprocess.run(  # noqa: S603
         [_java(), "-cp", _classpath(), "kafka.tools.StorageTool", "format",
          # "=" form: a random id may start with "-", which argparse would take for an option.
-         f"--cluster-id={cluster_id}", f"--config={paths.config}", "--ignore-formatted"],
+         f"--cluster-id={cluster_id}", f"--config={paths.config}", "--ignore-formatted",
+         "--add-scram", f"SCRAM-SHA-512=[name={local_secrets.ADMIN},password={admin_password}]"],
         capture_output=True, text=True, check=False,
     )
     if result.returncode != 0:
@@ -133,8 +146,9 @@ def start(state_dir: Path, port: int, controller_port: int, heap: str = "512m",
     pid = processes.spawn(PROCESS_NAME, argv, paths.run, paths.logs / "kafka" / "stdout.log")
     try:
         processes.wait_until(lambda: port_open(port), timeout_s, f"Kafka on 127.0.0.1:{port}")
+        admin = local_secrets.admin_credentials(state_dir)
         processes.wait_until(
-            lambda: broker_answers(f"127.0.0.1:{port}"), timeout_s, "Kafka metadata"
+            lambda: broker_answers(f"127.0.0.1:{port}", admin), timeout_s, "Kafka metadata"
         )
     except StackError:
         processes.stop(paths.run, PROCESS_NAME)
@@ -142,12 +156,13 @@ def start(state_dir: Path, port: int, controller_port: int, heap: str = "512m",
     return pid
 
 
-def broker_answers(bootstrap: str) -> bool:
+def broker_answers(bootstrap: str, creds: KafkaCredentials | None = None) -> bool:
     """True once the broker serves metadata, i.e. the controller has elected itself."""
     from confluent_kafka.admin import AdminClient
 
     try:
-        metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=2)
+        config = kafka_auth.client_config(bootstrap, creds=creds)
+        metadata = AdminClient(config).list_topics(timeout=2)
     except Exception:  # noqa: BLE001 - any failure means "not yet"
         return False
     return bool(metadata.brokers)

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from services.common.config import REPO_ROOT
-from services.stack import processes
+from services.stack import processes, security
 
 # name → module run with `python -m`; the order is the start order.
 WORKERS: dict[str, str] = {
@@ -37,10 +37,12 @@ def start(state_dir: Path, name: str, env: dict[str, str] | None = None,
     running = processes.read_pid(run_dir(state_dir), process_name)
     if running is not None:
         return running
+    # Each worker is its own Kafka identity (the observer speaks only OTLP, it has none).
+    identity = security.service_env(state_dir, name) if name in WORKERS else {}
     return processes.spawn(
         process_name, [sys.executable, "-m", _MODULES[name]], run_dir(state_dir),
         log_path(state_dir, process_name),
-        env={"CUSTOMLLM_STATE_DIR": str(state_dir), **(env or {})}, cwd=REPO_ROOT,
+        env={"CUSTOMLLM_STATE_DIR": str(state_dir), **identity, **(env or {})}, cwd=REPO_ROOT,
     )
 
 

@@ -7,6 +7,7 @@ import uuid
 
 from confluent_kafka import Consumer, TopicPartition
 
+from services.common import kafka_auth
 from services.common.events import FinetuneEvent
 from services.common.topics import FINETUNE_EVENTS
 
@@ -17,7 +18,7 @@ def job_events(bootstrap: str, job_id: str, until: set[str] | frozenset[str],
                timeout_s: float) -> list[FinetuneEvent]:
     """The job's events from the start of the topic until one whose status is in ``until``;
     an AssertionError listing what was seen when none comes in time."""
-    consumer = Consumer({"bootstrap.servers": bootstrap,
+    consumer = Consumer({**kafka_auth.client_config(bootstrap),
                          "group.id": f"tests-{uuid.uuid4().hex}", "enable.auto.commit": False})
     partitions = consumer.list_topics(FINETUNE_EVENTS, timeout=10).topics[FINETUNE_EVENTS]
     consumer.assign([TopicPartition(FINETUNE_EVENTS, p, 0) for p in partitions.partitions])

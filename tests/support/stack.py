@@ -15,13 +15,13 @@ from confluent_kafka.admin import AdminClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from services.common import kafka_admin, migrate
+from services.common import kafka_admin, kafka_auth, migrate
 from services.common.config import Settings, get_settings
 from services.common.db import make_engine
 from services.common.events import DocChange
 from services.common.producer import flush, make_producer, send
 from services.common.topics import DOCS_CHANGES
-from services.stack import kafka, postgres
+from services.stack import kafka, postgres, security
 from services.stack import services as worker_procs
 
 
@@ -49,6 +49,7 @@ class LocalStack:
         try:
             kafka.start(state, settings.kafka_port, settings.kafka_controller_port,
                         settings.kafka_heap)
+            security.provision_local(state, settings.kafka_bootstrap)
             postgres.start(state, settings.postgres_port)
             migrate.upgrade(settings.sqlalchemy_url)
             kafka_admin.ensure_topics(settings.kafka_bootstrap, settings.topic_partitions,
@@ -123,7 +124,7 @@ class LocalStack:
     def read_topic(self, topic: str, match: Callable[[bytes | None, bytes | None], bool],
                    expected: int, timeout_s: float = 60) -> list[tuple[bytes | None, bytes]]:
         """Read a topic from the beginning until ``expected`` matching records are seen."""
-        consumer = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap,
+        consumer = Consumer({**kafka_auth.client_config(self.settings.kafka_bootstrap),
                              "group.id": f"tests-{time.time_ns()}", "enable.auto.commit": False,
                              "auto.offset.reset": "earliest"})
         metadata = consumer.list_topics(topic, timeout=10)
@@ -163,7 +164,7 @@ class Workers:
 
     def wait_joined(self, name: str, timeout_s: float = 120) -> None:
         group = f"customllm-{name}"
-        admin = AdminClient({"bootstrap.servers": self.stack.settings.kafka_bootstrap})
+        admin = AdminClient({**kafka_auth.client_config(self.stack.settings.kafka_bootstrap)})
 
         def joined() -> bool:
             if worker_procs.processes.read_pid(worker_procs.run_dir(self.stack.state),

@@ -7,7 +7,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import ConfigResource, ResourceType
 
-from services.common import kafka_admin, migrate
+from services.common import kafka_admin, kafka_auth, migrate
 from services.common.topics import DAY_MS, DOCS_CHANGES, DOCS_STATUS, TOPICS, TopicSpec
 from services.stack import kafka
 
@@ -72,7 +72,7 @@ def test_topics_and_messages_survive_a_broker_restart(stack):
     bootstrap = stack.settings.kafka_bootstrap
     spec = TopicSpec(f"tests.restart.{uuid.uuid4().hex[:8]}", None, "test", {}, partitions=1)
     _ensure(stack, [spec])
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer({**kafka_auth.client_config(bootstrap)})
     producer.produce(spec.name, key=b"k", value=b"kept across restarts")
     assert producer.flush(30) == 0
     before = kafka_admin.describe_topics(bootstrap)
@@ -83,8 +83,8 @@ def test_topics_and_messages_survive_a_broker_restart(stack):
     assert kafka.pid(stack.state) not in (None, old_pid)
     assert kafka_admin.describe_topics(bootstrap) == before
     assert _configs(stack, DOCS_STATUS)["cleanup.policy"] == "compact,delete"
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"tests-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False})
+    consumer = Consumer({**kafka_auth.client_config(bootstrap),
+                         "group.id": f"tests-{uuid.uuid4().hex}", "enable.auto.commit": False})
     consumer.assign([TopicPartition(spec.name, 0, 0)])
     try:
         message = None

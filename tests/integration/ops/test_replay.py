@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from services.common import kafka_auth
 from services.common.events import DlqRecord
 from services.common.producer import flush, make_producer
 from services.common.topics import DOCS_CHANGES, DOCS_CHANGES_DLQ
@@ -74,7 +75,7 @@ def _committed(stack, topic: str) -> dict[int, tuple[int | None, str | None]]:
 def _read_from(stack, topic: str, start: dict[int, int], expected: int,
                timeout_s: float = 30) -> list:
     """Messages written to ``topic`` at or after ``start`` (per partition)."""
-    consumer = Consumer({"bootstrap.servers": stack.settings.kafka_bootstrap,
+    consumer = Consumer({**kafka_auth.client_config(stack.settings.kafka_bootstrap),
                          "group.id": f"tests-{uuid.uuid4().hex}", "enable.auto.commit": False})
     consumer.assign([TopicPartition(topic, p, o) for p, o in start.items()])
     found = []
