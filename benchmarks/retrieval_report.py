@@ -1,0 +1,96 @@
+"""Printing and plotting the retrieval benchmark's results (``benchmarks.query_retrieval``).
+
+Every platform mode is printed beside its naive counterpart (hybrid ↔ cosine+BM25 RRF, lexical
+↔ rank-bm25, vector and exact ↔ exact cosine) with the difference, so a regression against the
+baseline is visible on the line where it happens.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+METRICS = ("hit@1", "hit@5", "hit@10", "mrr@10")
+COUNTERPART = {"hybrid": "naive_rrf", "lexical": "bm25", "vector": "cosine", "exact": "cosine"}
+
+
+def report(results: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "query_retrieval.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    chart = write_chart(results, out / "query_retrieval.png")
+    print("\n== retrieval benchmark (top 10; hit = a chunk of the gold paragraph) ==")
+    for dataset in results["datasets"]:
+        print(f"\n{dataset['name']}: {dataset['description']} "
+              f"({dataset['paragraphs']} paragraphs, {dataset['chunks']} chunks)")
+        for part, found in dataset["parts"].items():
+            print(f"  part {part}: {found['questions']} questions")
+            print("  " + format_table(found["modes"]).replace("\n", "\n  "))
+    if "speed" in results:
+        print_speed(results["speed"])
+    print(f"\nwall time {results['wall_s']} s; results: {out / 'query_retrieval.json'}; "
+          f"chart: {chart}")
+
+
+def format_table(modes: dict[str, dict[str, float]]) -> str:
+    """One line per platform mode and one per naive mode under it, deltas on the platform line."""
+    head = f"{'mode':24}" + "".join(f"{m:>8}" for m in METRICS) + f"{'p50 ms':>9}  vs naive"
+    lines = [head]
+    for mode, naive in COUNTERPART.items():
+        if mode not in modes:
+            continue
+        m, b = modes[mode], modes[naive]
+        deltas = " ".join(f"{m[k] - b[k]:+.3f}" for k in METRICS)
+        lines.append(f"{mode:24}" + "".join(f"{m[k]:>8.3f}" for k in METRICS)
+                     + f"{m.get('p50_ms', 0.0):>9.1f}  {deltas}")
+        lines.append(f"{'  naive ' + naive:24}" + "".join(f"{b[k]:>8.3f}" for k in METRICS))
+    return "\n".join(lines)
+
+
+def print_speed(s: dict[str, Any]) -> None:
+    print(f"\nPart B: synthetic 384-d, {s['clusters']} clusters, {s['queries']} queries, "
+          f"top {s['top_k']}; {s['index']}")
+    print(f"{'chunks':>8} {'build s':>8} {'scope':>10} {'HNSW p50':>9} {'p95':>7} "
+          f"{'exact p50':>10} {'p95':>7} {'recall@10':>10}")
+    for stage in s["stages"]:
+        for name, m in stage["scopes"].items():
+            print(f"{stage['chunks']:>8} {stage['hnsw_build_s']:>8.1f} {name:>10} "
+                  f"{m['hnsw']['p50_ms']:>9.1f} {m['hnsw']['p95_ms']:>7.1f} "
+                  f"{m['exact']['p50_ms']:>10.1f} {m['exact']['p95_ms']:>7.1f} "
+                  f"{m['recall_at_10']:>10.3f}")
+
+
+def write_chart(results: dict[str, Any], path: Path) -> Path:
+    """One panel per (data set, part): platform mode bars beside their naive counterparts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(d["name"], part, found["modes"]) for d in results["datasets"]
+              for part, found in d["parts"].items()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), squeeze=False)
+    pairs = [(m, n) for m, n in COUNTERPART.items() if m != "exact"]
+    colors = {"hybrid": "#2a7ab9", "lexical": "#e67e22", "vector": "#27ae60"}
+    metrics = ("hit@1", "hit@5", "mrr@10")
+    width = 0.8 / (2 * len(pairs))
+    for ax, (name, part, modes) in zip(axes[0], panels, strict=True):
+        for i, (mode, naive) in enumerate(pairs):
+            if mode not in modes:
+                continue
+            for j, (key, hatch, alpha) in enumerate(((mode, "", 1.0), (naive, "//", 0.45))):
+                xs = [x + (2 * i + j) * width for x in range(len(metrics))]
+                ax.bar(xs, [modes[key][k] for k in metrics], width=width, color=colors[mode],
+                       alpha=alpha, hatch=hatch, edgecolor="white",
+                       label=f"{mode}" if j == 0 else f"naive {naive}")
+        ax.set_xticks([x + width * (2 * len(pairs) - 1) / 2 for x in range(len(metrics))],
+                      metrics)
+        ax.set_ylim(0.4, 1.02)
+        ax.set_title(f"{name}\n{part}", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=7, ncol=3, loc="lower left")
+    fig.suptitle("Retrieval quality, top 10: platform (solid) vs naive baseline (hatched)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
