@@ -43,7 +43,7 @@ def running_stack(state: Path, workers: dict[str, int]) -> Iterator[None]:
     settings = get_settings()
     try:
         kafka.start(state, settings.kafka_port, settings.kafka_controller_port, "1g")
-        security.provision_local(state, settings.kafka_bootstrap)
+        security.provision_all(settings)
         postgres.start(state, settings.postgres_port)
         migrate.upgrade(settings.sqlalchemy_url)
         kafka_admin.ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, 1)

@@ -6,19 +6,18 @@ import typer
 from rich.table import Table
 
 from services.cli.console import console
-from services.common import telemetry
+from services.common import identity, telemetry
 from services.common.config import get_settings
-from services.common.events import Principal, RagOptions, RagReply, RagRequest
+from services.common.events import RagOptions, RagReply, RagRequest
 from services.common.exceptions import CustomLLMError
 from services.common.rpc import ReplyClient, new_request_id
-from services.common.topics import RAG_REPLIES
 
 
 def ask(
     question: str = typer.Argument(..., help="The question."),
-    principal: str = typer.Option("cli", help="Who asks (principal id)."),
-    group: list[str] = typer.Option([], "--group", help="Principal's groups (repeatable)."),
-    clearance: str = typer.Option("internal", help="public|internal|confidential|restricted"),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="CUSTOMLLM_API_KEY", help="Who asks: an API key or OIDC "
+        "token; the platform derives the principal from it (default: the local operator key)."),
     adapter: str | None = typer.Option(None, help="LoRA adapter name (name@vN: that version)."),
     domain: str | None = typer.Option(None, help="Prompt domain (also picks the guardrail "
                                       "policy of that name)."),
@@ -31,13 +30,22 @@ def ask(
 ) -> None:
     """Ask a question over Kafka request/reply; print the answer, citations and trace id."""
     settings = get_settings()
+    credential = api_key or identity.own_credential(settings)
+    if credential is None:
+        console.print("[red]error:[/] no API key: pass --api-key, set CUSTOMLLM_API_KEY, or "
+                      "run `customllm up` (it issues the local operator key)")
+        raise typer.Exit(1)
     request = RagRequest(
-        request_id=new_request_id(), reply_to=RAG_REPLIES, question=question,
-        principal=Principal(id=principal, groups=list(group), clearance=clearance),  # type: ignore[arg-type]
+        request_id=new_request_id(), reply_to="rag.replies.pending", question=question,
         options=RagOptions(adapter=adapter, top_k=top_k, retrieval_only=retrieval_only,
                            use_cache=not no_cache, domain=domain))
     telemetry.setup_tracing("customllm-cli", settings)
-    client = ReplyClient(settings.kafka_bootstrap, client_id="customllm-ask")
+    try:
+        client = ReplyClient(settings.kafka_bootstrap, client_id="customllm-ask",
+                             credential=credential)
+    except CustomLLMError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
     try:
         with console.status("waiting for the answer..."), telemetry.tracer(__name__) \
                 .start_as_current_span("ask", attributes={"request.id": request.request_id}):
@@ -93,7 +101,7 @@ def serve(
     host: str | None = typer.Option(None, help="Bind address (default from settings)."),
     port: int | None = typer.Option(None, help="Port (default from settings)."),
 ) -> None:
-    """Run the gateway (OpenAI-compatible API + TGI-compatible local model server)."""
+    """Run the gateway (the OpenAI-compatible API)."""
     from services.gateway.server import serve as run_gateway
 
     run_gateway(get_settings(), host, port)

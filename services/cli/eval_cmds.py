@@ -27,7 +27,10 @@ from sqlalchemy.engine import Engine
 
 from services.cli.console import console
 from services.cli.db import database, fail
-from services.common.config import get_settings
+from services.common import identity
+from services.common.config import Settings, get_settings
+from services.common.events import Principal
+from services.common.exceptions import CustomLLMError
 from services.evaluation import config as eval_config
 from services.evaluation import store, testsets
 from services.evaluation.runs import build_run_config, comparability, load_run
@@ -136,10 +139,9 @@ def run(
                                       "one)."),
     out: Path | None = typer.Option(None, "--out", help="Reports go to OUT/<run id>/ "
                                     "(default: <state dir>/eval-reports)."),
-    principal: str = typer.Option(eval_config.DEFAULT_PRINCIPAL_ID, help="Principal id."),
-    clearance: str = typer.Option(eval_config.DEFAULT_CLEARANCE,
-                                  help="public|internal|confidential|restricted"),
-    group: list[str] = typer.Option([], "--group", help="Principal's groups (repeatable)."),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="CUSTOMLLM_API_KEY",
+                                       help="Ask as this key's principal (default: the local "
+                                       "operator key)."),
     timeout: float = typer.Option(eval_config.DEFAULT_TIMEOUT_S,
                                   help="Seconds to wait for each reply."),
     seed: int = typer.Option(0, help="Seed of the bootstrap intervals."),
@@ -161,8 +163,9 @@ def run(
     config = build_run_config(testset, all_cases, limit=limit, domain=domain, adapter=adapter,
                               top_k=top_k, max_tokens=max_tokens, doc_id_prefix=doc_prefix,
                               seed=seed)
-    who = eval_config.default_principal(principal, clearance, list(group))
     settings = get_settings()
+    credential = api_key or identity.own_credential(settings)
+    who = _principal_of(settings, credential)
     console.print(f"evaluating {len(cases)} of {len(all_cases)} case(s) from {testset} "
                   f"(test set {config.testset_hash[:12]}), domain {domain}"
                   + (f", adapter {adapter}" if adapter else ""))
@@ -173,7 +176,8 @@ def run(
             embedder.warm_up()
         encode = embedder.encode
     with _database() as engine:  # EvalRunError is a CustomLLMError: a clear message, exit 1
-        client = ReplyClient(settings.kafka_bootstrap, client_id="customllm-eval")
+        client = ReplyClient(settings.kafka_bootstrap, client_id="customllm-eval",
+                             credential=credential)
         try:
             run_id = asyncio.run(run_eval(cases, config, client, engine, principal=who,
                                           concurrency=concurrency, run_id=run_id,
@@ -359,3 +363,15 @@ def gate_cmd(
         raise typer.Exit(1)
     console.print(f"[green bold]GATE PASSED[/]: {len(verdict.checked)} metric(s) checked "
                   f"({', '.join(verdict.checked)})")
+
+
+def _principal_of(settings: Settings, credential: str | None) -> Principal:
+    """The principal the run is recorded under: what the key resolves to in the key file this
+    machine can read. The input guardrail resolves it again for every question, so a key this
+    machine cannot check is recorded as such, and a bad one fails each case with the reason."""
+    if credential is None:
+        raise fail("no API key: pass --api-key, set CUSTOMLLM_API_KEY, or run `customllm up`")
+    try:
+        return identity.authenticator_from_settings(settings).verify(credential).principal
+    except CustomLLMError:
+        return Principal(id="unverified-here")

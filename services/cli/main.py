@@ -13,6 +13,7 @@ from services.cli import (
     guardrails_cmds,
     ops_cmds,
     publish,
+    security_cmds,
     stack_cmds,
 )
 
@@ -29,6 +30,9 @@ app.command("ask")(ask.ask)
 app.command("serve")(ask.serve)
 app.command("doctor")(ops_cmds.doctor)
 app.command("replay")(ops_cmds.replay)
+app.add_typer(security_cmds.sources_app, name="sources")
+app.add_typer(security_cmds.clients_app, name="clients")
+app.add_typer(security_cmds.keys_app, name="keys")
 app.add_typer(eval_cmds.app, name="eval")
 app.add_typer(guardrails_cmds.app, name="guardrails")
 app.add_typer(examples_cmds.app, name="examples")

@@ -29,7 +29,7 @@ def up(
                         settings.kafka_heap)
         console.print(f"[green]kafka[/] on {settings.kafka_bootstrap} (SASL/SCRAM, ACLs)")
         with console.status("Creating the platform's Kafka identities and ACLs..."):
-            security.provision_local(state, settings.kafka_bootstrap)
+            security.provision_all(settings)
         with console.status("Starting Postgres + pgvector..."):
             postgres.start(state, settings.postgres_port)
         console.print(f"[green]postgres[/] on 127.0.0.1:{settings.postgres_port}")

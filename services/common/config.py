@@ -78,7 +78,10 @@ class Settings(BaseSettings):
     adapters_dir: Path | None = Field(
         default=None, description="LoRA adapters by name (peft folders); default <state>/adapters."
     )
-    tgi_url: str = "http://127.0.0.1:18080"
+    tgi_url: str = "http://127.0.0.1:18081"
+    tgi_api_key: SecretStr | None = Field(
+        default=None, description="Bearer key sent to the TGI server (the platform's own model "
+        "server requires one).")
     # Not the gateway's own /v1: that is the RAG API, and pointing at it would loop.
     openai_base_url: str = "http://127.0.0.1:8000/v1"
     openai_api_key: SecretStr = SecretStr("not-needed")
@@ -108,8 +111,39 @@ class Settings(BaseSettings):
     gateway_port: int = 18080
     gateway_max_inflight: int = 64
     api_keys_file: Path | None = Field(
-        default=None, description="YAML mapping API keys to principals; unset: local dev key only."
-    )
+        default=None, description="YAML of hashed API keys → principals (services/common/"
+        "identity.py); default <state>/secrets/api-keys.yaml, written by `customllm keys`.")
+    # The TGI-compatible model server (services/model_server): internal, key required.
+    model_server_host: str = "127.0.0.1"
+    model_server_port: int = 18081
+    gateway_max_body_bytes: int = 256_000
+    gateway_max_messages: int = 50
+
+    # Identity of this process when it asks questions (CLI, evaluation, the fine-tuning gate)
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = Field(
+        default=None, description="File with this process's API key; default: the local "
+        "stack's <state>/secrets/api-keys/<name>.key.")
+
+    # OIDC / JWT bearer tokens (optional; API keys always work)
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_jwks_file: Path | None = None
+    oidc_groups_claim: str = "groups"
+    oidc_clearance_claim: str = "clearance"
+    oidc_default_clearance: str = "public"
+
+    # Signed hand-offs between stages (services/common/handoff.py)
+    handoff_signing_key_file: Path | None = Field(
+        default=None, description="This stage's Ed25519 private key; default "
+        "<state>/secrets/handoff/<signer>.key.")
+    handoff_trust_file: Path | None = Field(
+        default=None, description="Public keys this stage accepts; default "
+        "<state>/secrets/handoff/trusted.json.")
+    handoff_max_age_s: float = Field(
+        default=900.0, description="A signed hand-off older than this is refused (replay "
+        "window); longer than any queue a healthy stage builds up.")
 
     # Guardrails (fields owned by the guardrails service; see services/guardrails/config.py)
     guardrails_policy_dir: Path | None = Field(

@@ -117,7 +117,7 @@ class DocStatus(Event):
 
 DlqErrorType = Literal[
     "too_large", "undecodable", "malformed_json", "schema_violation", "unsupported_content",
-    "key_mismatch", "processing_error",
+    "key_mismatch", "processing_error", "unauthenticated", "forbidden",
 ]
 
 
@@ -208,10 +208,13 @@ class RagRequest(Event):
     reply_to: str
     question: str
     history: list[ChatTurn] = Field(default_factory=list)
-    principal: Principal
+    # Derived by the input guardrail from ``credential``; whatever a client writes is replaced.
+    principal: Principal | None = None
+    credential: str | None = Field(default=None, repr=False)
     options: RagOptions = Field(default_factory=RagOptions)
     screening: Screening | None = None
     created_at: datetime = Field(default_factory=utc_now)
+    handoff: dict[str, Any] | None = None
     omit_none: ClassVar[bool] = True
 
 
@@ -275,9 +278,11 @@ class RagReply(Event):
     template_version: str | None = None
     trace_id: str | None = None
     error: str | None = None
+    error_code: str | None = None
     reply_to: str | None = None
     evidence: DraftEvidence | None = None
     created_at: datetime = Field(default_factory=utc_now)
+    handoff: dict[str, Any] | None = None
 
 
 # --- fine-tuning (finetune.requests / finetune.events) -----------------------------------------

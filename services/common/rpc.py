@@ -17,12 +17,14 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from services.common import kafka_auth, telemetry
+from services.common import identity, kafka_admin, kafka_auth, telemetry
+from services.common.config import get_settings
 from services.common.events import RagReply, RagRequest
 from services.common.exceptions import CustomLLMError
+from services.common.kafka_acl import reply_topic_for
 from services.common.messages import decode_json, parse_model
 from services.common.producer import make_producer, send
-from services.common.topics import RAG_REPLIES, RAG_REQUESTS
+from services.common.topics import DAY_MS, RAG_REQUESTS, TopicSpec
 
 MAX_REPLY_BYTES = 16_000_000
 _SETTLING = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
@@ -34,13 +36,28 @@ class ReplyTimeout(CustomLLMError):
 
 
 class ReplyClient:
-    def __init__(self, bootstrap: str, reply_topic: str = RAG_REPLIES,
-                 request_topic: str = RAG_REQUESTS, client_id: str = "customllm-client") -> None:
-        self.reply_topic = reply_topic
+    """``credential`` (an API key or bearer token) goes with every request that carries none
+    of its own: the input guardrail derives the principal from it. Replies come back on this
+    client's private topic (``rag.replies.<kafka identity>``), created here on first use; the
+    broker lets no other client read it."""
+
+    def __init__(self, bootstrap: str, reply_topic: str | None = None,
+                 request_topic: str = RAG_REQUESTS, client_id: str = "customllm-client",
+                 credential: str | None = None,
+                 creds: kafka_auth.KafkaCredentials | None = None) -> None:
+        settings = get_settings()
+        found = creds or kafka_auth.credentials(settings)
+        who = found.username if found is not None else "anonymous"
+        self.reply_topic = reply_topic or reply_topic_for(who)
         self.request_topic = request_topic
-        self._producer = make_producer(bootstrap, client_id, **{"linger.ms": 1})
+        self.credential = credential if credential is not None else \
+            identity.own_credential(settings)
+        config = kafka_auth.client_config(bootstrap, creds=creds)
+        ensure_reply_topic(bootstrap, self.reply_topic, settings.topic_partitions, creds)
+        self._producer = make_producer(bootstrap, client_id, **{"linger.ms": 1},
+                                       **_sasl_only(config))
         self._consumer = Consumer({
-            **kafka_auth.client_config(bootstrap), "group.id": f"{client_id}-{uuid.uuid4().hex}",
+            **config, "group.id": f"customllm-{who}-{client_id}-{uuid.uuid4().hex}",
             "enable.auto.commit": False, "auto.offset.reset": "latest",
             "fetch.wait.max.ms": 10, "fetch.max.bytes": MAX_REPLY_BYTES,
         })
@@ -101,18 +118,27 @@ class ReplyClient:
             future.set_result(reply)
 
     def submit(self, request: RagRequest) -> Future[RagReply]:
-        """Send now; the future resolves with the reply."""
+        """Send now; the future resolves with the reply (always on this client's topic).
+        The request is validated before a reply is awaited, so an invalid one raises without
+        leaving a pending entry behind."""
+        update: dict[str, object] = {"reply_to": self.reply_topic}
+        if request.credential is None and self.credential is not None:
+            update["credential"] = self.credential
+        request = request.model_copy(update=update)
+        value = request.to_json()
         future: Future[RagReply] = Future()
         with self._lock:
             self._pending[request.request_id] = future
         errors: list[str] = []
-        send(self._producer, self.request_topic, request.request_id, request.to_json(),
-             telemetry.inject_headers(), errors)
-        self._producer.flush(10)
-        if errors:
-            with self._lock:
-                self._pending.pop(request.request_id, None)
-            raise CustomLLMError(f"request not delivered: {errors[0]}")
+        try:
+            send(self._producer, self.request_topic, request.request_id, value,
+                 telemetry.inject_headers(), errors)
+            self._producer.flush(10)
+            if errors:
+                raise CustomLLMError(f"request not delivered: {errors[0]}")
+        except BaseException:
+            self._forget(request.request_id)
+            raise
         return future
 
     def request(self, request: RagRequest, timeout_s: float) -> RagReply:
@@ -120,18 +146,27 @@ class ReplyClient:
         try:
             return future.result(timeout=timeout_s)
         except FutureTimeout as exc:
-            with self._lock:
-                self._pending.pop(request.request_id, None)
             raise ReplyTimeout(f"no reply to {request.request_id} in {timeout_s:.0f}s") from exc
+        finally:
+            self._forget(request.request_id)
 
     async def arequest(self, request: RagRequest, timeout_s: float) -> RagReply:
+        """Cancellation (a client that hung up) frees the pending entry like a timeout."""
         future = await asyncio.to_thread(self.submit, request)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
         except TimeoutError as exc:
-            with self._lock:
-                self._pending.pop(request.request_id, None)
             raise ReplyTimeout(f"no reply to {request.request_id} in {timeout_s:.0f}s") from exc
+        finally:
+            self._forget(request.request_id)
+
+    def pending_count(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def _forget(self, request_id: str) -> None:
+        with self._lock:
+            self._pending.pop(request_id, None)
 
     def close(self) -> None:
         self._stop.set()
@@ -141,6 +176,23 @@ class ReplyClient:
         # Drop the producer now: left to garbage collection it keeps reconnecting (and logging)
         # after the broker is gone.
         del self._producer
+
+
+def ensure_reply_topic(bootstrap: str, topic: str, partitions: int,
+                       creds: kafka_auth.KafkaCredentials | None = None) -> None:
+    """A client's reply topic is created on demand (the ACLs allow each identity to create
+    its own ``rag.replies.<identity>*`` and nothing else)."""
+    spec = TopicSpec(topic, "rag-reply.v1", "private replies of one client",
+                     {"retention.ms": str(DAY_MS)})
+    try:
+        kafka_admin.ensure_topics(bootstrap, partitions, 1, [spec], creds=creds)
+    except KafkaException as exc:
+        raise CustomLLMError(f"cannot create reply topic {topic}: {exc}") from exc
+
+
+def _sasl_only(config: dict[str, object]) -> dict[str, object]:
+    """The identity part of a client config, for make_producer's overrides."""
+    return {k: v for k, v in config.items() if k.startswith(("sasl.", "security.", "ssl."))}
 
 
 def new_request_id() -> str:

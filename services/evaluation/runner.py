@@ -211,8 +211,10 @@ class _CaseEvaluator:
         self.max_tokens = max_tokens
 
     async def _ask(self, question: str, options: RagOptions) -> tuple[RagReply | None, str | None]:
+        # Who asks is the client's credential, verified by the input guardrail; the run
+        # records the principal it was expected to resolve to.
         request = RagRequest(request_id=new_request_id(), reply_to=self.client.reply_topic,
-                             question=question, principal=self.principal, options=options)
+                             question=question, options=options)
         try:
             return await self.client.arequest(request, self.timeout_s), None
         except ReplyTimeout as exc:

@@ -16,10 +16,10 @@ from fastapi.responses import StreamingResponse
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from services.common import identity
 from services.common.events import RagFilters, RagOptions, RagReply, RagRequest
 from services.common.rpc import ReplyTimeout, new_request_id
-from services.common.topics import RAG_REPLIES
-from services.gateway.deps import PrincipalDep, StateDep
+from services.gateway.deps import Caller, CallerDep, StateDep
 from services.gateway.model_names import available_adapters, split_model
 from services.gateway.models import (
     ChatCompletion,
@@ -33,11 +33,15 @@ from services.gateway.models import (
 )
 
 router = APIRouter(prefix="/v1", tags=["openai"])
+# The limits of schemas/rag-request.v1.json (history maxItems, question and content maxLength).
+MAX_HISTORY_TURNS = 50
+MAX_QUESTION_CHARS = 8000
+MAX_TURN_CHARS = 16000
 tracer = trace.get_tracer(__name__)
 
 
 @router.get("/models", response_model=ModelList)
-def list_models(state: StateDep, _principal: PrincipalDep) -> ModelList:
+def list_models(state: StateDep, _caller: CallerDep) -> ModelList:
     base = state.settings.local_model_id
     cards = [ModelCard(id=base)] + [ModelCard(id=f"{base}:{name}", parent=base)
                                     for name in available_adapters(state.settings)]
@@ -46,8 +50,9 @@ def list_models(state: StateDep, _principal: PrincipalDep) -> ModelList:
 
 @router.post("/chat/completions", response_model=ChatCompletion)
 async def chat_completions(body: ChatCompletionRequest, state: StateDep,
-                           principal: PrincipalDep) -> ChatCompletion | StreamingResponse:
-    request = _to_rag_request(body, principal, state.settings.local_model_id)
+                           caller: CallerDep) -> ChatCompletion | StreamingResponse:
+    request = _to_rag_request(body, caller, state.settings.local_model_id)
+    principal = caller.identity.principal
     if state.inflight.locked():
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
                             "too many requests in flight; retry shortly",
@@ -71,33 +76,61 @@ async def chat_completions(body: ChatCompletionRequest, state: StateDep,
     return completion
 
 
-def _to_rag_request(body: ChatCompletionRequest, principal: PrincipalDep,
+def _to_rag_request(body: ChatCompletionRequest, caller: Caller,
                     base_model: str) -> RagRequest:
     turns = [m for m in body.messages if m.role in ("user", "assistant")]
     if not turns or turns[-1].role != "user" or not turns[-1].text().strip():
         raise HTTPException(status.HTTP_400_BAD_REQUEST,
                             "the last message must be a non-empty user message")
+    _check_lengths(turns)
+    try:
+        domain = caller.identity.domain_for(body.domain)
+    except identity.Forbidden as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
     adapter = split_model(body.model, base_model)
     history = [{"role": m.role, "content": m.text()} for m in turns[:-1]]
     options = RagOptions(
         adapter=adapter, top_k=body.top_k, filters=body.filters or RagFilters(),
         max_tokens=body.max_completion_tokens or body.max_tokens,
         temperature=body.temperature, stream=body.stream, retrieval_only=body.retrieval_only,
-        use_cache=body.use_cache, domain=body.domain)
-    return RagRequest(request_id=new_request_id(), reply_to=RAG_REPLIES,
-                      question=turns[-1].text(), history=history, principal=principal,
-                      options=options)
+        use_cache=body.use_cache, domain=domain)
+    # reply_to is set by the reply client (the gateway's private reply topic).
+    return RagRequest(request_id=new_request_id(), reply_to="rag.replies.pending",
+                      question=turns[-1].text(), history=history,
+                      credential=caller.credential, options=options)
+
+
+def _check_lengths(turns: list) -> None:
+    """The request topic's schema limits, answered at the edge as 422 with the reason instead
+    of an error from deep inside the pipeline."""
+    if len(turns) - 1 > MAX_HISTORY_TURNS:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+                            f"at most {MAX_HISTORY_TURNS + 1} user/assistant messages")
+    if len(turns[-1].text()) > MAX_QUESTION_CHARS:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+                            f"the question is longer than {MAX_QUESTION_CHARS} characters")
+    if any(len(turn.text()) > MAX_TURN_CHARS for turn in turns[:-1]):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+                            f"a history message is longer than {MAX_TURN_CHARS} characters")
+
+
+ERROR_STATUS = {
+    "unauthenticated": status.HTTP_401_UNAUTHORIZED,
+    "forbidden": status.HTTP_403_FORBIDDEN,
+    "unknown_adapter": status.HTTP_404_NOT_FOUND,
+    "schema_violation": status.HTTP_400_BAD_REQUEST,
+    "too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+}
 
 
 def _raise_for_error(reply: RagReply) -> None:
     if reply.status != "error":
         return
     error = reply.error or "the request failed"
-    if "UnknownAdapter" in error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, error)
-    if "schema_violation" in error:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, error)
-    raise HTTPException(status.HTTP_502_BAD_GATEWAY, error)
+    code = reply.error_code
+    if code is None and "UnknownAdapter" in error:  # replies from workers before error codes
+        code = "unknown_adapter"
+    raise HTTPException(ERROR_STATUS.get(code or "", status.HTTP_502_BAD_GATEWAY), error)
 
 
 def _to_completion(reply: RagReply, model: str) -> ChatCompletion:

@@ -23,7 +23,7 @@ import faust
 from faust.types import EventT
 from opentelemetry.trace import SpanKind
 
-from services.common import kafka_admin, telemetry
+from services.common import handoff, identity, kafka_admin, telemetry
 from services.common.config import get_settings
 from services.common.dlq import send_to_dlq
 from services.common.embeddings import embedder_from_settings
@@ -40,14 +40,17 @@ from services.common.topics import (
 )
 from services.guardrails import audit, handlers, input_stage, output_stage
 from services.guardrails.checks.canary import new_canary
-from services.guardrails.checks.results import StageVerdict
+from services.guardrails.checks.results import CheckResult, StageVerdict
 from services.guardrails.config import APP_ID, SERVICE_NAME, policy_store
+from services.guardrails.policy import DEFAULT_POLICY
 
 logger = logging.getLogger(__name__)
 settings = get_settings()
 app = make_app(APP_ID, settings)
 tracer = telemetry.tracer(__name__)
 policies = policy_store(settings)
+authenticator = identity.authenticator_from_settings(settings)
+draft_verifier = handoff.verifier_from_settings(settings, "draft", signer="rag")
 T = TypeVar("T")
 
 requests_topic = app.topic(RAG_REQUESTS)
@@ -110,7 +113,7 @@ async def screen(event: EventT) -> None:
         try:
             request = handlers.screen_request(message.value)
             if not reply_topic_exists(request.reply_to):
-                raise InvalidEvent("schema_violation",
+                raise InvalidEvent("forbidden",
                                    f"reply_to topic {request.reply_to!r} does not exist")
         except InvalidEvent as error:
             await send_to_dlq(dlq_topic, event, error, SERVICE_NAME)
@@ -119,6 +122,19 @@ async def screen(event: EventT) -> None:
                 await _send_reply(*routed)
             return
         span.set_attribute("request.id", request.request_id)
+        try:
+            request = handlers.authenticate(request, authenticator, DEFAULT_POLICY)
+        except InvalidEvent as error:
+            # Not a poison message but a refused caller: an error reply and an audit record.
+            span.set_attribute("guardrails.auth", error.error_type)
+            await _audit(request.request_id, auth_verdict(error), None, request.options.domain)
+            await _send_reply(request.reply_to, RagReply(
+                request_id=request.request_id, status="error", answer="",
+                error=f"{error.error_type}: {error.reason}", error_code=error.error_type))
+            return
+        principal = request.principal
+        assert principal is not None  # authenticate() always sets it
+        span.set_attribute("principal.id", principal.id)
         policy = policies.get(request.options.domain)
         try:
             verdict, history = await _in_thread(
@@ -128,16 +144,23 @@ async def screen(event: EventT) -> None:
             await _fail_closed(request.request_id, request.reply_to, "input", exc)
             return
         _record(span, verdict)
-        await _audit(request.request_id, verdict, request.principal.id, request.options.domain)
+        await _audit(request.request_id, verdict, principal.id, request.options.domain)
         if verdict.blocked:
             await _send_reply(request.reply_to, handlers.refusal_reply(
                 request, verdict, policy, audit.current_trace_id()))
             return
         screening = input_stage.screening_for(verdict, policy, new_canary())
         screened = handlers.screened_request(request, verdict, screening, history)
-        await (await screened_topic.send(key=request.request_id.encode(),
-                                         value=screened.to_json(),
-                                         headers=telemetry.inject_headers()))
+        await (await screened_topic.send(
+            key=request.request_id.encode(),
+            value=handoff.signed_json(screened, "screened-request", _signing_key()),
+            headers=telemetry.inject_headers()))
+
+
+def auth_verdict(error: InvalidEvent) -> StageVerdict:
+    """A refused credential as an input-stage decision, so the audit trail shows it."""
+    result = CheckResult("authentication", None, True, "block", error.reason[:300])
+    return StageVerdict("input", "identity", "", (result,))
 
 
 @app.agent(drafts_topic, concurrency=4)
@@ -151,9 +174,15 @@ async def finalize(event: EventT) -> None:
     with tracer.start_as_current_span("guardrails.output", kind=SpanKind.CONSUMER,
                                       context=telemetry.extract_context(message.headers)) as span:
         try:
-            reply_to, draft = handlers.finalize_draft(message.value)
+            reply_to, draft = handlers.finalize_draft(message.value, draft_verifier)
+            if not reply_topic_exists(reply_to):
+                raise InvalidEvent("forbidden", f"reply_to topic {reply_to!r} does not exist")
         except InvalidEvent as error:
             await send_to_dlq(dlq_topic, event, error, SERVICE_NAME)
+            if error.error_type == "unauthenticated":
+                routed = handlers.error_reply_for(message.value, error)
+                if routed is not None:
+                    await _send_reply(*routed)
             return
         span.set_attribute("request.id", draft.request_id)
         policy = policies.get(handlers.output_policy_name(draft))
@@ -200,7 +229,7 @@ async def _fail_closed(request_id: str, reply_to: str, stage: str, exc: Exceptio
     log(logger, logging.ERROR, "guardrail checks failed; request failed closed",
         request_id=request_id, stage=stage, error=repr(exc)[:300])
     await _send_reply(reply_to, RagReply(
-        request_id=request_id, status="error", answer="",
+        request_id=request_id, status="error", answer="", error_code="guardrails_unavailable",
         error=f"guardrails unavailable ({stage} stage): {type(exc).__name__}"))
 
 
@@ -220,13 +249,22 @@ def reply_topic_exists(topic: str) -> bool:
 
 
 @functools.cache
+def _signing_key() -> handoff.SigningKey:
+    return handoff.signing_key_from_settings(settings, "guardrails")
+
+
+@functools.cache
 def _admin() -> kafka_admin.AdminClient:
     return kafka_admin.admin(settings.kafka_bootstrap)
 
 
 async def _send_reply(reply_to: str, reply: RagReply) -> None:
-    # Reply topics are named by the requester; they must exist (auto-creation is off).
+    """Only to a client reply topic that exists: a bad reply_to is logged and dropped here
+    (its request was dead-lettered with the reason), never a blocked or crashing stage."""
+    if not handlers.allowed_reply_topic(reply_to) or not reply_topic_exists(reply_to):
+        log(logger, logging.WARNING, "reply dropped: reply_to is not an existing client reply "
+            "topic", request_id=reply.request_id, reply_to=reply_to[:250])
+        return
     topic = app.topic(reply_to)
     await (await topic.send(key=reply.request_id.encode(), value=reply.to_json(),
                             headers=telemetry.inject_headers()))
-

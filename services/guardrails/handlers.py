@@ -9,18 +9,21 @@ its checks live in ``output_stage``; here only the contract and routing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
+from services.common import handoff, identity
 from services.common.events import RagReply, RagRequest, Screening
 from services.common.exceptions import InvalidEvent
 from services.common.messages import decode_json, parse_model
+from services.common.reply_routing import (  # noqa: F401 - the stage's routing rules
+    REPLY_TOPIC_PREFIX,
+    allowed_reply_topic,
+    error_reply_for,
+)
 from services.guardrails.checks.results import StageVerdict
 from services.guardrails.config import MAX_DRAFT_BYTES, MAX_REQUEST_BYTES
 from services.guardrails.policy import DEFAULT_POLICY, Policy
-
-REPLY_TOPIC_PREFIX = "rag.replies"
 
 
 def screen_request(value: bytes | None) -> RagRequest:
@@ -28,41 +31,43 @@ def screen_request(value: bytes | None) -> RagRequest:
         raise InvalidEvent("schema_violation", "a request cannot be a tombstone")
     request = parse_model(RagRequest, decode_json(value, MAX_REQUEST_BYTES, "rag-request.v1"))
     if not allowed_reply_topic(request.reply_to):
-        raise InvalidEvent("schema_violation", f"reply_to {request.reply_to!r} is not a reply "
-                           f"topic ({REPLY_TOPIC_PREFIX} or {REPLY_TOPIC_PREFIX}.*)")
+        raise InvalidEvent("forbidden", f"reply_to {request.reply_to!r} is not a client reply "
+                           f"topic ({REPLY_TOPIC_PREFIX}.<client>)")
     return request
 
 
-def allowed_reply_topic(topic: str) -> bool:
-    """Answers may only go to reply topics: a request must not be able to write into
-    docs.changes or any other topic by naming it as its reply_to."""
-    return topic == REPLY_TOPIC_PREFIX or topic.startswith(REPLY_TOPIC_PREFIX + ".")
-
-
-def error_reply_for(value: bytes | None, error: InvalidEvent) -> tuple[str, RagReply] | None:
-    """An invalid request that still names request_id and reply_to gets an error reply, so
-    the caller learns why at once instead of waiting for a timeout."""
-    try:
-        raw = json.loads(value or b"")
-        request_id, reply_to = raw["request_id"], raw["reply_to"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    if not isinstance(request_id, str) or not isinstance(reply_to, str) or not request_id:
-        return None
-    if not allowed_reply_topic(reply_to):
-        return None
-    return reply_to, RagReply(request_id=request_id[:128], status="error", answer="",
-                              error=f"{error.error_type}: {error.reason}"[:2000])
-
-
-def finalize_draft(value: bytes | None) -> tuple[str, RagReply]:
-    """(reply topic, reply). The draft's reply_to is routing data, not part of the answer."""
+def finalize_draft(value: bytes | None, verifier: handoff.Verifier | None = None
+                   ) -> tuple[str, RagReply]:
+    """(reply topic, reply). The draft's reply_to is routing data, not part of the answer.
+    With a verifier, only a draft the rag worker signed, unaltered and seen once, passes."""
     if value is None:
         raise InvalidEvent("schema_violation", "a draft cannot be a tombstone")
-    draft = parse_model(RagReply, decode_json(value, MAX_DRAFT_BYTES, "rag-reply.v1"))
+    payload = decode_json(value, MAX_DRAFT_BYTES, "rag-reply.v1")
+    if verifier is not None:
+        verifier.check(payload, str(payload.get("request_id")))
+    draft = parse_model(RagReply, payload)
     if not draft.reply_to:
         raise InvalidEvent("schema_violation", "draft has no reply_to")
-    return draft.reply_to, draft.model_copy(update={"reply_to": None})
+    if not allowed_reply_topic(draft.reply_to):
+        raise InvalidEvent("forbidden", f"draft reply_to {draft.reply_to!r} is not a client "
+                           "reply topic")
+    return draft.reply_to, draft.model_copy(update={"reply_to": None, "handoff": None})
+
+
+def authenticate(request: RagRequest, authenticator: identity.Authenticator,
+                 default_domain: str) -> RagRequest:
+    """The request as the platform believes it: the principal and policy domain derived from
+    its verified credential, the credential itself dropped (it never travels further)."""
+    try:
+        who = authenticator.verify(request.credential)
+        domain = who.domain_for(request.options.domain, default_domain)
+    except identity.Unauthenticated as exc:
+        raise InvalidEvent("unauthenticated", str(exc)) from exc
+    except identity.Forbidden as exc:
+        raise InvalidEvent("forbidden", str(exc)) from exc
+    options = request.options.model_copy(update={"domain": domain})
+    return request.model_copy(update={"principal": who.principal, "credential": None,
+                                      "options": options, "screening": None, "handoff": None})
 
 
 def refusal_reply(request: RagRequest, verdict: StageVerdict, policy: Policy,

@@ -7,13 +7,14 @@ Run it with ``python -m services.rag``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 import faust
 from faust.types import EventT
 from opentelemetry.trace import SpanKind
 
-from services.common import telemetry
+from services.common import handoff, telemetry
 from services.common.config import get_settings
 from services.common.db import make_engine
 from services.common.dlq import send_to_dlq
@@ -22,10 +23,13 @@ from services.common.events import RagReply, RagRequest
 from services.common.exceptions import CustomLLMError, InvalidEvent
 from services.common.logs import log
 from services.common.messages import decode_json, parse_model
+from services.common.reply_routing import error_reply_for
 from services.common.streaming import make_app
 from services.common.topics import DOCS_STATUS, RAG_DRAFTS, RAG_REQUESTS_DLQ, RAG_SCREENED
 from services.rag import cache, pipeline
+from services.rag.adapter_policy import AdapterNotServable
 from services.rag.config import APP_ID, MAX_REQUEST_BYTES, SERVICE_NAME, rag_config
+from services.rag.generation.base import UnknownAdapter
 from services.rag.generation.factory import backend_from_settings
 from services.rag.rerank import reranker_from_path
 
@@ -40,6 +44,9 @@ deps = pipeline.RagDeps(
     config=rag_config(settings),
     reranker=reranker_from_path(settings.reranker_model_path),
 )
+
+screened_verifier = handoff.verifier_from_settings(settings, "screened-request",
+                                                   signer="guardrails")
 
 screened_topic = app.topic(RAG_SCREENED)
 drafts_topic = app.topic(RAG_DRAFTS)
@@ -66,10 +73,10 @@ async def handle_request(event: EventT) -> None:
     with tracer.start_as_current_span("rag.request", kind=SpanKind.CONSUMER,
                                       context=telemetry.extract_context(message.headers)) as span:
         try:
-            request = parse_model(RagRequest, decode_json(
-                message.value or b"", MAX_REQUEST_BYTES, "rag-request.v1"))
+            request = screened_request(message.value)
         except InvalidEvent as error:
             await send_to_dlq(dlq_topic, event, error, SERVICE_NAME)
+            await _error_draft_for(message.value, error)
             return
         span.set_attribute("request.id", request.request_id)
         try:
@@ -80,12 +87,44 @@ async def handle_request(event: EventT) -> None:
             log(logger, logging.WARNING, "request failed", request_id=request.request_id,
                 error=str(exc)[:300])
             span.record_exception(exc)
+            code = ("unknown_adapter" if isinstance(exc, UnknownAdapter)
+                    else "forbidden" if isinstance(exc, AdapterNotServable)
+                    else "generation_failed")
             reply = RagReply(request_id=request.request_id, status="error", answer="",
-                             error=f"{type(exc).__name__}: {exc}"[:2000])
+                             error=f"{type(exc).__name__}: {exc}"[:2000], error_code=code)
         span.set_attribute("reply.cached", reply.cached)
-        draft = reply.model_copy(update={"reply_to": request.reply_to})
-        await (await drafts_topic.send(key=request.request_id.encode(), value=draft.to_json(),
-                                       headers=telemetry.inject_headers()))
+        await _send_draft(reply.model_copy(update={"reply_to": request.reply_to}))
+
+
+def screened_request(value: bytes | None) -> RagRequest:
+    """A screened request is believed only with the input guardrail's valid signature: the
+    principal, the directives and the question it carries are what that stage decided."""
+    payload = decode_json(value or b"", MAX_REQUEST_BYTES, "rag-request.v1")
+    screened_verifier.check(payload, str(payload.get("request_id")))
+    request = parse_model(RagRequest, payload)
+    if request.principal is None or request.screening is None:
+        raise InvalidEvent("unauthenticated", "signed request without principal or screening")
+    return request
+
+
+async def _send_draft(draft: RagReply) -> None:
+    await (await drafts_topic.send(
+        key=draft.request_id.encode(), value=handoff.signed_json(draft, "draft", _signing_key()),
+        headers=telemetry.inject_headers()))
+
+
+async def _error_draft_for(value: bytes | None, error: InvalidEvent) -> None:
+    """The requester of a refused hand-off learns why (through the output stage, which alone
+    may write replies), instead of waiting for a timeout."""
+    routed = error_reply_for(value, error)
+    if routed is not None:
+        reply_to, reply = routed
+        await _send_draft(reply.model_copy(update={"reply_to": reply_to}))
+
+
+@functools.cache
+def _signing_key() -> handoff.SigningKey:
+    return handoff.signing_key_from_settings(settings, "rag")
 
 
 @app.agent(status_topic)

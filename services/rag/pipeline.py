@@ -19,7 +19,8 @@ from sqlalchemy.engine import Engine
 from services.common import metrics
 from services.common.embeddings import Embedder
 from services.common.events import DraftEvidence, RagReply, RagRequest
-from services.rag import cache, handlers, screening
+from services.common.exceptions import CustomLLMError
+from services.rag import adapter_policy, cache, handlers, screening
 from services.rag.access import scope_for, scope_key
 from services.rag.config import RagConfig
 from services.rag.context import build_context
@@ -74,6 +75,10 @@ async def answer(request: RagRequest, deps: RagDeps) -> RagReply:
     started = time.perf_counter()
     timer = _Timer()
     config, options, principal = deps.config, request.options, request.principal
+    if principal is None:
+        raise CustomLLMError("request without a verified principal")
+    if options.adapter is not None:
+        await _in_thread(adapter_policy.check_servable, deps.engine, options.adapter, principal)
     # A domain names a guardrail policy and, where one exists, a prompt template; a domain
     # with a policy of its own but no template uses the worker's default template.
     template = load_template(options.domain if options.domain in domains() else config.domain)

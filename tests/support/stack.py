@@ -49,7 +49,7 @@ class LocalStack:
         try:
             kafka.start(state, settings.kafka_port, settings.kafka_controller_port,
                         settings.kafka_heap)
-            security.provision_local(state, settings.kafka_bootstrap)
+            security.provision_all(settings)
             postgres.start(state, settings.postgres_port)
             migrate.upgrade(settings.sqlalchemy_url)
             kafka_admin.ensure_topics(settings.kafka_bootstrap, settings.topic_partitions,

@@ -21,7 +21,9 @@ def backend_from_settings(settings: Settings) -> GenerationBackend:
     if kind == "tgi":
         from services.rag.generation.tgi_backend import TgiBackend
 
-        return TgiBackend(settings.tgi_url, timeout_s=settings.generation_timeout_s)
+        key = settings.tgi_api_key.get_secret_value() if settings.tgi_api_key else None
+        return TgiBackend(settings.tgi_url, timeout_s=settings.generation_timeout_s,
+                          api_key=key)
     if kind == "openai":
         from services.rag.generation.openai_backend import OpenAIBackend
 

@@ -67,17 +67,23 @@ class TgiBackend:
 
     name = "tgi"
 
-    def __init__(self, url: str, timeout_s: float = 120.0, model: str | None = None) -> None:
+    def __init__(self, url: str, timeout_s: float = 120.0, model: str | None = None,
+                 api_key: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
         self.model = model or f"tgi@{self.url}"
-        self._client = AsyncClient(self.url, timeout=timeout_s)  # type: ignore[arg-type]
+        # The platform's own model server (and most TGI deployments behind a proxy) wants a
+        # bearer key; the key is never logged or put in the model name.
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = AsyncClient(self.url, headers=self._headers,  # type: ignore[arg-type]
+                                   timeout=timeout_s)
 
     def warm_up(self) -> None:
         """Learn the served model's id from ``/info``. A server that is not up yet is only
         logged: it may well start after this worker, and each request reports its own error."""
         try:
-            info = requests.get(f"{self.url}/info", timeout=min(self.timeout_s, 10.0))
+            info = requests.get(f"{self.url}/info", headers=self._headers,
+                                timeout=min(self.timeout_s, 10.0))
             info.raise_for_status()
             self.model = str(info.json().get("model_id") or self.model)
         except (requests.RequestException, ValueError) as exc:
@@ -167,7 +173,8 @@ class TgiBackend:
                 yield StreamResponse(**event)
 
     def _session(self) -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        return aiohttp.ClientSession(headers=self._headers,
+                                     timeout=aiohttp.ClientTimeout(total=self.timeout_s))
 
     def _server_error(self, status: int, body: Any, request: GenerationRequest) -> Exception:
         body = body if isinstance(body, dict) else {}

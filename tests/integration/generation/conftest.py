@@ -17,7 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from services.common.config import Settings
-from services.gateway import engine_state, tgi_routes
+from services.model_server import engine_state, tgi_routes
 from services.rag.generation.local_engine import LocalEngine
 
 

@@ -4,7 +4,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from services.gateway import engine_state, tgi_routes
+from services.model_server import engine_state, tgi_routes
 
 pytestmark = pytest.mark.unit
 

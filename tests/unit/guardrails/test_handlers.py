@@ -15,20 +15,20 @@ pytestmark = pytest.mark.unit
 
 
 def _request(**overrides) -> dict:
-    base = RagRequest(request_id="r1", reply_to="rag.replies", question="q",
+    base = RagRequest(request_id="r1", reply_to="rag.replies.app", question="q",
                       principal=Principal(id="u")).to_dict()
     return {**base, **overrides}
 
 
 @pytest.mark.parametrize("topic, allowed", [
-    ("rag.replies", True), ("rag.replies.team-a", True), ("docs.changes", False),
-    ("rag.repliesX", False), ("rag.requests", False)])
+    ("rag.replies", False), ("rag.replies.", False), ("rag.replies.team-a", True),
+    ("docs.changes", False), ("rag.repliesX", False), ("rag.requests", False)])
 def test_reply_topics_are_restricted(topic, allowed):
     assert allowed_reply_topic(topic) is allowed
 
 
 def test_a_request_cannot_route_its_answer_into_another_topic():
-    with pytest.raises(InvalidEvent, match="not a reply topic"):
+    with pytest.raises(InvalidEvent, match="not a client reply topic"):
         screen_request(json.dumps(_request(reply_to="docs.changes")).encode())
 
 
@@ -41,8 +41,8 @@ def test_invalid_request_with_routing_gets_an_error_reply():
     with pytest.raises(InvalidEvent) as caught:
         screen_request(value)
     topic, reply = error_reply_for(value, caught.value)
-    assert topic == "rag.replies" and reply.status == "error" and reply.request_id == "r1"
-    assert "schema_violation" in reply.error
+    assert topic == "rag.replies.app" and reply.status == "error" and reply.request_id == "r1"
+    assert "schema_violation" in reply.error and reply.error_code == "schema_violation"
 
 
 def test_no_error_reply_without_routing_or_to_a_foreign_topic():
@@ -57,6 +57,33 @@ def test_finalize_draft_strips_routing():
     assert topic == "rag.replies.x" and reply.reply_to is None and reply.answer == "a"
     with pytest.raises(InvalidEvent, match="no reply_to"):
         finalize_draft(RagReply(request_id="r1", answer="a").to_json())
+    with pytest.raises(InvalidEvent, match="not a client reply topic"):
+        finalize_draft(RagReply(request_id="r1", answer="a", reply_to="docs.changes").to_json())
+
+
+def test_authenticate_derives_the_principal_and_drops_the_credential(tmp_path):
+    from services.common import identity
+    from services.guardrails.handlers import authenticate
+
+    keys = tmp_path / "keys.yaml"
+    alice = Principal(id="alice", groups=["finance"], clearance="confidential")
+    key = identity.add_key(keys, "alice", alice, domains=["finance"])
+    auth = identity.Authenticator(identity.KeyStore(keys))
+    mallory = Principal(id="mallory", groups=["security-team"], clearance="restricted")
+    request = RagRequest.model_validate({**_request(), "principal": mallory.model_dump(),
+                                         "credential": key})
+    trusted = authenticate(request, auth, "default")
+    assert trusted.principal == alice and trusted.credential is None
+    assert trusted.options.domain == "finance"
+    for bad in (None, "cllm_forged"):
+        with pytest.raises(InvalidEvent) as caught:
+            authenticate(request.model_copy(update={"credential": bad}), auth, "default")
+        assert caught.value.error_type == "unauthenticated"
+    other_domain = request.model_copy(update={"options": request.options.model_copy(
+        update={"domain": "hr"})})
+    with pytest.raises(InvalidEvent) as caught:
+        authenticate(other_domain, auth, "default")
+    assert caught.value.error_type == "forbidden"
 
 
 # --- input stage routing (refusal at once / screened request) -----------------------------------

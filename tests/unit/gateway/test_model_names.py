@@ -2,32 +2,10 @@ import pytest
 from fastapi import HTTPException
 
 from services.common.config import Settings
-from services.gateway.auth import DEV_KEY, DEV_PRINCIPAL, load_keys, principal_for
 from services.gateway.model_names import available_adapters, split_model
 
 pytestmark = pytest.mark.unit
 BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
-
-
-def test_dev_key_without_a_keys_file():
-    assert principal_for(f"Bearer {DEV_KEY}", load_keys(None)) == DEV_PRINCIPAL
-
-
-@pytest.mark.parametrize("header", [None, "", "Basic abc", "Bearer nope"])
-def test_missing_or_unknown_keys_are_401(header):
-    with pytest.raises(HTTPException) as caught:
-        principal_for(header, load_keys(None))
-    assert caught.value.status_code == 401
-
-
-def test_keys_file_maps_keys_to_principals(tmp_path):
-    path = tmp_path / "keys.yaml"
-    path.write_text("keys:\n  k1: {id: alice, groups: [finance], clearance: confidential}\n")
-    principal = principal_for("Bearer k1", load_keys(path))
-    assert (principal.id, principal.groups, principal.clearance) == (
-        "alice", ["finance"], "confidential")
-    with pytest.raises(HTTPException):
-        principal_for(f"Bearer {DEV_KEY}", load_keys(path))
 
 
 @pytest.mark.parametrize("model, adapter", [

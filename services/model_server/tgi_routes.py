@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.logs import log
-from services.gateway import engine_state
+from services.model_server import engine_state
 from services.rag.generation.base import (
     MAX_STOP_SEQUENCES,
     GenerationError,
@@ -49,7 +49,7 @@ from services.rag.generation.local_engine import LocalEngine
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_NEW_TOKENS = 100  # TGI's default when a request names none
-SERVER_NAME = "customllm-gateway"
+SERVER_NAME = "customllm-model-server"
 
 
 @asynccontextmanager
