@@ -2,7 +2,7 @@
 
 Order matters and is fixed: normalize (so no check is fooled by invisible characters or
 full-width letters) → length → prompt injection in layers (rules, similarity to known
-attacks, the trained classifier) → toxicity → PII. PII comes last so every detector sees the
+attacks, the learned head) → hate → toxicity → PII. PII comes last so every detector sees the
 question as the user meant it, and only what goes on is redacted. Every check runs and is
 recorded even after one blocks, so the audit trail and ``customllm guardrails check`` show
 the whole picture; a blocked question gets no retrieval and no generation.
@@ -24,7 +24,9 @@ from services.common.config import Settings
 from services.common.events import Screening
 from services.common.text_normalize import normalize
 from services.guardrails import classifier as classifier_mod
+from services.guardrails import hate as hate_mod
 from services.guardrails.attack_corpus import EmbedFn
+from services.guardrails.checks.hate import check_hate
 from services.guardrails.checks.injection_classifier import check_injection_classifier
 from services.guardrails.checks.injection_rules import check_injection_rules
 from services.guardrails.checks.injection_similarity import check_injection_similarity
@@ -32,7 +34,7 @@ from services.guardrails.checks.normalize import length_result, normalize_result
 from services.guardrails.checks.pii import check_pii
 from services.guardrails.checks.results import CheckResult, StageVerdict
 from services.guardrails.checks.toxicity import check_toxicity
-from services.guardrails.classifier import InjectionClassifier
+from services.guardrails.linear_head import LinearHead, head_path
 from services.guardrails.policy import Policy
 
 logger = logging.getLogger(__name__)
@@ -43,14 +45,17 @@ class InputDeps:
     """What the checks need beyond the text. Any of them may be None: the check that needs it
     is then recorded as skipped, with the reason.
 
-    ``classifier`` pins a model (tests, benchmarks); otherwise the policy's
-    ``injection_classifier.model`` or ``<state_dir>/guardrails/injection-classifier.skops`` is
-    used, re-read when the file changes.
+    ``embed`` is the sentence encoder: the learned heads (injection, hate) score its vectors,
+    and the similarity layer queries with them. ``classifier`` and ``hate_head`` pin a head
+    (tests, benchmarks); otherwise the policy's ``model``, else the one ``customllm
+    guardrails train`` wrote under ``<state_dir>/guardrails/``, else the packaged one is used,
+    re-read when the file changes.
     """
 
     engine: Engine | None = None
     embed: EmbedFn | None = None
-    classifier: InjectionClassifier | None = None
+    classifier: LinearHead | None = None
+    hate_head: LinearHead | None = None
     state_dir: Path | None = None
     _local: threading.local = field(default_factory=threading.local, init=False, repr=False)
 
@@ -62,27 +67,29 @@ class InputDeps:
             self._local.timings = {}
         return self._local.timings
 
-    def classifier_for(self, policy: Policy) -> InjectionClassifier | None:
+    def classifier_for(self, policy: Policy) -> LinearHead | None:
         if self.classifier is not None:
             return self.classifier
-        configured = policy.input.injection_classifier.model
-        if configured:
-            path = Path(configured).expanduser()
-        elif self.state_dir is not None:
-            path = classifier_mod.default_model_path(self.state_dir)
-        else:
-            return None
-        return classifier_mod.load_cached(path)
+        return classifier_mod.load_cached(head_path(
+            policy.input.injection_classifier.model, self.state_dir, classifier_mod.MODEL_FILE,
+            classifier_mod.PACKAGED_MODEL))
+
+    def hate_head_for(self, policy: Policy) -> LinearHead | None:
+        if self.hate_head is not None:
+            return self.hate_head
+        return hate_mod.load_cached(head_path(policy.input.hate.model, self.state_dir,
+                                              hate_mod.MODEL_FILE, hate_mod.PACKAGED_MODEL))
 
 
 def load_input_deps(settings: Settings, with_database: bool = True) -> InputDeps:
     """Deps for a running service: the shared database (attack corpus) and the packaged
-    MiniLM embedder, loaded lazily on first use."""
+    MiniLM embedder, loaded lazily on first use (the learned heads need it even without a
+    database)."""
     from services.common.db import make_engine
     from services.common.embeddings import embedder_from_settings
 
     engine = make_engine(settings.sqlalchemy_url, pool_size=4) if with_database else None
-    embed = embedder_from_settings(settings).encode if with_database else None
+    embed = embedder_from_settings(settings).encode
     return InputDeps(engine=engine, embed=embed, state_dir=settings.state_path)
 
 
@@ -117,8 +124,10 @@ def screen_input(question: str, policy: Policy, deps: InputDeps) -> StageVerdict
                                               deps.embed))
     t = timed("injection_similarity", t)
     results.append(check_injection_classifier(text, inp.injection_classifier,
-                                              deps.classifier_for(policy)))
+                                              deps.classifier_for(policy), deps.embed))
     t = timed("injection_classifier", t)
+    results.append(check_hate(text, inp.hate, deps.hate_head_for(policy), deps.embed))
+    t = timed("hate", t)
     results.append(check_toxicity(text, inp.toxicity))
     t = timed("toxicity", t)
     pii_result, redacted = check_pii(text, inp.pii)

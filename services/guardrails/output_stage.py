@@ -1,8 +1,9 @@
 """The output stage: a draft answer → checks → the reply the requester may see.
 
 Order matters: the canary is checked on the raw answer (before redaction could hide it),
-citations against the draft's evidence, PII redaction next (so toxicity and the final text see
-the redacted answer), grounding on the raw answer (redaction tags would not match the context).
+citations against the draft's evidence, PII redaction next (so toxicity, hate and the final
+text see the redacted answer), grounding on the raw answer (redaction tags would not match the
+context).
 Abstentions and error drafts assert nothing and skip the answer checks.
 """
 
@@ -11,17 +12,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from services.common.events import Citation, Decision, RagReply, RetrievedChunk
+from services.guardrails import hate
 from services.guardrails.checks.canary import check_canary
 from services.guardrails.checks.citations import check_citations, without_invalid
 from services.guardrails.checks.grounding import Ask, check_grounding
+from services.guardrails.checks.hate import check_hate
 from services.guardrails.checks.output_pii import FindPii, redact_output, with_policy_patterns
 from services.guardrails.checks.results import CheckResult, StageVerdict
 from services.guardrails.config import JUDGE_MAX_TOKENS, JUDGE_TIMEOUT_S
+from services.guardrails.linear_head import LinearHead, head_path
 from services.guardrails.policy import CheckPolicy, Policy
 
 if TYPE_CHECKING:
@@ -32,12 +37,14 @@ Embed = Callable[[list[str]], np.ndarray]
 
 @dataclass
 class OutputDeps:
-    """What the checks call: embeddings (grounding), the PII detector, the toxicity scorer and
-    an optional judge (``ask(prompt) -> reply``); all swappable in tests."""
+    """What the checks call: embeddings (grounding, the hate head), the PII detector, the
+    toxicity scorer, the hate head and an optional judge (``ask(prompt) -> reply``); all
+    swappable in tests."""
 
     embed: Embed | None
     find_pii: FindPii
     toxicity: Callable[[str], float] | None = None
+    hate_head: LinearHead | None = None
     judge: Ask | None = None
     no_answer_for: Callable[[str | None], str | None] = field(default=lambda _t: None)
 
@@ -70,8 +77,10 @@ def load_output_deps(settings: Settings, loop: asyncio.AbstractEventLoop | None 
         future = asyncio.run_coroutine_threadsafe(backend[0].generate(request), loop)
         return future.result(JUDGE_TIMEOUT_S).text
 
+    hate_head = hate.load_cached(head_path(None, settings.state_path, hate.MODEL_FILE,
+                                           hate.PACKAGED_MODEL))
     return OutputDeps(embed=embed, find_pii=find_pii, toxicity=toxicity_score,
-                      judge=judge, no_answer_for=no_answer_for)
+                      hate_head=hate_head, judge=judge, no_answer_for=no_answer_for)
 
 
 def warm_up(deps: OutputDeps) -> None:
@@ -131,6 +140,8 @@ def screen_output(draft: RagReply, policy: Policy, deps: OutputDeps) -> StageVer
                              {**pii.result.details, "citations": pii.citations})
     results.append(pii_result)
     results.append(check_toxicity(pii.answer, deps.toxicity, out.toxicity))
+    hate_head = hate.load_cached(Path(out.hate.model)) if out.hate.model else deps.hate_head
+    results.append(check_hate(pii.answer, out.hate, hate_head, deps.embed))
     results.append(check_grounding(answer, _cited_context(citations, retrieved),
                                    out.grounding, deps.embed,
                                    deps.no_answer_for(draft.template_version), deps.judge))

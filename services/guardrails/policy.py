@@ -60,8 +60,13 @@ class CheckPolicy(_Strict):
 
 
 class ClassifierPolicy(CheckPolicy):
-    model: str | None = Field(default=None, description="trained model file; default: the one "
-                              "`customllm guardrails train` wrote under <state>/guardrails/")
+    """A learned head's check. Without ``threshold`` the head's own calibrated operating point
+    applies (chosen on held-out scores when it was trained); a number overrides it."""
+
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)  # type: ignore[assignment]
+    model: str | None = Field(default=None, description="head file (JSON); default: the one "
+                              "`customllm guardrails train` wrote under <state>/guardrails/, "
+                              "else the one shipped in the package")
 
 
 class PatternPolicy(_Strict):
@@ -106,7 +111,10 @@ class InputPolicy(_Strict):
     pii: PiiPolicy = PiiPolicy()
     injection_rules: CheckPolicy = CheckPolicy(threshold=0.5)
     injection_similarity: CheckPolicy = CheckPolicy(threshold=0.88)
-    injection_classifier: ClassifierPolicy = ClassifierPolicy(threshold=0.8)
+    injection_classifier: ClassifierPolicy = ClassifierPolicy()
+    # Hate (attacks on people for who they are) and toxicity (profanity, insults) are separate
+    # checks with separate actions: offensive words are not hate, and hate needs none.
+    hate: ClassifierPolicy = ClassifierPolicy()
     toxicity: CheckPolicy = CheckPolicy(threshold=0.8)
 
 
@@ -145,6 +153,7 @@ class GroundingPolicy(_Strict):
 class OutputPolicy(_Strict):
     pii: OutputPiiPolicy = OutputPiiPolicy()
     toxicity: CheckPolicy = CheckPolicy(threshold=0.8)
+    hate: ClassifierPolicy = ClassifierPolicy()
     canary: CheckPolicy = CheckPolicy(threshold=1.0)
     grounding: GroundingPolicy = GroundingPolicy()
     citations: CheckPolicy = CheckPolicy(threshold=1.0, action="block")

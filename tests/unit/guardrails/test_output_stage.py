@@ -61,11 +61,11 @@ def test_a_clean_grounded_answer_passes_every_check():
     assert not verdict.blocked and verdict.text == draft.answer
     assert _by_check(verdict) == {"canary": "allow", "citations": "allow",
                                   "output_pii": "allow", "toxicity": "allow",
-                                  "grounding": "allow"}
+                                  "hate": "skip", "grounding": "allow"}
     reply = final_reply(draft, verdict, POLICY)
     assert reply.status == "ok" and reply.evidence is None and reply.reply_to is None
     assert [d.check for d in reply.guardrails] == [
-        "injection_rules", "canary", "citations", "output_pii", "toxicity", "grounding"]
+        "injection_rules", "canary", "citations", "output_pii", "toxicity", "hate", "grounding"]
     assert {d.stage for d in reply.guardrails} == {"input", "output"}
     assert all(d.policy_version == POLICY.policy_version for d in reply.guardrails)
 
@@ -171,3 +171,19 @@ def test_the_policys_own_identifiers_are_redacted_from_answers_too():
     reply = final_reply(draft, verdict, POLICY)
     assert "EMP-123456" not in reply.answer and "<EMPLOYEE_ID>" in reply.answer
     assert "EMP-123456" not in (reply.citations[0].text or "")
+
+
+def test_hate_in_an_answer_has_its_own_check_and_action(embed):
+    import dataclasses
+
+    import numpy as np
+
+    from services.guardrails.linear_head import LinearHead
+
+    fires = dataclasses.replace(DEPS, embed=embed, hate_head=LinearHead(np.zeros(64), 5.0, 0.5))
+    verdict = screen_output(_draft("The Zorblax reactor is cooled by liquid helium [1]."),
+                            POLICY, fires)
+    hate = next(r for r in verdict.results if r.check == "hate")
+    assert hate.triggered and hate.action == POLICY.output.hate.action == "block"
+    assert verdict.blocked and verdict.text == POLICY.refusal_message
+    assert next(r for r in verdict.results if r.check == "toxicity").action == "allow"

@@ -1,0 +1,76 @@
+"""Rebuild the heads that ship in ``services/guardrails/models/`` (run from the repository
+root; the data card, ``models/README.md``, quotes this command):
+
+    .venv/bin/python -m services.guardrails.build_heads \\
+        --injections ../shared/datasets/prompt_injections_train.jsonl \\
+        --squad ../shared/datasets/squad_v11_train_11articles.json \\
+        --tweets ../shared/datasets/hate_offensive_tweets.jsonl
+
+Public data sets are read from the paths given; only the fitted coefficients, the calibrated
+threshold and the counts per source are written (no text from any data set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from services.common.logs import log
+from services.guardrails import classifier, hate, linear_head, sources
+from services.guardrails.embed_cache import CachedEmbed
+
+logger = logging.getLogger(__name__)
+MODELS = Path(__file__).parent / "models"
+SEED = 0
+
+
+def build_injection(embed: CachedEmbed, deepset: Path, squad: Path) -> Path:
+    named = sources.injection_sources(deepset, squad)
+    texts = [t for s in named.values() for t in s.texts]
+    labels = [y for s in named.values() for y in s.labels]
+    head, report = classifier.train(texts, labels, embed, seed=SEED,
+                                    sources=[f"{s.name}: {len(s.texts)} texts, "
+                                             f"{sum(s.labels)} attacks"
+                                             for s in named.values()])
+    log(logger, logging.INFO, "injection head", threshold=round(head.threshold, 4),
+        **{k: v["detection_rate"] for k, v in report.metrics.items()})
+    return linear_head.save(head, MODELS / "injection_head.json")
+
+
+def build_hate(embed: CachedEmbed, tweets_path: Path) -> Path:
+    parts = [sources.tweets(tweets_path), sources.hate_functional()]
+    texts = [t for s in parts for t in s.texts]
+    labels = [y for s in parts for y in s.labels]
+    head, report = hate.train(texts, labels, embed, seed=SEED,
+                              sources=[f"{s.name}: {len(s.texts)} texts, {sum(s.labels)} hate"
+                                       for s in parts])
+    log(logger, logging.INFO, "hate head", threshold=round(head.threshold, 4),
+        **{k: v["detection_rate"] for k, v in report.metrics.items()})
+    return linear_head.save(head, MODELS / "hate_head.json")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--injections", type=Path, required=True)
+    parser.add_argument("--squad", type=Path, required=True)
+    parser.add_argument("--tweets", type=Path, required=True)
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="embedding cache (npz) shared with the benchmark")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from services.common.config import get_settings
+    from services.common.embeddings import embedder_from_settings
+
+    embed = CachedEmbed(embedder_from_settings(get_settings()).encode, args.cache)
+    try:
+        build_injection(embed, args.injections, args.squad)
+        build_hate(embed, args.tweets)
+    finally:
+        embed.save()
+
+
+if __name__ == "__main__":
+    main()

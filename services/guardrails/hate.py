@@ -1,0 +1,123 @@
+"""Hate speech, as distinct from offensive language: a logistic head over MiniLM embeddings.
+
+Why a separate check: the toxicity model (``checks/toxicity.py``) scores profanity, so it
+flags counter-speech that quotes a slur and misses hate phrased politely. Hate here means an
+attack on people for a protected characteristic (race, religion, ethnicity, nationality,
+gender, sexual orientation, disability). The packaged head (``models/hate_head.json``, data
+card in ``models/README.md``) is trained class-balanced on crowd-labelled tweets (hate vs.
+offensive-or-neither) plus the project's own hand-written cases; its threshold is calibrated
+on held-out scores to ``TARGET_FPR`` false positives among non-hateful texts, most of which
+are offensive: the hard negatives for this task.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.common.exceptions import CustomLLMError
+from services.common.text_normalize import normalize, skeleton
+from services.guardrails import head_training, linear_head
+from services.guardrails.head_training import CvReport, EmbedFn
+from services.guardrails.linear_head import HeadError, LinearHead
+
+MODEL_FILE = "hate-head.json"
+PACKAGED_MODEL = Path(__file__).parent / "models" / "hate_head.json"
+TARGET_FPR = 0.05
+C = 3.0
+HATE_LABELS = {"hate": 1, "offensive": 0, "neither": 0, "not_hate": 0, "1": 1, "0": 0}
+
+_HANDLE = re.compile(r"(?:\bRT\s+)?@\w+:?")
+_URL = re.compile(r"https?://\S+")
+_SPACES = re.compile(r"\s+")
+
+
+class HateModelError(CustomLLMError):
+    """Training data unusable, or a head file missing or malformed."""
+
+
+def clean(text: str) -> str:
+    """Social-media noise out (retweet markers, handles, URLs, HTML entities): it tells the
+    head where a text came from, not whether it is hateful."""
+    text = html.unescape(html.unescape(normalize(text).text))
+    text = _URL.sub(" ", _HANDLE.sub(" ", text))
+    return _SPACES.sub(" ", text).strip(" !:\"'")
+
+
+def views(text: str) -> list[str]:
+    """The cleaned text, and its skeleton when different (a slur in leetspeak or spaced out
+    reads as the word)."""
+    cleaned = clean(text)
+    if not cleaned:
+        return []
+    skel = skeleton(cleaned)
+    return [cleaned] if skel == cleaned.lower() else [cleaned, skel]
+
+
+def predict_proba(head: LinearHead, texts: Sequence[str], embed: EmbedFn) -> np.ndarray:
+    return linear_head.max_over_views(head, [views(t) for t in texts], embed)
+
+
+def read_jsonl(path: Path) -> tuple[list[str], list[int], list[str]]:
+    """``{"text", "label"}`` lines with label ``hate`` / ``offensive`` / ``neither`` (or 1 /
+    0); returns texts, binary labels (1 = hate) and the original labels."""
+    texts: list[str] = []
+    labels: list[int] = []
+    kinds: list[str] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise HateModelError(f"cannot read {path}: {exc}") from exc
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            text, kind = row["text"], str(row["label"])
+            label = HATE_LABELS[kind]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise HateModelError(f"{path}:{number}: expected text and a label in "
+                                 f"{sorted(HATE_LABELS)}: {exc}") from exc
+        texts.append(str(text))
+        labels.append(label)
+        kinds.append(kind)
+    return texts, labels, kinds
+
+
+def train(texts: Sequence[str], labels: Sequence[int], embed: EmbedFn, seed: int = 0,
+          folds: int = 5, sources: Sequence[str] = (),
+          progress: Callable[[int, int], None] | None = None) -> tuple[LinearHead, CvReport]:
+    if min(sum(labels), len(labels) - sum(labels)) < folds:
+        raise HateModelError(f"need at least {folds} hateful and {folds} other texts")
+    data = head_training.embed_texts(texts, embed, views)
+    meta: dict[str, Any] = {"task": "hate (1) vs offensive or neither (0)",
+                            "sources": list(sources)}
+    return head_training.train(data, labels, C, TARGET_FPR, seed, folds, meta, progress)
+
+
+_CACHE: dict[Path, tuple[int, LinearHead]] = {}
+_LOCK = threading.Lock()
+
+
+def load_cached(path: Path) -> LinearHead | None:
+    """The head at ``path``, re-read when the file changes; None when there is none."""
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    with _LOCK:
+        cached = _CACHE.get(path)
+        if cached is None or cached[0] != mtime:
+            try:
+                cached = (mtime, linear_head.load(path))
+            except HeadError as exc:
+                raise HateModelError(str(exc)) from exc
+            _CACHE[path] = cached
+        return cached[1]

@@ -1,0 +1,164 @@
+"""A logistic-regression head over sentence embeddings, stored as plain JSON.
+
+Why this shape: the platform already loads MiniLM, so features cost one embedding call; a
+linear head on top carries to phrasings its training data never had (paraphrases land near
+each other in embedding space, which word n-grams cannot do), and it is a few kilobytes of
+numbers. JSON rather than a pickle: loading a model file can never run code, and the file
+diffs and reviews like any other.
+
+The operating threshold is *calibrated*: chosen on out-of-fold scores of the training data
+(every text scored by a head that never saw it) to meet a target false-positive rate, so it is
+never picked on the data it is later reported on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.common.exceptions import CustomLLMError
+
+HEAD_FORMAT = "customllm.linear-head/1"
+
+
+class HeadError(CustomLLMError):
+    """A head file is missing, malformed, or does not fit the encoder."""
+
+
+@dataclass(frozen=True)
+class LinearHead:
+    """``p = sigmoid(x · coef + intercept)``; ``threshold`` is the calibrated operating point."""
+
+    coef: np.ndarray
+    intercept: float
+    threshold: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def proba(self, features: np.ndarray) -> np.ndarray:
+        """Probability of the positive class per row of ``features``."""
+        if len(features) == 0:
+            return np.zeros(0)
+        if features.shape[1] != self.coef.shape[0]:
+            raise HeadError(f"head expects {self.coef.shape[0]} features, got "
+                            f"{features.shape[1]} (trained for another encoder?)")
+        logits = np.asarray(features, dtype=np.float64) @ self.coef + self.intercept
+        return 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
+
+
+def fit(features: np.ndarray, labels: Sequence[int], c: float = 3.0,
+        seed: int = 0) -> tuple[np.ndarray, float]:
+    """Class-balanced L2 logistic regression (minority classes are often the rare ones that
+    matter: attacks, hate). Returns (coef, intercept)."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=c, class_weight="balanced", max_iter=5000, random_state=seed)
+    model.fit(features, np.asarray(labels))
+    return model.coef_[0].astype(np.float64), float(model.intercept_[0])
+
+
+def out_of_fold(features: np.ndarray, labels: Sequence[int], folds: int = 5, c: float = 3.0,
+                seed: int = 0) -> np.ndarray:
+    """Every row's probability from a head trained on the other folds (stratified)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(labels)
+    scores = np.zeros(len(y))
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train_idx, test_idx in splitter.split(features, y):
+        coef, intercept = fit(features[train_idx], y[train_idx], c, seed)
+        head = LinearHead(coef, intercept, 0.5)
+        scores[test_idx] = head.proba(features[test_idx])
+    return scores
+
+
+def threshold_for_fpr(labels: Sequence[int], scores: Sequence[float],
+                      max_fpr: float) -> float:
+    """The lowest threshold whose false-positive rate on these (validation) scores is at most
+    ``max_fpr``: as much detection as that budget of false refusals allows."""
+    y = np.asarray(labels)
+    negatives = np.sort(np.asarray(scores, dtype=np.float64)[y == 0])
+    if len(negatives) == 0:
+        return 0.5
+    allowed = int(np.floor(max_fpr * len(negatives)))  # negatives that may score ≥ threshold
+    if allowed >= len(negatives):
+        return float(negatives[0])
+    # Just above the (allowed+1)-th highest negative, so at most ``allowed`` reach it.
+    cut = negatives[len(negatives) - allowed - 1]
+    return float(min(1.0, np.nextafter(cut, np.inf)))
+
+
+def to_json(head: LinearHead) -> dict[str, Any]:
+    return {"format": HEAD_FORMAT, "dim": int(head.coef.shape[0]),
+            "intercept": head.intercept, "threshold": head.threshold,
+            "coef": [round(float(v), 7) for v in head.coef], "meta": head.meta}
+
+
+def from_json(raw: dict[str, Any], where: str = "<head>") -> LinearHead:
+    try:
+        if raw["format"] != HEAD_FORMAT:
+            raise HeadError(f"{where}: format {raw['format']!r}, expected {HEAD_FORMAT!r}")
+        coef = np.asarray(raw["coef"], dtype=np.float64)
+        if coef.ndim != 1 or coef.shape[0] != int(raw["dim"]):
+            raise HeadError(f"{where}: coef has shape {coef.shape}, dim says {raw['dim']}")
+        threshold = float(raw["threshold"])
+        if not 0.0 <= threshold <= 1.0:
+            raise HeadError(f"{where}: threshold {threshold} outside [0, 1]")
+        return LinearHead(coef, float(raw["intercept"]), threshold, dict(raw.get("meta", {})))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise HeadError(f"{where}: not a linear head file: {exc}") from exc
+
+
+def save(head: LinearHead, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(to_json(head), indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def load(path: Path) -> LinearHead:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise HeadError(f"no model at {path}") from exc
+    except (OSError, ValueError) as exc:
+        raise HeadError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise HeadError(f"{path}: expected a JSON object")
+    return from_json(raw, str(path))
+
+
+def head_path(model: str | None, state_dir: Path | None, file_name: str,
+              packaged: Path) -> Path:
+    """Which head file a check uses: the policy's ``model``, else the one ``customllm
+    guardrails train`` wrote in the state folder, else the one shipped in the package (so a
+    user's retraining takes effect without editing any policy)."""
+    if model:
+        return Path(model).expanduser()
+    if state_dir is not None:
+        trained = state_dir / "guardrails" / file_name
+        if trained.is_file():
+            return trained
+    return packaged
+
+
+def max_over_views(head: LinearHead, views: Sequence[Sequence[str]],
+                   embed: Any) -> np.ndarray:  # noqa: ANN401 - an EmbedFn
+    """One score per text: the highest over its views (the text, its de-obfuscated skeleton,
+    its sentences, decoded payloads...). All views go to the encoder in one batch, which is
+    several times cheaper than one call per view."""
+    flat = [v for per_text in views for v in per_text]
+    if not flat:
+        return np.zeros(len(views))
+    probs = head.proba(np.asarray(embed(flat)))
+    out = np.zeros(len(views))
+    start = 0
+    for i, per_text in enumerate(views):
+        out[i] = float(probs[start:start + len(per_text)].max()) if per_text else 0.0
+        start += len(per_text)
+    return out

@@ -1,0 +1,81 @@
+"""Named, labelled data sources for the learned heads: one loader for the shipped heads'
+build (``python -m services.guardrails.build_heads``) and for the benchmark's
+leave-one-source-out runs, so both see exactly the same texts.
+
+Project-written sources live in ``data/`` (provenance in ``data/README.md``) and
+``policies/seed_attacks.jsonl``; public data sets are read from a path given on the command
+line and never copied into the project.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.guardrails import classifier, hate
+from services.guardrails.attack_corpus import SEED_FILE
+
+DATA = Path(__file__).parent / "data"
+HARD_NEGATIVES = DATA / "injection_hard_negatives.jsonl"
+ATTACKS = DATA / "injection_attacks.jsonl"
+HATE_FUNCTIONAL = DATA / "hate_functional.jsonl"
+SQUAD_QUESTIONS = 300
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    texts: list[str]
+    labels: list[int]
+    kinds: list[str]  # finer category per text (e.g. "quoted", "hate_no_slur")
+
+
+def _project_file(name: str, path: Path) -> Source:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+    return Source(name, [r["text"] for r in rows], [int(r["label"]) for r in rows],
+                  [r.get("kind", "") for r in rows])
+
+
+def squad_questions(path: Path, n: int = SQUAD_QUESTIONS, seed: int = 0) -> Source:
+    """Ordinary questions (benign) from a SQuAD JSON file, a fixed random sample."""
+    squad = json.loads(path.read_text(encoding="utf-8"))
+    questions = [q["question"] for a in squad["data"] for p in a["paragraphs"]
+                 for q in p["qas"]]
+    random.Random(seed).shuffle(questions)
+    picked = questions[:n]
+    return Source("squad_questions", picked, [0] * len(picked), ["ordinary"] * len(picked))
+
+
+def injection_sources(deepset: Path, squad: Path | None) -> dict[str, Source]:
+    """Every source of injection / benign texts, by name."""
+    texts, labels = classifier.read_jsonl(deepset)
+    sources = [
+        Source("deepset", texts, labels, ["attack" if y else "benign" for y in labels]),
+        Source("seed_attacks", *_seed()),
+        _project_file("handwritten_attacks", ATTACKS),
+        _project_file("handwritten_hard_negatives", HARD_NEGATIVES),
+    ]
+    if squad is not None:
+        sources.append(squad_questions(squad))
+    return {s.name: s for s in sources}
+
+
+def _seed() -> tuple[list[str], list[int], list[str]]:
+    rows = [json.loads(line) for line in SEED_FILE.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+    return [r["text"] for r in rows], [1] * len(rows), [r.get("lang", "") for r in rows]
+
+
+def hate_functional() -> Source:
+    texts, labels, _ = hate.read_jsonl(HATE_FUNCTIONAL)
+    rows = [json.loads(line) for line in HATE_FUNCTIONAL.read_text(encoding="utf-8")
+            .splitlines() if line.strip()]
+    return Source("hate_functional", texts, labels, [r["kind"] for r in rows])
+
+
+def tweets(path: Path) -> Source:
+    texts, labels, kinds = hate.read_jsonl(path)
+    return Source("davidson_tweets", texts, labels, kinds)

@@ -1,0 +1,78 @@
+import json
+
+import numpy as np
+import pytest
+
+from services.guardrails import linear_head
+from services.guardrails.linear_head import HeadError, LinearHead
+
+pytestmark = pytest.mark.unit
+
+
+def test_threshold_keeps_false_positives_within_the_budget():
+    labels = [0] * 10 + [1] * 3
+    negatives = [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.7, 0.9]
+    scores = negatives + [0.8, 0.6, 0.95]
+    # 10% of 10 negatives: one may reach the threshold (0.9), the next (0.7) must not.
+    t = linear_head.threshold_for_fpr(labels, scores, 0.10)
+    assert 0.7 < t <= 0.9
+    assert sum(s >= t for s in negatives) == 1
+    # No budget: above every negative.
+    assert linear_head.threshold_for_fpr(labels, scores, 0.0) > 0.9
+    # A budget covering all negatives: the lowest negative.
+    assert linear_head.threshold_for_fpr(labels, scores, 1.0) == pytest.approx(0.05)
+
+
+def test_probability_is_the_logistic_of_the_linear_score():
+    head = LinearHead(np.array([2.0, -1.0]), 0.5, 0.5)
+    got = head.proba(np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 10.0]]))
+    want = 1 / (1 + np.exp(-np.array([2.5, 0.5, -9.5])))
+    assert got == pytest.approx(want)
+    assert head.proba(np.zeros((0, 2))).shape == (0,)
+
+
+def test_features_of_the_wrong_width_are_refused():
+    with pytest.raises(HeadError, match="expects 2 features"):
+        LinearHead(np.array([1.0, 1.0]), 0.0, 0.5).proba(np.ones((1, 3)))
+
+
+def test_json_round_trip_and_malformed_files(tmp_path):
+    head = LinearHead(np.array([0.25, -0.5, 1.0]), -0.1, 0.7, {"examples": 3})
+    path = linear_head.save(head, tmp_path / "h" / "head.json")
+    loaded = linear_head.load(path)
+    assert loaded.threshold == 0.7 and loaded.meta == {"examples": 3}
+    assert loaded.coef == pytest.approx(head.coef)
+    raw = json.loads(path.read_text())
+    for broken, message in (({**raw, "format": "pickle"}, "format"),
+                            ({**raw, "dim": 4}, "dim says"),
+                            ({**raw, "threshold": 1.5}, "outside"),
+                            ({k: v for k, v in raw.items() if k != "coef"}, "not a linear head")):
+        path.write_text(json.dumps(broken))
+        with pytest.raises(HeadError, match=message):
+            linear_head.load(path)
+    with pytest.raises(HeadError, match="no model"):
+        linear_head.load(tmp_path / "missing.json")
+
+
+def test_a_text_scores_as_its_highest_view():
+    head = LinearHead(np.array([1.0, 0.0]), 0.0, 0.5)
+    table = {"calm": [0.0, 1.0], "loud": [3.0, 0.0], "mild": [1.0, 0.0]}
+
+    def embed(texts):
+        return np.array([table[t] for t in texts])
+
+    scores = linear_head.max_over_views(head, [["calm", "loud"], ["mild"], []], embed)
+    assert scores[0] == pytest.approx(1 / (1 + np.exp(-3.0)))
+    assert scores[1] == pytest.approx(1 / (1 + np.exp(-1.0)))
+    assert scores[2] == 0.0
+
+
+def test_fit_separates_two_clusters():
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(1, 0.3, (30, 4)), rng.normal(-1, 0.3, (30, 4))])
+    y = [1] * 30 + [0] * 30
+    coef, intercept = linear_head.fit(x, y)
+    p = LinearHead(coef, intercept, 0.5).proba(x)
+    assert (p[:30] > 0.5).all() and (p[30:] < 0.5).all()
+    oof = linear_head.out_of_fold(x, y, folds=3)
+    assert oof.shape == (60,) and (oof[:30] > oof[30:].max()).sum() >= 28
