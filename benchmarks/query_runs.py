@@ -15,12 +15,13 @@ from typing import Any
 from sqlalchemy import text
 
 from benchmarks.ingest import percentile
+from services.common import identity
 from services.common.config import get_settings
 from services.common.db import make_engine
 from services.common.events import DocChange, Principal, RagOptions, RagRequest
 from services.common.producer import flush, make_producer, send
 from services.common.rpc import ReplyClient, ReplyTimeout, new_request_id
-from services.common.topics import DOCS_CHANGES, RAG_REPLIES
+from services.common.topics import DOCS_CHANGES
 from services.rag.handlers import cited_numbers
 from services.rag.prompts import load_template
 
@@ -109,13 +110,15 @@ class Asker:
     """Sequential requests (one in flight), so each latency is the path's, not a queue's."""
 
     def __init__(self) -> None:
-        self.client = ReplyClient(settings.kafka_bootstrap, client_id="benchmark-query")
+        # The benchmark asks as a public reader, proven by its own API key.
+        key = identity.add_key(identity.key_file_path(settings), "bench-reader", PRINCIPAL)
+        self.client = ReplyClient(settings.kafka_bootstrap, client_id="benchmark-query",
+                                  credential=key)
         self.timeout_s = settings.rag_reply_timeout_s
 
     def ask(self, question: Question, **options: Any) -> dict[str, Any]:
-        request = RagRequest(request_id=new_request_id(), reply_to=RAG_REPLIES,
-                             question=question.text, principal=PRINCIPAL,
-                             options=RagOptions(**options))
+        request = RagRequest(request_id=new_request_id(), reply_to="rag.replies.bench",
+                             question=question.text, options=RagOptions(**options))
         started = time.perf_counter()
         try:
             reply = self.client.request(request, self.timeout_s)

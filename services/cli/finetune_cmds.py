@@ -168,7 +168,7 @@ class EventFollower:
 
         self.job_id = job_id
         self.consumer = Consumer({**kafka_auth.client_config(get_settings().kafka_bootstrap),
-                                  "group.id": f"customllm-follow-{secrets.token_hex(6)}",
+                                  "group.id": kafka_auth.private_group_id("follow"),
                                   "enable.auto.commit": False})
         topic = self.consumer.list_topics(FINETUNE_EVENTS, timeout=10).topics[FINETUNE_EVENTS]
         assigned = []

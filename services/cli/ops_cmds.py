@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from services.cli.console import console
+from services.cli.identity_scope import as_local_admin
 from services.common.config import get_settings
 from services.ops import doctor as doctor_checks
 from services.ops import replay as replay_ops
@@ -32,6 +33,7 @@ def doctor(
 
     Exits with 1 when any check fails (warnings do not fail).
     """
+    as_local_admin()
     settings = get_settings()
     with console.status("Checking the platform..."):
         checks = doctor_checks.run_checks(settings, timeout_s=timeout, deep=deep,
@@ -73,6 +75,7 @@ def replay(
     A DLQ replay records what it replayed in the consumer group customllm-replay-<dlq>, so the
     next replay continues after it; DLQ records themselves are never deleted.
     """
+    as_local_admin()
     if (from_ is None) == (topic is None):
         raise typer.BadParameter("give exactly one of --from DLQ_TOPIC or --topic TOPIC")
     try:

@@ -6,6 +6,8 @@ at once; nothing needs a restart.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.table import Table
 
@@ -14,7 +16,8 @@ from services.common import identity, kafka_acl, kafka_auth, kafka_provision
 from services.common.config import Settings, get_settings
 from services.common.events import Principal
 from services.common.exceptions import CustomLLMError
-from services.stack import local_secrets
+from services.common.kafka_acl import SERVICE_GRANTS
+from services.stack import local_secrets, security
 
 sources_app = typer.Typer(no_args_is_help=True, help="Approved document sources: the only "
                           "Kafka identities that may write docs.changes.")
@@ -109,8 +112,11 @@ def create_key(
     clearance: str = typer.Option("public", help="public|internal|confidential|restricted"),
     domain: list[str] = typer.Option([], "--domain", help="Policy domains the key may use "
                                      "(repeatable; none: any)."),
+    key_file: Path | None = typer.Option(None, "--key-file", help="Write the key to this file "
+                                         "(0600) instead of printing it."),
 ) -> None:
-    """Issue an API key; it is printed once and only its SHA-256 is stored."""
+    """Issue an API key; it is shown once (or written to --key-file) and only its SHA-256 is
+    stored."""
     try:
         who = Principal(id=principal, groups=list(group),
                         clearance=identity.clearance_of(clearance))
@@ -118,6 +124,10 @@ def create_key(
         raise typer.BadParameter(str(exc)) from exc
     path = identity.key_file_path(get_settings())
     key = identity.add_key(path, key_id, who, domain or None)
+    if key_file is not None:
+        local_secrets.write_private(key_file, key)
+        console.print(f"API key {key_id} for {principal} ({clearance}) written to {key_file}")
+        return
     console.print(f"API key {key_id} for {principal} ({clearance}) — shown once:")
     console.print(key, markup=False, highlight=False)
 
@@ -144,3 +154,35 @@ def list_keys() -> None:
                       entry.principal.clearance, ", ".join(entry.domains or ["any"]),
                       "[red]revoked[/]" if entry.revoked else "active")
     console.print(table)
+
+
+security_app = typer.Typer(no_args_is_help=True, help="The platform's own credentials: "
+                           "generate them for a deployment, apply users and ACLs to a broker.")
+
+
+@security_app.command("init")
+def init_secrets(root: Path = typer.Argument(..., help="Folder to write secrets/ into "
+                                             "(mount its files as Compose/Kubernetes "
+                                             "secrets).")) -> None:
+    """Generate every credential a deployment needs, once (existing files are kept): Kafka
+    passwords per identity (admin, controller, each service, operator), the hand-off signing
+    keys and their trust file, and API keys for the operator and the promotion gate."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in (local_secrets.ADMIN, local_secrets.CONTROLLER, *SERVICE_GRANTS,
+                 kafka_acl.OPERATOR):
+        local_secrets.ensure_password(root, name)
+    security.provision_handoff_keys(root)
+    created = security.provision_api_keys(Settings(state_dir=root))
+    console.print(f"secrets in {root / 'secrets'} (0600); API keys issued: "
+                  f"{', '.join(created) or 'none (already there)'}")
+
+
+@security_app.command("apply")
+def apply_acls(root: Path = typer.Option(..., "--secrets-root", help="Folder holding "
+                                         "secrets/kafka/<identity>.password (from `init`).")
+               ) -> None:
+    """Create the platform's Kafka users from their password files and apply every ACL, as
+    the admin (idempotent; run by `customllm up`, the Compose setup job, the Kubernetes Job)."""
+    settings = get_settings()
+    created = security.provision_local(root, settings.kafka_bootstrap)
+    console.print(f"Kafka identities ready; ACLs added: {sum(created.values())}")

@@ -18,6 +18,8 @@ def up(
     services: bool = typer.Option(True, help="Also start the workers and the gateway."),
     observe: bool = typer.Option(False, help="Start the local trace viewer and export every "
                                  "service's traces to it (OTLP on the configured endpoint)."),
+    model_server: bool = typer.Option(False, help="Also serve the local model over TGI's API on "
+                                      "the internal port (API key required)."),
 ) -> None:
     """Start Kafka and Postgres, run migrations, create topics, start the workers."""
     settings = get_settings()
@@ -46,6 +48,11 @@ def up(
                 pid = workers.start(state, name, env=env)
                 console.print(f"[green]{name}[/] worker pid {pid}, log "
                               f"{workers.log_path(state, name)}")
+        if model_server:
+            pid = workers.start(state, workers.MODEL_SERVER, env=env)
+            console.print(f"[green]model server[/] pid {pid} on http://"
+                          f"{settings.model_server_host}:{settings.model_server_port} (TGI API, "
+                          "API key required)")
     except StackError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc

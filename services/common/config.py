@@ -182,7 +182,10 @@ class Settings(BaseSettings):
         """A property, not a field, so printing the settings never shows a password."""
         if self.database_url is not None:
             return self.database_url.get_secret_value()
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.postgres_port}/customllm"
+        # The embedded Postgres: its generated superuser password (`customllm up` writes it).
+        secret = self.state_path / "secrets" / "postgres.password"
+        password = f":{secret.read_text().strip()}" if secret.exists() else ""
+        return f"postgresql+psycopg://postgres{password}@127.0.0.1:{self.postgres_port}/customllm"
 
     @property
     def state_path(self) -> Path:

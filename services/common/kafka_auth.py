@@ -101,3 +101,13 @@ def faust_credentials(settings: Settings) -> Any:  # noqa: ANN401 - faust's own 
     return faust.SASLCredentials(username=found.username, password=found.password,
                                  mechanism=settings.kafka_sasl_mechanism,
                                  ssl_context=ssl_context)
+
+
+def private_group_id(purpose: str, settings: Settings | None = None) -> str:
+    """A throw-away consumer group under this identity's own prefix (``customllm-<identity>``),
+    the only groups its ACLs let it use."""
+    import secrets
+
+    found = credentials(settings or get_settings())
+    who = found.username if found is not None else "anonymous"
+    return f"customllm-{who}-{purpose}-{secrets.token_hex(6)}"

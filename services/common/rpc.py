@@ -160,6 +160,14 @@ class ReplyClient:
         finally:
             self._forget(request.request_id)
 
+    def expect(self, request_id: str) -> Future[RagReply]:
+        """Await the reply to a request this client did not send itself (a request another
+        tool wrote to the bus with this client's reply topic)."""
+        future: Future[RagReply] = Future()
+        with self._lock:
+            self._pending[request_id] = future
+        return future
+
     def pending_count(self) -> int:
         with self._lock:
             return len(self._pending)

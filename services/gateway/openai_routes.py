@@ -18,6 +18,7 @@ from opentelemetry.trace import SpanKind
 
 from services.common import identity
 from services.common.events import RagFilters, RagOptions, RagReply, RagRequest
+from services.common.exceptions import ContractError
 from services.common.rpc import ReplyTimeout, new_request_id
 from services.gateway.deps import Caller, CallerDep, StateDep
 from services.gateway.model_names import available_adapters, split_model
@@ -69,6 +70,8 @@ async def chat_completions(body: ChatCompletionRequest, state: StateDep,
                 reply = await state.client.arequest(request, state.settings.rag_reply_timeout_s)
             except ReplyTimeout as exc:
                 raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, str(exc)) from exc
+            except ContractError as exc:  # beyond a limit of the request topic's schema
+                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     _raise_for_error(reply)
     completion = _to_completion(reply, body.model)
     if body.stream:
@@ -104,13 +107,13 @@ def _check_lengths(turns: list) -> None:
     """The request topic's schema limits, answered at the edge as 422 with the reason instead
     of an error from deep inside the pipeline."""
     if len(turns) - 1 > MAX_HISTORY_TURNS:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"at most {MAX_HISTORY_TURNS + 1} user/assistant messages")
     if len(turns[-1].text()) > MAX_QUESTION_CHARS:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"the question is longer than {MAX_QUESTION_CHARS} characters")
     if any(len(turn.text()) > MAX_TURN_CHARS for turn in turns[:-1]):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"a history message is longer than {MAX_TURN_CHARS} characters")
 
 
@@ -119,7 +122,7 @@ ERROR_STATUS = {
     "forbidden": status.HTTP_403_FORBIDDEN,
     "unknown_adapter": status.HTTP_404_NOT_FOUND,
     "schema_violation": status.HTTP_400_BAD_REQUEST,
-    "too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    "too_large": status.HTTP_413_CONTENT_TOO_LARGE,
 }
 
 

@@ -112,7 +112,7 @@ async def screen(event: EventT) -> None:
                                       context=telemetry.extract_context(message.headers)) as span:
         try:
             request = handlers.screen_request(message.value)
-            if not reply_topic_exists(request.reply_to):
+            if not await _reply_topic_exists(request.reply_to):
                 raise InvalidEvent("forbidden",
                                    f"reply_to topic {request.reply_to!r} does not exist")
         except InvalidEvent as error:
@@ -175,7 +175,7 @@ async def finalize(event: EventT) -> None:
                                       context=telemetry.extract_context(message.headers)) as span:
         try:
             reply_to, draft = handlers.finalize_draft(message.value, draft_verifier)
-            if not reply_topic_exists(reply_to):
+            if not await _reply_topic_exists(reply_to):
                 raise InvalidEvent("forbidden", f"reply_to topic {reply_to!r} does not exist")
         except InvalidEvent as error:
             await send_to_dlq(dlq_topic, event, error, SERVICE_NAME)
@@ -236,6 +236,13 @@ async def _fail_closed(request_id: str, reply_to: str, stage: str, exc: Exceptio
 _known_topics: set[str] = set()
 
 
+async def _reply_topic_exists(topic: str) -> bool:
+    """Known topics answer at once; an unknown one is looked up off the event loop."""
+    if topic in _known_topics:
+        return True
+    return await asyncio.to_thread(reply_topic_exists, topic)
+
+
 def reply_topic_exists(topic: str) -> bool:
     """Sending to a missing topic would block the stage until a timeout; check once, remember
     topics that exist (they are never deleted while we run)."""
@@ -261,7 +268,7 @@ def _admin() -> kafka_admin.AdminClient:
 async def _send_reply(reply_to: str, reply: RagReply) -> None:
     """Only to a client reply topic that exists: a bad reply_to is logged and dropped here
     (its request was dead-lettered with the reason), never a blocked or crashing stage."""
-    if not handlers.allowed_reply_topic(reply_to) or not reply_topic_exists(reply_to):
+    if not handlers.allowed_reply_topic(reply_to) or not await _reply_topic_exists(reply_to):
         log(logger, logging.WARNING, "reply dropped: reply_to is not an existing client reply "
             "topic", request_id=reply.request_id, reply_to=reply_to[:250])
         return

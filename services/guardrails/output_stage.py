@@ -174,7 +174,7 @@ def final_reply(draft: RagReply, verdict: StageVerdict, policy: Policy) -> RagRe
     if draft.evidence is not None and draft.evidence.screening is not None:
         input_decisions = list(draft.evidence.screening.decisions)
     update: dict[str, Any] = {
-        "reply_to": None, "evidence": None, "answer": verdict.text,
+        "reply_to": None, "evidence": None, "handoff": None, "answer": verdict.text,
         "guardrails": [*draft.guardrails, *input_decisions, *verdict.decisions()],
     }
     pii = next((r for r in verdict.results if r.check == "output_pii"), None)

@@ -37,6 +37,7 @@ from services.common.logs import log
 logger = logging.getLogger(__name__)
 
 PACKAGED_POLICIES = Path(__file__).parent / "policies"
+POLICY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 DEFAULT_POLICY = "default"
 RELOAD_CHECK_S = 1.0
 
@@ -224,8 +225,10 @@ class PolicyStore:
         return sorted(p.stem for p in self.folder.glob("*.yaml"))
 
     def get(self, name: str | None = None) -> Policy:
-        """The named policy (a domain or tenant), or the default one when none has that name."""
-        wanted = name if name and (self.folder / f"{name}.yaml").is_file() else DEFAULT_POLICY
+        """The named policy (a domain or tenant), or the default one when none has that name.
+        Names come from messages, so only a plain name is ever joined into a path."""
+        safe = name is not None and POLICY_NAME.fullmatch(name) is not None
+        wanted = name if safe and (self.folder / f"{name}.yaml").is_file() else DEFAULT_POLICY
         with self._lock:
             return self._current(wanted)
 

@@ -21,7 +21,9 @@ from typing import Literal
 
 from confluent_kafka import KafkaException
 
+from services.common import kafka_auth, kafka_provision
 from services.common.config import Settings
+from services.common.kafka_acl import OPERATOR, SERVICE_GRANTS
 from services.common.topics import (
     CHUNKS_EMBED,
     DOCS_CHANGES,
@@ -97,6 +99,8 @@ def run_checks(settings: Settings, *, timeout_s: float = DEFAULT_TIMEOUT_S, deep
     checks.append(kafka)
     checks.extend(postgres_checks(settings, timeout_s))
     if kafka.ok:
+        checks.extend(_guarded("kafka security", lambda: kafka_security_checks(settings,
+                                                                               timeout_s)))
         checks.extend(_guarded("topics", lambda: [check_topics(settings, timeout_s)]))
     else:
         checks.append(Check.skip("topics", "Kafka"))
@@ -152,6 +156,43 @@ def check_kafka(settings: Settings, timeout_s: float) -> Check:
     return Check.passed("kafka", f"cluster {metadata.cluster_id}, controller "
                         f"{metadata.controller_id}, brokers {brokers}; metadata in "
                         f"{elapsed_ms:.0f} ms")
+
+
+def kafka_security_checks(settings: Settings, timeout_s: float) -> list[Check]:
+    """The broker refuses unauthenticated clients, and every platform identity has all the
+    ACLs it needs (a missing one shows up as a stage that silently cannot read or write)."""
+    from confluent_kafka.admin import AdminClient
+
+    checks: list[Check] = []
+    try:
+        AdminClient({"bootstrap.servers": settings.kafka_bootstrap,
+                     "security.protocol": "PLAINTEXT"}).list_topics(timeout=min(timeout_s, 3))
+        checks.append(Check.fail("kafka auth", "the broker answers unauthenticated clients",
+                                 "enable SASL on every listener (see docs/security.md)"))
+    except KafkaException:
+        checks.append(Check.passed("kafka auth", f"unauthenticated clients refused; connected "
+                                   f"as {kafka_auth.credentials(settings)!r} over "
+                                   f"{settings.kafka_security_protocol}"))
+    client = kafka_provision.admin_client(settings.kafka_bootstrap,
+                                          kafka_auth.credentials(settings))
+    missing: dict[str, int] = {}
+    try:
+        for identity in (*SERVICE_GRANTS, OPERATOR):
+            count = len(kafka_provision.missing_grants(client, identity))
+            if count:
+                missing[identity] = count
+    except KafkaException as exc:
+        checks.append(Check.info("kafka acls", f"cannot list ACLs as this identity: "
+                                 f"{_first_line(exc)}", "run doctor with admin credentials"))
+        return checks
+    if missing:
+        checks.append(Check.fail("kafka acls", "missing ACLs: " + ", ".join(
+            f"{name} ({count})" for name, count in sorted(missing.items())),
+            "run `customllm up` (it re-applies them) or apply services/common/kafka_acl.py"))
+    else:
+        checks.append(Check.passed("kafka acls", f"all {len(SERVICE_GRANTS) + 1} platform "
+                                   "identities have their ACLs"))
+    return checks
 
 
 def check_topics(settings: Settings, timeout_s: float) -> Check:

@@ -78,23 +78,36 @@ def _classpath() -> str:
     return f"{ensure_jars()}/*"
 
 
-def render_config(paths: KafkaPaths, port: int, controller_port: int) -> Path:
+def render_config(paths: KafkaPaths, port: int, controller_port: int,
+                  authenticated: bool = True) -> Path:
     """The config holds the admin and controller passwords, so it is private to its owner."""
     template = Template((KAFKA_DIR / "server.properties.template").read_text())
     text = template.substitute(
         port=port, controller_port=controller_port, data_dir=paths.data,
         admin_password=local_secrets.ensure_password(paths.root, local_secrets.ADMIN),
         controller_password=local_secrets.ensure_password(paths.root, local_secrets.CONTROLLER))
+    if not authenticated:
+        text = _unauthenticated(text)
     local_secrets.write_private(paths.config, text)
     return paths.config
 
 
-def format_storage(paths: KafkaPaths) -> None:
+def _unauthenticated(text: str) -> str:
+    """The same broker without SASL or ACLs: only the security benchmark's baseline (what
+    authentication costs) starts one, never `customllm up` or the tests."""
+    dropped = ("sasl.", "listener.name.", "authorizer.", "allow.everyone", "super.users")
+    lines = [line for line in text.splitlines() if not line.startswith(dropped)]
+    return "\n".join(line.replace("BROKER:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+                                   "BROKER:PLAINTEXT,CONTROLLER:PLAINTEXT") for line in lines)
+
+
+def format_storage(paths: KafkaPaths, authenticated: bool = True) -> None:
     """KRaft needs a formatted log directory; format only a new one so data survives restarts.
     The admin's SCRAM credential is written into the new cluster's metadata here: it is the
     identity that creates every other user and ACL."""
     if (paths.data / "meta.properties").exists():
-        if not local_secrets.password_path(paths.root, local_secrets.ADMIN).exists():
+        if authenticated and not local_secrets.password_path(paths.root,
+                                                             local_secrets.ADMIN).exists():
             raise StackError(
                 f"{paths.data} was formatted without authentication (an older version of the "
                 "local stack); stop the stack and remove that folder to start a secured one")
@@ -106,7 +119,8 @@ def format_storage(paths: KafkaPaths) -> None:
         [_java(), "-cp", _classpath(), "kafka.tools.StorageTool", "format",
          # "=" form: a random id may start with "-", which argparse would take for an option.
          f"--cluster-id={cluster_id}", f"--config={paths.config}", "--ignore-formatted",
-         "--add-scram", f"SCRAM-SHA-512=[name={local_secrets.ADMIN},password={admin_password}]"],
+         *(["--add-scram", f"SCRAM-SHA-512=[name={local_secrets.ADMIN},"
+            f"password={admin_password}]"] if authenticated else [])],
         capture_output=True, text=True, check=False,
     )
     if result.returncode != 0:
@@ -127,7 +141,7 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def start(state_dir: Path, port: int, controller_port: int, heap: str = "512m",
-          timeout_s: float = 90.0) -> int:
+          timeout_s: float = 90.0, authenticated: bool = True) -> int:
     """Start the broker unless it already runs; return its pid once it accepts connections."""
     paths = KafkaPaths(state_dir)
     running = processes.read_pid(paths.run, PROCESS_NAME)
@@ -135,8 +149,8 @@ def start(state_dir: Path, port: int, controller_port: int, heap: str = "512m",
         return running
     if port_open(port):
         raise StackError(f"port {port} is taken by another process; set CUSTOMLLM_KAFKA_PORT")
-    render_config(paths, port, controller_port)
-    format_storage(paths)
+    render_config(paths, port, controller_port, authenticated)
+    format_storage(paths, authenticated)
     argv = [
         _java(), f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
         f"-Dkafka.logs.dir={paths.logs / 'kafka'}",
@@ -146,22 +160,24 @@ def start(state_dir: Path, port: int, controller_port: int, heap: str = "512m",
     pid = processes.spawn(PROCESS_NAME, argv, paths.run, paths.logs / "kafka" / "stdout.log")
     try:
         processes.wait_until(lambda: port_open(port), timeout_s, f"Kafka on 127.0.0.1:{port}")
-        admin = local_secrets.admin_credentials(state_dir)
+        admin = local_secrets.admin_credentials(state_dir) if authenticated else None
         processes.wait_until(
-            lambda: broker_answers(f"127.0.0.1:{port}", admin), timeout_s, "Kafka metadata"
-        )
+            lambda: broker_answers(f"127.0.0.1:{port}", admin, authenticated), timeout_s,
+            "Kafka metadata")
     except StackError:
         processes.stop(paths.run, PROCESS_NAME)
         raise
     return pid
 
 
-def broker_answers(bootstrap: str, creds: KafkaCredentials | None = None) -> bool:
+def broker_answers(bootstrap: str, creds: KafkaCredentials | None = None,
+                   authenticated: bool = True) -> bool:
     """True once the broker serves metadata, i.e. the controller has elected itself."""
     from confluent_kafka.admin import AdminClient
 
     try:
-        config = kafka_auth.client_config(bootstrap, creds=creds)
+        config = kafka_auth.client_config(bootstrap, creds=creds) if authenticated else {
+            "bootstrap.servers": bootstrap, "security.protocol": "PLAINTEXT"}
         metadata = AdminClient(config).list_topics(timeout=2)
     except Exception:  # noqa: BLE001 - any failure means "not yet"
         return False

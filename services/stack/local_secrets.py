@@ -32,8 +32,12 @@ def password_path(state_dir: Path, identity: str) -> Path:
 
 
 def ensure_password(state_dir: Path, identity: str) -> str:
-    """The identity's password, generated on first use."""
-    path = password_path(state_dir, identity)
+    """The Kafka identity's password, generated on first use."""
+    return ensure_secret(password_path(state_dir, identity))
+
+
+def ensure_secret(path: Path) -> str:
+    """The secret in ``path``, generated (URL-safe, 256 bits) on first use."""
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from services.stack import processes
+from services.stack import local_secrets, processes
 from services.stack.exceptions import StackError
 
 SYSTEM_USER = "embedded_postgres"
@@ -116,12 +116,21 @@ def _pg(binary: str, args: list[str], user: str | None, timeout_s: float = 120) 
 
 
 def _init_cluster(paths: PostgresPaths, user: str | None) -> None:
+    """A new cluster authenticates every connection with SCRAM-SHA-256 and a generated
+    superuser password (0600 in the state directory): nothing on the machine gets in by
+    just knowing the port."""
     if (paths.data / "PG_VERSION").exists():
         return
     paths.data.mkdir(parents=True, exist_ok=True)
     _give(paths.data, user)
-    _pg("initdb", ["-D", str(paths.data), "--auth=trust", "--encoding=UTF8", "-U", "postgres",
-                   "--no-instructions"], user)
+    pwfile = paths.root / "postgres" / ".initdb-pw"
+    local_secrets.write_private(pwfile, superuser_password(paths.root) + "\n")
+    _give(pwfile, user)
+    try:
+        _pg("initdb", ["-D", str(paths.data), "--auth=scram-sha-256", f"--pwfile={pwfile}",
+                       "--encoding=UTF8", "-U", "postgres", "--no-instructions"], user)
+    finally:
+        pwfile.unlink(missing_ok=True)
     with open(paths.data / "postgresql.auto.conf", "a") as conf:
         for key, value in SERVER_SETTINGS.items():
             conf.write(f"{key} = {value}\n")
@@ -165,18 +174,31 @@ def start(state_dir: Path, port: int) -> int:
     return found
 
 
+def superuser_password(state_dir: Path) -> str:
+    return local_secrets.ensure_secret(password_path(state_dir))
+
+
+def password_path(state_dir: Path) -> Path:
+    return state_dir / "secrets" / "postgres.password"
+
+
+def _dsn(port: int, database: str = "postgres") -> str:
+    from services.common.config import get_settings
+
+    password = superuser_password(get_settings().state_path)
+    return f"postgresql://postgres:{password}@127.0.0.1:{port}/{database}"
+
+
 def _accepts(port: int) -> bool:
     try:
-        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", connect_timeout=2):
+        with psycopg.connect(_dsn(port), connect_timeout=2):
             return True
     except psycopg.OperationalError:
         return False
 
 
 def ensure_database(port: int, name: str = DATABASE) -> None:
-    with psycopg.connect(
-        f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True
-    ) as conn:
+    with psycopg.connect(_dsn(port), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{name}"')

@@ -17,9 +17,10 @@ WORKERS: dict[str, str] = {
     "gateway": "services.gateway",
     "finetune": "services.finetune",
 }
-# Started only by `customllm up --observe`.
+# Started only by `customllm up --observe` and `customllm up --model-server`.
 OBSERVER = "observe"
-_MODULES = {**WORKERS, OBSERVER: "services.observe"}
+MODEL_SERVER = "model_server"
+_MODULES = {**WORKERS, OBSERVER: "services.observe", MODEL_SERVER: "services.model_server"}
 
 
 def run_dir(state_dir: Path) -> Path:

@@ -44,6 +44,31 @@ def gateway_url(stack, query_workers, otlp_receiver):
     worker_procs.stop(stack.state, "gateway")
 
 
+MODEL_SERVER_PORT = int(os.environ.get("CUSTOMLLM_TEST_MODEL_SERVER_PORT", "28081"))
+
+
+@pytest.fixture(scope="session")
+def model_server_url(stack):
+    """The TGI-compatible model server as its own process on its internal port."""
+    env = {"CUSTOMLLM_MODEL_SERVER_PORT": str(MODEL_SERVER_PORT)}
+    worker_procs.start(stack.state, worker_procs.MODEL_SERVER, env=env)
+    url = f"http://127.0.0.1:{MODEL_SERVER_PORT}"
+
+    def ready() -> bool:
+        if worker_procs.processes.read_pid(worker_procs.run_dir(stack.state),
+                                           worker_procs.MODEL_SERVER) is None:
+            raise AssertionError(worker_procs.log_path(
+                stack.state, worker_procs.MODEL_SERVER).read_text()[-3000:])
+        try:
+            return httpx.get(f"{url}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(ready, 300, interval_s=0.5, what="the model server")
+    yield url
+    worker_procs.stop(stack.state, worker_procs.MODEL_SERVER)
+
+
 @pytest.fixture(scope="session")
 def reply_client(stack, query_workers):
     from services.common.rpc import ReplyClient

@@ -26,11 +26,12 @@ from services.common.events import (
 )
 from services.common.producer import flush, make_producer, send
 from services.common.rpc import new_request_id
-from services.common.topics import FINETUNE_REQUESTS, RAG_REPLIES
+from services.common.topics import FINETUNE_REQUESTS
 from services.finetune import jobs, registry
 from tests.support.corpus import corpus
 from tests.support.documents import unique_prefix
 from tests.support.finetune import TERMINAL, job_events
+from tests.support.keys import key_for
 from tests.support.stack import Workers, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -119,9 +120,9 @@ def test_submit_train_gate_promote_and_answer_with_the_adapter(
 
     # Served by name, no restart: the rag worker has been running all along.
     reply = reply_client.request(RagRequest(
-        request_id=new_request_id(), reply_to=RAG_REPLIES,
+        request_id=new_request_id(), reply_to="rag.replies.any",
         question="Who designed the Zorblax reactor?",
-        principal=Principal(id="tests", clearance="restricted"),
+        credential=key_for(Principal(id="tests", clearance="restricted")),
         options=RagOptions(adapter=name, use_cache=False, max_tokens=8,
                            filters=RagFilters(doc_id_prefix=prefix))), 180)
     assert reply.status == "ok", reply.error

@@ -21,13 +21,14 @@ import yaml
 
 from services.common.events import DocChange, Principal, RagFilters, RagOptions, RagRequest
 from services.common.rpc import ReplyClient, new_request_id
-from services.common.topics import GUARDRAILS_EVENTS, RAG_DRAFTS, RAG_REPLIES, RAG_SCREENED
+from services.common.topics import GUARDRAILS_EVENTS, RAG_DRAFTS, RAG_SCREENED
 from services.guardrails.policy import PACKAGED_POLICIES
 from tests.e2e.conftest import GATEWAY_PORT
 from tests.support.corpus import corpus
 from tests.support.documents import unique_prefix
 from tests.support.echo_llm import EchoLLM
 from tests.support.guarded import policy_folder, records_for, swapped_workers
+from tests.support.keys import key_for
 from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -87,8 +88,9 @@ def docs(stack, guarded):
 
 
 def _ask(client, question: str, principal: Principal = READER, **options) -> object:
-    request = RagRequest(request_id=new_request_id(), reply_to=RAG_REPLIES, question=question,
-                         principal=principal, options=RagOptions(use_cache=False, **options))
+    request = RagRequest(request_id=new_request_id(), reply_to="rag.replies.any",
+                         question=question, credential=key_for(principal),
+                         options=RagOptions(use_cache=False, **options))
     return request, client.request(request, timeout_s=120)
 
 
@@ -154,11 +156,11 @@ def test_restricted_pii_is_redacted_in_the_answer_for_a_principal_without_cleara
     assert reply.evidence is None
 
     # A cached answer goes through the output stage again (its evidence is cached with it).
-    first = client.request(RagRequest(request_id=new_request_id(), reply_to=RAG_REPLIES,
-                                      question=question, principal=READER,
+    first = client.request(RagRequest(request_id=new_request_id(), reply_to="rag.replies.any",
+                                      question=question, credential=key_for(READER),
                                       options=RagOptions(**scope)), timeout_s=120)
-    cached = client.request(RagRequest(request_id=new_request_id(), reply_to=RAG_REPLIES,
-                                       question=question, principal=READER,
+    cached = client.request(RagRequest(request_id=new_request_id(), reply_to="rag.replies.any",
+                                       question=question, credential=key_for(READER),
                                        options=RagOptions(**scope)), timeout_s=120)
     assert cached.cached and cached.answer == first.answer == reply.answer
     assert any(d.check == "output_pii" and d.action == "redact" for d in cached.guardrails)

@@ -11,10 +11,9 @@ import pytest
 
 from services.common.events import Principal, RagFilters, RagOptions, RagRequest
 from services.common.rpc import new_request_id
-from services.common.topics import RAG_REPLIES
-from services.gateway.auth import DEV_KEY
 from tests.support.corpus import corpus
 from tests.support.documents import unique_prefix
+from tests.support.keys import GATEWAY_USER, bearer, key_for
 from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -32,8 +31,9 @@ def facts(stack, workers):
 
 
 def _ask(client, question: str, principal: Principal = READER, **options) -> object:
-    request = RagRequest(request_id=new_request_id(), reply_to=RAG_REPLIES, question=question,
-                         principal=principal, options=RagOptions(**options))
+    request = RagRequest(request_id=new_request_id(), reply_to="rag.replies.any",
+                         question=question, credential=key_for(principal),
+                         options=RagOptions(**options))
     return client.request(request, timeout_s=180)
 
 
@@ -114,7 +114,7 @@ def test_access_control_never_leaks_restricted_chunks(stack, reply_client):
 
 
 def test_openai_client_against_the_gateway(facts, gateway_url):
-    client = openai.OpenAI(base_url=f"{gateway_url}/v1", api_key=DEV_KEY)
+    client = openai.OpenAI(base_url=f"{gateway_url}/v1", api_key=key_for(GATEWAY_USER))
     models = client.models.list()
     assert models.data[0].id
     completion = client.chat.completions.create(
@@ -138,10 +138,18 @@ def test_openai_client_against_the_gateway(facts, gateway_url):
                                                                       "content": "hi"}])
 
 
-def test_text_generation_client_against_the_local_model_server(gateway_url):
+def test_text_generation_client_against_the_local_model_server(model_server_url, gateway_url):
     from text_generation import Client
 
-    client = Client(gateway_url, timeout=120)
+    body = {"inputs": "Say hello.", "parameters": {"max_new_tokens": 4}}
+    # Raw prompts skip retrieval, access control and guardrails: never without a key, and
+    # never on the gateway's public port.
+    assert httpx.post(f"{model_server_url}/generate", json=body).status_code == 401
+    assert httpx.post(f"{model_server_url}/generate", json=body,
+                      headers={"Authorization": "Bearer cllm_wrong"}).status_code == 401
+    assert httpx.post(f"{gateway_url}/generate", json=body,
+                      headers=bearer(GATEWAY_USER)).status_code == 404
+    client = Client(model_server_url, headers=bearer(GATEWAY_USER), timeout=120)
     response = client.generate("<|im_start|>user\nSay hello.<|im_end|>\n<|im_start|>assistant\n",
                                max_new_tokens=8)
     assert response.generated_text
@@ -163,7 +171,7 @@ def test_thousand_retrieval_requests_at_fifty_concurrent_each_get_their_own_repl
     async def run() -> list[tuple[str, dict]]:
         limit = asyncio.Semaphore(50)
         async with httpx.AsyncClient(base_url=gateway_url, timeout=300,
-                                     headers={"Authorization": f"Bearer {DEV_KEY}"}) as http:
+                                     headers=bearer(GATEWAY_USER)) as http:
             async def one(i: int) -> tuple[str, dict]:
                 target = names[i % len(names)]
                 async with limit:

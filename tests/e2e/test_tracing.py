@@ -56,15 +56,15 @@ QUERY_SPANS = {("gateway", "gateway.chat_completions"), ("guardrails", "guardrai
 def test_one_trace_per_question_from_gateway_to_reply(stack, gateway_url, otlp_receiver):
     import httpx
 
-    from services.gateway.auth import DEV_KEY
     from tests.support.corpus import corpus
+    from tests.support.keys import GATEWAY_USER, bearer
 
     prefix = unique_prefix("qtrace")
     docs = corpus(prefix)
     stack.publish(docs)
     stack.wait_indexed({d.doc_id: 1 for d in docs})
     response = httpx.post(f"{gateway_url}/v1/chat/completions", timeout=180,
-                          headers={"Authorization": f"Bearer {DEV_KEY}"},
+                          headers=bearer(GATEWAY_USER),
                           json={"model": "customllm", "max_tokens": 8, "use_cache": False,
                                 "messages": [{"role": "user", "content": "Who designed the "
                                               "Zorblax reactor?"}],

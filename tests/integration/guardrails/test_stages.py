@@ -12,9 +12,10 @@ import pytest
 
 from services.common.events import Principal, RagOptions, RagRequest, Screening
 from services.common.rpc import ReplyClient, new_request_id
-from services.common.topics import GUARDRAILS_EVENTS, RAG_REPLIES, RAG_SCREENED
+from services.common.topics import GUARDRAILS_EVENTS, RAG_SCREENED
 from services.guardrails.policy import PACKAGED_POLICIES, RELOAD_CHECK_S, load_policy_file
 from tests.support.guarded import policy_folder, records_for, swapped_workers
+from tests.support.keys import key_for
 
 pytestmark = pytest.mark.integration
 
@@ -45,8 +46,8 @@ def client(stack, guardrails):
 
 
 def _request(question: str, **fields) -> RagRequest:
-    return RagRequest(request_id=new_request_id(), reply_to=RAG_REPLIES, question=question,
-                      principal=USER, **fields)
+    return RagRequest(request_id=new_request_id(), reply_to="rag.replies.any", question=question,
+                      credential=key_for(USER), **fields)
 
 
 def test_an_injection_is_refused_at_once_with_its_decisions_and_audited(stack, client):

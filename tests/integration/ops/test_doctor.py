@@ -48,6 +48,8 @@ def test_doctor_finds_the_test_stack_healthy(stack):
     assert by_name["pgvector"].status == "ok" and "vector" in by_name["pgvector"].detail
     assert by_name["migrations"].status == "ok" and "at head" in by_name["migrations"].detail
     assert by_name["topics"].status == "ok"
+    assert by_name["kafka auth"].status == "ok" and "refused" in by_name["kafka auth"].detail
+    assert by_name["kafka acls"].status == "ok"
     assert by_name["embedding model"].status == "ok"
     assert by_name["generation model"].status == "ok"
     assert ".gguf" in by_name["generation model"].detail
@@ -151,3 +153,24 @@ def test_doctor_command_renders_the_report_and_exits_by_result(stack, monkeypatc
     result = runner.invoke(app, ["doctor", "--timeout", "2"])
     assert result.exit_code == 1, result.output
     assert "broken: kafka" in result.output
+
+
+def test_doctor_reports_a_missing_acl(stack):
+    from services.common import kafka_provision
+    from services.stack import local_secrets
+
+    admin = kafka_provision.admin_client(stack.settings.kafka_bootstrap,
+                                         local_secrets.admin_credentials(stack.state))
+    from confluent_kafka.admin import AclBindingFilter
+
+    [b, *_] = kafka_provision.current_bindings(admin, "embedder")
+    one = AclBindingFilter(b.restype, b.name, b.resource_pattern_type, b.principal, b.host,
+                           b.operation, b.permission_type)
+    for future in admin.delete_acls([one]).values():
+        future.result()
+    try:
+        by_name = _by_name(run_checks(stack.settings, timeout_s=5))
+        assert by_name["kafka acls"].status == "fail"
+        assert "embedder (1)" in by_name["kafka acls"].detail
+    finally:
+        assert kafka_provision.apply_grants(admin, "embedder") == 1
