@@ -3,15 +3,22 @@
 The compose file is interpolated with its own defaults, as `docker compose config` does in a
 clean shell. It is then validated against the official Compose Specification schema vendored in
 deploy/schemas/, and checked against the rules the deployment relies on: healthchecks, restart
-policies, dependency order, worker settings, pinned images and a non-root image.
+policies, dependency order, worker settings, pinned images and a non-root image, and the trust
+boundary of docs/security.md: every Kafka client is its own identity with its own mounted
+password file, no secret is written in the file or passed as a value, each secrets volume is
+mounted by its identity only, only the signing stages hold hand-off keys, the broker has no
+PLAINTEXT listener and runs deny-by-default, the model server is not published on the host.
+The secrets script itself is run (without Docker) to check what each volume receives.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +39,22 @@ DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 OTEL_CONFIG = ROOT / "deploy" / "docker" / "otel-collector.yaml"
 CLI_MAIN = ROOT / "services" / "cli" / "main.py"
+KAFKA_PROPERTIES = ROOT / "deploy" / "docker" / "kafka" / "server.properties"
+KAFKA_START = ROOT / "deploy" / "docker" / "kafka" / "start.sh"
+LOCAL_KAFKA_TEMPLATE = ROOT / "deploy" / "local" / "kafka" / "server.properties.template"
+SECRETS_SCRIPT = ROOT / "deploy" / "docker" / "compose-secrets.sh"
+SECRETS_MOUNT = "/run/customllm"
+# Service → its Kafka identity (services/common/kafka_acl.py). The setup jobs act as the admin.
+KAFKA_IDENTITIES = {"ingest": "ingest", "embedder": "embedder", "guardrails": "guardrails",
+                    "rag": "rag", "gateway": "gateway", "finetune": "finetune",
+                    "kafka-security": "admin", "topics": "admin"}
+# Workers of the platform: consume or produce on Kafka, start after migrations and topics.
+PLATFORM_WORKERS = {"ingest", "embedder", "guardrails", "rag", "gateway", "finetune"}
+MODEL_SERVER = "model-server"
+HANDOFF_SIGNERS = {"guardrails", "rag"}
+API_KEY_VERIFIERS = {"gateway", "guardrails", MODEL_SERVER}
+# A variable holding a secret value; one naming a file or folder holds a path.
+SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN(?!S)|API_KEY|CREDENTIAL|_KEY$|JAAS)", re.I)
 
 RESTART_POLICIES = {"always", "unless-stopped"}
 WORKER_REQUIRED_ENV = {"CUSTOMLLM_KAFKA_BOOTSTRAP", "CUSTOMLLM_DATABASE_URL",
@@ -158,6 +181,28 @@ def _workers(services: dict[str, dict[str, Any]]) -> dict[str, str]:
     return found
 
 
+def _mounts(service: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """Container path → (source, read-only) of every volume and bind mount."""
+    found = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, target, *mode = volume.split(":")
+            found[target] = (source, "ro" in (mode[0].split(",") if mode else []))
+        else:
+            found[volume["target"]] = (volume["source"], bool(volume.get("read_only")))
+    return found
+
+
+def _mounted_volume(service: dict[str, Any], path: str) -> str | None:
+    """The volume or bind source holding ``path`` inside the container (longest match)."""
+    best = None
+    for target, (source, _) in _mounts(service).items():
+        if (path == target or path.startswith(target.rstrip("/") + "/")) and (
+                best is None or len(target) > len(best[0])):
+            best = (target, source)
+    return best[1] if best else None
+
+
 def _image_tag(image: str) -> str | None:
     if "@" in image:
         return image.split("@", 1)[1]
@@ -235,11 +280,26 @@ def test_long_running_services_have_healthcheck_and_restart_policy(services):
 
 def test_one_shot_jobs_do_not_restart(services):
     one_shot = _one_shot(services)
-    assert one_shot == {"migrate", "topics"}
+    assert one_shot == {"secrets", "migrate", "kafka-security", "topics"}
     for name in one_shot:
         assert services[name].get("restart", "no") == "no", name
     assert _command(services["migrate"]) == ["customllm", "migrate"]
+    assert _command(services["kafka-security"]) == [
+        "customllm", "security", "apply", "--secrets-root", SECRETS_MOUNT]
     assert _command(services["topics"]) == ["customllm", "topics"]
+    assert _command(services["secrets"]) == ["bash", "/opt/customllm/compose-secrets.sh"]
+
+
+def test_setup_runs_in_order_secrets_then_acls_then_topics(services):
+    """ACLs before topics (both as the admin), and nothing starts before its credentials."""
+    assert _depends_on(services["kafka-security"])["kafka"] == "service_healthy"
+    assert _depends_on(services["topics"])["kafka-security"] == "service_completed_successfully"
+    for name in ("kafka", "postgres", "migrate", MODEL_SERVER):
+        assert _depends_on(services[name])["secrets"] == "service_completed_successfully", name
+    # Workers reach `secrets` through kafka/postgres/migrate, which wait for it.
+    for name in PLATFORM_WORKERS:
+        deps = _depends_on(services[name])
+        assert deps["kafka"] == "service_healthy" and deps["postgres"] == "service_healthy"
 
 
 def test_depends_on_targets_exist_and_can_satisfy_the_condition(services):
@@ -256,8 +316,8 @@ def test_depends_on_targets_exist_and_can_satisfy_the_condition(services):
 
 def test_workers_start_after_migrations_and_topics(services):
     workers = _workers(services)
-    assert set(workers) >= {"ingest", "embedder", "guardrails", "rag", "gateway", "finetune"}
-    for name in workers:
+    assert set(workers) == PLATFORM_WORKERS | {MODEL_SERVER}
+    for name in PLATFORM_WORKERS:
         deps = _depends_on(services[name])
         assert deps.get("migrate") == "service_completed_successfully", name
         assert deps.get("topics") == "service_completed_successfully", name
@@ -266,7 +326,8 @@ def test_workers_start_after_migrations_and_topics(services):
 
 def test_workers_share_the_environment_anchor(raw, services):
     """Every worker gets the shared settings unchanged; a service may only add its own
-    (the adapters folder, the gateway's bind address), never override a shared one."""
+    (the adapters folder, the gateway's bind address, its identity), never override a shared
+    one."""
     shared = raw["x-customllm-env"]
     for name in _workers(services):
         env = raw["services"][name]["environment"]
@@ -287,8 +348,9 @@ def test_workers_environment_points_at_the_compose_services(services):
         assert db.scheme == "postgresql+psycopg" and db.hostname in services
         postgres_env = _environment(services[db.hostname])
         assert db.username == postgres_env["POSTGRES_USER"]
-        assert db.password == postgres_env["POSTGRES_PASSWORD"]
+        assert db.password is None, "the password comes from PGPASSFILE, not the URL"
         assert db.path.lstrip("/") == postgres_env["POSTGRES_DB"]
+        assert env["PGPASSFILE"] == f"{SECRETS_MOUNT}/pgpass"
 
         assert env["CUSTOMLLM_OTEL_EXPORTER"] == "otlp"
         otel = urlsplit(env["CUSTOMLLM_OTEL_ENDPOINT"])
@@ -312,15 +374,17 @@ def test_customllm_variables_are_real_settings(services, monkeypatch):
         assert settings.otel_exporter == "otlp"
 
 
-def test_postgres_password_comes_from_the_environment(raw):
-    assert raw["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith(
-        "${POSTGRES_PASSWORD")
-    assert "${POSTGRES_PASSWORD" in raw["x-customllm-env"]["CUSTOMLLM_DATABASE_URL"]
-    # Apart from the ${POSTGRES_PASSWORD:-dev-default} form, the password appears nowhere.
-    text = re.sub(r"\$\{POSTGRES_PASSWORD:-[^}]*\}", "", COMPOSE_FILE.read_text())
-    default = re.search(r"\$\{POSTGRES_PASSWORD:-([^}]*)\}", COMPOSE_FILE.read_text())[1]
-    assert not re.search(rf":{re.escape(default)}@", text)
-    assert not re.search(rf"POSTGRES_PASSWORD:\s*{re.escape(default)}\s*$", text, re.MULTILINE)
+def test_postgres_password_is_generated_and_passed_as_a_file(services):
+    """No default password: the `secrets` service generates one; Postgres reads it from its
+    own volume (POSTGRES_PASSWORD_FILE), clients from PGPASSFILE."""
+    env = _environment(services["postgres"])
+    assert "POSTGRES_PASSWORD" not in env
+    path = env["POSTGRES_PASSWORD_FILE"]
+    assert _mounted_volume(services["postgres"], path) == "secrets-postgres"
+    assert "POSTGRES_PASSWORD" not in COMPOSE_FILE.read_text().replace(
+        "POSTGRES_PASSWORD_FILE", "")
+    assert not re.search(r"postgres(?:ql)?(?:\+\w+)?://[^\s/@]*:[^\s/@]*@",
+                         COMPOSE_FILE.read_text()), "a database URL with a password"
 
 
 def test_images_are_pinned(services):
@@ -342,18 +406,106 @@ def test_infrastructure_images(services):
     assert services["otel-collector"]["image"].startswith("otel/opentelemetry-collector-contrib:")
 
 
-def test_kafka_is_a_single_kraft_node_without_topic_auto_creation(services):
+def _properties(text: str) -> dict[str, str]:
+    props = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            props[key.strip()] = value.strip()
+    return props
+
+
+def _listeners(value: str) -> dict[str, str]:
+    return dict(item.split("://", 1) for item in value.split(","))
+
+
+@pytest.fixture(scope="module")
+def kafka_properties() -> dict[str, str]:
+    """The broker's configuration: the static file plus the lines start.sh appends."""
+    props = _properties(KAFKA_PROPERTIES.read_text())
+    start = KAFKA_START.read_text()
+    for key in ("advertised.listeners", "listener.name.broker.scram-sha-512.sasl.jaas.config",
+                "listener.name.controller.plain.sasl.jaas.config"):
+        assert key not in props, f"{key} is set by start.sh"
+        match = re.search(rf'echo "{re.escape(key)}=(.*)"$', start, re.MULTILINE)
+        assert match, f"start.sh does not write {key}"
+        props[key] = match[1].replace('\\"', '"')  # as bash's echo writes it
+    return props
+
+
+def test_kafka_is_a_single_kraft_node_without_topic_auto_creation(services, kafka_properties):
+    props = kafka_properties
+    assert props["process.roles"] == "broker,controller"
+    assert props["auto.create.topics.enable"] == "false"
+    assert props["group.initial.rebalance.delay.ms"] == "0"
+    assert props["offsets.topic.replication.factor"] == "1"
+    assert props["transaction.state.log.replication.factor"] == "1"
+    assert props["controller.quorum.voters"].startswith(f"{props['node.id']}@kafka:")
+    advertised = _listeners(props["advertised.listeners"])
+    assert advertised["BROKER"] == "kafka:9092"
+    assert advertised["EXTERNAL"] == "${KAFKA_EXTERNAL_ADVERTISED:?}"
     env = _environment(services["kafka"])
-    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
-    assert env["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == "0"
-    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
-    assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"
-    listeners = dict(item.split("://") for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
-    assert listeners["PLAINTEXT"] == "kafka:9092"
-    voter = env["KAFKA_CONTROLLER_QUORUM_VOTERS"]
-    assert voter.startswith(f"{env['KAFKA_NODE_ID']}@")
-    assert "kafka-broker-api-versions.sh" in " ".join(services["kafka"]["healthcheck"]["test"])
+    host_port = services["kafka"]["ports"][0].split(":")[1]
+    assert env["KAFKA_EXTERNAL_ADVERTISED"] == f"localhost:{host_port}"
+    assert env["CLUSTER_ID"] and "CLUSTER_ID:?" in KAFKA_START.read_text()
+    assert _command(services["kafka"]) == ["bash", "/opt/customllm/kafka/start.sh"]
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in services["kafka"]["volumes"]}
+    assert mounts["/opt/customllm/kafka"] == "./deploy/docker/kafka"
+    health = services["kafka"]["healthcheck"]["test"]
+    assert "kafka-broker-api-versions.sh" in health[1]
+    assert health[health.index("--command-config") + 1] == "/tmp/kafka/client.properties"
+    assert 'conf=/tmp/kafka' in KAFKA_START.read_text()
+
+
+def test_kafka_authenticates_every_listener_and_denies_by_default(kafka_properties):
+    props = kafka_properties
+    protocols = dict(item.split(":") for item in props["listener.security.protocol.map"].split(","))
+    listeners = _listeners(props["listeners"])
+    assert set(listeners) == set(protocols) == {"BROKER", "CONTROLLER", "EXTERNAL"}
+    # No PLAINTEXT listener, anywhere: every one is SASL (TLS is an overlay's choice).
+    assert set(protocols.values()) == {"SASL_PLAINTEXT"}
+    assert not re.search(r"(?<!SASL_)PLAINTEXT://", props["listeners"] + props[
+        "advertised.listeners"])
+    assert set(_listeners(props["advertised.listeners"])) <= set(listeners) - {"CONTROLLER"}
+    assert props["inter.broker.listener.name"] == "BROKER"
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["sasl.mechanism.inter.broker.protocol"] == "SCRAM-SHA-512"
+    assert props["sasl.mechanism.controller.protocol"] == "PLAIN"
+    for name in ("broker", "external"):
+        assert props[f"listener.name.{name}.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+        assert "ScramLoginModule required" in props[
+            f"listener.name.{name}.scram-sha-512.sasl.jaas.config"]
+    assert props["listener.name.controller.sasl.enabled.mechanisms"] == "PLAIN"
+    assert 'user_controller="$controller"' in props[
+        "listener.name.controller.plain.sasl.jaas.config"]
+    assert props["authorizer.class.name"] == (
+        "org.apache.kafka.metadata.authorizer.StandardAuthorizer")
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:admin;User:controller"
+    # Passwords come from the mounted files, never from the environment or the file.
+    start = KAFKA_START.read_text()
+    assert 'admin=$(<"$secrets/admin.password")' in start
+    assert 'controller=$(<"$secrets/controller.password")' in start
+    assert "password=\"" not in KAFKA_PROPERTIES.read_text()
+    # The admin's SCRAM credential is written into the metadata at format time.
+    assert re.search(r'--add-scram "SCRAM-SHA-512=\[name=admin,password=\$admin\]"', start)
+    assert "--ignore-formatted" in start
+
+
+def test_kafka_security_matches_the_verified_local_broker(kafka_properties):
+    """The local stack's broker (services/stack/kafka.py) is the one the test suite proves
+    secure; the Compose broker keeps every one of its security settings."""
+    local = _properties(LOCAL_KAFKA_TEMPLATE.read_text())
+    security_keys = [key for key in local if key.startswith(("sasl.", "authorizer.", "allow.",
+                                                             "super.", "inter.broker"))]
+    assert len(security_keys) >= 6
+    for key in security_keys:
+        assert kafka_properties[key] == local[key], key
+    for key in ("listener.name.broker.scram-sha-512.sasl.jaas.config",
+                "listener.name.controller.plain.sasl.jaas.config"):
+        normalise = re.compile(r'password="[^"]*"|user_controller="[^"]*"')
+        assert normalise.sub("X", kafka_properties[key]) == normalise.sub("X", local[key]), key
 
 
 def test_project_image_is_built_once_from_the_dockerfile(services):
@@ -375,11 +527,18 @@ def test_python_modules_in_commands_exist(services):
 
 
 def test_cli_commands_in_compose_exist(services):
-    registered = set(re.findall(r"""app\.command\(\s*["']([\w-]+)["']""", CLI_MAIN.read_text()))
+    from typer.testing import CliRunner
+
+    from services.cli.main import app
+
     for name, svc in services.items():
         command = _command(svc)
         if command[:1] == ["customllm"]:
-            assert command[1] in registered, f"{name}: `customllm {command[1]}` is not a command"
+            words = [word for word in command[1:] if not word.startswith("-")][:2]
+            result = CliRunner().invoke(app, [*words, "--help"])
+            assert result.exit_code == 0, f"{name}: `customllm {' '.join(words)}`: {result.output}"
+            for option in (word for word in command[1:] if word.startswith("--")):
+                assert option in result.output, f"{name}: {option} is not an option"
 
 
 def test_volumes_are_named_or_existing_repository_paths(compose, services):
@@ -553,3 +712,194 @@ def test_dockerfile_copies_only_files_the_build_context_sends():
             assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
             assert source.split("/")[0] in allowed, f"COPY {source}: excluded by .dockerignore"
     assert "README.md" in allowed
+
+
+# --------------------------------------------------------------------------------------------
+# Trust boundary (docs/security.md): identities, secrets by reference, least privilege
+# --------------------------------------------------------------------------------------------
+
+
+def _secretish(key: str) -> bool:
+    return bool(SECRET_NAME.search(key)) and not key.endswith(("_FILE", "_PATH", "_DIR"))
+
+
+def test_every_kafka_client_is_its_own_identity_with_a_mounted_password_file(services):
+    from services.common.kafka_acl import ADMIN, SERVICE_GRANTS
+
+    assert set(KAFKA_IDENTITIES.values()) == set(SERVICE_GRANTS) | {ADMIN}
+    for name, identity in KAFKA_IDENTITIES.items():
+        env = _environment(services[name])
+        assert env["CUSTOMLLM_KAFKA_USERNAME"] == identity, name
+        assert env["CUSTOMLLM_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT", name
+        assert env["CUSTOMLLM_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512", name
+        path = env["CUSTOMLLM_KAFKA_PASSWORD_FILE"]
+        volume = "secrets-admin" if identity == ADMIN else f"secrets-{identity}"
+        assert _mounted_volume(services[name], path) == volume, f"{name}: {path}"
+        assert _mounts(services[name])[SECRETS_MOUNT] == (volume, True), name
+    # Every service that talks to Kafka is listed: nothing falls back to the operator.
+    for name, svc in services.items():
+        env = _environment(svc)
+        if "CUSTOMLLM_KAFKA_BOOTSTRAP" in env and name not in ("secrets", "migrate",
+                                                               MODEL_SERVER):
+            assert name in KAFKA_IDENTITIES, f"{name}: no Kafka identity"
+
+
+def test_no_container_carries_a_secret_value(services):
+    """Secrets travel as files: a variable whose name says secret must name a file, and no
+    value looks like a credential (a URL with a password, a JAAS line)."""
+    for name, svc in services.items():
+        for key, value in _environment(svc).items():
+            assert not _secretish(key), f"{name}: {key} holds a secret value"
+            assert not re.search(r"://[^/\s@]+:[^/\s@]+@", value), f"{name}: {key} has a password"
+            assert "password=" not in value.lower(), f"{name}: {key}"
+            if key.endswith("_FILE") or key == "PGPASSFILE":
+                assert value.startswith(SECRETS_MOUNT + "/") or svc is services["secrets"], (
+                    f"{name}: {key} is not in the service's secrets volume")
+    assert "DEV_KEY" not in COMPOSE_FILE.read_text().upper().replace("-", "_")
+    assert "dev key" not in COMPOSE_FILE.read_text().lower()
+
+
+def test_each_secrets_volume_is_mounted_by_its_own_identity_only(compose, services):
+    volumes = {name for name in compose["volumes"] if name.startswith("secrets")}
+    users: dict[str, set[str]] = {volume: set() for volume in volumes}
+    for name, svc in services.items():
+        for target, (source, read_only) in _mounts(svc).items():
+            if source in volumes:
+                users[source].add(name)
+                if name != "secrets":
+                    assert read_only and target == SECRETS_MOUNT, f"{name}: {source}"
+    expected = {"secrets": set(), "secrets-kafka": {"kafka"}, "secrets-postgres": {"postgres"},
+                "secrets-admin": {"kafka-security", "topics"}, "secrets-migrate": {"migrate"},
+                "secrets-operator": set(), f"secrets-{MODEL_SERVER}": {MODEL_SERVER},
+                **{f"secrets-{name}": {name} for name in PLATFORM_WORKERS}}
+    assert {volume: names - {"secrets"} for volume, names in users.items()} == expected
+    assert all("secrets" in names for names in users.values()), "the script fills every one"
+    targets = {source: target for target, (source, _) in _mounts(services["secrets"]).items()}
+    for volume in volumes - {"secrets"}:
+        assert targets[volume] == f"/secrets/{volume.removeprefix('secrets-')}", volume
+    assert targets["secrets"] == "/secrets/all"
+    assert _mounts(services["secrets"])["/opt/customllm/compose-secrets.sh"] == (
+        "./deploy/docker/compose-secrets.sh", True)
+
+
+def test_only_the_signing_stages_hold_handoff_keys(services):
+    for name, svc in services.items():
+        env = _environment(svc)
+        keys = {key for key in env if key.startswith("CUSTOMLLM_HANDOFF_")}
+        if name in HANDOFF_SIGNERS:
+            assert keys == {"CUSTOMLLM_HANDOFF_SIGNING_KEY_FILE", "CUSTOMLLM_HANDOFF_TRUST_FILE"}
+            for key in keys:
+                assert _mounted_volume(svc, env[key]) == f"secrets-{name}", name
+        else:
+            assert not keys, f"{name} must not hold hand-off keys"
+
+
+def test_api_keys_are_verified_from_the_hashed_file_and_the_gate_has_its_own(services):
+    for name, svc in services.items():
+        env = _environment(svc)
+        if name in API_KEY_VERIFIERS:
+            path = env["CUSTOMLLM_API_KEYS_FILE"]
+            assert path == f"{SECRETS_MOUNT}/api-keys.yaml"
+            assert _mounted_volume(svc, path) == f"secrets-{name}", name
+        elif name != "secrets":
+            assert "CUSTOMLLM_API_KEYS_FILE" not in env, name
+        if name == "finetune":
+            assert _mounted_volume(svc, env["CUSTOMLLM_API_KEY_FILE"]) == "secrets-finetune"
+        else:
+            assert "CUSTOMLLM_API_KEY_FILE" not in env, name
+
+
+def test_model_server_is_internal_and_requires_keys(services):
+    svc = services[MODEL_SERVER]
+    assert svc["profiles"] == [MODEL_SERVER]
+    assert _command(svc) == ["python", "-m", "services.model_server"]
+    env = _environment(svc)
+    port = env["CUSTOMLLM_MODEL_SERVER_PORT"]
+    assert env["CUSTOMLLM_MODEL_SERVER_HOST"] == "0.0.0.0"  # the Compose network, not the host
+    assert "ports" not in svc, "the model server is never published on the host"
+    assert [str(p) for p in svc["expose"]] == [port]
+    assert f"127.0.0.1:{port}/health" in " ".join(svc["healthcheck"]["test"])
+    # No other service publishes its port either, and the gateway does not serve it.
+    for name, other in services.items():
+        for mapping in other.get("ports", []):
+            assert not str(mapping).endswith(f":{port}"), name
+            assert str(mapping).startswith("127.0.0.1:"), f"{name}: {mapping} on every interface"
+    assert "CUSTOMLLM_MODEL_SERVER_PORT" not in _environment(services["gateway"])
+
+
+# --------------------------------------------------------------------------------------------
+# The secrets script, run for real (as the current user, no Docker)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def secrets_volumes(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("volumes")
+    uid = str(os.getuid())
+    env = {**os.environ, "SECRETS_ROOT": str(root), "APP_UID": uid, "KAFKA_UID": uid,
+           "PG_UID": uid, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    for _ in range(2):  # idempotent: a second run keeps every secret
+        result = subprocess.run(["bash", str(SECRETS_SCRIPT)], env=env, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+    return root
+
+
+def _files(folder: Path) -> dict[str, Path]:
+    return {str(p.relative_to(folder)): p for p in folder.rglob("*") if p.is_file()}
+
+
+def test_secrets_script_gives_each_volume_exactly_what_its_services_read(
+        services, secrets_volumes):
+    """Every file a service is pointed at exists in its volume, and nothing else is there."""
+    for volume in sorted(p.name for p in secrets_volumes.iterdir() if p.name != "all"):
+        files = set(_files(secrets_volumes / volume))
+        readers = [name for name, svc in services.items() if name != "secrets"
+                   and _mounts(svc).get(SECRETS_MOUNT, ("",))[0] == f"secrets-{volume}"]
+        wanted = set()
+        for name in readers:
+            env = _environment(services[name])
+            wanted |= {value.removeprefix(SECRETS_MOUNT + "/") for key, value in env.items()
+                       if value.startswith(SECRETS_MOUNT + "/")}
+            if name == "kafka-security":  # --secrets-root: every identity's password
+                wanted |= {f"secrets/kafka/{identity}.password" for identity in
+                           (*KAFKA_IDENTITIES.values(), "operator")}
+        if volume == "kafka":
+            wanted = {"admin.password", "controller.password"}
+        if volume == "operator":  # not mounted by a service: copied out by the operator
+            wanted = {"kafka.password", "pgpass", "api.key"}
+        if volume in {"ingest", "embedder", "guardrails", "rag", "finetune", "migrate",
+                      "operator"}:
+            assert "pgpass" in wanted, volume
+        else:
+            wanted.discard("pgpass")  # PGPASSFILE is shared; these have no database access
+        assert files == wanted, f"secrets-{volume}: {sorted(files ^ wanted)}"
+
+
+def test_secrets_script_copies_are_the_generated_secrets_and_private(secrets_volumes):
+    master = secrets_volumes / "all" / "secrets"
+    same = {"ingest/kafka.password": "kafka/ingest.password",
+            "rag/handoff.key": "handoff/rag.key",
+            "guardrails/handoff.key": "handoff/guardrails.key",
+            "guardrails/trusted.json": "handoff/trusted.json",
+            "gateway/api-keys.yaml": "api-keys.yaml",
+            "finetune/api.key": "api-keys/finetune.key",
+            "admin/secrets/kafka/admin.password": "kafka/admin.password",
+            "kafka/controller.password": "kafka/controller.password",
+            "postgres/postgres.password": "postgres.password"}
+    for copy, original in same.items():
+        assert (secrets_volumes / copy).read_text() == (master / original).read_text(), copy
+    # The controller's password stays with the broker; hand-off keys with their stage.
+    for path in secrets_volumes.rglob("*"):
+        if path.is_file() and "all" not in path.relative_to(secrets_volumes).parts:
+            assert path.name != "controller.password" or path.parent.name == "kafka", path
+            assert path.name != "handoff.key" or path.parent.name in HANDOFF_SIGNERS, path
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if path.parent.name not in ("kafka", "postgres"):  # single-user volumes: 0444
+                assert mode == 0o400, f"{path}: {oct(mode)}"
+    password = (master / "postgres.password").read_text()
+    assert len(password) >= 40
+    assert (secrets_volumes / "rag" / "pgpass").read_text() == (
+        f"postgres:5432:customllm:customllm:{password}\n")
+    for signer in HANDOFF_SIGNERS:
+        assert "BEGIN PRIVATE KEY" in (secrets_volumes / signer / "handoff.key").read_text()
