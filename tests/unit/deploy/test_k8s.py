@@ -6,6 +6,14 @@ schemas (strict: unknown fields are errors) or, for KEDA ScaledObjects, against 
 openAPIV3Schema of KEDA v2.18's CRD, and then checked against the rules the deployment relies
 on: probes, resources, non-root, pinned images, secrets by reference, autoscaling bounded by the
 topics' partitions, and consistency with the code (consumer groups, topics, settings, CLI).
+The optional model server (deploy/k8s/model-server/) is built and checked the same way.
+
+The trust boundary of docs/security.md is checked too: every Kafka client runs as its own
+identity with its own password file, each pod mounts only its own secrets, only the signing
+stages hold hand-off keys, the Kafka setup Job applies users and ACLs (as the admin) before the
+topics, KEDA reads lag with the service's own credentials, no development key exists, and the
+model server is internal (ClusterIP, no Ingress). With `kubectl` installed, the test's build of
+each kustomization is compared with `kubectl kustomize` (offline, no cluster).
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ import copy
 import hashlib
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +36,12 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[3]
 BASE = ROOT / "deploy" / "k8s" / "base"
+MODEL_SERVER_DIR = ROOT / "deploy" / "k8s" / "model-server"
+KUSTOMIZATIONS = (BASE, MODEL_SERVER_DIR)
 SCHEMAS = ROOT / "deploy" / "schemas" / "k8s"
 K8S_SCHEMA = SCHEMAS / "kubernetes-v1.33.0-strict.json"
 KEDA_CRD = SCHEMAS / "keda.sh_scaledobjects.yaml"
+KEDA_AUTH_CRD = SCHEMAS / "keda.sh_triggerauthentications.yaml"
 SCHEMA_README = SCHEMAS / "README.md"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 CLI_MAIN = ROOT / "services" / "cli" / "main.py"
@@ -43,6 +56,24 @@ STREAM_PROCESSORS = ("ingest", "embedder", "guardrails", "rag")
 QUEUE_WORKERS = ("finetune",)
 UID = 10001  # the image's user (deploy/docker/Dockerfile, APP_UID)
 STATE_DIR = "/var/lib/customllm"
+MODEL_SERVER = "customllm-model-server"
+CREDENTIALS = "/etc/customllm"  # where each pod's projected credentials volume is mounted
+HANDOFF_SIGNERS = ("guardrails", "rag")
+API_KEY_VERIFIERS = ("customllm-gateway", "customllm-guardrails", MODEL_SERVER)
+# Pod → the secrets it may mount (besides `customllm-secrets`, referenced by single keys).
+POD_SECRETS = {
+    "customllm-ingest": {"customllm-kafka-ingest"},
+    "customllm-embedder": {"customllm-kafka-embedder"},
+    "customllm-guardrails": {"customllm-kafka-guardrails", "customllm-handoff-guardrails",
+                             "customllm-handoff-trust", "customllm-api-keys"},
+    "customllm-rag": {"customllm-kafka-rag", "customllm-handoff-rag", "customllm-handoff-trust"},
+    "customllm-gateway": {"customllm-kafka-gateway", "customllm-api-keys"},
+    "customllm-finetune": {"customllm-kafka-finetune", "customllm-api-key-finetune"},
+    MODEL_SERVER: {"customllm-api-keys"},
+    "customllm-migrate": set(),
+    "customllm-kafka-setup": {f"customllm-kafka-{name}" for name in (
+        "admin", "operator", *SERVICES)},
+}
 
 # apiVersion/kind → definition in the vendored schema.
 DEFINITIONS = {
@@ -56,6 +87,8 @@ DEFINITIONS = {
         "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler",
     ("policy/v1", "PodDisruptionBudget"): "io.k8s.api.policy.v1.PodDisruptionBudget",
 }
+# KEDA custom resources → their vendored CRD.
+CRDS = {"ScaledObject": KEDA_CRD, "TriggerAuthentication": KEDA_AUTH_CRD}
 # Every trigger metadata key KEDA v2.18's kafka scaler reads (pkg/scalers/kafka_scaler.go).
 KAFKA_SCALER_KEYS = {
     "bootstrapServers", "bootstrapServersFromEnv", "consumerGroup", "consumerGroupFromEnv",
@@ -77,18 +110,18 @@ def _secretish(key: str) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def _kustomization() -> dict[str, Any]:
-    return yaml.safe_load((BASE / "kustomization.yaml").read_text())
+def _kustomization(folder: Path = BASE) -> dict[str, Any]:
+    return yaml.safe_load((folder / "kustomization.yaml").read_text())
 
 
-def build() -> list[dict[str, Any]]:
-    kustomization = _kustomization()
+def build(folder: Path = BASE) -> list[dict[str, Any]]:
+    kustomization = _kustomization(folder)
     unsupported = set(kustomization) - {"apiVersion", "kind", "namespace", "resources", "images"}
     assert not unsupported, f"extend the test's build() for {sorted(unsupported)}"
     images = {image["name"]: image for image in kustomization.get("images", [])}
     objects = []
     for resource in kustomization["resources"]:
-        for doc in yaml.safe_load_all((BASE / resource).read_text()):
+        for doc in yaml.safe_load_all((folder / resource).read_text()):
             if doc is None:
                 continue
             doc = copy.deepcopy(doc)
@@ -117,7 +150,8 @@ def _all_containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def objects() -> list[dict[str, Any]]:
-    return build()
+    """The base and the optional model server, as `kubectl apply -k` would create them."""
+    return [obj for folder in KUSTOMIZATIONS for obj in build(folder)]
 
 
 def _of_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
@@ -176,20 +210,30 @@ def _strict(schema: Any) -> Any:
     return schema
 
 
-@pytest.fixture(scope="module")
-def scaled_object_validator() -> Any:
-    crd = yaml.safe_load(KEDA_CRD.read_text())
+def _crd_validator(path: Path, kind: str) -> Any:
+    crd = yaml.safe_load(path.read_text())
     assert crd["kind"] == "CustomResourceDefinition"
-    assert crd["spec"]["group"] == "keda.sh" and crd["spec"]["names"]["kind"] == "ScaledObject"
+    assert crd["spec"]["group"] == "keda.sh" and crd["spec"]["names"]["kind"] == kind
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
     assert version["served"] and version["storage"]
     schema = _strict(version["schema"]["openAPIV3Schema"])
     return validator_for({})(schema)
 
 
+@pytest.fixture(scope="module")
+def scaled_object_validator() -> Any:
+    return _crd_validator(KEDA_CRD, "ScaledObject")
+
+
+@pytest.fixture(scope="module")
+def crd_validators(scaled_object_validator) -> dict[str, Any]:
+    return {"ScaledObject": scaled_object_validator,
+            "TriggerAuthentication": _crd_validator(KEDA_AUTH_CRD, "TriggerAuthentication")}
+
+
 def test_vendored_schemas_are_the_recorded_files(k8s_schema):
     readme = SCHEMA_README.read_text()
-    for path in (K8S_SCHEMA, KEDA_CRD):
+    for path in (K8S_SCHEMA, KEDA_CRD, KEDA_AUTH_CRD):
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         assert digest in readme, f"{path.name}: sha256 {digest} is not recorded in README.md"
     assert "Apache License 2.0" in readme
@@ -200,14 +244,13 @@ def test_vendored_schemas_are_the_recorded_files(k8s_schema):
     assert refs <= set(k8s_schema["$defs"]), "the subset must be closed under $ref"
 
 
-def test_every_object_validates_against_its_schema(objects, k8s_schema,
-                                                   scaled_object_validator):
+def test_every_object_validates_against_its_schema(objects, k8s_schema, crd_validators):
     meta = _k8s_validator(k8s_schema, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")
     for obj in objects:
         where = f"{obj['kind']}/{obj['metadata']['name']}"
-        if obj["kind"] == "ScaledObject":
+        if obj["kind"] in CRDS:
             assert obj["apiVersion"] == "keda.sh/v1alpha1"
-            errors = _errors(scaled_object_validator, obj) + _errors(meta, obj["metadata"])
+            errors = _errors(crd_validators[obj["kind"]], obj) + _errors(meta, obj["metadata"])
         else:
             definition = DEFINITIONS.get((obj["apiVersion"], obj["kind"]))
             assert definition, f"{where}: no vendored schema for {obj['apiVersion']}"
@@ -215,7 +258,7 @@ def test_every_object_validates_against_its_schema(objects, k8s_schema,
         assert not errors, f"{where}:\n" + "\n".join(errors)
 
 
-def test_the_validation_is_strict(objects, k8s_schema, scaled_object_validator):
+def test_the_validation_is_strict(objects, k8s_schema, scaled_object_validator, crd_validators):
     """A misspelt field must fail, or the test above proves little."""
     deployment = copy.deepcopy(_of_kind(objects, "Deployment")["customllm-ingest"])
     deployment["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
@@ -227,6 +270,9 @@ def test_the_validation_is_strict(objects, k8s_schema, scaled_object_validator):
     scaled = copy.deepcopy(_of_kind(objects, "ScaledObject")["customllm-ingest"])
     scaled["spec"]["triggers"][0]["metadata"]["lagThreshold"] = 100  # must be a string
     assert _errors(scaled_object_validator, scaled)
+    auth = copy.deepcopy(_of_kind(objects, "TriggerAuthentication")["customllm-ingest-kafka"])
+    auth["spec"]["secretTargetRef"][0]["secret"] = "x"  # `name`, not `secret`
+    assert _errors(crd_validators["TriggerAuthentication"], auth)
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,12 +285,19 @@ def test_expected_objects_exist(objects):
     for obj in objects:
         kinds.setdefault(obj["kind"], set()).add(obj["metadata"]["name"])
     assert kinds["Namespace"] == {NAMESPACE}
-    assert kinds["Deployment"] == {f"customllm-{name}" for name in SERVICES}
+    deployments = {f"customllm-{name}" for name in SERVICES} | {MODEL_SERVER}
+    assert kinds["Deployment"] == deployments
     assert kinds["ScaledObject"] == {f"customllm-{name}" for name in STREAM_PROCESSORS}
-    assert kinds["PodDisruptionBudget"] == {f"customllm-{name}" for name in SERVICES}
-    assert kinds["Job"] == {"customllm-migrate", "customllm-topics"}
-    assert kinds["Service"] == kinds["HorizontalPodAutoscaler"] == {"customllm-gateway"}
+    assert kinds["TriggerAuthentication"] == {
+        f"customllm-{name}-kafka" for name in STREAM_PROCESSORS}
+    assert kinds["PodDisruptionBudget"] == deployments
+    assert kinds["Job"] == {"customllm-migrate", "customllm-kafka-setup"}
+    assert kinds["Service"] == {"customllm-gateway", MODEL_SERVER}
+    assert kinds["HorizontalPodAutoscaler"] == {"customllm-gateway"}
     assert "Secret" not in kinds, "secrets are created outside these manifests"
+    assert "Ingress" not in kinds
+    # The model server is optional: not part of the base.
+    assert not any(obj["metadata"]["name"] == MODEL_SERVER for obj in build(BASE))
     names = [(obj["kind"], obj["metadata"]["name"]) for obj in objects]
     assert len(names) == len(set(names))
     for obj in objects:
@@ -261,13 +314,23 @@ def test_each_service_runs_its_module_from_the_one_image(deployments):
 
 
 def test_jobs_run_the_cli_setup_commands(objects):
+    from typer.testing import CliRunner
+
+    from services.cli.main import app
+
     jobs = _of_kind(objects, "Job")
-    commands = {name: job["spec"]["template"]["spec"]["containers"][0]["command"]
-                for name, job in jobs.items()}
-    assert commands == {"customllm-migrate": ["customllm", "migrate"],
-                        "customllm-topics": ["customllm", "topics"]}
-    registered = set(re.findall(r"""app\.command\(\s*["']([\w-]+)["']""", CLI_MAIN.read_text()))
-    assert {"migrate", "topics"} <= registered
+    commands = {name: [c["command"] for c in _all_containers(job)] for name, job in jobs.items()}
+    # Users and ACLs first (an init container), then the topics, both as the admin.
+    assert commands == {
+        "customllm-migrate": [["customllm", "migrate"]],
+        "customllm-kafka-setup": [
+            ["customllm", "security", "apply", "--secrets-root", CREDENTIALS],
+            ["customllm", "topics"]]}
+    for command in (c for cs in commands.values() for c in cs):
+        words = [word for word in command[1:] if not word.startswith("-")][:2]
+        result = CliRunner().invoke(app, [*words, "--help"])
+        assert result.exit_code == 0, f"`customllm {' '.join(words)}`: {result.output}"
+        assert all(option in result.output for option in command if option.startswith("--"))
     for job in jobs.values():
         spec = job["spec"]
         assert spec["template"]["spec"]["restartPolicy"] in ("Never", "OnFailure")
@@ -275,8 +338,8 @@ def test_jobs_run_the_cli_setup_commands(objects):
 
 
 def test_images_are_pinned_and_never_latest(objects):
-    kustomization = _kustomization()
-    assert kustomization["images"] == [{"name": IMAGE, "newTag": TAG}]
+    for folder in KUSTOMIZATIONS:
+        assert _kustomization(folder)["images"] == [{"name": IMAGE, "newTag": TAG}], folder
     for obj in objects:
         for container in _all_containers(obj):
             image = container["image"]
@@ -284,8 +347,7 @@ def test_images_are_pinned_and_never_latest(objects):
             assert ":" in last or "@" in image, f"{image}: no tag"
             assert not image.endswith(":latest"), image
             assert image == f"{IMAGE}:{TAG}"
-    raw = "\n".join(path.read_text() for path in BASE.glob("*.yaml"))
-    assert ":latest" not in raw
+    assert ":latest" not in _raw_manifests()
 
 
 def test_selectors_match_their_pods(objects, deployments):
@@ -322,7 +384,7 @@ def test_every_deployment_has_probes_and_resources(deployments):
 
 def test_jobs_have_resources(objects):
     for name, job in _of_kind(objects, "Job").items():
-        for container in job["spec"]["template"]["spec"]["containers"]:
+        for container in _all_containers(job):
             assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
             assert {"cpu", "memory"} <= set(container["resources"]["limits"]), name
 
@@ -445,14 +507,24 @@ def test_secrets_are_only_referenced(objects):
                 assert "configMapRef" in source or "secretRef" in source, name
                 if "secretRef" in source:
                     assert source["secretRef"]["name"] == SECRET, name
+            for key, item in _env(container).items():
+                value = str(item.get("value", ""))
+                assert "password=" not in value.lower(), f"{name}: {key}"
+                if key.endswith("_FILE"):
+                    assert value.startswith(CREDENTIALS + "/"), f"{name}: {key} not mounted"
         spec = _pod_spec(obj) or {}
         for volume in spec.get("volumes", []):
-            if "secret" in volume:
-                assert volume["secret"]["secretName"] == SECRET
-    raw = "\n".join(path.read_text() for path in BASE.glob("*.yaml"))
+            assert "secret" not in volume, "secrets are projected into `credentials` only"
+    raw = _raw_manifests()
     assert not re.search(r"postgres(?:ql)?(?:\+\w+)?://[^\s/]*:[^\s/]*@", raw), (
         "a database URL with a password appears in the manifests")
     assert "kind: Secret" not in raw and "stringData" not in raw
+    assert not re.search(r"dev(elopment)?[ _-]?key", raw, re.I), "no development key exists"
+
+
+def _raw_manifests() -> str:
+    return "\n".join(path.read_text() for folder in KUSTOMIZATIONS
+                     for path in sorted(folder.glob("*.yaml")))
 
 
 def test_database_workers_and_migrations_get_the_database_url(objects, deployments):
@@ -466,15 +538,183 @@ def test_database_workers_and_migrations_get_the_database_url(objects, deploymen
             assert refs == [{"configMapRef": {"name": "customllm-config"}}]
 
 
-def test_gateway_api_keys_come_from_the_secret(deployments):
-    spec = deployments["customllm-gateway"]["spec"]["template"]["spec"]
-    (container,) = spec["containers"]
-    path = Path(_env(container)["CUSTOMLLM_API_KEYS_FILE"]["value"])
-    (mount,) = [m for m in container["volumeMounts"] if Path(m["mountPath"]) == path.parent]
-    assert mount["readOnly"] is True
-    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
-    assert volume["secret"]["secretName"] == SECRET
-    assert {item["path"] for item in volume["secret"]["items"]} == {path.name}
+# --------------------------------------------------------------------------------------------
+# Trust boundary (docs/security.md): identities, own secrets only, signed hand-offs, keys
+# --------------------------------------------------------------------------------------------
+
+
+def _credentials(obj: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Path under CREDENTIALS → (secret, key) of the pod's projected credentials volume, after
+    checking that every container mounts it read-only at CREDENTIALS."""
+    spec = _pod_spec(obj)
+    volumes = [v for v in spec["volumes"] if v["name"] == "credentials"]
+    if not volumes:
+        for container in _all_containers(obj):
+            assert all(m["mountPath"] != CREDENTIALS for m in container.get("volumeMounts", []))
+        return {}
+    (volume,) = volumes
+    for container in _all_containers(obj):
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "credentials"]
+        assert mount == {"name": "credentials", "mountPath": CREDENTIALS, "readOnly": True}
+    projected = volume["projected"]
+    # Readable by the pod's group (fsGroup), nobody else; never writable.
+    assert projected["defaultMode"] == 0o440
+    files = {}
+    for source in projected["sources"]:
+        assert set(source) == {"secret"}, "only secrets are projected"
+        secret = source["secret"]
+        assert not secret.get("optional"), "a missing secret must stop the pod, not pass"
+        for item in secret["items"]:
+            assert "mode" not in item
+            assert item["path"] not in files, item["path"]
+            files[item["path"]] = (secret["name"], item["key"])
+    return files
+
+
+def _pods(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {obj["metadata"]["name"]: obj for obj in objects if _pod_spec(obj) is not None}
+
+
+def test_each_pod_mounts_only_its_own_secrets(objects):
+    pods = _pods(objects)
+    assert set(pods) == set(POD_SECRETS)
+    for name, obj in pods.items():
+        secrets = {secret for secret, _ in _credentials(obj).values()}
+        assert secrets == POD_SECRETS[name], name
+        # Every *_FILE setting names a file that the projection provides.
+        for container in _all_containers(obj):
+            for key, item in _env(container).items():
+                if key.endswith("_FILE"):
+                    path = item["value"].removeprefix(CREDENTIALS + "/")
+                    assert path in _credentials(obj), f"{name}: {key} → {item['value']}"
+
+
+def test_every_kafka_client_is_its_own_identity_with_its_own_password_file(objects, config):
+    from services.common.kafka_acl import ADMIN, SERVICE_GRANTS
+
+    assert set(SERVICES) == set(SERVICE_GRANTS)
+    assert config["CUSTOMLLM_KAFKA_SECURITY_PROTOCOL"] in ("SASL_PLAINTEXT", "SASL_SSL")
+    assert config["CUSTOMLLM_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    identities = {f"customllm-{name}": name for name in SERVICES}
+    identities["customllm-kafka-setup"] = ADMIN
+    pods = _pods(objects)
+    for name, obj in pods.items():
+        files = _credentials(obj)
+        for container in _all_containers(obj):
+            env = _env(container)
+            if name not in identities:
+                assert "CUSTOMLLM_KAFKA_USERNAME" not in env, f"{name} uses no Kafka"
+                continue
+            identity = identities[name]
+            assert env["CUSTOMLLM_KAFKA_USERNAME"] == {"name": "CUSTOMLLM_KAFKA_USERNAME",
+                                                       "value": identity}, name
+            path = env["CUSTOMLLM_KAFKA_PASSWORD_FILE"]["value"].removeprefix(CREDENTIALS + "/")
+            assert files[path] == (f"customllm-kafka-{identity}", "password"), name
+            assert "CUSTOMLLM_KAFKA_PASSWORD" not in env, f"{name}: an inline password"
+
+
+def test_kafka_setup_job_creates_every_identity_as_the_admin(objects):
+    """`security apply --secrets-root` reads secrets/kafka/<identity>.password for every
+    platform identity (services/stack/security.py), so the Job projects exactly those."""
+    from services.common.kafka_acl import ADMIN, OPERATOR, SERVICE_GRANTS
+
+    job = _of_kind(objects, "Job")["customllm-kafka-setup"]
+    files = _credentials(job)
+    expected = {f"secrets/kafka/{identity}.password": (f"customllm-kafka-{identity}", "password")
+                for identity in (ADMIN, OPERATOR, *SERVICE_GRANTS)}
+    assert files == expected
+    (init,) = job["spec"]["template"]["spec"]["initContainers"]
+    assert init["command"][-2:] == ["--secrets-root", CREDENTIALS]
+
+
+def test_only_the_signing_stages_hold_handoff_keys(objects):
+    for name, obj in _pods(objects).items():
+        files = _credentials(obj)
+        handoff = {secret for secret, _ in files.values() if secret.startswith("customllm-handoff")}
+        env = {key: item for c in _all_containers(obj) for key, item in _env(c).items()}
+        signer = name.removeprefix("customllm-")
+        if signer in HANDOFF_SIGNERS:
+            assert handoff == {f"customllm-handoff-{signer}", "customllm-handoff-trust"}
+            key = env["CUSTOMLLM_HANDOFF_SIGNING_KEY_FILE"]["value"].removeprefix(
+                CREDENTIALS + "/")
+            trust = env["CUSTOMLLM_HANDOFF_TRUST_FILE"]["value"].removeprefix(CREDENTIALS + "/")
+            assert files[key][0] == f"customllm-handoff-{signer}"
+            assert files[trust] == ("customllm-handoff-trust", "trusted.json")
+        else:
+            assert not handoff, f"{name} must not hold hand-off keys"
+            assert not any(key.startswith("CUSTOMLLM_HANDOFF_") for key in env), name
+
+
+def test_api_keys_are_verified_from_the_hashed_file_and_the_gate_has_its_own(objects):
+    for name, obj in _pods(objects).items():
+        files = _credentials(obj)
+        env = {key: item for c in _all_containers(obj) for key, item in _env(c).items()}
+        if name in API_KEY_VERIFIERS:
+            path = env["CUSTOMLLM_API_KEYS_FILE"]["value"].removeprefix(CREDENTIALS + "/")
+            assert files[path] == ("customllm-api-keys", "api-keys.yaml"), name
+        else:
+            assert "CUSTOMLLM_API_KEYS_FILE" not in env, name
+        if name == "customllm-finetune":
+            path = env["CUSTOMLLM_API_KEY_FILE"]["value"].removeprefix(CREDENTIALS + "/")
+            assert files[path] == ("customllm-api-key-finetune", "api.key")
+        else:
+            assert "CUSTOMLLM_API_KEY_FILE" not in env, name
+        assert "CUSTOMLLM_API_KEY" not in env, f"{name}: an inline API key"
+
+
+def test_scalers_read_lag_as_the_services_own_identity(objects, scaled_objects, deployments,
+                                                       config):
+    auths = _of_kind(objects, "TriggerAuthentication")
+    sasl = {"SCRAM-SHA-512": "scram_sha512"}[config["CUSTOMLLM_KAFKA_SASL_MECHANISM"]]
+    tls = "enable" if config["CUSTOMLLM_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL" else "disable"
+    for name in STREAM_PROCESSORS:
+        for trigger in scaled_objects[f"customllm-{name}"]["spec"]["triggers"]:
+            assert trigger["authenticationRef"] == {"name": f"customllm-{name}-kafka"}
+            assert trigger["metadata"]["sasl"] == sasl and trigger["metadata"]["tls"] == tls
+        spec = auths[f"customllm-{name}-kafka"]["spec"]
+        (username,) = spec["env"]
+        (container,) = deployments[f"customllm-{name}"]["spec"]["template"]["spec"]["containers"]
+        assert username == {"parameter": "username", "name": "CUSTOMLLM_KAFKA_USERNAME",
+                            "containerName": container["name"]}
+        assert _env(container)["CUSTOMLLM_KAFKA_USERNAME"]["value"] == name
+        (password,) = spec["secretTargetRef"]
+        assert password == {"parameter": "password", "name": f"customllm-kafka-{name}",
+                            "key": "password"}
+        assert set(spec) == {"env", "secretTargetRef"}
+
+
+def test_model_server_is_internal_and_requires_keys(objects, deployments):
+    services = _of_kind(objects, "Service")
+    service = services[MODEL_SERVER]["spec"]
+    assert service["type"] == "ClusterIP"
+    assert not {"externalIPs", "loadBalancerIP", "externalName"} & set(service)
+    assert all("nodePort" not in port for s in services.values() for port in s["spec"]["ports"])
+    (container,) = deployments[MODEL_SERVER]["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "services.model_server"]
+    env = _env(container)
+    port = {p["name"]: p["containerPort"] for p in container["ports"]}["http"]
+    assert env["CUSTOMLLM_MODEL_SERVER_HOST"]["value"] == "0.0.0.0"
+    assert int(env["CUSTOMLLM_MODEL_SERVER_PORT"]["value"]) == port
+    assert [p["targetPort"] for p in service["ports"]] == ["http"]
+    for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[kind]["httpGet"] == {"path": "/health", "port": "http"}
+    # The gateway's Service never routes to the model server's port.
+    gateway = deployments["customllm-gateway"]["spec"]["template"]["spec"]["containers"][0]
+    assert port not in {p["containerPort"] for p in gateway["ports"]}
+    assert "CUSTOMLLM_MODEL_SERVER_PORT" not in _env(gateway)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+@pytest.mark.parametrize("folder", KUSTOMIZATIONS, ids=lambda f: f.name)
+def test_build_matches_kubectl_kustomize(folder):
+    """The test's build is what `kubectl kustomize` produces (offline: no cluster needed)."""
+    result = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    ours = sorted(build(folder), key=lambda o: (o["kind"], o["metadata"]["name"]))
+    theirs = sorted((doc for doc in yaml.safe_load_all(result.stdout) if doc),
+                    key=lambda o: (o["kind"], o["metadata"]["name"]))
+    assert ours == theirs
 
 
 # --------------------------------------------------------------------------------------------
@@ -563,7 +803,7 @@ def test_gateway_service_targets_the_named_port(objects, deployments):
 def test_manifests_are_plain_yaml_without_anchors():
     """Anchors and aliases are resolved differently by some tools (kustomize's kyaml among
     them); every manifest spells its values out."""
-    for path in sorted(BASE.glob("*.yaml")):
+    for path in sorted(p for folder in KUSTOMIZATIONS for p in folder.glob("*.yaml")):
         for number, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split(" #", 1)[0]
             if code.lstrip().startswith("#"):
