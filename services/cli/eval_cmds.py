@@ -28,9 +28,8 @@ from sqlalchemy.engine import Engine
 from services.cli.console import console
 from services.cli.db import database, fail
 from services.common import identity
-from services.common.config import Settings, get_settings
-from services.common.events import Principal
-from services.common.exceptions import CustomLLMError
+from services.common.config import get_settings
+from services.common.source_publisher import SourceNotApproved
 from services.evaluation import config as eval_config
 from services.evaluation import store, testsets
 from services.evaluation.runs import build_run_config, comparability, load_run
@@ -97,8 +96,11 @@ def _publish_and_wait(documents: list[Any], timeout_s: float) -> None:
     expected = {d.doc_id: d.version for d in documents}
     with _database() as engine, Progress(*columns, console=console) as progress:
         sending = progress.add_task("publishing", total=len(documents))
-        publish_documents(settings.kafka_bootstrap, documents,
-                          lambda: progress.advance(sending))
+        try:
+            publish_documents(settings.kafka_bootstrap, documents,
+                              lambda: progress.advance(sending))
+        except SourceNotApproved as exc:
+            raise fail(str(exc)) from exc
         indexing = progress.add_task("indexing", total=len(documents))
         deadline = time.monotonic() + timeout_s
         while True:
@@ -165,7 +167,9 @@ def run(
                               seed=seed)
     settings = get_settings()
     credential = api_key or identity.own_credential(settings)
-    who = _principal_of(settings, credential)
+    if credential is None:
+        raise fail("no API key: pass --api-key, set CUSTOMLLM_API_KEY, or run `customllm up`")
+    who = eval_config.principal_for_credential(settings, credential)
     console.print(f"evaluating {len(cases)} of {len(all_cases)} case(s) from {testset} "
                   f"(test set {config.testset_hash[:12]}), domain {domain}"
                   + (f", adapter {adapter}" if adapter else ""))
@@ -364,14 +368,3 @@ def gate_cmd(
     console.print(f"[green bold]GATE PASSED[/]: {len(verdict.checked)} metric(s) checked "
                   f"({', '.join(verdict.checked)})")
 
-
-def _principal_of(settings: Settings, credential: str | None) -> Principal:
-    """The principal the run is recorded under: what the key resolves to in the key file this
-    machine can read. The input guardrail resolves it again for every question, so a key this
-    machine cannot check is recorded as such, and a bad one fails each case with the reason."""
-    if credential is None:
-        raise fail("no API key: pass --api-key, set CUSTOMLLM_API_KEY, or run `customllm up`")
-    try:
-        return identity.authenticator_from_settings(settings).verify(credential).principal
-    except CustomLLMError:
-        return Principal(id="unverified-here")

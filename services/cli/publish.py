@@ -17,14 +17,12 @@ from opentelemetry.trace import SpanKind
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from services.cli.console import console
-from services.common import kafka_acl, kafka_auth, telemetry
-from services.common.config import Settings, get_settings
+from services.common import telemetry
+from services.common.config import get_settings
 from services.common.events import DocChange
-from services.common.exceptions import CustomLLMError
-from services.common.kafka_auth import KafkaCredentials
-from services.common.producer import flush, make_producer, send
+from services.common.producer import send
+from services.common.source_publisher import SourceNotApproved, SourceProducers
 from services.common.topics import DOCS_CHANGES
-from services.stack import local_secrets
 
 CONTENT_TYPES = {".txt": "text/plain", ".text": "text/plain", ".md": "text/markdown",
                  ".markdown": "text/markdown", ".html": "text/html", ".htm": "text/html"}
@@ -141,47 +139,6 @@ def publish(
     console.print(f"published {len(files) + len(delete) - skipped} event(s) to {DOCS_CHANGES}"
                   + (f", skipped {skipped}" if skipped else ""))
     telemetry.shutdown_tracing()
-
-
-class SourceNotApproved(CustomLLMError):
-    """No Kafka identity for this document source: a steward has not approved it."""
-
-
-class SourceProducers:
-    """One producer per document source, each authenticated as that source's Kafka identity
-    (``source-<name>``): the broker accepts docs.changes only from approved sources. A process
-    given an explicit identity (CUSTOMLLM_KAFKA_USERNAME, as a source's own job in production
-    would be) publishes everything as that identity."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._producers: dict[str | None, Any] = {}
-
-    def for_source(self, source: str | None) -> Any:  # noqa: ANN401 - confluent's Producer
-        key = None if self.settings.kafka_username else source
-        if key not in self._producers:
-            self._producers[key] = make_producer(self.settings.kafka_bootstrap,
-                                                 "customllm-publish", **self._identity(source))
-        return self._producers[key]
-
-    def _identity(self, source: str | None) -> dict[str, Any]:
-        if self.settings.kafka_username:
-            return {}
-        if not source:
-            raise SourceNotApproved("no source: pass --source or set `source:` in "
-                                    f"{FOLDER_META}")
-        name = kafka_acl.source_identity(source)
-        path = local_secrets.password_path(self.settings.state_path, name)
-        if not path.exists():
-            raise SourceNotApproved(f"source {source!r} is not approved; a data steward runs "
-                                    f"`customllm sources approve {source}`")
-        creds = KafkaCredentials(name, path.read_text().strip())
-        return {k: v for k, v in kafka_auth.client_config(creds=creds).items()
-                if k.startswith("sasl.")}
-
-    def flush(self, errors: list[str]) -> None:
-        for producer in self._producers.values():
-            flush(producer, errors)
 
 
 def _send(tracer: Any, producer: Any, change: DocChange, errors: list[str]) -> None:

@@ -17,10 +17,6 @@ if TYPE_CHECKING:
     from services.common.config import Settings
     from services.evaluation.compare import Tolerance
 
-DEFAULT_PRINCIPAL_ID = "eval"
-# The harness measures the system, not access control: it sees every document class unless
-# told otherwise (restricted is the highest class).
-DEFAULT_CLEARANCE = "restricted"
 RETRIEVAL_TOP_K = 10  # ranked doc ids kept per case for hit@k / MRR / nDCG
 DEFAULT_CONCURRENCY = 4
 DEFAULT_TIMEOUT_S = 300.0  # per request, queueing in the rag worker included
@@ -33,11 +29,17 @@ class EvalConfigError(CustomLLMError):
     """A tolerance file or option that cannot be used."""
 
 
-def default_principal(principal_id: str = DEFAULT_PRINCIPAL_ID,
-                      clearance: str = DEFAULT_CLEARANCE,
-                      groups: list[str] | None = None) -> Principal:
-    return Principal(id=principal_id, clearance=clearance,  # type: ignore[arg-type]
-                     groups=list(groups or []))
+def principal_for_credential(settings: Settings, credential: str | None) -> Principal:
+    """The principal a run is recorded under: what its credential resolves to in the key file
+    this machine can read. The input guardrail resolves it again for every question, so a key
+    this machine cannot check is recorded as such (and a bad one fails each case with the
+    reason)."""
+    from services.common import identity
+
+    try:
+        return identity.authenticator_from_settings(settings).verify(credential).principal
+    except CustomLLMError:
+        return Principal(id="unverified-here")
 
 
 def reports_dir(settings: Settings) -> Path:

@@ -9,21 +9,25 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from services.common import telemetry
+from services.common.config import get_settings
 from services.common.events import DocChange
-from services.common.producer import flush, make_producer, send
+from services.common.producer import send
+from services.common.source_publisher import SourceProducers
 from services.common.topics import DOCS_CHANGES
 
 
 def publish_documents(bootstrap: str, documents: Sequence[DocChange],
                       on_sent: Callable[[], None] | None = None) -> None:
-    """Send the document events to ``docs.changes`` (keyed by doc id) and wait for the acks."""
-    producer, errors = make_producer(bootstrap, "customllm-eval-publish"), []
+    """Send the document events to ``docs.changes`` (keyed by doc id) as their source's Kafka
+    identity, and wait for the acks. The source must be approved (`customllm sources
+    approve squad`)."""
+    producers, errors = SourceProducers(get_settings(), bootstrap), []
     for change in documents:
-        send(producer, DOCS_CHANGES, change.doc_id, change.to_json(), telemetry.inject_headers(),
-             errors)
+        send(producers.for_source(change.source), DOCS_CHANGES, change.doc_id, change.to_json(),
+             telemetry.inject_headers(), errors)
         if on_sent is not None:
             on_sent()
-    flush(producer, errors)
+    producers.flush(errors)
 
 
 @dataclass

@@ -34,6 +34,7 @@ from rich.progress import (
 )
 from sqlalchemy.engine import Engine
 
+from services.common.config import get_settings
 from services.common.events import (
     Principal,
     RagFilters,
@@ -49,8 +50,8 @@ from services.evaluation.config import (
     DEFAULT_TIMEOUT_S,
     RETRIEVAL_TOP_K,
     TEMPERATURE,
-    default_principal,
     new_run_id,
+    principal_for_credential,
 )
 from services.evaluation.metrics import is_abstention, score_case
 from services.evaluation.models import CaseResult, CaseUsage, EvalCase, RunConfig
@@ -90,7 +91,9 @@ async def run_eval(
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     cases = list(cases)
-    principal = principal or default_principal()
+    # Recorded, not sent: who asks is the client's credential, verified by the input guardrail.
+    principal = principal or principal_for_credential(
+        get_settings(), getattr(client, "credential", None))
     no_answer = load_template(config.domain).no_answer
     run_config = _run_config(cases, config, principal, concurrency, timeout_s, n_boot,
                              no_answer)

@@ -67,6 +67,7 @@ class CountingClient:
 
     def __init__(self, inner):
         self.inner, self.reply_topic, self.count = inner, inner.reply_topic, 0
+        self.credential = inner.credential
 
     async def arequest(self, request, timeout_s):
         self.count += 1
