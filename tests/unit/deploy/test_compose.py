@@ -825,6 +825,8 @@ def test_model_server_is_internal_and_requires_keys(services):
             assert not str(mapping).endswith(f":{port}"), name
             assert str(mapping).startswith("127.0.0.1:"), f"{name}: {mapping} on every interface"
     assert "CUSTOMLLM_MODEL_SERVER_PORT" not in _environment(services["gateway"])
+    # Hugging Face TGI answers raw prompts without a key: not published either.
+    assert "ports" not in services["tgi"] and [str(p) for p in services["tgi"]["expose"]] == ["80"]
 
 
 # --------------------------------------------------------------------------------------------
