@@ -905,3 +905,17 @@ def test_secrets_script_copies_are_the_generated_secrets_and_private(secrets_vol
         f"postgres:5432:customllm:customllm:{password}\n")
     for signer in HANDOFF_SIGNERS:
         assert "BEGIN PRIVATE KEY" in (secrets_volumes / signer / "handoff.key").read_text()
+
+
+def test_only_the_secrets_job_runs_as_root_with_the_capabilities_it_needs(services):
+    """It hands files to other users (chown); everything else runs as its image's user."""
+    secrets = services["secrets"]
+    assert secrets["user"] == "0:0" and secrets["restart"] == "no"
+    assert secrets["cap_drop"] == ["ALL"]
+    assert set(secrets["cap_add"]) <= {"CHOWN", "FOWNER", "DAC_OVERRIDE"}
+    assert "no-new-privileges:true" in secrets["security_opt"]
+    assert "ports" not in secrets
+    for name, svc in services.items():
+        if name != "secrets":
+            assert "user" not in svc and "cap_add" not in svc, name
+            assert not svc.get("privileged"), name
