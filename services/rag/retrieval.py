@@ -10,9 +10,11 @@ Why it is shaped this way:
   would return fewer than k rows. pgvector 0.8's iterative scan (``relaxed_order``) keeps
   scanning until LIMIT rows pass the filter (bounded by ``hnsw.max_scan_tuples``); rows are
   re-sorted by exact distance afterwards because relaxed order may swap near neighbours.
-* **Hybrid = reciprocal rank fusion** (k = 60) of the vector and lexical candidate lists:
-  rank-based, so the two incomparable score scales need no calibration. Ties are broken by
-  ``chunk_id`` so equal inputs always give the same order.
+* **Hybrid = one pool, scored on every signal.** The vector list and the lexical list
+  (``candidates`` each) are merged into one pool inside one SQL statement; every member gets its
+  cosine, its BM25 and the positions of the question's terms, and ``services.rag.fusion`` orders
+  the pool by a weighted sum of the standardized signals (cosine, BM25, term proximity). Ties are
+  broken by ``chunk_id`` so equal inputs always give the same order.
 * ``mode="exact"`` is the same vector query with index scans disabled (brute force): the
   baseline that recall of the HNSW path is measured against.
 """
@@ -20,8 +22,7 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -30,17 +31,18 @@ from sqlalchemy.engine import Connection, Engine
 
 from services.rag import retrieval_sql as sql
 from services.rag.access import AccessScope
+from services.rag.fusion import FusionWeights, fused_scores, proximity
 
 if TYPE_CHECKING:
     from services.rag.rerank import Reranker
 
 Mode = Literal["hybrid", "vector", "lexical", "exact"]
 MODES: tuple[str, ...] = ("hybrid", "vector", "lexical", "exact")
-RRF_K = 60
 EF_SEARCH_MIN = 40
 EF_SEARCH_MAX = 1000  # pgvector's upper bound for hnsw.ef_search
 MAX_SCAN_TUPLES = 20_000  # pgvector's default; caps the work of one iterative scan
-DF_CAP = 1000  # lexical: document-frequency counting stops here (see retrieval_sql)
+DF_CAP = 1000  # lexical: exact document-frequency counting stops here (see retrieval_sql)
+DEFAULT_WEIGHTS = FusionWeights()
 
 
 @dataclass(frozen=True)
@@ -87,11 +89,13 @@ def retrieve(
     mode: Mode = "hybrid",
     candidates: int = 40,
     reranker: Reranker | None = None,
+    weights: FusionWeights = DEFAULT_WEIGHTS,
 ) -> list[RetrievedChunk]:
     """The ``top_k`` chunks the scope may see, best first.
 
-    ``candidates`` is the length of each list before fusion (and the pool a ``reranker``
-    reorders); ``top_k`` is what comes back.
+    ``candidates`` is the length of each list before fusion (the pool a ``reranker``
+    reorders is their union); ``top_k`` is what comes back. ``weights`` sets the hybrid fusion
+    and BM25's parameters (the lexical mode uses the same BM25).
     """
     if mode not in MODES:
         raise ValueError(f"unknown retrieval mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -101,33 +105,16 @@ def retrieve(
     where, params = _where(scope, filters)
     with engine.begin() as conn:
         if mode == "lexical":
-            chunks = _lexical(conn, question, where, params, pool)
+            chunks = _lexical(conn, question, where, params, pool, weights)
         elif mode in ("vector", "exact"):
             chunks = _vector(conn, query_vector, where, params, pool, exact=mode == "exact")
-        else:
-            vector = _vector(conn, query_vector, where, params, pool, exact=False)
-            lexical = _lexical(conn, question, where, params, pool)
-            chunks = fuse(vector, lexical)
+        elif question.strip():
+            chunks = _hybrid(conn, query_vector, question, where, params, pool, weights)
+        else:  # no words to match: the vector list is the whole pool
+            chunks = _vector(conn, query_vector, where, params, pool, exact=False)
     if reranker is not None:
         chunks = reranker.rerank(question, chunks)
     return chunks[:top_k]
-
-
-def fuse(vector: Sequence[RetrievedChunk], lexical: Sequence[RetrievedChunk],
-         k: int = RRF_K) -> list[RetrievedChunk]:
-    """Reciprocal rank fusion: score = sum of 1 / (k + rank) over the lists a chunk is in."""
-    by_id: dict[str, RetrievedChunk] = {}
-    scores: dict[str, float] = {}
-    for rank, chunk in enumerate(vector, start=1):
-        by_id[chunk.chunk_id] = chunk
-        scores[chunk.chunk_id] = scores.get(chunk.chunk_id, 0.0) + 1.0 / (k + rank)
-    for rank, chunk in enumerate(lexical, start=1):
-        seen = by_id.get(chunk.chunk_id)
-        by_id[chunk.chunk_id] = (replace(seen, lexical_rank=chunk.lexical_rank) if seen
-                                 else chunk)
-        scores[chunk.chunk_id] = scores.get(chunk.chunk_id, 0.0) + 1.0 / (k + rank)
-    ordered = sorted(scores, key=lambda cid: (-scores[cid], cid))
-    return [replace(by_id[cid], score=scores[cid]) for cid in ordered]
 
 
 def _where(scope: AccessScope, filters: RetrievalFilters) -> tuple[str, dict[str, Any]]:
@@ -178,16 +165,38 @@ def _vector(conn: Connection, query_vector: np.ndarray, where: str, params: dict
 
 
 def _lexical(conn: Connection, question: str, where: str, params: dict[str, Any],
-             limit: int) -> list[RetrievedChunk]:
+             limit: int, weights: FusionWeights) -> list[RetrievedChunk]:
     if not question.strip():
         return []
     rows = conn.execute(
         text(sql.LEXICAL_QUERY.format(columns=sql.CHUNK_COLUMNS, where=where,
                                       access=sql.ACCESS_WHERE)),
-        {**params, "question": question, "limit": limit, "df_cap": DF_CAP},
+        {**params, "question": question, "limit": limit, "df_cap": DF_CAP,
+         "k1": weights.k1, "b": weights.b},
     ).mappings().all()
     return [_chunk(row, score=float(row["score"] or 0.0), lexical_rank=rank)
             for rank, row in enumerate(rows, start=1)]
+
+
+def _hybrid(conn: Connection, query_vector: np.ndarray, question: str, where: str,
+            params: dict[str, Any], limit: int, weights: FusionWeights) -> list[RetrievedChunk]:
+    """The fused pool, best first (ties: chunk id)."""
+    vector = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+    ef_search = min(EF_SEARCH_MAX, max(EF_SEARCH_MIN, limit))
+    conn.execute(text(sql.SET_HNSW), {"ef_search": str(ef_search),
+                                      "max_scan_tuples": str(MAX_SCAN_TUPLES)})
+    rows = conn.execute(
+        text(sql.HYBRID_QUERY.format(columns=sql.CHUNK_COLUMNS, where=where,
+                                     access=sql.ACCESS_WHERE)),
+        {**params, "q": vector, "question": question, "limit": limit, "df_cap": DF_CAP,
+         "k1": weights.k1, "b": weights.b},
+    ).mappings().all()
+    near = [proximity(row["positions"], row["idf"], weights.window) for row in rows]
+    scores = fused_scores([float(r["cosine"]) for r in rows], [float(r["bm25"]) for r in rows],
+                          near, weights)
+    chunks = [_chunk(row, score=score, vector_rank=row["vrank"], lexical_rank=row["lrank"])
+              for row, score in zip(rows, scores, strict=True)]
+    return sorted(chunks, key=lambda c: (-c.score, c.chunk_id))
 
 
 def _chunk(row: Any, score: float, vector_rank: int | None = None,

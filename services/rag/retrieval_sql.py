@@ -54,21 +54,27 @@ WITH relaxed AS MATERIALIZED (
 SELECT * FROM relaxed ORDER BY distance, chunk_id
 """
 
-# Lexical: BM25 over Postgres full-text search.
+# Lexical: BM25 over Postgres full-text search. The term statistics (``TERM_STATS``) are shared
+# by the lexical ranking and the hybrid pool, so a chunk has one BM25 score in both.
 # * terms: the question's lexemes (english stemming, stopwords dropped), each as a tsquery;
 #   quoted by hand (backslash and quote escaped) because quote_literal's E'' form is not tsquery.
-# * df: per term, how many chunks the scope can see contain it, counted through the GIN index
-#   and capped at :df_cap (bounded work on big corpora; statistics never count hidden chunks).
+# * df: per term, how many chunks the scope can see contain it, counted exactly through the GIN
+#   index up to :df_cap (bounded work on big corpora; hidden chunks are never counted). A term
+#   that reaches the cap is common: its df is then ANALYZE's estimate for the table
+#   (most_common_elem_freqs of chunks.tsv × rows), never below the cap. Counting that stopped at
+#   the cap gave a word in half of a million chunks the idf of a word in a thousand, enough to
+#   outweigh the rare words of the question.
+# * N: the planner's row count of chunks (reltuples after ANALYZE, else the live-row count),
+#   never below the largest df: cheap, and only the scale of idf depends on it.
 # * match: the OR of the terms rarer than the cap (all terms when none is), so very common
 #   words weigh in the score but do not pull every chunk of the corpus into the ranking.
 # * score: sum over matched terms of idf * saturated tf, tf from the tsvector's positions and
-#   length normalization by word_count against the matched rows' mean (k1 = 1.2, b = 0.75).
-#   N (corpus size) is the planner's estimate of the chunks table (reltuples after ANALYZE,
-#   else the statistics' live-row count): cheap, and only the scale of idf depends on it.
-# ts_rank_cd has no idf, so a rare exact keyword loses to chunks repeating common question words;
-# measured on SQuAD in benchmarks/query_retrieval.py.
-LEXICAL_QUERY = """
-WITH terms AS MATERIALIZED (
+#   length normalization by word_count against the matched rows' mean (k1 = :k1, b = :b). The
+#   mean of the rows that match a rare question term stands in for the corpus mean, which would
+#   cost a scan of the table on every query.
+# ts_rank_cd has no idf, so a rare exact keyword loses to chunks repeating common question words.
+TERM_STATS = """
+terms AS MATERIALIZED (
     SELECT DISTINCT lexeme,
            CAST('''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || ''''
                 AS tsquery) AS tq
@@ -79,36 +85,103 @@ stats AS MATERIALIZED (
            (SELECT count(*) FROM (
                 SELECT 1 FROM chunks c JOIN documents d ON d.doc_id = c.doc_id
                 WHERE c.tsv @@ t.tq AND {access}
-                LIMIT :df_cap) AS hits) AS df
+                LIMIT :df_cap) AS hits) AS counted
     FROM terms t
 ),
+corpus AS MATERIALIZED (
+    SELECT greatest(CAST(c.reltuples AS float8), CAST(coalesce(t.n_live_tup, 0) AS float8), 1)
+               AS total
+    FROM pg_class c LEFT JOIN pg_stat_user_tables t ON t.relid = c.oid
+    WHERE c.oid = 'chunks'::regclass
+),
+estimated AS MATERIALIZED (
+    SELECT s.lexeme, s.tq, s.counted,
+           CASE WHEN s.counted < :df_cap THEN CAST(s.counted AS float8)
+                ELSE greatest(CAST(:df_cap AS float8), coalesce(
+                    (SELECT e.freq * n.total
+                     FROM pg_stats p,
+                          unnest(CAST(CAST(p.most_common_elems AS text) AS text[]),
+                                 p.most_common_elem_freqs) AS e(elem, freq)
+                     WHERE p.schemaname = current_schema() AND p.tablename = 'chunks'
+                       AND p.attname = 'tsv' AND e.elem = s.lexeme
+                     LIMIT 1), 0)) END AS df
+    FROM stats s, corpus n
+),
 weighted AS MATERIALIZED (
-    SELECT s.lexeme, s.tq, s.df,
-           ln(1 + (n.total - s.df + 0.5) / (s.df + 0.5)) AS idf
-    FROM stats s,
-         (SELECT greatest(CAST(c.reltuples AS float8), CAST(coalesce(t.n_live_tup, 0) AS float8),
-                          (SELECT max(df) FROM stats), 1) AS total
-          FROM pg_class c LEFT JOIN pg_stat_user_tables t ON t.relid = c.oid
-          WHERE c.oid = 'chunks'::regclass) AS n
-    WHERE s.df > 0
+    SELECT e.lexeme, e.tq, e.counted, e.df,
+           ln(1 + (greatest(n.total, (SELECT max(df) FROM estimated)) - e.df + 0.5)
+                  / (e.df + 0.5)) AS idf
+    FROM estimated e, corpus n
+    WHERE e.counted > 0
 ),
 any_term AS (
     SELECT CAST(string_agg(CAST(w.tq AS text), ' | ') AS tsquery) AS tq
     FROM weighted w
-    WHERE w.df < :df_cap OR NOT EXISTS (SELECT 1 FROM weighted WHERE df < :df_cap)
+    WHERE w.counted < :df_cap OR NOT EXISTS (SELECT 1 FROM weighted WHERE counted < :df_cap)
 ),
 matched AS MATERIALIZED (
-    SELECT {columns}, c.tsv, c.word_count, avg(c.word_count) OVER () AS mean_words
+    SELECT {columns}, c.tsv, c.word_count
     FROM chunks c JOIN documents d ON d.doc_id = c.doc_id, any_term
     WHERE c.tsv @@ any_term.tq AND {where}
+),
+mean AS MATERIALIZED (SELECT greatest(coalesce(avg(word_count), 1), 1) AS words FROM matched)
+"""
+
+# BM25 of one row ``m`` (columns tsv, word_count) against ``weighted`` and ``mean``.
+BM25_SCORE = """
+(SELECT sum(w.idf * (cardinality(u.positions) * (:k1 + 1))
+            / (cardinality(u.positions)
+               + :k1 * (1 - :b + :b * m.word_count / mean.words)))
+ FROM unnest(m.tsv) AS u JOIN weighted w ON w.lexeme = u.lexeme)
+"""
+
+RESULT_COLUMNS = (
+    "m.chunk_id, m.doc_id, m.ordinal, m.content_hash, m.text, m.title, m.uri, m.source, "
+    "m.license, m.privacy_class, m.heading_path, m.injection_score"
 )
-SELECT m.chunk_id, m.doc_id, m.ordinal, m.content_hash, m.text, m.title, m.uri, m.source,
-       m.license, m.privacy_class, m.heading_path, m.injection_score,
-       (SELECT sum(w.idf * (cardinality(u.positions) * 2.2)
-                   / (cardinality(u.positions)
-                      + 1.2 * (0.25 + 0.75 * m.word_count / greatest(m.mean_words, 1))))
-        FROM unnest(m.tsv) AS u JOIN weighted w ON w.lexeme = u.lexeme) AS score
-FROM matched m
+
+LEXICAL_QUERY = "WITH " + TERM_STATS + """
+SELECT """ + RESULT_COLUMNS + ", " + BM25_SCORE + """ AS score
+FROM matched m, mean
 ORDER BY score DESC, m.chunk_id
 LIMIT :limit
+"""
+
+# Hybrid: the candidate pool is the union of the vector list (HNSW with the iterative scan, then
+# exact distance order) and the lexical list, ``:limit`` each. Every pool row then gets both
+# scores: its cosine and its BM25 from its own tsvector (a vector candidate that matched only
+# common terms is not scored 0), plus the positions of the question's terms in it and their idf,
+# for the proximity score computed in Python. The access filter is in every SELECT of chunks.
+HYBRID_QUERY = "WITH " + TERM_STATS + """,
+vec AS MATERIALIZED (
+    SELECT v.chunk_id, row_number() OVER (ORDER BY v.distance, v.chunk_id) AS vrank
+    FROM (SELECT c.chunk_id, c.embedding <=> :q AS distance
+          FROM chunks c JOIN documents d ON d.doc_id = c.doc_id
+          WHERE {where}
+          ORDER BY c.embedding <=> :q
+          LIMIT :limit) AS v
+),
+lex AS MATERIALIZED (
+    SELECT m.chunk_id, row_number() OVER (ORDER BY """ + BM25_SCORE + """ DESC, m.chunk_id)
+               AS lrank
+    FROM matched m, mean
+),
+pool AS MATERIALIZED (
+    SELECT coalesce(v.chunk_id, l.chunk_id) AS chunk_id, v.vrank, l.lrank
+    FROM vec v FULL JOIN (SELECT * FROM lex WHERE lrank <= :limit) AS l
+         ON l.chunk_id = v.chunk_id
+)
+SELECT """ + RESULT_COLUMNS + """, p.vrank, p.lrank, 1 - (m.embedding <=> :q) AS cosine,
+       coalesce(""" + BM25_SCORE + """, 0) AS bm25,
+       (SELECT coalesce(jsonb_object_agg(u.lexeme, u.positions), '{{}}'::jsonb)
+        FROM unnest(m.tsv) AS u JOIN weighted w ON w.lexeme = u.lexeme) AS positions,
+       (SELECT coalesce(jsonb_object_agg(w.lexeme, w.idf), '{{}}'::jsonb) FROM weighted w)
+           AS idf
+FROM pool p
+JOIN LATERAL (
+    SELECT {columns}, c.tsv, c.word_count, c.embedding
+    FROM chunks c JOIN documents d ON d.doc_id = c.doc_id
+    WHERE c.chunk_id = p.chunk_id AND {where}
+) AS m ON true, mean
+ORDER BY m.chunk_id
 """

@@ -1,4 +1,4 @@
-"""Pure parts of retrieval: reciprocal rank fusion, filter composition, reranking order."""
+"""Pure parts of retrieval: filter composition, reranking order (fusion: test_rag_fusion_scores)."""
 
 import json
 from dataclasses import replace
@@ -8,7 +8,7 @@ import pytest
 from services.rag import retrieval_sql as sql
 from services.rag.access import scope_for
 from services.rag.rerank import CrossEncoderReranker, Reranker, reranker_from_path
-from services.rag.retrieval import RetrievalFilters, RetrievedChunk, _where, fuse
+from services.rag.retrieval import RetrievalFilters, RetrievedChunk, _where
 
 pytestmark = pytest.mark.unit
 
@@ -19,36 +19,6 @@ def chunk(cid: str, vector_rank: int | None = None, lexical_rank: int | None = N
         chunk_id=cid, doc_id=f"doc-{cid}", ordinal=0, content_hash=f"h{cid}", text=text,
         title=None, uri=None, source=None, license=None, privacy_class="public",
         heading_path=(), score=0.0, vector_rank=vector_rank, lexical_rank=lexical_rank)
-
-
-def ranked(ids: str, kind: str) -> list[RetrievedChunk]:
-    return [chunk(c, **{f"{kind}_rank": i}) for i, c in enumerate(ids, start=1)]
-
-
-def test_rrf_scores_and_keeps_both_ranks():
-    fused = fuse(ranked("abc", "vector"), ranked("cad", "lexical"))
-    scores = {c.chunk_id: c.score for c in fused}
-    assert scores["a"] == pytest.approx(1 / 61 + 1 / 62)
-    assert scores["c"] == pytest.approx(1 / 63 + 1 / 61)
-    assert scores["b"] == pytest.approx(1 / 62)
-    assert scores["d"] == pytest.approx(1 / 63)
-    assert [c.chunk_id for c in fused] == ["a", "c", "b", "d"]
-    by_id = {c.chunk_id: c for c in fused}
-    assert (by_id["a"].vector_rank, by_id["a"].lexical_rank) == (1, 2)
-    assert (by_id["b"].vector_rank, by_id["b"].lexical_rank) == (2, None)
-    assert (by_id["d"].vector_rank, by_id["d"].lexical_rank) == (None, 3)
-
-
-def test_rrf_ties_break_by_chunk_id():
-    fused = fuse(ranked("zb", "vector"), ranked("bz", "lexical"))
-    assert [c.chunk_id for c in fused] == ["b", "z"]
-    assert fused[0].score == fused[1].score
-    assert [c.chunk_id for c in fuse(ranked("y", "vector"), ranked("x", "lexical"))] == ["x", "y"]
-
-
-def test_rrf_with_one_empty_list_keeps_the_other_order():
-    assert [c.chunk_id for c in fuse(ranked("cab", "vector"), [])] == ["c", "a", "b"]
-    assert fuse([], []) == []
 
 
 def test_access_filter_is_always_in_the_where_clause():
