@@ -42,8 +42,8 @@ def _term(tf: int, words: int, mean_words: float) -> float:
     return tf * (k1 + 1) / (tf + k1 * (1 - b + b * words / mean_words))
 
 
-def _lexical(engine, prefix: str, question: str) -> dict[str, float]:
-    got = retrieve(engine, unit_vectors(np.random.default_rng(0), 1)[0], question, READER, 10,
+def _lexical(engine, prefix: str, question: str, top: int = 10) -> dict[str, float]:
+    got = retrieve(engine, unit_vectors(np.random.default_rng(0), 1)[0], question, READER, top,
                    filters=RetrievalFilters(doc_id_prefix=prefix), mode="lexical")
     return {c.doc_id.removeprefix(prefix): c.score for c in got}
 
@@ -82,10 +82,10 @@ def test_a_term_past_the_cap_keeps_a_common_terms_idf(stack, monkeypatch):
     common = [Doc(prefix + f"c{i:02d}", [f"qwxc filler{i}"]) for i in range(40)]
     write_documents(stack.engine, [Doc(prefix + "target", ["qwxc qwxr"]), *common])
     n = _corpus_size(stack.engine)
-    exact = _lexical(stack.engine, prefix, "qwxc")["target"]
+    exact = _lexical(stack.engine, prefix, "qwxc", top=50)["target"]
     assert exact == pytest.approx(_idf(n, 41) * _term(1, 2, 2.0), rel=1e-6)
     monkeypatch.setattr(retrieval, "DF_CAP", 5)
-    capped = _lexical(stack.engine, prefix, "qwxc")["target"]
+    capped = _lexical(stack.engine, prefix, "qwxc", top=50)["target"]
     # ANALYZE's estimate of df (41 rows) stands in once counting stops at 5: close to the exact
     # idf, far below the idf a df of 5 would give
     assert capped == pytest.approx(exact, rel=0.15)
