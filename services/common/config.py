@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     tgi_api_key: SecretStr | None = Field(
         default=None, description="Bearer key sent to the TGI server (the platform's own model "
         "server requires one).")
+    tgi_api_key_file: Path | None = Field(
+        default=None, description="File holding that key (a mounted secret); wins over "
+        "tgi_api_key.")
     # Not the gateway's own /v1: that is the RAG API, and pointing at it would loop.
     openai_base_url: str = "http://127.0.0.1:8000/v1"
     openai_api_key: SecretStr = SecretStr("not-needed")

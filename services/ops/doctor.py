@@ -140,7 +140,11 @@ def check_kafka(settings: Settings, timeout_s: float) -> Check:
     hint = ("start it (`customllm up`) or point CUSTOMLLM_KAFKA_BOOTSTRAP at the cluster")
     if not reachable:
         return Check.fail("kafka", f"no broker reachable: {where}", hint)
-    consumer = offsets.open_consumer(bootstrap, "customllm-doctor", timeout_s)
+    try:
+        consumer = offsets.open_consumer(bootstrap, "customllm-doctor", timeout_s)
+    except kafka_auth.KafkaCredentialsMissing as exc:
+        return Check.fail("kafka", f"no credentials to connect with: {_first_line(exc)}",
+                          "set CUSTOMLLM_KAFKA_USERNAME and CUSTOMLLM_KAFKA_PASSWORD_FILE")
     try:
         started = time.monotonic()
         metadata = consumer.list_topics(timeout=timeout_s)

@@ -22,6 +22,8 @@ def backend_from_settings(settings: Settings) -> GenerationBackend:
         from services.rag.generation.tgi_backend import TgiBackend
 
         key = settings.tgi_api_key.get_secret_value() if settings.tgi_api_key else None
+        if settings.tgi_api_key_file is not None:
+            key = settings.tgi_api_key_file.read_text().strip()
         return TgiBackend(settings.tgi_url, timeout_s=settings.generation_timeout_s,
                           api_key=key)
     if kind == "openai":

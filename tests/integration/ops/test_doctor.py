@@ -94,7 +94,8 @@ def test_doctor_names_postgres_when_no_database_listens(stack):
     assert by_name["kafka"].status == by_name["topics"].status == "ok"
 
 
-def test_a_broker_that_accepts_connections_but_never_answers_times_out():
+def test_a_broker_that_accepts_connections_but_never_answers_times_out(stack):
+    """(The stack only provides this process's Kafka credentials.)"""
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
