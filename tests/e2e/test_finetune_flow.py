@@ -133,3 +133,19 @@ def test_submit_train_gate_promote_and_answer_with_the_adapter(
         60, what="the generation span of the adapter's answer")
     assert spans[0].attributes["gen_ai.request.adapter"] == name
     assert spans[0].attributes["gen_ai.request.adapter_version"] == "v1"
+
+    # A version by its exact name answers while promoted; once retired it answers no one.
+    def ask_version() -> object:
+        return reply_client.request(RagRequest(
+            request_id=new_request_id(), reply_to="rag.replies.any",
+            question="Who designed the Zorblax reactor?",
+            credential=key_for(Principal(id="tests", clearance="restricted")),
+            options=RagOptions(adapter=f"{name}@v1", use_cache=False, max_tokens=4,
+                               filters=RagFilters(doc_id_prefix=prefix))), 180)
+
+    assert ask_version().status == "ok"
+    registry.retire(stack.engine, name, 1,
+                    stack.settings.adapters_dir or stack.state / "adapters")
+    refused = ask_version()
+    assert refused.status == "error" and refused.error_code == "forbidden", refused
+    assert "retired" in refused.error
