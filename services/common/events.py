@@ -164,6 +164,9 @@ class RagOptions(BaseModel):
     retrieval_only: bool = False
     use_cache: bool = True
     domain: str | None = None
+    # "extractive": a phrase copied from the evidence and cited (local backend); "free": the
+    # model writes freely; None: the domain template's or the backend's default.
+    answer_mode: Literal["extractive", "free"] | None = None
 
 
 class ChatTurn(BaseModel):

@@ -20,7 +20,7 @@ from services.common import metrics
 from services.common.embeddings import Embedder
 from services.common.events import DraftEvidence, RagReply, RagRequest
 from services.common.exceptions import CustomLLMError
-from services.rag import adapter_policy, cache, handlers, screening
+from services.rag import adapter_policy, answer_mode, cache, handlers, screening
 from services.rag.access import scope_for, scope_key
 from services.rag.config import RagConfig
 from services.rag.context import build_context
@@ -86,6 +86,7 @@ async def answer(request: RagRequest, deps: RagDeps) -> RagReply:
     scope = screening.widen_scope(scope_for(principal.id, principal.groups, principal.clearance),
                                   directives)
     top_k = options.top_k or config.top_k
+    mode = answer_mode.resolve(options.answer_mode, template, deps.backend)
     # Resolved now: a promotion changes what the name serves, and the cache must not answer
     # with the previous version's reply.
     adapter_version = served_version(deps.backend, options.adapter)
@@ -95,6 +96,7 @@ async def answer(request: RagRequest, deps: RagDeps) -> RagReply:
         "model": config.model_id, "backend": deps.backend.name, "top_k": top_k,
         "filters": options.filters.model_dump(), "max_tokens": options.max_tokens,
         "temperature": options.temperature, "retrieval_only": options.retrieval_only,
+        "answer_mode": mode,
         "history": [turn.model_dump() for turn in request.history],
         "guardrails": screening.cache_directives(directives),
     })
@@ -140,8 +142,9 @@ async def answer(request: RagRequest, deps: RagDeps) -> RagReply:
     if abstained:
         answer_text, usage = template.no_answer, handlers.usage_with_cost(0, 0, 0, 0)
     else:
+        extractive = mode == "extractive"
         messages = render(template, request.question, items,
-                          directives.canary if directives else None)
+                          directives.canary if directives else None, extractive)
         history = [turn.model_dump() for turn in request.history]
         messages = messages[:1] + history + messages[1:]
         with timer.stage("generation") as span:
@@ -150,12 +153,16 @@ async def answer(request: RagRequest, deps: RagDeps) -> RagReply:
                                  "gen_ai.request.adapter": options.adapter or "",
                                  "gen_ai.request.adapter_version": adapter_version or ""})
             result = await deps.backend.generate(GenerationRequest(
-                messages=messages, max_tokens=options.max_tokens or config.max_new_tokens,
-                temperature=options.temperature, adapter=options.adapter))
+                messages=messages, max_tokens=options.max_tokens or (
+                    answer_mode.EXTRACTIVE_MAX_TOKENS if extractive else config.max_new_tokens),
+                temperature=options.temperature, adapter=options.adapter,
+                extractive=answer_mode.extractive_request(items, template, request.question)
+                if extractive else None))
             span.set_attributes({"gen_ai.usage.input_tokens": result.prompt_tokens,
                                  "gen_ai.usage.output_tokens": result.completion_tokens,
                                  "gen_ai.response.finish_reason": result.finish_reason})
         answer_text = result.text.strip()
+        abstained = result.abstained  # an extractive answer that is the no-answer text
         usage = handlers.usage_with_cost(result.prompt_tokens, result.completion_tokens,
                                          config.price_prompt_per_1k,
                                          config.price_completion_per_1k)

@@ -28,15 +28,19 @@ from services.rag.context import ContextItem
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 REQUIRED_KEYS = frozenset({"version", "system", "user", "context_item", "no_answer"})
-OPTIONAL_KEYS = frozenset({"description", "empty_context"})
+OPTIONAL_KEYS = frozenset({"description", "empty_context", "answer_mode", "extractive_system",
+                           "extractive_cue"})
+ANSWER_MODES = ("extractive", "free")
 # Placeholders each text may use, and those it must use.
 ALLOWED_FIELDS = {
     "system": frozenset({"no_answer"}),
+    "extractive_system": frozenset({"no_answer"}),
     "user": frozenset({"question", "context"}),
     "context_item": frozenset({"n", "title", "uri", "text"}),
 }
 REQUIRED_FIELDS = {
     "system": frozenset(),
+    "extractive_system": frozenset(),
     "user": frozenset({"question", "context"}),
     "context_item": frozenset({"n", "text"}),
 }
@@ -67,6 +71,12 @@ class PromptTemplate:
     no_answer: str
     empty_context: str = DEFAULT_EMPTY_CONTEXT
     description: str = ""
+    # How answers are generated unless a request says otherwise: "extractive" (copied from the
+    # evidence and cited, where the backend can constrain decoding), "free", or None for the
+    # backend's default. The extractive system prompt and cue are used in extractive mode.
+    answer_mode: str | None = None
+    extractive_system: str | None = None
+    extractive_cue: str = ""
 
 
 def domains() -> list[str]:
@@ -102,12 +112,13 @@ def load_template(domain: str = "default", version: int | str | None = None) -> 
 
 
 def render(template: PromptTemplate, question: str, items: Sequence[ContextItem],
-           canary: str | None = None) -> list[dict[str, str]]:
+           canary: str | None = None, extractive: bool = False) -> list[dict[str, str]]:
     """System + user chat messages; context text is neutralized (see module docstring).
 
     Fenced items (marked by the ingest scan) are wrapped in an untrusted-data notice; a canary
     (from the input guardrail) is added to the system prompt, so an answer that repeats the
-    system prompt carries it and is blocked."""
+    system prompt carries it and is blocked. ``extractive`` uses the template's extractive
+    system prompt and cue (where it has them)."""
     if items:
         context = "\n\n".join(
             template.context_item.format(
@@ -120,14 +131,15 @@ def render(template: PromptTemplate, question: str, items: Sequence[ContextItem]
         )
     else:
         context = template.empty_context
-    system = template.system.format(no_answer=template.no_answer)
+    extractive = extractive and template.extractive_system is not None
+    system = (template.extractive_system if extractive and template.extractive_system
+              else template.system).format(no_answer=template.no_answer)
     if canary:
         system += "\n\n" + CANARY_LINE.format(canary=canary)
-    return [
-        {"role": "system", "content": system},
-        {"role": "user", "content": template.user.format(context=context,
-                                                         question=neutralize(question))},
-    ]
+    user = template.user.format(context=context, question=neutralize(question))
+    if extractive and template.extractive_cue:
+        user += "\n" + template.extractive_cue
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 def neutralize(text: str) -> str:
@@ -184,12 +196,17 @@ def _load(domain: str, version: int, path: Path) -> PromptTemplate:
         if not isinstance(value, str) or not value.strip():
             raise TemplateError(f"{where}: {key} must be a non-empty string")
     for key in ALLOWED_FIELDS:
-        _check_fields(where, key, data[key])
+        if key in data:
+            _check_fields(where, key, data[key])
+    if data.get("answer_mode") not in (None, *ANSWER_MODES):
+        raise TemplateError(f"{where}: answer_mode must be one of {', '.join(ANSWER_MODES)}")
     return PromptTemplate(
         id=f"{domain}/v{version}", domain=domain, version=version, system=data["system"],
         user=data["user"], context_item=data["context_item"], no_answer=data["no_answer"],
         empty_context=data.get("empty_context", DEFAULT_EMPTY_CONTEXT),
-        description=data.get("description", ""),
+        description=data.get("description", ""), answer_mode=data.get("answer_mode"),
+        extractive_system=data.get("extractive_system"),
+        extractive_cue=data.get("extractive_cue", ""),
     )
 
 

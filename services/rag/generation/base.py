@@ -45,6 +45,28 @@ class InvalidGenerationRequest(GenerationError):
 
 
 @dataclass(frozen=True)
+class Extractive:
+    """Ask for an answer copied from the evidence: a span of one passage and its marker
+    (``"sixty days [2]"``), or exactly ``no_answer``. Backends that cannot constrain decoding
+    (remote servers) say so with ``constrains = False`` and the caller generates freely.
+    ``abstain_margin``: answer ``no_answer`` when the model scores it this much above the span
+    (mean log-probability per token); None keeps the model's own constrained choice."""
+
+    passages: tuple[tuple[int, str], ...]  # (citation number, text)
+    no_answer: str
+    abstain_margin: float | None = None
+    max_span_tokens: int = 16
+    question: str | None = None  # keeps spans to the sentences about it (evidence_focus.py)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "passages", tuple((int(n), str(t)) for n, t in self.passages))
+        if not self.no_answer.strip():
+            raise InvalidGenerationRequest("an extractive answer needs the no-answer text")
+        if self.max_span_tokens < 1:
+            raise InvalidGenerationRequest("max_span_tokens must be >= 1")
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     """One chat completion. Validated on construction so no backend sees a malformed request."""
 
@@ -53,6 +75,7 @@ class GenerationRequest:
     temperature: float = 0.0  # 0 → greedy, deterministic
     adapter: str | None = None  # LoRA adapter name (local engine), or model suffix (openai/tgi)
     stop: tuple[str, ...] = ()
+    extractive: Extractive | None = None  # constrain the answer to the evidence (see above)
 
     def __post_init__(self) -> None:
         _check_messages(self.messages)
@@ -105,6 +128,8 @@ class GenerationResult:
     model: str
     adapter: str | None
     finish_reason: FinishReason  # "stop" (end of turn or stop sequence) | "length" (max_tokens)
+    abstained: bool = False  # an extractive answer that is the no-answer text
+    scores: dict[str, float] | None = None  # an extractive answer's scores (see extractive.py)
 
 
 @runtime_checkable

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from services.rag.generation.base import FinishReason
 
@@ -85,3 +85,13 @@ class ChatCompletion:
 
 
 OnToken = Callable[[TokenEvent, RawCompletion | None], None]
+
+
+@dataclass(frozen=True)
+class GenerationHooks:
+    """Extra work inside one generation, while the engine holds the model: more logits
+    processors (after the engine's own), and ``after(model, output)`` called with generate()'s
+    output (``sequences`` and the ``past_key_values`` cache) before the model is released."""
+
+    processors: tuple[Any, ...] = ()
+    after: Callable[[Any, Any], None] | None = None

@@ -36,11 +36,13 @@ from services.rag.generation.chatml import render_chatml
 from services.rag.generation.collector import TokenCollector, eos_ids, special_ids
 from services.rag.generation.engine_types import (
     ChatCompletion,
+    GenerationHooks,
     OnToken,
     RawCompletion,
     SamplingParams,
     StreamItem,
 )
+from services.rag.generation.repetition import RepetitionGuard
 from services.rag.generation.stops import StopBuffer, truncate_at_stop
 
 logger = logging.getLogger(__name__)
@@ -119,6 +121,12 @@ class LocalEngine:
         return self._require().tokenizer
 
     @property
+    def end_ids(self) -> frozenset[int]:
+        """Token ids that end a generation (end of turn and the tokenizer's EOS)."""
+        self.load()
+        return self._eos_ids
+
+    @property
     def max_total_tokens(self) -> int:
         self.load()
         return int(getattr(self._require().model.config, "max_position_embeddings", 2048))
@@ -150,9 +158,11 @@ class LocalEngine:
 
     def generate_raw(self, prompt: str, params: SamplingParams, adapter: str | None = None, *,
                      on_token: OnToken | None = None,
-                     cancel: threading.Event | None = None) -> RawCompletion:
+                     cancel: threading.Event | None = None,
+                     hooks: GenerationHooks | None = None) -> RawCompletion:
         """Generate from a templated prompt. ``on_token`` sees each token (the last one with the
-        finished completion); setting ``cancel`` stops generation at the next token."""
+        finished completion); setting ``cancel`` stops generation at the next token; ``hooks``
+        add logits processors and work on the output while the model is still held."""
         ids = self.encode(prompt)
         if params.truncate is not None:
             ids = ids[-params.truncate:]
@@ -163,7 +173,7 @@ class LocalEngine:
                 raise GenerationError("generation cancelled before it started")
             model, context = self._model_for(adapter)
             with context:
-                return self._run(model, ids, params, on_token, cancel)
+                return self._run(model, ids, params, on_token, cancel, hooks)
 
     def generate_chat(self, messages: Sequence[dict[str, str]], params: SamplingParams,
                       adapter: str | None = None, *,
@@ -174,12 +184,13 @@ class LocalEngine:
     # -- async wrappers ----------------------------------------------------------------------
 
     async def agenerate_raw(self, prompt: str, params: SamplingParams,
-                            adapter: str | None = None) -> RawCompletion:
+                            adapter: str | None = None,
+                            hooks: GenerationHooks | None = None) -> RawCompletion:
         cancel = threading.Event()
         async with self._gate():
             try:
                 return await asyncio.to_thread(self.generate_raw, prompt, params, adapter,
-                                               cancel=cancel)
+                                               cancel=cancel, hooks=hooks)
             except asyncio.CancelledError:
                 cancel.set()  # the caller gave up (timeout, disconnect): free the model
                 raise
@@ -315,7 +326,8 @@ class LocalEngine:
         self._loaded = model_store.load_model(self.gguf, self.model_id, self.cache_dir)
 
     def _run(self, model: Any, ids: list[int], params: SamplingParams,
-             on_token: OnToken | None, cancel: threading.Event) -> RawCompletion:
+             on_token: OnToken | None, cancel: threading.Event,
+             hooks: GenerationHooks | None = None) -> RawCompletion:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
@@ -330,9 +342,13 @@ class LocalEngine:
             "input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
             "max_new_tokens": params.max_new_tokens, "do_sample": params.do_sample,
             "eos_token_id": sorted(self._eos_ids), "pad_token_id": min(self._eos_ids),
-            "streamer": collector, "stopping_criteria": StoppingCriteriaList([collector]),
-            "logits_processor": LogitsProcessorList([collector.logprobs]),
+            "streamer": collector,
+            "stopping_criteria": StoppingCriteriaList([collector, RepetitionGuard(len(ids))]),
+            "logits_processor": LogitsProcessorList(
+                [collector.logprobs, *(hooks.processors if hooks else ())]),
         }
+        if hooks is not None and hooks.after is not None:
+            kwargs.update(return_dict_in_generate=True, use_cache=True)
         if params.do_sample:
             kwargs.update(temperature=params.temperature, top_k=params.top_k or 0,
                           top_p=params.top_p or 1.0, typical_p=params.typical_p or 1.0)
@@ -340,7 +356,9 @@ class LocalEngine:
             kwargs["repetition_penalty"] = params.repetition_penalty
         started = time.perf_counter()
         with torch.inference_mode():
-            model.generate(**kwargs)
+            output = model.generate(**kwargs)
+            if hooks is not None and hooks.after is not None:
+                hooks.after(model, output)
         if cancel.is_set() and collector.finish is None:
             raise GenerationError("generation cancelled")
         return collector.finish_with(tuple(ids), seed, time.perf_counter() - started)
