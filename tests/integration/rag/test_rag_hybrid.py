@@ -127,3 +127,33 @@ def test_reranker_reorders_the_candidate_pool(stack, embedder, corpus):
                    candidates=10, reranker=reranker)
     assert len(reranker.seen) == 10  # the pool, not just top_k
     assert [c.chunk_id for c in got] == list(reversed(reranker.seen))[:3]
+
+
+def test_hybrid_vector_list_can_use_the_hnsw_index(stack, embedder, corpus):
+    """The vector list inside the one hybrid statement is still an index scan (forced here with
+    enable_sort off, as the corpus is small enough for the planner to prefer a sort)."""
+    from sqlalchemy import text
+
+    from services.rag import retrieval_sql as sql
+    from services.rag.retrieval import DF_CAP, _where
+
+    where, params = _where(scope_for("reader", [], "public"), RetrievalFilters())
+    query = sql.HYBRID_QUERY.format(columns=sql.CHUNK_COLUMNS, where=where,
+                                    access=sql.ACCESS_WHERE)
+    bind = {**params, "q": embedder.encode(["asset tag"])[0], "question": "asset tag",
+            "limit": 10, "df_cap": DF_CAP, "k1": 0.9, "b": 0.4}
+    with stack.engine.begin() as conn:
+        conn.execute(text("SELECT set_config('enable_sort', 'off', true)"))
+        conn.execute(text(sql.SET_HNSW), {"ef_search": "40", "max_scan_tuples": "20000"})
+        plan = "\n".join(r[0] for r in conn.execute(text(f"EXPLAIN {query}"), bind))
+    assert "chunks_embedding_hnsw" in plan, plan
+
+
+def test_hybrid_ranks_by_the_fused_score_and_breaks_ties_by_chunk_id(stack, embedder, corpus):
+    question = "Which device has asset tag QX7731?"
+    got = retrieve(stack.engine, embedder.encode([question])[0], question,
+                   scope_for("reader", [], "public"), len(CORPUS),
+                   filters=RetrievalFilters(doc_id_prefix=corpus))
+    keys = [(-c.score, c.chunk_id) for c in got]
+    assert keys == sorted(keys)
+    assert len(got) == len(CORPUS)  # the pool holds every chunk either list found
