@@ -48,6 +48,9 @@ def main() -> None:
     parser.add_argument("--dev", type=Path, required=True, help="SQuAD 2.0 dev subset JSON")
     parser.add_argument("--modes", default="hybrid,lexical,vector,exact",
                         help="platform modes, comma-separated")
+    parser.add_argument("--input-guard", action="store_true",
+                        help="also run hybrid on the question as the input guardrail stage "
+                             "passes it on (default policy's PII redaction)")
     parser.add_argument("--sizes", default="",
                         help="Part B corpus sizes in chunks, e.g. 10000,100000 (default: skip)")
     parser.add_argument("--queries", type=int, default=200, help="Part B queries per size")
@@ -60,7 +63,8 @@ def main() -> None:
     with private_postgres() as engine:
         started = time.perf_counter()
         results: dict[str, Any] = {"command": _command(args), "top": TOP,
-                                   "datasets": run_quality(engine, datasets, modes)}
+                                   "datasets": run_quality(engine, datasets, modes,
+                                                           args.input_guard)}
         if sizes:
             from benchmarks import retrieval_speed
 
@@ -124,8 +128,21 @@ def cached_encoder() -> tuple[Encode, dict[str, float]]:
     return encode, timing
 
 
-def run_quality(engine: Any, datasets: list[DataSet], modes: list[str]) -> list[dict[str, Any]]:
+def input_guard() -> Callable[[str], str]:
+    """The question as the default policy's input stage passes it to retrieval: normalized, PII
+    redacted (a person's name becomes ``<PERSON>``)."""
+    from services.common.text_normalize import normalize
+    from services.guardrails.checks.pii import check_pii
+    from services.guardrails.policy import load_policy_file
+
+    policy = load_policy_file(Path("services/guardrails/policies/default.yaml")).input.pii
+    return lambda question: check_pii(normalize(question).text, policy)[1]
+
+
+def run_quality(engine: Any, datasets: list[DataSet], modes: list[str],
+                guarded: bool = False) -> list[dict[str, Any]]:
     encode, timing = cached_encoder()
+    guard = input_guard() if guarded else None
     out = []
     for dataset in datasets:
         chunks = load_index(engine, dataset.paragraphs, encode)
@@ -134,7 +151,7 @@ def run_quality(engine: Any, datasets: list[DataSet], modes: list[str]) -> list[
                                  encode([p.text for p in dataset.paragraphs]))
         parts = {}
         for part, questions in dataset.parts.items():
-            parts[part] = evaluate(engine, baseline, questions, encode, modes)
+            parts[part] = evaluate(engine, baseline, questions, encode, modes, guard)
             print(f"  {dataset.name}/{part}: {len(questions)} questions done", flush=True)
         out.append({"name": dataset.name, "description": dataset.description,
                     "paragraphs": len(dataset.paragraphs), "chunks": chunks, "parts": parts})
@@ -181,22 +198,29 @@ def load_index(engine: Any, paragraphs: tuple[Paragraph, ...], encode: Encode) -
 
 
 def evaluate(engine: Any, baseline: NaiveBaseline, questions: tuple[Question, ...],
-             encode: Encode, modes: list[str]) -> dict[str, Any]:
-    """Metrics per platform mode and per naive mode on the same questions."""
+             encode: Encode, modes: list[str],
+             guard: Callable[[str], str] | None = None) -> dict[str, Any]:
+    """Metrics per platform mode and per naive mode on the same questions; with ``guard``,
+    also ``hybrid_guarded``: hybrid on the question as the input stage passes it on."""
     from services.rag.access import scope_for
     from services.rag.retrieval import retrieve
 
     vectors = encode([q.text for q in questions])
+    runs = [(mode, mode, [q.text for q in questions], vectors) for mode in modes]
+    if guard is not None:
+        texts = [guard(q.text) for q in questions]
+        runs.append(("hybrid_guarded", "hybrid", texts, encode(texts)))
     scope = scope_for("bench-reader", [], "public")
     ranks: dict[str, list[int | None]] = {}
-    latencies: dict[str, list[float]] = {m: [] for m in modes}
-    for question, vector in zip(questions, vectors, strict=True):
-        for mode in modes:
+    latencies: dict[str, list[float]] = {name: [] for name, *_ in runs}
+    for name, mode, texts, mode_vectors in runs:
+        for question, asked, vector in zip(questions, texts, mode_vectors, strict=True):
             started = time.perf_counter()
-            got = retrieve(engine, vector, question.text, scope, TOP, mode=mode)
-            latencies[mode].append((time.perf_counter() - started) * 1000)
-            ranks.setdefault(mode, []).append(first_rank(question.doc_id,
+            got = retrieve(engine, vector, asked, scope, TOP, mode=mode)
+            latencies[name].append((time.perf_counter() - started) * 1000)
+            ranks.setdefault(name, []).append(first_rank(question.doc_id,
                                                          [c.doc_id for c in got]))
+    for question, vector in zip(questions, vectors, strict=True):
         for mode, ranked in baseline.rank(question.text, vector).items():
             ranks.setdefault(mode, []).append(first_rank(question.doc_id, ranked))
     result: dict[str, Any] = {"questions": len(questions), "modes": {}}
@@ -212,6 +236,8 @@ def evaluate(engine: Any, baseline: NaiveBaseline, questions: tuple[Question, ..
 def _command(args: argparse.Namespace) -> str:
     parts = [".venv/bin/python -m benchmarks.query_retrieval", f"--train {args.train}",
              f"--dev {args.dev}"]
+    if args.input_guard:
+        parts.append("--input-guard")
     if args.sizes:
         parts.append(f"--sizes {args.sizes}")
     return " ".join(parts)

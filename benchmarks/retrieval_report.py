@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 METRICS = ("hit@1", "hit@5", "hit@10", "mrr@10")
-COUNTERPART = {"hybrid": "naive_rrf", "lexical": "bm25", "vector": "cosine", "exact": "cosine"}
+COUNTERPART = {"hybrid": "naive_rrf", "hybrid_guarded": "naive_rrf", "lexical": "bm25",
+               "vector": "cosine", "exact": "cosine"}
 
 
 def report(results: dict[str, Any], out: Path) -> None:
@@ -70,7 +71,7 @@ def write_chart(results: dict[str, Any], path: Path) -> Path:
     panels = [(d["name"], part, found["modes"]) for d in results["datasets"]
               for part, found in d["parts"].items()]
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), squeeze=False)
-    pairs = [(m, n) for m, n in COUNTERPART.items() if m != "exact"]
+    pairs = [(m, n) for m, n in COUNTERPART.items() if m not in ("exact", "hybrid_guarded")]
     colors = {"hybrid": "#2a7ab9", "lexical": "#e67e22", "vector": "#27ae60"}
     metrics = ("hit@1", "hit@5", "mrr@10")
     width = 0.8 / (2 * len(pairs))
