@@ -20,6 +20,7 @@ def report(results: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "query_retrieval.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
     chart = write_chart(results, out / "query_retrieval.png")
+    (out / "query_retrieval.md").write_text(markdown(results), encoding="utf-8")
     print("\n== retrieval benchmark (top 10; hit = a chunk of the gold paragraph) ==")
     for dataset in results["datasets"]:
         print(f"\n{dataset['name']}: {dataset['description']} "
@@ -45,6 +46,29 @@ def format_table(modes: dict[str, dict[str, float]]) -> str:
         lines.append(f"{mode:24}" + "".join(f"{m[k]:>8.3f}" for k in METRICS)
                      + f"{m.get('p50_ms', 0.0):>9.1f}  {deltas}")
         lines.append(f"{'  naive ' + naive:24}" + "".join(f"{b[k]:>8.3f}" for k in METRICS))
+    return "\n".join(lines)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The quality tables as Markdown (one per data set part), each platform mode with its
+    naive counterpart under it, for the README and docs/benchmarks/query_retrieval.md."""
+    lines = [f"Command: `{results['command']}`", ""]
+    for dataset in results["datasets"]:
+        for part, found in dataset["parts"].items():
+            lines += [f"**{dataset['name']} / {part}**: {found['questions']} questions, "
+                      f"{dataset['paragraphs']} paragraphs ({dataset['chunks']} chunks)", "",
+                      "| mode | hit@1 | hit@5 | hit@10 | MRR@10 | p50 ms |",
+                      "|---|---|---|---|---|---|"]
+            for mode, naive in COUNTERPART.items():
+                if mode not in found["modes"]:
+                    continue
+                m, b = found["modes"][mode], found["modes"][naive]
+                lines.append(f"| {mode} | " + " | ".join(
+                    f"{m[k]:.3f} ({m[k] - b[k]:+.3f})" for k in METRICS)
+                    + f" | {m.get('p50_ms', 0.0):.1f} |")
+                lines.append(f"| ↳ naive {naive} | " + " | ".join(f"{b[k]:.3f}" for k in METRICS)
+                             + " | |")
+            lines.append("")
     return "\n".join(lines)
 
 
