@@ -14,8 +14,8 @@ from services.rag.context import ContextItem
 from services.rag.generation.base import Extractive, GenerationBackend
 from services.rag.prompts import PromptTemplate
 
-# Room for a 16-token span, its marker and end of turn: an extractive answer stops there.
-EXTRACTIVE_MAX_TOKENS = 24
+# Room for a 10-token span, its marker and end of turn: an extractive answer stops there.
+EXTRACTIVE_MAX_TOKENS = 16
 # "Don't know" wins when the model's log-probability of its first token exceeds the span's
 # first token by more than this. Calibrated on the benchmark's calibration articles
 # (benchmarks/answers.py, docs/benchmarks/answers.json), never on the reported ones.

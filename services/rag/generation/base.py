@@ -55,8 +55,9 @@ class Extractive:
     passages: tuple[tuple[int, str], ...]  # (citation number, text)
     no_answer: str
     abstain_margin: float | None = None
-    max_span_tokens: int = 16
+    max_span_tokens: int = 10
     question: str | None = None  # keeps spans to the sentences about it (evidence_focus.py)
+    prior_weight: float = 1.0  # first token against the "N/A"-question prior (prior.py); 0: off
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "passages", tuple((int(n), str(t)) for n, t in self.passages))

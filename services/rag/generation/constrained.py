@@ -28,6 +28,7 @@ class ConstrainedLogits:
         self.chosen: list[int] = []
         self.raw_logprobs: list[float] = []  # the unmasked model's log-prob of each chosen token
         self.first_step: Any = None  # unmasked log-probs of the first step (whole vocabulary)
+        self.first_adjusted: Any = None  # the same less the weighted prior (prior.py), if any
         self._last: Any = None
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
@@ -44,7 +45,8 @@ class ConstrainedLogits:
         mask = torch.full_like(scores, float("-inf"))
         mask[:, sorted(allowed)] = 0.0
         if generated == 0 and self.prior is not None:
-            return logprobs[None, :] - self.prior_weight * self.prior[None, :] + mask
+            self.first_adjusted = logprobs - self.prior_weight * self.prior
+            return self.first_adjusted[None, :] + mask
         return scores + mask
 
     def finish(self, output_ids: Sequence[int]) -> None:

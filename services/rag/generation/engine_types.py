@@ -89,9 +89,13 @@ OnToken = Callable[[TokenEvent, RawCompletion | None], None]
 
 @dataclass(frozen=True)
 class GenerationHooks:
-    """Extra work inside one generation, while the engine holds the model: more logits
-    processors (after the engine's own), and ``after(model, output)`` called with generate()'s
-    output (``sequences`` and the ``past_key_values`` cache) before the model is released."""
+    """Extra work inside one generation, while the engine holds the model (and its adapter):
+    more logits processors (after the engine's own), and ``after(model, output)`` called with
+    generate()'s output (``sequences`` and the ``past_key_values`` cache) before the model is
+    released."""
 
     processors: tuple[Any, ...] = ()
     after: Callable[[Any, Any], None] | None = None
+    # ``prepare(model, prompt_ids)`` runs first and returns extra generate() arguments (e.g. a
+    # ``past_key_values`` cache it already filled with part of the prompt).
+    prepare: Callable[[Any, list[int]], dict[str, Any]] | None = None

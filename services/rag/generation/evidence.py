@@ -29,6 +29,7 @@ class Passage:
     ends: frozenset[int]  # exclusive end indices a span may stop at (word ends)
     marker: tuple[int, ...]  # the tokens of " [n]"
     blocked: frozenset[int] = frozenset()  # indices no span may contain
+    breaks: frozenset[int] = frozenset()  # sentence starts: a span may start there, not cross
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ class EvidenceConstraint:
         span must still be able to end)."""
         longer = thread.i + 1 - thread.start
         return (thread.i < len(passage.tokens) and thread.i not in passage.blocked
+                and (thread.i == thread.start or thread.i not in passage.breaks)
                 and passage.tokens[thread.i] not in self.forbidden
                 and (longer < self.max_span
                      or (longer == self.max_span and thread.i + 1 in passage.ends)))

@@ -56,8 +56,8 @@ class Focus:
 
 
 def focus(question: str, passages: Sequence[str], keep: int = 2) -> Focus:
-    """The ``keep`` sentences (over all passages) sharing the most IDF-weighted question words;
-    every sentence when the question shares no word with any."""
+    """The ``keep`` sentences (over all passages) sharing the most IDF-weighted question words
+    (none that shares no word); every sentence when the question shares no word with any."""
     wanted = question_words(question)
     split = [sentences(text) for text in passages]
     bags = [[frozenset(stem(w) for w in _WORD.findall(text[a:b])) for a, b in ranges]
@@ -69,7 +69,7 @@ def focus(question: str, passages: Sequence[str], keep: int = 2) -> Focus:
               for p, passage_bags in enumerate(bags) for s, bag in enumerate(passage_bags)]
     if not any(score > 0 for score, _, _ in scored):
         return Focus(tuple(tuple(r) for r in split))
-    best = sorted(scored, key=lambda t: (-t[0], t[1], t[2]))[:keep]
+    best = sorted((t for t in scored if t[0] > 0), key=lambda t: (-t[0], t[1], t[2]))[:keep]
     chosen = {(p, s) for _, p, s in best}
     return Focus(tuple(tuple(r for s, r in enumerate(ranges) if (p, s) in chosen)
                        for p, ranges in enumerate(split)))
@@ -82,6 +82,12 @@ def word_at(text: str, offsets: Sequence[tuple[int, int]]) -> list[str]:
         word = match.group(0).lower()
         owner.update(dict.fromkeys(range(match.start(), match.end()), word))
     return [owner.get(_first_char(text, a, b), "") for a, b in offsets]
+
+
+def sentence_starts(text: str, offsets: Sequence[tuple[int, int]]) -> list[bool]:
+    """Whether each token is the first of a sentence (a span may start there, not cross it)."""
+    firsts = {a for a, _ in sentences(text)}
+    return [_first_char(text, a, b) in firsts for a, b in offsets]
 
 
 def inside(text: str, ranges: Sequence[tuple[int, int]],

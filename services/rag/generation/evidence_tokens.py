@@ -17,6 +17,7 @@ from services.rag.generation.evidence_focus import (
     focus,
     inside,
     question_words,
+    sentence_starts,
     stem,
     word_at,
 )
@@ -78,7 +79,9 @@ def build_constraint(tokenizer: Any, passages: Sequence[tuple[int, str]], no_ans
             starts=frozenset(i for i in range(len(ids)) if is_word_start(pieces, i)
                              and words[i] not in STOPWORDS and i not in blocked),
             ends=frozenset(i for i in range(1, len(ids) + 1) if is_word_end(pieces, i)),
-            marker=tuple(encode(f" [{n}]")), blocked=frozenset(blocked)))
+            marker=tuple(encode(f" [{n}]")), blocked=frozenset(blocked),
+            breaks=frozenset(i for i, first in enumerate(sentence_starts(text, offsets))
+                             if first)))
     opener = {p.marker[0] for p in built if p.marker}
     return EvidenceConstraint(
         passages=tuple(built), no_answer=tuple(encode(no_answer)), end_ids=end_ids,

@@ -1,11 +1,13 @@
 """One extractive answer from the local engine: constrained decoding, then the abstention check.
 
 The model writes under :class:`ConstrainedLogits`, so it can only copy a span and cite its
-passage, or write the "don't know" text. Greedy decoding alone rarely picks "don't know" (a
-copied phrase is always available and usually likelier token by token), so once a span is
-written the "don't know" text is scored too, on the same prompt cache, and the answer becomes
-"don't know" when the model prefers it by more than ``abstain_margin``: the first tokens are the
-decision, so the comparison is between the first token of each (see :func:`decide`).
+passage, or write the "don't know" text. Its first token is chosen against the "N/A"-question
+prior (:mod:`services.rag.generation.prior`), which also discounts "don't know" (the model's
+favourite answer to "N/A"), so greedy decoding itself rarely abstains. Once a span is written
+the "don't know" text is scored too, on the same prompt cache, and the answer becomes "don't
+know" when its first token beats the span's first token by more than ``abstain_margin``, both
+on the prior-adjusted scale (``decision`` in the scores; the raw ``margin`` where there is no
+prior): how much more the question, rather than the model's habits, points to "don't know".
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from services.rag.generation.engine_types import GenerationHooks, RawCompletion,
 from services.rag.generation.evidence import Fixed, cited
 from services.rag.generation.evidence_tokens import build_constraint
 from services.rag.generation.local_engine import LocalEngine
+from services.rag.generation.prior import StartPrior, null_messages
 
 MARKER_AND_END = 6  # room after the span: " [", digits, "]", end of turn
 
@@ -60,11 +63,19 @@ async def answer_extractive(engine: LocalEngine, messages: Sequence[dict[str, st
     constraint = await asyncio.to_thread(
         build_constraint, engine.tokenizer, spec.passages, spec.no_answer, engine.end_ids,
         spec.max_span_tokens, spec.question)
-    run = _Run(ConstrainedLogits(constraint, len(prompt_ids)), constraint.no_answer)
+    run = _Run(ConstrainedLogits(constraint, len(prompt_ids), prior_weight=spec.prior_weight),
+               constraint.no_answer)
+    prepare = None
+    nulls = null_messages(messages, spec.question) if spec.prior_weight and spec.question \
+        else None
+    if nulls is not None:
+        null_ids = await asyncio.to_thread(engine.encode,
+                                           await asyncio.to_thread(engine.chat_prompt, nulls))
+        prepare = StartPrior(null_ids, run.processor)
     params = SamplingParams(max_new_tokens=max(max_new_tokens,
                                                spec.max_span_tokens + MARKER_AND_END))
-    completion = await engine.agenerate_raw(prompt, params, adapter,
-                                            GenerationHooks((run.processor,), run.after))
+    completion = await engine.agenerate_raw(
+        prompt, params, adapter, GenerationHooks((run.processor,), run.after, prepare))
     return decide(run, completion, spec)
 
 
@@ -81,14 +92,17 @@ def decide(run: _Run, completion: RawCompletion, spec: Extractive) -> Extractive
         scores["no_answer_first"] = run.no_answer_logprobs[0]
         scores["no_answer_mean"] = sum(run.no_answer_logprobs) / len(run.no_answer_logprobs)
         scores["margin"] = scores["no_answer_first"] - scores["span_first"]
-    text = completion.text.strip()
-    if spec.abstain_margin is not None and scores.get("margin", float("-inf")) \
+        adjusted = processor.first_adjusted
+        if adjusted is not None and processor.chosen:
+            scores["margin_adjusted"] = float(adjusted[run.no_answer[0]]
+                                              - adjusted[processor.chosen[0]])
+    if "margin" in scores:
+        scores["decision"] = scores.get("margin_adjusted", scores["margin"])
+    if spec.abstain_margin is not None and scores.get("decision", float("-inf")) \
             > spec.abstain_margin:
         return ExtractiveAnswer(spec.no_answer, True, completion, scores)
-    if not cited(processor.state):
-        # Cut by max_new_tokens before the marker (not expected: the span is capped).
-        return ExtractiveAnswer(text, False, completion, scores)
-    return ExtractiveAnswer(text, False, completion, scores)
+    scores["cited"] = float(bool(cited(processor.state)))  # 0: cut before its marker
+    return ExtractiveAnswer(completion.text.strip(), False, completion, scores)
 
 
 def _wrote_no_answer(processor: ConstrainedLogits) -> bool:

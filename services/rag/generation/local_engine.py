@@ -349,6 +349,9 @@ class LocalEngine:
         }
         if hooks is not None and hooks.after is not None:
             kwargs.update(return_dict_in_generate=True, use_cache=True)
+        if hooks is not None and hooks.prepare is not None:
+            with torch.inference_mode():
+                kwargs.update(hooks.prepare(model, ids))
         if params.do_sample:
             kwargs.update(temperature=params.temperature, top_k=params.top_k or 0,
                           top_p=params.top_p or 1.0, typical_p=params.typical_p or 1.0)

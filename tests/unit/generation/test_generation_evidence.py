@@ -123,3 +123,15 @@ def test_the_span_of_a_state_names_its_passage_and_start():
     c = constraint(passage(1, (10, 11)), passage(2, (12, 13, 14)))
     span = span_of(walk(c, [13]))
     assert (span.p, span.start, span.i) == (1, 1, 2)
+
+
+def test_a_span_may_start_at_a_sentence_start_but_not_run_across_one():
+    c = constraint(passage(1, (10, 11, 12, 13), blocked=set()))
+    broken = EvidenceConstraint(
+        passages=(Passage(n=1, tokens=(10, 11, 12, 13), starts=frozenset({0, 1, 2, 3}),
+                          ends=frozenset({1, 2, 3, 4}), marker=(OPEN, ONE, CLOSE),
+                          breaks=frozenset({2})),),
+        no_answer=NO_ANSWER, end_ids=frozenset({END}), forbidden=frozenset({OPEN}))
+    assert c.allowed(walk(c, [10, 11])) == {12, OPEN}
+    assert broken.allowed(walk(broken, [10, 11])) == {OPEN}
+    assert broken.allowed(walk(broken, [12])) == {13, OPEN}
