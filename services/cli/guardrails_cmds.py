@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from services.cli.console import console
+from services.cli.identity_scope import as_local_admin
 from services.common.config import get_settings
 from services.common.exceptions import CustomLLMError
 
@@ -273,6 +274,7 @@ def replay_cmd(
     out: Path | None = typer.Option(None, "--out", help="Also write the report (Markdown)."),
 ) -> None:
     """Re-score past requests with a candidate policy and report what would change."""
+    as_local_admin()  # reads rag.requests and rag.drafts, which only the stages may read
     from services.guardrails import replay as replay_mod
 
     settings = get_settings()
