@@ -75,10 +75,16 @@ async def run_case(backend: Any, case: Case, mode: str, template: Any) -> Outcom
 
 
 async def run_all(backend: Any, cases: Sequence[Case], mode: str, template: Any,
-                  label: str) -> list[Outcome]:
+                  label: str, progress: Path | None = None) -> list[Outcome]:
+    """Every case in turn; each outcome is also appended to ``progress`` (JSON lines), so a
+    run cut short still leaves what it measured."""
     outcomes = []
     for index, case in enumerate(cases, start=1):
         outcomes.append(await run_case(backend, case, mode, template))
+        if progress is not None:
+            with progress.open("a", encoding="utf-8") as out:
+                out.write(json.dumps({"part": label, **asdict(outcomes[-1])},
+                                     ensure_ascii=False) + "\n")
         if index % 10 == 0:
             logger.warning("%s: %d/%d", label, index, len(cases))
     return outcomes
@@ -149,11 +155,15 @@ async def _run(args: argparse.Namespace) -> None:
     backend.warm_up()
     warm_s = time.perf_counter() - started
     template = load_template("default")
-    calibration = await run_all(backend, cal_a + cal_u, "extractive", template, "calibration")
+    args.out.mkdir(parents=True, exist_ok=True)
+    progress = args.out / "answers_progress.jsonl"
+    progress.write_text("")
+    calibration = await run_all(backend, cal_a + cal_u, "extractive", template, "calibration",
+                                progress)
     margin = calibrate(calibration)
     held = held_a + held_u
-    constrained = await run_all(backend, held, "extractive", template, "constrained")
-    free = await run_all(backend, held, "free", template, "free")
+    constrained = await run_all(backend, held, "extractive", template, "constrained", progress)
+    free = await run_all(backend, held, "free", template, "free", progress)
     rows = {
         "base, free generation (baseline)": summarize(free, template.no_answer),
         "base + constraint": summarize(with_margin(constrained, None, template.no_answer),
@@ -177,7 +187,6 @@ async def _run(args: argparse.Namespace) -> None:
         "outcomes": {"free": [asdict(o) for o in free],
                      "constrained": [asdict(o) for o in constrained]},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "answers.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
     write_plot(rows, args.out / "answers.png")
     logger.warning("\n%s", write_table(rows, margin))

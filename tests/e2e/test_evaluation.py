@@ -101,7 +101,7 @@ def test_the_run_is_stored_with_every_case_and_its_summary(stack, evaluated):
     assert all(r.status == "ok" for r in data.results), [r.error for r in data.results]
     assert all(not r.cached for r in data.results)
     config = data.run.config
-    assert config["template_version"] == "default/v1" and config["backend"] == "local"
+    assert config["template_version"] == "default/v2" and config["backend"] == "local"
     assert config["model"] and config["temperature"] == 0.0
     metrics = data.summary["metrics"]
     assert metrics["hit@5"]["mean"] > 0.5 and metrics["hit@5"]["n"] == 7

@@ -44,7 +44,7 @@ def test_ask_over_kafka_cites_the_document_that_holds_the_answer(facts, reply_cl
     assert reply.answer
     assert reply.citations[0].doc_id == f"{facts}reactor"
     assert reply.citations[0].uri == f"https://wiki.example/{facts}reactor"
-    assert reply.template_version == "default/v1"
+    assert reply.template_version == "default/v2"
     assert {"embed", "retrieval", "generation", "total"} <= set(reply.latency_ms)
     assert reply.usage.prompt_tokens > 0 and reply.usage.completion_tokens > 0
     assert reply.trace_id and len(reply.trace_id) == 32
