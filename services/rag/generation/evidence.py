@@ -140,14 +140,22 @@ class EvidenceConstraint:
         return moved
 
     def _may_extend(self, thread: Span, passage: Passage) -> bool:
-        """One more token, unless it is blocked, or it reaches the cap inside a word (the
-        span must still be able to end)."""
-        longer = thread.i + 1 - thread.start
-        return (thread.i < len(passage.tokens) and thread.i not in passage.blocked
-                and (thread.i == thread.start or thread.i not in passage.breaks)
-                and passage.tokens[thread.i] not in self.forbidden
-                and (longer < self.max_span
-                     or (longer == self.max_span and thread.i + 1 in passage.ends)))
+        """One more token, if it may be in a span and the longer span can still end at a word
+        end within the cap (so generation never strands inside a word)."""
+        if not self._takes(passage, thread.i, thread.start):
+            return False
+        for end in range(thread.i + 1, thread.start + self.max_span + 1):
+            if end in passage.ends:
+                return True
+            if not self._takes(passage, end, thread.start):
+                return False
+        return False
+
+    def _takes(self, passage: Passage, i: int, start: int) -> bool:
+        """Token ``i`` may be part of a span that starts at ``start``."""
+        return (i < len(passage.tokens) and i not in passage.blocked
+                and (i == start or i not in passage.breaks)
+                and passage.tokens[i] not in self.forbidden)
 
     def _may_end(self, thread: Span, passage: Passage) -> bool:
         return thread.i > thread.start and thread.i in passage.ends

@@ -135,3 +135,13 @@ def test_a_span_may_start_at_a_sentence_start_but_not_run_across_one():
     assert c.allowed(walk(c, [10, 11])) == {12, OPEN}
     assert broken.allowed(walk(broken, [10, 11])) == {OPEN}
     assert broken.allowed(walk(broken, [12])) == {13, OPEN}
+
+
+def test_a_span_never_grows_where_it_could_not_end_within_the_cap():
+    # 11 12 13 is one long word (no end inside it): from 10, with a cap of 3, it cannot fit
+    c = constraint(passage(1, (10, 11, 12, 13, 14), ends={1, 4, 5}), max_span=3)
+    assert c.allowed(walk(c, [10])) == {OPEN}
+    # starting at 11 it fits exactly
+    assert c.allowed(walk(c, [11])) == {12}
+    assert c.allowed(walk(c, [11, 12])) == {13}
+    assert c.allowed(walk(c, [11, 12, 13])) == {OPEN}
