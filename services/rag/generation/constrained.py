@@ -29,6 +29,7 @@ class ConstrainedLogits:
         self.raw_logprobs: list[float] = []  # the unmasked model's log-prob of each chosen token
         self.first_step: Any = None  # unmasked log-probs of the first step (whole vocabulary)
         self.first_adjusted: Any = None  # the same less the weighted prior (prior.py), if any
+        self.first_allowed: frozenset[int] = frozenset()  # what the first token could be
         self._last: Any = None
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
@@ -42,6 +43,8 @@ class ConstrainedLogits:
             self.first_step = logprobs
         self._last = logprobs
         allowed = self.constraint.allowed(self.state) or self.constraint.end_ids
+        if generated == 0:
+            self.first_allowed = allowed
         mask = torch.full_like(scores, float("-inf"))
         mask[:, sorted(allowed)] = 0.0
         if generated == 0 and self.prior is not None:

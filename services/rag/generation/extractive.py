@@ -2,12 +2,13 @@
 
 The model writes under :class:`ConstrainedLogits`, so it can only copy a span and cite its
 passage, or write the "don't know" text. Its first token is chosen against the "N/A"-question
-prior (:mod:`services.rag.generation.prior`), which also discounts "don't know" (the model's
-favourite answer to "N/A"), so greedy decoding itself rarely abstains. Once a span is written
-the "don't know" text is scored too, on the same prompt cache, and the answer becomes "don't
-know" when its first token beats the span's first token by more than ``abstain_margin``, both
-on the prior-adjusted scale (``decision`` in the scores; the raw ``margin`` where there is no
-prior): how much more the question, rather than the model's habits, points to "don't know".
+prior (:mod:`services.rag.generation.prior`), which picks better spans but also discounts
+"don't know" (the model's favourite answer to "N/A"), so that choice rarely abstains. Whether
+to answer is therefore decided on the model's *unadjusted* first step, which the same forward
+pass already gave: "don't know" when its first token beats every allowed span start by more than
+``abstain_margin`` (``decision`` in the scores). Greedy decoding without the prior abstains at
+a margin of 0; the threshold is calibrated for few false "don't know"s. The whole "don't know"
+text and the span are scored too (``no_answer_mean``, ``span_mean``), for analysis.
 """
 
 from __future__ import annotations
@@ -96,13 +97,24 @@ def decide(run: _Run, completion: RawCompletion, spec: Extractive) -> Extractive
         if adjusted is not None and processor.chosen:
             scores["margin_adjusted"] = float(adjusted[run.no_answer[0]]
                                               - adjusted[processor.chosen[0]])
-    if "margin" in scores:
-        scores["decision"] = scores.get("margin_adjusted", scores["margin"])
+    choice = _choice_margin(processor, run.no_answer)
+    if choice is not None:
+        scores["decision"] = choice
     if spec.abstain_margin is not None and scores.get("decision", float("-inf")) \
             > spec.abstain_margin:
         return ExtractiveAnswer(spec.no_answer, True, completion, scores)
     scores["cited"] = float(bool(cited(processor.state)))  # 0: cut before its marker
     return ExtractiveAnswer(completion.text.strip(), False, completion, scores)
+
+
+def _choice_margin(processor: ConstrainedLogits, no_answer: tuple[int, ...]) -> float | None:
+    """The model's own first-step preference, unadjusted: log p("don't know" first token) less
+    the best log p of any allowed span start. Above 0, plain greedy decoding would abstain."""
+    first = processor.first_step
+    starts = processor.first_allowed - {no_answer[0]} if no_answer else frozenset()
+    if first is None or not no_answer or not starts:
+        return None
+    return float(first[no_answer[0]]) - max(float(first[t]) for t in starts)
 
 
 def _wrote_no_answer(processor: ConstrainedLogits) -> bool:
