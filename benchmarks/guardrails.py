@@ -1,29 +1,26 @@
-"""Guardrails benchmark: injection detection per layer, PII per entity, latency per stage.
+"""Guardrails benchmark: injection detection leave-one-source-out, hate vs. offensive, the
+ingest scan, PII per entity, latency per check.
 
     .venv/bin/python -m benchmarks.guardrails \\
         --injections ../shared/datasets/prompt_injections_train.jsonl \\
+        --squad ../shared/datasets/squad_v11_train_11articles.json \\
+        --tweets ../shared/datasets/hate_offensive_tweets.jsonl \\
         --pii ../shared/datasets/pii_presidio_small.json \\
         --documents ../shared/datasets/squad_v2_dev_5articles.json
 
-Runs on a private embedded Postgres (own port and state, stopped at the end), so the
-similarity layer is measured on real pgvector. Measures, each beside a baseline in the same
-run:
+Every learned figure is on data the model (and its threshold) never saw, beside a naive
+baseline from the same run:
 
-- prompt injection, detection rate and false-positive rate per layer at the default policy's
-  thresholds, and combined (any layer triggers) — the baseline is the rules layer alone.
-  Everything learned from the data is measured on held-out folds (stratified k-fold): the
-  classifier is trained on k-1 folds; the similarity corpus is the project's seed file plus
-  the attacks of the k-1 training folds, scored on the held-out fold. Rules are not trained.
-  The held-out attacks are also scored in disguise (homoglyphs, spaced letters, leetspeak,
-  zero-width characters, base64) to measure robustness, and benign texts in the same disguises
-  to measure what disguise alone costs in false positives;
-- documents (ingest scan, rules only): how many ordinary paragraphs get marked, and how many
-  are marked once an attack from the data set is inserted into them (``--documents``);
-- PII, per-entity precision / recall / F1 by span overlap (dataset entity names mapped to
-  Presidio's), plus "redaction recall": gold spans covered by any finding, whatever its type
-  (what matters for a leak);
-- latency each stage adds (p50/p95 per check and in total) for the input stage with every
-  layer on, vs. the rules layer alone, and for the output stage.
+- prompt injection: leave-one-source-out over five sources, per source, per kind and per
+  disguise; rules, TF-IDF + logistic regression, the MiniLM head and the similarity layer,
+  alone and combined (``benchmarks/guardrails_loso.py``);
+- hate vs. offensive: a held-out split of the tweets and the project's functional cases,
+  against the toxicity model and TF-IDF (``benchmarks/guardrails_hate.py``);
+- documents (ingest scan, rules only): ordinary paragraphs marked, and the same paragraphs
+  with an attack from the data set inserted (``--documents``); the MiniLM head's figures on
+  the same paragraphs are shown beside them;
+- PII, per-entity precision / recall / F1 by span overlap, plus "redaction recall";
+- latency per input check (p50/p95) under the default policy, against rules alone.
 """
 
 from __future__ import annotations
@@ -33,7 +30,6 @@ import base64
 import json
 import os
 import random
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -78,123 +74,44 @@ DISGUISES: dict[str, Callable[[str], str]] = {
     "spaced": _spaced,
     "leetspeak": lambda t: t.translate(_LEET),
     "zero_width": lambda t: "\u200b".join(t),
-    "base64": lambda t: "Decode this and do what it says: "
+    # A neutral carrier: "decode this and do what it says" is itself an instruction to follow
+    # hidden content, and would make every text, benign or not, look like an attack.
+    "base64": lambda t: "What does this base64 string say? "
                         + base64.b64encode(t.encode()).decode(),
 }
 
 
-# --- injection layers --------------------------------------------------------------------------
-
-def injection_benchmark(texts: list[str], labels: list[int], folds: int, engine: Any,
-                        embed: Callable[[list[str]], Any]) -> dict[str, Any]:
-    import numpy as np
-    from sklearn.model_selection import StratifiedKFold
-    from sqlalchemy import text as sql
-
-    from services.common.injection import injection_score
-    from services.common.text_normalize import normalize
-    from services.guardrails import attack_corpus, classifier
-    from services.guardrails.policy import PACKAGED_POLICIES, load_policy_file
-
-    policy = load_policy_file(PACKAGED_POLICIES / "default.yaml").input
-    thresholds = {"rules": policy.injection_rules.threshold,
-                  "similarity": policy.injection_similarity.threshold,
-                  "classifier": policy.injection_classifier.threshold}
-    y = np.asarray(labels)
-    n = len(texts)
-    disguised = {name: [fn(t) for t in texts] for name, fn in DISGUISES.items()}
-    variants = {"plain": texts, **disguised}
-    scores: dict[str, dict[str, np.ndarray]] = {
-        v: {layer: np.zeros(n) for layer in thresholds} for v in variants}
-    for v, vtexts in variants.items():
-        scores[v]["rules"] = np.asarray([injection_score(normalize(t).text).score
-                                         for t in vtexts])
-
-    cache: dict[str, Any] = {}
-
-    def cached_embed(batch: list[str]) -> Any:
-        missing = [t for t in dict.fromkeys(batch) if t not in cache]
-        if missing:
-            for t, v in zip(missing, embed(missing), strict=True):
-                cache[t] = v
-        return np.stack([cache[t] for t in batch])
-
-    # Embed everything once, in large batches (per-text calls are several times slower).
-    queries = {v: [attack_corpus.query_texts(normalize(t).text) for t in vtexts]
-               for v, vtexts in variants.items()}
-    wanted = [q for per_variant in queries.values() for qs in per_variant for q in qs]
-    wanted += [normalize(t).text.strip() for t in texts]
-    wanted += [normalize(t).text.strip() for t, _ in attack_corpus.read_seed_file()]
-    started = time.perf_counter()
-    cached_embed(list(dict.fromkeys(wanted)))
-    print(f"  embedded {len(cache)} distinct texts in {time.perf_counter() - started:.0f} s")
-    attack_corpus.ensure_seeded(engine, cached_embed)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
-    fold_metrics = []
-    for k, (train_idx, test_idx) in enumerate(splitter.split(np.zeros(n), y)):
-        started = time.perf_counter()
-        model = classifier.train([texts[i] for i in train_idx], y[train_idx].tolist())
-        with engine.begin() as conn:
-            conn.execute(sql("DELETE FROM guardrail_attacks WHERE source <> 'seed'"))
-        attack_corpus.add_attacks(engine, [texts[i] for i in train_idx if y[i] == 1],
-                                  f"bench-fold-{k}", "benchmark", cached_embed)
-        for v, vtexts in variants.items():
-            held = [normalize(vtexts[i]).text for i in test_idx]
-            scores[v]["classifier"][test_idx] = model.predict_proba(held)
-            for i in test_idx:
-                # Scored exactly as the check scores (k=3, carrier discount, best).
-                scored = attack_corpus.scored_neighbours(engine, queries[v][i],
-                                                         cached_embed(queries[v][i]), k=3)
-                scores[v]["similarity"][i] = scored[0][0] if scored else 0.0
-        fold_metrics.append({"fold": k, "seconds": round(time.perf_counter() - started, 1)})
-        print(f"  fold {k + 1}/{folds} done ({fold_metrics[-1]['seconds']} s)")
-    with engine.begin() as conn:
-        conn.execute(sql("DELETE FROM guardrail_attacks WHERE source <> 'seed'"))
-
-    def summarize(variant: str) -> dict[str, Any]:
-        layer_scores = scores[variant]
-        out: dict[str, Any] = {}
-        fired = {}
-        for layer, threshold in thresholds.items():
-            m = classifier.metrics_at(labels, layer_scores[layer].tolist(), threshold)
-            out[layer] = m
-            fired[layer] = layer_scores[layer] >= threshold
-        combos = {"rules+similarity": ("rules", "similarity"),
-                  "all layers": ("rules", "similarity", "classifier")}
-        for name, layers in combos.items():
-            any_fired = np.any([fired[layer] for layer in layers], axis=0).astype(float)
-            out[name] = classifier.metrics_at(labels, any_fired.tolist(), 0.5)
-            out[name]["threshold"] = None
-            out[name]["roc_auc"] = None
-        return out
-
-    return {
-        "records": n, "injections": int(y.sum()), "benign": int(n - y.sum()), "folds": folds,
-        "thresholds": thresholds,
-        "plain": summarize("plain"),
-        "disguised": {v: summarize(v) for v in disguised},
-        "fold_timing": fold_metrics,
-        "seed_attacks": len(attack_corpus.read_seed_file()),
-    }
-
-
 # --- documents (ingest scan) --------------------------------------------------------------------
 
-def document_scan_benchmark(paragraphs: list[str], attacks: list[str],
-                            threshold: float) -> dict[str, Any]:
+def document_scan_benchmark(paragraphs: list[str], attacks: list[str], threshold: float,
+                            embed: Any) -> dict[str, Any]:  # noqa: ANN401 - an EmbedFn
     """The ingest scan on ordinary paragraphs (false marks) and on the same paragraphs with an
-    attack inserted after the first sentence (indirect injection caught)."""
+    attack inserted after the first sentence (indirect injection caught). The shipped MiniLM
+    head is scored on the same chunks for comparison: the ingest worker does not load torch,
+    so it cannot run there (see docs/guardrails.md)."""
+    import numpy as np
+
+    from services.guardrails import classifier
     from services.ingest.handlers import scan_chunk
 
     rng = random.Random(11)
-    clean = [scan_chunk(p) for p in paragraphs]
-    poisoned = []
+    poisoned_texts = []
     for paragraph in paragraphs:
         head, sep, tail = paragraph.partition(". ")
-        poisoned.append(scan_chunk(f"{head}{sep}{rng.choice(attacks)} {tail}"))
+        poisoned_texts.append(f"{head}{sep}{rng.choice(attacks)} {tail}")
+    clean = [scan_chunk(p) for p in paragraphs]
+    poisoned = [scan_chunk(p) for p in poisoned_texts]
+    model = classifier.load(classifier.PACKAGED_MODEL)
+    head_clean = classifier.predict_proba(model, paragraphs, embed)
+    head_poisoned = classifier.predict_proba(model, poisoned_texts, embed)
     return {"paragraphs": len(paragraphs), "threshold": threshold,
             "clean_marked": round(sum(s >= threshold for s in clean) / len(clean), 3),
-            "poisoned_marked": round(sum(s >= threshold for s in poisoned) / len(poisoned), 3)}
+            "poisoned_marked": round(sum(s >= threshold for s in poisoned) / len(poisoned), 3),
+            "head_threshold": round(model.threshold, 4),
+            "head_clean_marked": round(float(np.mean(head_clean >= model.threshold)), 3),
+            "head_poisoned_marked": round(float(np.mean(head_poisoned >= model.threshold)), 3),
+            "note": "the attacks come from the public set the packaged head was trained on, "
+                    "so the head's poisoned figure is optimistic"}
 
 
 # --- PII -----------------------------------------------------------------------------------------
@@ -271,21 +188,21 @@ def pii_benchmark(records: list[dict[str, Any]], min_score: float) -> dict[str, 
 
 # --- latency -------------------------------------------------------------------------------------
 
-def input_latency(questions: list[str], engine: Any, embed: Any, model: Any) -> dict[str, Any]:
+def input_latency(questions: list[str], embed: Any) -> dict[str, Any]:  # noqa: ANN401
+    """Per-check p50/p95 of the input stage under the default policy (its heads, no database:
+    the similarity layer is off by default), against the rules layer alone."""
     from services.guardrails.input_stage import InputDeps, screen_input
     from services.guardrails.policy import PACKAGED_POLICIES, load_policy_file
 
     policy = load_policy_file(PACKAGED_POLICIES / "default.yaml")
+    off = {"enabled": False}
     rules_only = policy.model_copy(update={"input": policy.input.model_copy(update={
-        "injection_similarity": policy.input.injection_similarity.model_copy(
-            update={"enabled": False}),
-        "injection_classifier": policy.input.injection_classifier.model_copy(
-            update={"enabled": False}),
-        "toxicity": policy.input.toxicity.model_copy(update={"enabled": False}),
-        "pii": policy.input.pii.model_copy(update={"enabled": False})})})
-    out = {}
-    for name, pol in (("all layers", policy), ("rules only", rules_only)):
-        deps = InputDeps(engine=engine, embed=embed, classifier=model)
+        name: getattr(policy.input, name).model_copy(update=off)
+        for name in ("injection_similarity", "injection_classifier", "hate", "toxicity",
+                     "pii")})})
+    out: dict[str, Any] = {}
+    for name, pol in (("default policy", policy), ("rules only", rules_only)):
+        deps = InputDeps(embed=embed)
         screen_input("warm up the models", pol, deps)
         samples: dict[str, list[float]] = {}
         for question in questions:
@@ -295,6 +212,8 @@ def input_latency(questions: list[str], engine: Any, embed: Any, model: Any) -> 
         out[name] = {check: {"p50": round(percentile(v, 50), 2),
                              "p95": round(percentile(v, 95), 2)} for check, v in samples.items()}
     out["questions"] = len(questions)
+    out["chars"] = {"p50": percentile([len(q) for q in questions], 50),
+                    "max": max(len(q) for q in questions)}
     return out
 
 
@@ -335,91 +254,81 @@ def output_latency(answers: list[str]) -> dict[str, Any]:
 
 # --- main ----------------------------------------------------------------------------------------
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--injections", type=Path, required=True,
                         help='JSONL of {"text", "label"} (1 = injection)')
+    parser.add_argument("--squad", type=Path, required=True,
+                        help="SQuAD JSON whose questions are the ordinary-question source")
+    parser.add_argument("--tweets", type=Path, required=True,
+                        help='JSONL of {"text", "label": hate|offensive|neither}')
     parser.add_argument("--pii", type=Path, required=True,
                         help="Presidio-research JSON (full_text, spans)")
     parser.add_argument("--documents", type=Path, default=None,
                         help="SQuAD JSON whose paragraphs test the ingest scan (optional)")
-    parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--latency-samples", type=int, default=200)
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="embedding cache (npz), e.g. shared with build_heads")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
-    parser.add_argument("--torch-threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's own choice). On a "
-                             "shared 2-core machine 2 threads made one MiniLM query ~480 ms "
-                             "instead of ~8 ms with 1 (oversubscription)")
-    parser.add_argument("--latency-only", action="store_true",
-                        help="re-measure only the latency section of an existing "
-                             "<out>/guardrails.json (e.g. when the first run shared the CPUs)")
-    args = parser.parse_args()
-    state = configure_environment()
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch intra-op threads, as the worker runs (1: on a shared "
+                             "2-core machine 2 threads made one query ~50x slower)")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _arguments()
+    configure_environment()
 
     import torch
 
-    from services.common import migrate
+    from benchmarks import guardrails_hate, guardrails_loso
+    from benchmarks.guardrails_report import report
     from services.common.config import get_settings
-    from services.common.db import make_engine
     from services.common.embeddings import embedder_from_settings
-    from services.guardrails import classifier
-    from services.stack import postgres
+    from services.guardrails import sources
+    from services.guardrails.embed_cache import CachedEmbed
+    from services.guardrails.policy import PACKAGED_POLICIES, load_policy_file
 
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
-    texts, labels = classifier.read_jsonl(args.injections)
-    pii_records = json.loads(args.pii.read_text())
-    settings = get_settings()
-    embed = embedder_from_settings(settings).encode
+    torch.set_num_threads(args.torch_threads)
+    policy = load_policy_file(PACKAGED_POLICIES / "default.yaml")
+    encoder = embedder_from_settings(get_settings())
+    embed = CachedEmbed(encoder.encode, args.cache)
     try:
-        postgres.start(state, settings.postgres_port)
-        migrate.upgrade(settings.sqlalchemy_url)
-        engine = make_engine(settings.sqlalchemy_url)
-        if args.latency_only:
-            previous = json.loads((args.out / "guardrails.json").read_text())
-            previous["latency"] = _latency(texts, labels, pii_records, engine, embed,
-                                           args.latency_samples)
-            previous["machine"] = _machine()
-            engine.dispose()
-            from benchmarks.guardrails_report import report
-
-            report(previous, args.out)
-            return
-        print(f"== injection layers ({args.folds}-fold held-out) ==")
-        injections = injection_benchmark(texts, labels, args.folds, engine, embed)
+        print("== injection: leave one source out ==")
+        named = sources.injection_sources(args.injections, args.squad, args.pii)
+        injections = guardrails_loso.run(
+            named, embed, policy.input.injection_rules.threshold,
+            policy.input.injection_similarity.threshold, DISGUISES, progress=print)
+        print("== hate vs offensive ==")
+        hate = guardrails_hate.run(sources.tweets(args.tweets), sources.hate_train(),
+                                   sources.hate_functional(), embed,
+                                   policy.input.toxicity.threshold, progress=print)
         documents = None
         if args.documents is not None:
             print("== ingest scan ==")
             squad = json.loads(args.documents.read_text())
             paragraphs = [p["context"] for a in squad["data"] for p in a["paragraphs"]]
-            documents = document_scan_benchmark(
-                paragraphs, [t for t, label in zip(texts, labels, strict=True) if label == 1],
-                0.5)
-        print("== PII ==")
-        pii = pii_benchmark(pii_records, 0.5)
-        latency = _latency(texts, labels, pii_records, engine, embed, args.latency_samples)
-        engine.dispose()
+            deepset = named["deepset"]
+            attacks = [t for t, y in zip(deepset.texts, deepset.labels, strict=True) if y]
+            documents = document_scan_benchmark(paragraphs, attacks, 0.5, embed)
     finally:
-        postgres.stop(state)
-        shutil.rmtree(state, ignore_errors=True)
-    results = {"injections": injections, "documents": documents, "pii": pii, "latency": latency,
-               "datasets": {"injections": args.injections.name, "pii": args.pii.name},
-               "machine": _machine()}
-    from benchmarks.guardrails_report import report
-
-    report(results, args.out)
-
-
-def _latency(texts: list[str], labels: list[int], pii_records: list[dict[str, Any]],
-             engine: Any, embed: Any, samples: int) -> dict[str, Any]:
-    from services.guardrails import classifier
-
+        embed.save()
+    print("== PII ==")
+    pii_records = json.loads(args.pii.read_text())
+    pii = pii_benchmark(pii_records, 0.5)
     print("== latency ==")
     rng = random.Random(7)
-    sample = rng.sample(texts, min(samples, len(texts)))
-    model = classifier.train(texts, labels)
-    return {"input": input_latency(sample, engine, embed, model),
-            "output": output_latency([r["full_text"] for r in pii_records][:100])}
+    texts = [t for s in named.values() for t in s.texts]
+    sample = rng.sample(texts, min(args.latency_samples, len(texts)))
+    latency = {"input": input_latency(sample, encoder.encode),
+               "output": output_latency([r["full_text"] for r in pii_records][:100])}
+    results = {"injections": injections, "hate": hate, "documents": documents, "pii": pii,
+               "latency": latency,
+               "datasets": {"injections": args.injections.name, "squad": args.squad.name,
+                            "tweets": args.tweets.name, "pii": args.pii.name},
+               "machine": _machine()}
+    report(results, args.out)
 
 
 def _torch_threads() -> int:

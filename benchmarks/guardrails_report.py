@@ -1,4 +1,5 @@
-"""The guardrails benchmark's outputs: JSON (raw), Markdown (tables) and a PNG chart."""
+"""The guardrails benchmark's outputs: JSON (raw), Markdown (tables) and a PNG chart with ROC
+curves."""
 
 from __future__ import annotations
 
@@ -11,52 +12,127 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-LAYERS = ("rules", "similarity", "classifier", "rules+similarity", "all layers")
+METHODS = ("rules", "tfidf_lr", "head", "similarity", "rules+tfidf_lr", "rules+head",
+           "rules+head+similarity")
+LABELS = {"rules": "rules", "tfidf_lr": "TF-IDF+LR (baseline)", "head": "MiniLM head",
+          "similarity": "similarity", "rules+tfidf_lr": "rules+TF-IDF (baseline system)",
+          "rules+head": "rules+head",
+          "rules+head+similarity": "**rules+head+similarity (default)**"}
 
 
 def _fmt(value: Any) -> str:  # noqa: ANN401 - numbers or None
     return "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def _cell(m: dict[str, Any]) -> str:
+    """Detection on attacks and false positives on benign texts, whichever the rows have."""
+    parts = []
+    if m.get("detection_rate") is not None:
+        parts.append(f"DR {m['detection_rate']:.3f}")
+    if m.get("fpr") is not None:
+        parts.append(f"FPR {m['fpr']:.3f}")
+    return " / ".join(parts) or "—"
+
+
+def _injection(inj: dict[str, Any]) -> list[str]:
+    lines = ["## Prompt injection: leave one source out", "",
+             "Each row's source is scored by models trained on the other sources only; learned "
+             "thresholds are calibrated on out-of-fold scores of the training sources (2% "
+             "false positives), never on the row's source. Rules and similarity use the "
+             "policy thresholds.", "",
+             "| source | texts | attacks |", "|---|---:|---:|"]
+    lines += [f"| {n} | {s['texts']} | {s['attacks']} |" for n, s in inj["sources"].items()]
+    lines += ["", "| held-out source | " + " | ".join(LABELS[m] for m in METHODS) + " |",
+              "|---" * (len(METHODS) + 1) + "|"]
+    for name, row in {**inj["per_source"], "pooled (all held-out scores)": inj["pooled"]}.items():
+        lines.append(f"| {name} | " + " | ".join(_cell(row[m]) for m in METHODS) + " |")
+    lines += ["", "ROC-AUC on held-out sources with both classes: " + "; ".join(
+        f"{n}: " + ", ".join(f"{m} {_fmt(r[m]['roc_auc'])}" for m in ("rules", "tfidf_lr", "head",
+                                                                        "similarity"))
+        for n, r in inj["per_source"].items() if r["head"]["roc_auc"] is not None) + "; pooled: "
+        + ", ".join(f"{m} {_fmt(inj['pooled'][m]['roc_auc'])}"
+                    for m in ("rules", "tfidf_lr", "head", "similarity")) + "."]
+    lines += ["", "### Disguised (every held-out text, transformed)", "",
+              "| disguise | " + " | ".join(LABELS[m] for m in METHODS) + " |",
+              "|---" * (len(METHODS) + 1) + "|"]
+    for name, row in inj["disguised"].items():
+        lines.append(f"| {name} | " + " | ".join(_cell(row[m]) for m in METHODS) + " |")
+    confirmed = inj.get("confirmed", {})
+    if confirmed:
+        lines += ["", "### Similarity layer, in its role: disguised repeats of confirmed attacks",
+                  "", "Every source's attacks added to the corpus (as `customllm guardrails "
+                  "attacks add` does), then their disguised forms scored; false positives on "
+                  "every benign text in the same disguise. Rules+head scores are the held-out "
+                  "ones above.", "",
+                  "| disguise | similarity | rules+head | rules+head+similarity |",
+                  "|---|---|---|---|"]
+        for name, row in confirmed.items():
+            lines.append(f"| {name} | " + " | ".join(
+                _cell(row[m]) for m in ("similarity", "rules+head", "rules+head+similarity"))
+                + " |")
+    kinds = ("rules+tfidf_lr", "head", "rules+head+similarity")
+    lines += ["", "### Per kind of text (held out with its source)", "",
+              "| source/kind | n | " + " | ".join(LABELS[m] for m in kinds) + " |",
+              "|---|---:|" + "---|" * len(kinds)]
+    for name, row in inj["per_kind"].items():
+        lines.append(f"| {name} | {row['head']['n']} | "
+                     + " | ".join(_cell(row[m]) for m in kinds) + " |")
+    lines += ["", "Calibrated thresholds per held-out source: " + "; ".join(
+        f"{n}: head {t['head']}, TF-IDF {t['tfidf_lr']}" for n, t in inj["thresholds"].items())
+        + "."]
+    return lines
+
+
+def _hate(h: dict[str, Any]) -> list[str]:
+    t = h["thresholds"]
+    methods = [m for m in h["tweet_test"]]
+    lines = ["", "## Hate vs. offensive", "",
+             f"Tweets: {h['tweets']['train']} for training, {h['tweets']['test']} held out "
+             f"({h['tweets']['test_hate']} hate). Project-written training cases: "
+             f"{h['own_training_cases']['cases']} ({h['own_training_cases']['hate']} hateful, "
+             f"weight {h['own_training_cases']['weight']:g}). Functional test cases, never "
+             f"trained on: {h['functional_cases']['cases']} ({h['functional_cases']['hate']} "
+             "hateful). "
+             "Thresholds: " + ", ".join(f"{k} {v}" for k, v in t.items()) + " (learned ones "
+             "calibrated on training folds to 5% false positives; toxicity: the policy's).", "",
+             "| evaluation | method | hate detection | false positives | FPR on hard "
+             "non-hateful | ROC-AUC |", "|---|---|---:|---:|---:|---:|"]
+    names = {"tweet_test": "tweets, held-out 20%", "functional": "functional cases"}
+    for key, label in names.items():
+        for method in methods:
+            m = h[key][method]
+            lines.append(f"| {label} | {method} | {_fmt(m['detection_rate'])} | "
+                         f"{_fmt(m['fpr'])} | {_fmt(m.get('fpr_hard'))} | "
+                         f"{_fmt(m.get('roc_auc'))} |")
+    fn = h["functional"]
+    kinds = [k for k, v in fn[methods[0]].items() if isinstance(v, dict)]
+    lines += ["", "Share flagged per kind of functional case (hate kinds: higher is better; "
+                  "the others: lower is better):", "",
+              "| kind | n | " + " | ".join(methods) + " |",
+              "|---|---:|" + "---:|" * len(methods)]
+    for kind in kinds:
+        lines.append(f"| {kind} | {fn[methods[0]][kind]['n']} | "
+                     + " | ".join(f"{fn[m][kind]['flagged']:.3f}" for m in methods) + " |")
+    return lines
+
+
 def markdown(results: dict[str, Any]) -> str:
-    inj, pii, lat = results["injections"], results["pii"], results["latency"]
-    t = inj["thresholds"]
-    lines = [
-        "# Guardrails benchmark",
-        "",
-        f"Datasets: `{results['datasets']['injections']}` ({inj['records']} texts, "
-        f"{inj['injections']} injections) and `{results['datasets']['pii']}` "
-        f"({pii['records']} sentences). Machine: {results['machine']['cpus']} CPUs, "
-        f"{results['machine']['at']}, load average at the end "
-        f"{results['machine'].get('load_average', 'not recorded')}, torch threads "
-        f"{results['machine'].get('torch_threads', 'not recorded')}.",
-        "",
-        f"## Prompt injection ({inj['folds']}-fold held-out; thresholds: rules {t['rules']}, "
-        f"similarity {t['similarity']}, classifier {t['classifier']})",
-        "",
-        "Classifier and similarity corpus (seed file + training folds' attacks) never see the "
-        "fold they score. Baseline: rules alone.",
-        "",
-        "| layer | detection rate | FPR | precision | F1 | ROC-AUC |",
-        "|---|---|---|---|---|---|",
-    ]
-    for layer in LAYERS:
-        m = inj["plain"][layer]
-        lines.append(f"| {layer} | {_fmt(m['detection_rate'])} | {_fmt(m['fpr'])} | "
-                     f"{_fmt(m['precision'])} | {_fmt(m['f1'])} | {_fmt(m['roc_auc'])} |")
-    lines += ["", "### Disguised (same held-out texts, transformed)", "",
-              "| disguise | " + " | ".join(f"{layer} DR / FPR" for layer in LAYERS) + " |",
-              "|---" * (len(LAYERS) + 1) + "|"]
-    for name, summary in inj["disguised"].items():
-        cells = [f"{summary[layer]['detection_rate']:.3f} / {summary[layer]['fpr']:.3f}"
-                 for layer in LAYERS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    pii, lat, machine = results["pii"], results["latency"], results["machine"]
+    lines = ["# Guardrails benchmark", "",
+             "Datasets: " + ", ".join(f"`{v}`" for v in results["datasets"].values())
+             + f". Machine: {machine['cpus']} CPUs, {machine['at']}, load average at the end "
+             f"{machine.get('load_average')}, torch threads {machine.get('torch_threads')}.", ""]
+    lines += _injection(results["injections"])
+    lines += _hate(results["hate"])
     docs = results.get("documents")
     if docs:
-        lines += ["", f"## Documents: the ingest scan (threshold {docs['threshold']})", "",
+        lines += ["", f"## Documents: the ingest scan (rules, threshold {docs['threshold']})", "",
                   f"{docs['paragraphs']} ordinary paragraphs: {docs['clean_marked']:.3f} marked "
                   f"(false marks); the same paragraphs with an attack inserted: "
-                  f"{docs['poisoned_marked']:.3f} marked."]
+                  f"{docs['poisoned_marked']:.3f} marked. For comparison, the MiniLM head "
+                  f"(threshold {docs['head_threshold']}), which the ingest worker does not run: "
+                  f"{docs['head_clean_marked']:.3f} / {docs['head_poisoned_marked']:.3f} "
+                  f"({docs['note']})."]
     lines += ["", f"## PII (min score {pii['min_score']}; span-overlap matching)", "",
               f"Redaction recall (gold spans covered by any finding): "
               f"**{_fmt(pii['redaction_recall'])}** of {pii['gold_spans']} spans.", "",
@@ -69,65 +145,57 @@ def markdown(results: dict[str, Any]) -> str:
     if pii["unsupported"]:
         lines += ["", "Not recognized by any detector (no Presidio type): " + ", ".join(
             f"{k} ({v})" for k, v in pii["unsupported"].items())]
-    lines += ["", f"## Latency added per stage ({lat['input']['questions']} questions; ms)", "",
-              "| input stage check | all layers p50 | all layers p95 | rules only p50 | "
-              "rules only p95 |", "|---|---|---|---|---|"]
-    for check, row in lat["input"]["all layers"].items():
-        base = lat["input"]["rules only"].get(check, {})
+    inp = lat["input"]
+    lines += ["", f"## Latency per input check ({inp['questions']} texts from the injection "
+                  f"sources, median {inp['chars']['p50']} characters, longest "
+                  f"{inp['chars']['max']}; ms)", "",
+              "| check | default policy p50 | p95 | rules only p50 | p95 |",
+              "|---|---|---|---|---|"]
+    for check, row in inp["default policy"].items():
+        base = inp["rules only"].get(check, {})
         lines.append(f"| {check} | {row['p50']} | {row['p95']} | {base.get('p50', '—')} | "
                      f"{base.get('p95', '—')} |")
     out = lat.get("output", {})
     if "total" in out:
         lines += ["", f"Output stage (all checks, judge off, {out['drafts']} drafts): "
                       f"p50 {out['total']['p50']} ms, p95 {out['total']['p95']} ms."]
-    else:
-        lines += ["", f"Output stage: not measured ({out.get('error', 'unavailable')})."]
     return "\n".join(lines) + "\n"
 
 
+def _roc(ax: Any, y: list[int], scores: dict[str, list[float]], title: str) -> None:  # noqa: ANN401
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    for name, s in scores.items():
+        fpr, tpr, _ = roc_curve(y, s)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y, s):.3f})")
+    ax.plot([0, 1], [0, 1], color="#ccc", linestyle="--")
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("detection rate")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+
+
 def write_chart(results: dict[str, Any], path: Path) -> Path:
-    inj, pii, lat = results["injections"], results["pii"], results["latency"]
-    fig, (ax1, ax2, ax3, ax4) = plt.subplots(1, 4, figsize=(22, 5))
-    xs = range(len(LAYERS))
-    ax1.bar([x - 0.2 for x in xs], [inj["plain"][layer]["detection_rate"] for layer in LAYERS],
-            width=0.4, color="#2a7ab9", label="detection rate")
-    ax1.bar([x + 0.2 for x in xs], [inj["plain"][layer]["fpr"] for layer in LAYERS], width=0.4,
-            color="#d9534f", label="false-positive rate")
-    ax1.set_xticks(list(xs), LAYERS, rotation=20)
-    ax1.set_ylim(0, 1)
-    ax1.set_title(f"Injection detection ({inj['folds']}-fold held-out)")
-    ax1.legend()
-    names = list(inj["disguised"])
-    for offset, layer, color in ((-0.25, "rules", "#999"), (0.0, "classifier", "#f0ad4e"),
-                                 (0.25, "all layers", "#2a7ab9")):
-        ax2.bar([i + offset for i in range(len(names))],
-                [inj["disguised"][n][layer]["detection_rate"] for n in names], width=0.25,
-                color=color, label=layer)
-    ax2.set_xticks(range(len(names)), names, rotation=20)
+    inj, hate = results["injections"], results["hate"]
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(19, 5.5))
+    y = inj["roc"]["head"]["y"]
+    _roc(ax1, y, {m: inj["roc"][m]["scores"] for m in ("rules", "tfidf_lr", "head",
+                                                      "similarity")},
+         "Injection ROC, leave-one-source-out (pooled)")
+    sources = list(inj["per_source"])
+    for offset, method, color in ((-0.2, "rules+tfidf_lr", "#999"),
+                                  (0.2, "rules+head+similarity", "#2a7ab9")):
+        values = [inj["per_source"][s][method]["detection_rate"]
+                  if inj["per_source"][s][method]["detection_rate"] is not None
+                  else 1 - inj["per_source"][s][method]["fpr"] for s in sources]
+        ax2.bar([i + offset for i in range(len(sources))], values, width=0.4, color=color,
+                label=LABELS[method].strip("*"))
+    ax2.set_xticks(range(len(sources)), sources, rotation=15, fontsize=8)
     ax2.set_ylim(0, 1)
-    ax2.set_title("Detection rate on disguised attacks")
-    ax2.legend()
-    entities = [n for n, e in pii["entities"].items() if e["support"]]
-    ax3.barh([i + 0.2 for i in range(len(entities))],
-             [pii["entities"][n]["precision"] or 0 for n in entities], height=0.4,
-             color="#5cb85c", label="precision")
-    ax3.barh([i - 0.2 for i in range(len(entities))],
-             [pii["entities"][n]["recall"] or 0 for n in entities], height=0.4,
-             color="#2a7ab9", label="recall")
-    ax3.set_yticks(range(len(entities)), entities)
-    ax3.set_xlim(0, 1)
-    ax3.set_title(f"PII per entity (redaction recall {pii['redaction_recall']})")
-    ax3.legend()
-    checks = [c for c in lat["input"]["all layers"] if c != "total"]
-    ax4.barh(checks, [lat["input"]["all layers"][c]["p95"] for c in checks], color="#f0ad4e",
-             label="p95")
-    ax4.barh(checks, [lat["input"]["all layers"][c]["p50"] for c in checks], color="#2a7ab9",
-             label="p50")
-    ax4.set_xscale("log")
-    ax4.set_xlabel("ms (log scale)")
-    total = lat["input"]["all layers"]["total"]
-    ax4.set_title(f"Input stage latency (total p50 {total['p50']} / p95 {total['p95']} ms)")
-    ax4.legend()
+    ax2.set_title("Held-out source: detection (attacks) or 1 − FPR (benign)", fontsize=10)
+    ax2.legend(fontsize=8)
+    _roc(ax3, hate["roc"]["y"], {m: v for m, v in hate["roc"].items() if m != "y"},
+         "Hate vs. not hate, held-out tweets")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -136,7 +204,11 @@ def write_chart(results: dict[str, Any], path: Path) -> Path:
 
 def report(results: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "guardrails.json").write_text(json.dumps(results, indent=2))
+    # The per-text scores behind the ROC curves are in the chart; the JSON keeps the figures.
+    slim = {**results, "injections": {k: v for k, v in results["injections"].items()
+                                      if k != "roc"},
+            "hate": {k: v for k, v in results["hate"].items() if k != "roc"}}
+    (out / "guardrails.json").write_text(json.dumps(slim, indent=1))
     text = markdown(results)
     (out / "guardrails.md").write_text(text)
     chart = write_chart(results, out / "guardrails.png")

@@ -4,6 +4,7 @@ root; the data card, ``models/README.md``, quotes this command):
     .venv/bin/python -m services.guardrails.build_heads \\
         --injections ../shared/datasets/prompt_injections_train.jsonl \\
         --squad ../shared/datasets/squad_v11_train_11articles.json \\
+        --pii ../shared/datasets/pii_presidio_small.json \\
         --tweets ../shared/datasets/hate_offensive_tweets.jsonl
 
 Public data sets are read from the paths given; only the fitted coefficients, the calibrated
@@ -26,8 +27,8 @@ MODELS = Path(__file__).parent / "models"
 SEED = 0
 
 
-def build_injection(embed: CachedEmbed, deepset: Path, squad: Path) -> Path:
-    named = sources.injection_sources(deepset, squad)
+def build_injection(embed: CachedEmbed, deepset: Path, squad: Path, pii: Path) -> Path:
+    named = sources.injection_sources(deepset, squad, pii)
     texts = [t for s in named.values() for t in s.texts]
     labels = [y for s in named.values() for y in s.labels]
     head, report = classifier.train(texts, labels, embed, seed=SEED,
@@ -40,10 +41,14 @@ def build_injection(embed: CachedEmbed, deepset: Path, squad: Path) -> Path:
 
 
 def build_hate(embed: CachedEmbed, tweets_path: Path) -> Path:
-    parts = [sources.tweets(tweets_path), sources.hate_functional()]
+    """Tweets plus the hand-written training cases (weighted); the functional cases stay out,
+    so the benchmark's figures on them are held out for the shipped recipe."""
+    tweets, own = sources.tweets(tweets_path), sources.hate_train()
+    parts = [tweets, own]
     texts = [t for s in parts for t in s.texts]
     labels = [y for s in parts for y in s.labels]
-    head, report = hate.train(texts, labels, embed, seed=SEED,
+    weights = [1.0] * len(tweets.texts) + [hate.PROJECT_WEIGHT] * len(own.texts)
+    head, report = hate.train(texts, labels, embed, seed=SEED, weights=weights,
                               sources=[f"{s.name}: {len(s.texts)} texts, {sum(s.labels)} hate"
                                        for s in parts])
     log(logger, logging.INFO, "hate head", threshold=round(head.threshold, 4),
@@ -55,6 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--injections", type=Path, required=True)
     parser.add_argument("--squad", type=Path, required=True)
+    parser.add_argument("--pii", type=Path, required=True)
     parser.add_argument("--tweets", type=Path, required=True)
     parser.add_argument("--cache", type=Path, default=None,
                         help="embedding cache (npz) shared with the benchmark")
@@ -66,7 +72,7 @@ def main() -> None:
 
     embed = CachedEmbed(embedder_from_settings(get_settings()).encode, args.cache)
     try:
-        build_injection(embed, args.injections, args.squad)
+        build_injection(embed, args.injections, args.squad, args.pii)
         build_hate(embed, args.tweets)
     finally:
         embed.save()

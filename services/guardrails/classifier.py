@@ -4,13 +4,13 @@ A trained head ships inside the package (``models/injection_head.json``, data ca
 ``models/README.md``), so the check runs out of the box; ``customllm guardrails train --data
 FILE.jsonl`` retrains it from a user's data and the state folder's copy then takes precedence.
 
-A text is scored on several *views* (``attack_corpus.query_texts``: the normalized text, its
-skeleton with homoglyphs / leetspeak / spacing undone, each sentence of a longer text, decoded
-base64 or hex payloads) and the highest view counts: an attack appended to a harmless question,
-or hidden in an encoding, is scored on what it says. The head is fitted on whole texts; the
-views are applied in cross-validation exactly as at run time, so the calibrated threshold
-(the lowest one holding out-of-fold false positives at ``TARGET_FPR``) is the operating point
-of the scorer that actually runs.
+A text is scored on several *views* of its readable form (``readable``: encoded blobs decoded
+in place, homoglyphs / leetspeak / spacing undone): the whole of it and each sentence of a
+longer text, and the highest view counts: an attack appended
+to a harmless question, or hidden in an encoding, is scored on what it says. The head is
+fitted on the first view (the whole readable text); all views are applied in cross-validation
+exactly as at run time, so the calibrated threshold (the lowest one holding out-of-fold false
+positives at ``TARGET_FPR``) is the operating point of the scorer that actually runs.
 
 Quality is reported as k-fold *held-out* scores (every text scored by a head that never saw
 it): precision, detection rate, false-positive rate, F1 and ROC-AUC.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from services.common.exceptions import CustomLLMError
-from services.common.text_normalize import normalize
+from services.common.text_normalize import decoded_payloads, normalize, skeleton
 from services.guardrails import head_training, linear_head
-from services.guardrails.attack_corpus import EmbedFn, query_texts
+from services.guardrails.attack_corpus import MAX_SEGMENTS, MIN_SEGMENT_CHARS, EmbedFn
 from services.guardrails.head_training import CvReport
 from services.guardrails.linear_head import HeadError, LinearHead
 
@@ -40,7 +41,6 @@ MIN_PER_CLASS = 4
 TARGET_FPR = 0.02  # out-of-fold false positives the calibrated threshold allows
 C = 3.0
 
-InjectionClassifier = LinearHead
 metrics_at = head_training.metrics_at  # the benchmark and the tests read it here
 
 
@@ -48,10 +48,45 @@ class ClassifierError(CustomLLMError):
     """Training data unusable, or a model file missing or malformed."""
 
 
+_BLOB = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}|(?:[0-9A-Fa-f]{2}[ :]?){8,}")
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
+# Kept out of the skeleton: its leetspeak folding would turn "jane@example.com" into a word.
+_ADDRESS = re.compile(r"\S+@\S+\.\w+|https?://\S+|www\.\S+", re.IGNORECASE)
+
+
+def readable(text: str) -> str:
+    """The text as a reader takes it in: encoded blobs that decode to readable text replaced
+    by that text, then the skeleton (homoglyphs, leetspeak, spaced letters undone). The head
+    scores this, not the raw characters: a disguise or an opaque blob is far from anything it
+    was trained on, and would score as an attack whatever it hides (the benchmark found
+    benign texts in base64 flagged six times in ten before this)."""
+
+    def inline(match: re.Match[str]) -> str:
+        decoded = decoded_payloads(match.group(0))
+        return f" {decoded[0].text} " if decoded else match.group(0)
+
+    inlined = _BLOB.sub(inline, text)
+    parts, start = [], 0
+    for match in _ADDRESS.finditer(inlined):
+        parts += [skeleton(inlined[start:match.start()]), match.group(0).lower()]
+        start = match.end()
+    parts.append(skeleton(inlined[start:]))
+    return " ".join(p for p in parts if p)
+
+
 def views(text: str) -> list[str]:
-    """What the head scores for one text (see the module docstring)."""
-    normalized = normalize(text).text.strip()
-    return query_texts(normalized) if normalized else []
+    """What the head scores for one text: its readable form, and each sentence of it when there
+    are several (the first and last two of a long text: injections are usually prepended or
+    appended to an ordinary question)."""
+    read = readable(normalize(text).text.strip())
+    if not read:
+        return []
+    sentences = [s.strip() for s in _SENTENCE_END.split(read)
+                 if len(s.strip()) >= MIN_SEGMENT_CHARS]
+    if len(sentences) > MAX_SEGMENTS:
+        half = MAX_SEGMENTS // 2
+        sentences = sentences[:half] + sentences[-half:]
+    return list(dict.fromkeys([read, *(sentences if len(sentences) > 1 else [])]))
 
 
 def predict_proba(head: LinearHead, texts: Sequence[str], embed: EmbedFn) -> np.ndarray:

@@ -35,7 +35,7 @@ class CachedEmbed:
         if missing:
             for text, vector in zip(missing, self.embed(missing), strict=True):
                 self.vectors[self._key(text)] = np.asarray(vector, dtype=np.float32)
-        return np.stack([self.vectors[k] for k in keys]) if keys else np.zeros((0, 384))
+        return np.stack([self.vectors[k] for k in keys]) if keys else self.embed([])
 
     def save(self) -> None:
         if self.path is None or not self.vectors:

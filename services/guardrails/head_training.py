@@ -80,7 +80,8 @@ class CvReport:
 
 def cross_validate(data: Embedded, labels: Sequence[int], folds: int, c: float,
                    target_fpr: float, seed: int = 0,
-                   progress: Callable[[int, int], None] | None = None) -> CvReport:
+                   progress: Callable[[int, int], None] | None = None,
+                   weights: np.ndarray | None = None) -> CvReport:
     from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray(labels)
@@ -88,7 +89,8 @@ def cross_validate(data: Embedded, labels: Sequence[int], folds: int, c: float,
     fold_of = np.zeros(len(y), dtype=int)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for k, (train_idx, test_idx) in enumerate(splitter.split(data.whole, y)):
-        coef, intercept = linear_head.fit(data.whole[train_idx], y[train_idx], c, seed)
+        coef, intercept = linear_head.fit(data.whole[train_idx], y[train_idx], c, seed,
+                                          None if weights is None else weights[train_idx])
         oof[test_idx] = score_embedded(LinearHead(coef, intercept, 0.5), data, test_idx)
         fold_of[test_idx] = k
         if progress is not None:
@@ -101,11 +103,12 @@ def cross_validate(data: Embedded, labels: Sequence[int], folds: int, c: float,
 
 def train(data: Embedded, labels: Sequence[int], c: float, target_fpr: float, seed: int,
           folds: int, meta: dict[str, Any],
-          progress: Callable[[int, int], None] | None = None) -> tuple[LinearHead, CvReport]:
+          progress: Callable[[int, int], None] | None = None,
+          weights: np.ndarray | None = None) -> tuple[LinearHead, CvReport]:
     """Cross-validate (calibrated threshold, held-out quality), then fit on all the data."""
     y = np.asarray(labels)
-    report = cross_validate(data, y, folds, c, target_fpr, seed, progress)
-    coef, intercept = linear_head.fit(data.whole, y, c, seed)
+    report = cross_validate(data, y, folds, c, target_fpr, seed, progress, weights)
+    coef, intercept = linear_head.fit(data.whole, y, c, seed, weights)
     full_meta = {**meta, "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
                  "encoder": ENCODER, "examples": int(len(y)), "positives": int(y.sum()),
                  "c": c, "seed": seed, "target_fpr": target_fpr,

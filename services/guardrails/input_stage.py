@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy.engine import Engine
 
 from services.common.config import Settings
@@ -111,6 +112,7 @@ def screen_input(question: str, policy: Policy, deps: InputDeps) -> StageVerdict
         timings[name] = round((now - since) * 1000, 3)
         return now
 
+    embed = _embedded_once(deps.embed)
     normalized = normalize(question)
     results: list[CheckResult] = [normalize_result(normalized)]
     length = length_result(normalized, inp)
@@ -121,12 +123,12 @@ def screen_input(question: str, policy: Policy, deps: InputDeps) -> StageVerdict
     results.append(check_injection_rules(text, inp.injection_rules))
     t = timed("injection_rules", t)
     results.append(check_injection_similarity(text, inp.injection_similarity, deps.engine,
-                                              deps.embed))
+                                              embed))
     t = timed("injection_similarity", t)
     results.append(check_injection_classifier(text, inp.injection_classifier,
-                                              deps.classifier_for(policy), deps.embed))
+                                              deps.classifier_for(policy), embed))
     t = timed("injection_classifier", t)
-    results.append(check_hate(text, inp.hate, deps.hate_head_for(policy), deps.embed))
+    results.append(check_hate(text, inp.hate, deps.hate_head_for(policy), embed))
     t = timed("hate", t)
     results.append(check_toxicity(text, inp.toxicity))
     t = timed("toxicity", t)
@@ -136,6 +138,23 @@ def screen_input(question: str, policy: Policy, deps: InputDeps) -> StageVerdict
     timings["total"] = round((t - started) * 1000, 3)
     return StageVerdict(stage="input", policy_version=policy.policy_version, text=redacted,
                         results=tuple(results))
+
+
+def _embedded_once(embed: EmbedFn | None) -> EmbedFn | None:
+    """``embed`` with a memory for one question: the similarity layer, the injection head and
+    the hate head score overlapping texts (the question itself above all), and the encoder is
+    the stage's main cost."""
+    if embed is None:
+        return None
+    known: dict[str, np.ndarray] = {}
+
+    def cached(texts: list[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        if missing:
+            known.update(zip(missing, embed(missing), strict=True))
+        return np.stack([known[t] for t in texts]) if texts else embed([])
+
+    return cached
 
 
 def question_changed(verdict: StageVerdict) -> bool:

@@ -50,30 +50,16 @@ class LinearHead:
         return 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
 
 
-def fit(features: np.ndarray, labels: Sequence[int], c: float = 3.0,
-        seed: int = 0) -> tuple[np.ndarray, float]:
+def fit(features: np.ndarray, labels: Sequence[int], c: float = 3.0, seed: int = 0,
+        weights: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Class-balanced L2 logistic regression (minority classes are often the rare ones that
-    matter: attacks, hate). Returns (coef, intercept)."""
+    matter: attacks, hate); ``weights`` scale single examples on top (e.g. clean hand-written
+    cases among noisy crowd labels). Returns (coef, intercept)."""
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(C=c, class_weight="balanced", max_iter=5000, random_state=seed)
-    model.fit(features, np.asarray(labels))
+    model.fit(features, np.asarray(labels), sample_weight=weights)
     return model.coef_[0].astype(np.float64), float(model.intercept_[0])
-
-
-def out_of_fold(features: np.ndarray, labels: Sequence[int], folds: int = 5, c: float = 3.0,
-                seed: int = 0) -> np.ndarray:
-    """Every row's probability from a head trained on the other folds (stratified)."""
-    from sklearn.model_selection import StratifiedKFold
-
-    y = np.asarray(labels)
-    scores = np.zeros(len(y))
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for train_idx, test_idx in splitter.split(features, y):
-        coef, intercept = fit(features[train_idx], y[train_idx], c, seed)
-        head = LinearHead(coef, intercept, 0.5)
-        scores[test_idx] = head.proba(features[test_idx])
-    return scores
 
 
 def threshold_for_fpr(labels: Sequence[int], scores: Sequence[float],

@@ -21,6 +21,7 @@ DATA = Path(__file__).parent / "data"
 HARD_NEGATIVES = DATA / "injection_hard_negatives.jsonl"
 ATTACKS = DATA / "injection_attacks.jsonl"
 HATE_FUNCTIONAL = DATA / "hate_functional.jsonl"
+HATE_TRAIN = DATA / "hate_train.jsonl"
 SQUAD_QUESTIONS = 300
 
 
@@ -49,7 +50,16 @@ def squad_questions(path: Path, n: int = SQUAD_QUESTIONS, seed: int = 0) -> Sour
     return Source("squad_questions", picked, [0] * len(picked), ["ordinary"] * len(picked))
 
 
-def injection_sources(deepset: Path, squad: Path | None) -> dict[str, Source]:
+def pii_sentences(path: Path) -> Source:
+    """Benign sentences full of personal data (names, addresses, e-mails, card numbers) from a
+    Presidio-research JSON file: what real questions carry, and nothing like an attack."""
+    records = json.loads(path.read_text(encoding="utf-8"))
+    texts = [r["full_text"] for r in records]
+    return Source("pii_sentences", texts, [0] * len(texts), ["pii"] * len(texts))
+
+
+def injection_sources(deepset: Path, squad: Path | None,
+                      pii: Path | None = None) -> dict[str, Source]:
     """Every source of injection / benign texts, by name."""
     texts, labels = classifier.read_jsonl(deepset)
     sources = [
@@ -60,6 +70,8 @@ def injection_sources(deepset: Path, squad: Path | None) -> dict[str, Source]:
     ]
     if squad is not None:
         sources.append(squad_questions(squad))
+    if pii is not None:
+        sources.append(pii_sentences(pii))
     return {s.name: s for s in sources}
 
 
@@ -69,11 +81,21 @@ def _seed() -> tuple[list[str], list[int], list[str]]:
     return [r["text"] for r in rows], [1] * len(rows), [r.get("lang", "") for r in rows]
 
 
+def _hate_file(name: str, path: Path) -> Source:
+    texts, labels, _ = hate.read_jsonl(path)
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+    return Source(name, texts, labels, [r["kind"] for r in rows])
+
+
 def hate_functional() -> Source:
-    texts, labels, _ = hate.read_jsonl(HATE_FUNCTIONAL)
-    rows = [json.loads(line) for line in HATE_FUNCTIONAL.read_text(encoding="utf-8")
-            .splitlines() if line.strip()]
-    return Source("hate_functional", texts, labels, [r["kind"] for r in rows])
+    """The hand-written *test* cases: never trained on, by the shipped head or any other."""
+    return _hate_file("hate_functional", HATE_FUNCTIONAL)
+
+
+def hate_train() -> Source:
+    """Hand-written training cases, disjoint from the functional test cases."""
+    return _hate_file("hate_train", HATE_TRAIN)
 
 
 def tweets(path: Path) -> Source:

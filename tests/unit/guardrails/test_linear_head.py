@@ -74,5 +74,3 @@ def test_fit_separates_two_clusters():
     coef, intercept = linear_head.fit(x, y)
     p = LinearHead(coef, intercept, 0.5).proba(x)
     assert (p[:30] > 0.5).all() and (p[30:] < 0.5).all()
-    oof = linear_head.out_of_fold(x, y, folds=3)
-    assert oof.shape == (60,) and (oof[:30] > oof[30:].max()).sum() >= 28

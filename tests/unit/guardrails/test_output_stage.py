@@ -179,11 +179,15 @@ def test_hate_in_an_answer_has_its_own_check_and_action(embed):
     import numpy as np
 
     from services.guardrails.linear_head import LinearHead
+    from services.guardrails.policy import parse_policy
 
     fires = dataclasses.replace(DEPS, embed=embed, hate_head=LinearHead(np.zeros(64), 5.0, 0.5))
-    verdict = screen_output(_draft("The Zorblax reactor is cooled by liquid helium [1]."),
-                            POLICY, fires)
-    hate = next(r for r in verdict.results if r.check == "hate")
-    assert hate.triggered and hate.action == POLICY.output.hate.action == "block"
-    assert verdict.blocked and verdict.text == POLICY.refusal_message
-    assert next(r for r in verdict.results if r.check == "toxicity").action == "allow"
+    draft = _draft("The Zorblax reactor is cooled by liquid helium [1].")
+    flagged = screen_output(draft, POLICY, fires)
+    hate = next(r for r in flagged.results if r.check == "hate")
+    assert hate.triggered and hate.action == POLICY.output.hate.action == "flag"
+    assert not flagged.blocked and flagged.text == draft.answer
+    strict = parse_policy("name: s\nversion: '1'\noutput: {hate: {action: block}}\n")
+    blocked = screen_output(draft, strict, fires)
+    assert blocked.blocked and blocked.text == strict.refusal_message
+    assert next(r for r in blocked.results if r.check == "toxicity").action == "allow"
