@@ -25,7 +25,8 @@ def configure_environment() -> Path:
                        "TRANSFORMERS_OFFLINE": "1", "CUSTOMLLM_LOG_LEVEL": "WARNING",
                        "CUSTOMLLM_KAFKA_BOOTSTRAP": f"127.0.0.1:{PORTS['CUSTOMLLM_KAFKA_PORT']}",
                        # The harness acts as the broker's admin; workers run as themselves.
-                       "CUSTOMLLM_KAFKA_USERNAME": "admin"})
+                       "CUSTOMLLM_KAFKA_USERNAME": "admin",
+                       "CUSTOMLLM_KAFKA_SASL_MECHANISM": "PLAIN"})
     os.environ.pop("CUSTOMLLM_DATABASE_URL", None)
     return state
 

@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     state = Path(tempfile.mkdtemp(prefix="customllm-bench-security-"))
     os.environ.update({"CUSTOMLLM_STATE_DIR": str(state), "CUSTOMLLM_KAFKA_USERNAME": "admin",
-                       "CUSTOMLLM_LOG_LEVEL": "WARNING"})
+                       "CUSTOMLLM_KAFKA_SASL_MECHANISM": "PLAIN", "CUSTOMLLM_LOG_LEVEL": "WARNING"})
     try:
         results = {"in_process": in_process(state, args.requests),
                    "kafka": kafka_round_trips(state, args.round_trips)}

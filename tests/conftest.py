@@ -23,6 +23,7 @@ os.environ.update({
     # The test process inspects every topic as the broker's admin; each worker it starts runs
     # as its own identity with its own ACLs (services/stack/services.py).
     "CUSTOMLLM_KAFKA_USERNAME": "admin",
+    "CUSTOMLLM_KAFKA_SASL_MECHANISM": "PLAIN",  # the admin is defined in the broker's config
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
 })

@@ -16,5 +16,6 @@ def as_local_admin() -> None:
     if settings.kafka_username:
         return
     if local_secrets.password_path(settings.state_path, local_secrets.ADMIN).exists():
-        os.environ["CUSTOMLLM_KAFKA_USERNAME"] = local_secrets.ADMIN
+        os.environ.update({"CUSTOMLLM_KAFKA_USERNAME": local_secrets.ADMIN,
+                           "CUSTOMLLM_KAFKA_SASL_MECHANISM": local_secrets.ADMIN_MECHANISM})
         get_settings.cache_clear()

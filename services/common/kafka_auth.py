@@ -32,6 +32,7 @@ class KafkaCredentialsMissing(CustomLLMError):
 class KafkaCredentials:
     username: str
     password: str
+    mechanism: str | None = None  # None: the configured one (CUSTOMLLM_KAFKA_SASL_MECHANISM)
 
     def __repr__(self) -> str:  # never print a password, even by accident in a log line
         return f"KafkaCredentials(username={self.username!r}, password='***')"
@@ -80,7 +81,7 @@ def client_config(bootstrap: str | None = None, settings: Settings | None = None
         config["ssl.ca.location"] = str(settings.kafka_ssl_cafile)
     found = creds if creds is not None else credentials(settings)
     if found is not None:
-        config.update({"sasl.mechanism": settings.kafka_sasl_mechanism,
+        config.update({"sasl.mechanism": found.mechanism or settings.kafka_sasl_mechanism,
                        "sasl.username": found.username, "sasl.password": found.password})
     return config
 
@@ -99,7 +100,7 @@ def faust_credentials(settings: Settings) -> Any:  # noqa: ANN401 - faust's own 
         ssl_context = ssl.create_default_context(
             cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)
     return faust.SASLCredentials(username=found.username, password=found.password,
-                                 mechanism=settings.kafka_sasl_mechanism,
+                                 mechanism=found.mechanism or settings.kafka_sasl_mechanism,
                                  ssl_context=ssl_context)
 
 

@@ -45,7 +45,7 @@ class SourceProducers:
         if not path.exists():
             raise SourceNotApproved(f"source {source!r} is not approved; a data steward runs "
                                     f"`customllm sources approve {source}`")
-        creds = KafkaCredentials(name, path.read_text().strip())
+        creds = KafkaCredentials(name, path.read_text().strip(), "SCRAM-SHA-512")
         return {k: v for k, v in kafka_auth.client_config(creds=creds).items()
                 if k.startswith("sasl.")}
 

@@ -102,9 +102,7 @@ def _unauthenticated(text: str) -> str:
 
 
 def format_storage(paths: KafkaPaths, authenticated: bool = True) -> None:
-    """KRaft needs a formatted log directory; format only a new one so data survives restarts.
-    The admin's SCRAM credential is written into the new cluster's metadata here: it is the
-    identity that creates every other user and ACL."""
+    """KRaft needs a formatted log directory; format only a new one so data survives restarts."""
     if (paths.data / "meta.properties").exists():
         if authenticated and not local_secrets.password_path(paths.root,
                                                              local_secrets.ADMIN).exists():
@@ -114,13 +112,10 @@ def format_storage(paths: KafkaPaths, authenticated: bool = True) -> None:
         return
     paths.data.mkdir(parents=True, exist_ok=True)
     cluster_id = _random_cluster_id()
-    admin_password = local_secrets.ensure_password(paths.root, local_secrets.ADMIN)
     result = subprocess.run(  # noqa: S603
         [_java(), "-cp", _classpath(), "kafka.tools.StorageTool", "format",
          # "=" form: a random id may start with "-", which argparse would take for an option.
-         f"--cluster-id={cluster_id}", f"--config={paths.config}", "--ignore-formatted",
-         *(["--add-scram", f"SCRAM-SHA-512=[name={local_secrets.ADMIN},"
-            f"password={admin_password}]"] if authenticated else [])],
+         f"--cluster-id={cluster_id}", f"--config={paths.config}", "--ignore-formatted"],
         capture_output=True, text=True, check=False,
     )
     if result.returncode != 0:

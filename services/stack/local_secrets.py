@@ -48,11 +48,18 @@ def ensure_secret(path: Path) -> str:
 
 
 def credentials_of(state_dir: Path, identity: str) -> KafkaCredentials:
-    return KafkaCredentials(identity, ensure_password(state_dir, identity))
+    """A platform identity's SCRAM credential (every user but the admin lives in the cluster
+    metadata and authenticates with SCRAM)."""
+    if identity == ADMIN:
+        return admin_credentials(state_dir)
+    return KafkaCredentials(identity, ensure_password(state_dir, identity), "SCRAM-SHA-512")
+
+
+ADMIN_MECHANISM = "PLAIN"  # defined in the broker's own config, not in the cluster metadata
 
 
 def admin_credentials(state_dir: Path) -> KafkaCredentials:
-    return credentials_of(state_dir, ADMIN)
+    return KafkaCredentials(ADMIN, ensure_password(state_dir, ADMIN), ADMIN_MECHANISM)
 
 
 def remove(state_dir: Path, identity: str) -> None:

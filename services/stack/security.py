@@ -34,7 +34,14 @@ def provision_local(state_dir: Path, bootstrap: str) -> dict[str, int]:
 def service_env(state_dir: Path, identity: str) -> dict[str, str]:
     """What a worker process needs to prove it is ``identity``: a name and a file path."""
     return {"CUSTOMLLM_KAFKA_USERNAME": identity,
+            "CUSTOMLLM_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
             "CUSTOMLLM_KAFKA_PASSWORD_FILE": str(local_secrets.password_path(state_dir, identity))}
+
+
+def admin_env() -> dict[str, str]:
+    """The environment of a process that acts as the local stack's admin (tests, benchmarks)."""
+    return {"CUSTOMLLM_KAFKA_USERNAME": local_secrets.ADMIN,
+            "CUSTOMLLM_KAFKA_SASL_MECHANISM": local_secrets.ADMIN_MECHANISM}
 
 
 HANDOFF_SIGNERS = ("guardrails", "rag")

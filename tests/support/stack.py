@@ -66,9 +66,11 @@ class LocalStack:
         postgres.stop(self.state)
 
     def restart_kafka(self) -> None:
+        """As `customllm up` does after a start: the platform's users and ACLs re-applied."""
         kafka.stop(self.state)
         kafka.start(self.state, self.settings.kafka_port, self.settings.kafka_controller_port,
                     self.settings.kafka_heap)
+        security.provision_local(self.state, self.settings.kafka_bootstrap)
 
     # --- publishing -------------------------------------------------------------------------
     def publish(self, changes: Iterable[DocChange],

@@ -49,7 +49,8 @@ def test_a_client_without_credentials_is_refused(stack):
 
 def test_a_wrong_password_is_refused(stack):
     config = kafka_auth.client_config(stack.settings.kafka_bootstrap,
-                                      creds=KafkaCredentials("operator", "not-the-password"))
+                                      creds=KafkaCredentials("operator", "not-the-password",
+                                                             "SCRAM-SHA-512"))
     with pytest.raises(KafkaException):
         AdminClient(config).list_topics(timeout=5)
 

@@ -426,6 +426,7 @@ def kafka_properties() -> dict[str, str]:
     props = _properties(KAFKA_PROPERTIES.read_text())
     start = KAFKA_START.read_text()
     for key in ("advertised.listeners", "listener.name.broker.scram-sha-512.sasl.jaas.config",
+                "listener.name.broker.plain.sasl.jaas.config",
                 "listener.name.controller.plain.sasl.jaas.config"):
         assert key not in props, f"{key} is set by start.sh"
         match = re.search(rf'echo "{re.escape(key)}=(.*)"$', start, re.MULTILINE)
@@ -469,11 +470,14 @@ def test_kafka_authenticates_every_listener_and_denies_by_default(kafka_properti
         "advertised.listeners"])
     assert set(_listeners(props["advertised.listeners"])) <= set(listeners) - {"CONTROLLER"}
     assert props["inter.broker.listener.name"] == "BROKER"
-    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
-    assert props["sasl.mechanism.inter.broker.protocol"] == "SCRAM-SHA-512"
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512,PLAIN"
+    assert props["sasl.mechanism.inter.broker.protocol"] == "PLAIN"
     assert props["sasl.mechanism.controller.protocol"] == "PLAIN"
+    # The admin (PLAIN, defined in the broker's private config) only inside the network.
+    assert props["listener.name.broker.sasl.enabled.mechanisms"] == "SCRAM-SHA-512,PLAIN"
+    assert props["listener.name.external.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert 'user_admin="$admin"' in props["listener.name.broker.plain.sasl.jaas.config"]
     for name in ("broker", "external"):
-        assert props[f"listener.name.{name}.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
         assert "ScramLoginModule required" in props[
             f"listener.name.{name}.scram-sha-512.sasl.jaas.config"]
     assert props["listener.name.controller.sasl.enabled.mechanisms"] == "PLAIN"
@@ -488,8 +492,8 @@ def test_kafka_authenticates_every_listener_and_denies_by_default(kafka_properti
     assert 'admin=$(<"$secrets/admin.password")' in start
     assert 'controller=$(<"$secrets/controller.password")' in start
     assert "password=\"" not in KAFKA_PROPERTIES.read_text()
-    # The admin's SCRAM credential is written into the metadata at format time.
-    assert re.search(r'--add-scram "SCRAM-SHA-512=\[name=admin,password=\$admin\]"', start)
+    # No user is written into the metadata at format time: the admin lives in the config.
+    assert "--add-scram" not in start
     assert "--ignore-formatted" in start
 
 
@@ -503,8 +507,9 @@ def test_kafka_security_matches_the_verified_local_broker(kafka_properties):
     for key in security_keys:
         assert kafka_properties[key] == local[key], key
     for key in ("listener.name.broker.scram-sha-512.sasl.jaas.config",
+                "listener.name.broker.plain.sasl.jaas.config",
                 "listener.name.controller.plain.sasl.jaas.config"):
-        normalise = re.compile(r'password="[^"]*"|user_controller="[^"]*"')
+        normalise = re.compile(r'password="[^"]*"|user_(controller|admin)="[^"]*"')
         assert normalise.sub("X", kafka_properties[key]) == normalise.sub("X", local[key]), key
 
 
@@ -731,7 +736,9 @@ def test_every_kafka_client_is_its_own_identity_with_a_mounted_password_file(ser
         env = _environment(services[name])
         assert env["CUSTOMLLM_KAFKA_USERNAME"] == identity, name
         assert env["CUSTOMLLM_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT", name
-        assert env["CUSTOMLLM_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512", name
+        # The admin is a PLAIN user of the broker's own config; every other identity is SCRAM.
+        wanted = "PLAIN" if identity == ADMIN else "SCRAM-SHA-512"
+        assert env["CUSTOMLLM_KAFKA_SASL_MECHANISM"] == wanted, name
         path = env["CUSTOMLLM_KAFKA_PASSWORD_FILE"]
         volume = "secrets-admin" if identity == ADMIN else f"secrets-{identity}"
         assert _mounted_volume(services[name], path) == volume, f"{name}: {path}"
