@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from services.common import handoff, identity, kafka_provision
+from services.common import handoff, identity, kafka_auth, kafka_provision
 from services.common.config import Settings
 from services.common.events import Principal
 from services.common.kafka_acl import CLIENT_PREFIX, OPERATOR, SERVICE_GRANTS, SOURCE_PREFIX
@@ -22,9 +22,16 @@ def provision_local(state_dir: Path, bootstrap: str) -> dict[str, int]:
     for name in (*SERVICE_GRANTS, OPERATOR):
         password = local_secrets.ensure_password(state_dir, name)
         created[name] = kafka_provision.provision(client, name, password)
-    # Sources and clients approved earlier keep their grants in sync with the current list.
+    # Sources and clients approved earlier: their password files are the local record of the
+    # approval (revoking deletes the file), so their users and grants are restored from them.
+    # Users that exist on the broker without a local file are only brought up to date.
+    approved = {path.stem for path in kafka_auth.secrets_dir(state_dir).glob("*.password")
+                if path.stem.startswith((SOURCE_PREFIX, CLIENT_PREFIX))}
+    for name in sorted(approved):
+        created[name] = kafka_provision.provision(
+            client, name, local_secrets.ensure_password(state_dir, name))
     for name in kafka_provision.list_users(client):
-        if name.startswith((SOURCE_PREFIX, CLIENT_PREFIX)):
+        if name.startswith((SOURCE_PREFIX, CLIENT_PREFIX)) and name not in approved:
             created[name] = kafka_provision.apply_grants(client, name)
     kafka_provision.wait_until_accepted(
         bootstrap, local_secrets.credentials_of(state_dir, OPERATOR))
