@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from services.guardrails import hate, head_training, linear_head
-from services.guardrails.head_training import EmbedFn
+from services.guardrails.attack_corpus import EmbedFn
 from services.guardrails.linear_head import LinearHead
 from services.guardrails.sources import Source
 

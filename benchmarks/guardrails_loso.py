@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from services.guardrails import attack_corpus, classifier, head_training, linear_head
-from services.guardrails.head_training import Embedded, EmbedFn
+from services.guardrails.attack_corpus import EmbedFn
+from services.guardrails.head_training import Embedded
 from services.guardrails.linear_head import LinearHead
 from services.guardrails.sources import Source
 

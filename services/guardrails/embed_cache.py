@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.guardrails.head_training import EmbedFn
+from services.guardrails.attack_corpus import EmbedFn
 
 
 class CachedEmbed:

@@ -25,8 +25,9 @@ import numpy as np
 from services.common.exceptions import CustomLLMError
 from services.common.text_normalize import normalize
 from services.guardrails import head_training, linear_head
+from services.guardrails.attack_corpus import EmbedFn
 from services.guardrails.classifier import readable
-from services.guardrails.head_training import CvReport, EmbedFn
+from services.guardrails.head_training import CvReport
 from services.guardrails.linear_head import HeadError, LinearHead
 
 MODEL_FILE = "hate-head.json"

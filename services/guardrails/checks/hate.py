@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 from services.guardrails import hate
+from services.guardrails.attack_corpus import EmbedFn
 from services.guardrails.checks.results import CheckResult
-from services.guardrails.head_training import EmbedFn
 from services.guardrails.linear_head import LinearHead
 from services.guardrails.policy import ClassifierPolicy
 
