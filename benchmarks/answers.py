@@ -189,6 +189,7 @@ async def _run(args: argparse.Namespace) -> None:
     }
     (args.out / "answers.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
     write_plot(rows, args.out / "answers.png")
+    progress.unlink()  # everything it held is in answers.json now
     logger.warning("\n%s", write_table(rows, margin))
 
 
