@@ -29,7 +29,7 @@ from services.rag.context import ContextItem
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 REQUIRED_KEYS = frozenset({"version", "system", "user", "context_item", "no_answer"})
 OPTIONAL_KEYS = frozenset({"description", "empty_context", "answer_mode", "extractive_system",
-                           "extractive_cue"})
+                           "extractive_cue", "abstain_margin"})
 ANSWER_MODES = ("extractive", "free")
 # Placeholders each text may use, and those it must use.
 ALLOWED_FIELDS = {
@@ -77,6 +77,9 @@ class PromptTemplate:
     answer_mode: str | None = None
     extractive_system: str | None = None
     extractive_cue: str = ""
+    # Extractive answers say "don't know" when the model prefers it by this log-probability
+    # margin over every span; None: only when the model decodes the no-answer text itself.
+    abstain_margin: float | None = None
 
 
 def domains() -> list[str]:
@@ -200,6 +203,9 @@ def _load(domain: str, version: int, path: Path) -> PromptTemplate:
             _check_fields(where, key, data[key])
     if data.get("answer_mode") not in (None, *ANSWER_MODES):
         raise TemplateError(f"{where}: answer_mode must be one of {', '.join(ANSWER_MODES)}")
+    margin = data.get("abstain_margin")
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, int | float)):
+        raise TemplateError(f"{where}: abstain_margin must be a number")
     return PromptTemplate(
         id=f"{domain}/v{version}", domain=domain, version=version, system=data["system"],
         user=data["user"], context_item=data["context_item"], no_answer=data["no_answer"],
@@ -207,6 +213,7 @@ def _load(domain: str, version: int, path: Path) -> PromptTemplate:
         description=data.get("description", ""), answer_mode=data.get("answer_mode"),
         extractive_system=data.get("extractive_system"),
         extractive_cue=data.get("extractive_cue", ""),
+        abstain_margin=float(margin) if margin is not None else None,
     )
 
 

@@ -52,7 +52,15 @@ def test_the_extractive_request_carries_the_passages_and_the_no_answer_text():
     assert spec.passages == ((1, "a"), (2, "b"))
     assert spec.no_answer == template.no_answer
     assert spec.question == "Who?"
-    assert spec.abstain_margin == answer_mode.ABSTAIN_MARGIN
+    assert spec.abstain_margin is None  # off unless a template sets one
+
+
+def test_a_template_can_turn_the_abstention_margin_on():
+    import dataclasses
+
+    template = dataclasses.replace(load_template("default"), abstain_margin=1.5)
+    spec = answer_mode.extractive_request([item(1, "a")], template, "Who?")
+    assert spec.abstain_margin == 1.5
 
 
 def test_extractive_rendering_uses_the_extractive_system_prompt_and_cue():
