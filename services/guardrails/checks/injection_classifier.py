@@ -12,6 +12,10 @@ from services.guardrails.linear_head import LinearHead
 from services.guardrails.policy import ClassifierPolicy
 
 CHECK = "injection_classifier"
+# Below this many words the head has too little to go on: short benign questions ("question
+# number 12", "What is the answer?") scored 0.80-0.90 and were refused in the end-to-end tests.
+# Short overrides ("ignore previous instructions") are what the rules layer catches.
+MIN_WORDS = 6
 
 
 def check_injection_classifier(text: str, policy: ClassifierPolicy,
@@ -30,6 +34,9 @@ def check_injection_classifier(text: str, policy: ClassifierPolicy,
                "data_sha256": str(classifier.meta.get("data_sha256", ""))[:12]}
     if score < threshold:
         return CheckResult(CHECK, score, False, "allow", "", details)
+    if len(text.split()) < MIN_WORDS:
+        return CheckResult(CHECK, score, False, "allow",
+                           f"below {MIN_WORDS} words: left to the rules layer", details)
     return CheckResult(CHECK, score, True, policy.action,
                        f"classifier: likely prompt injection (p={score:.2f} ≥ "
                        f"{threshold:.2f})", details)

@@ -110,6 +110,18 @@ def test_check_uses_the_heads_threshold_unless_the_policy_sets_one(trained, embe
     assert not lax.triggered and lax.action == "allow"
 
 
+def test_short_texts_are_left_to_the_rules(trained, embed):
+    """A few words give the head too little: it scores them but does not act on them."""
+    head, _ = trained
+    short = check_injection_classifier("question number 12", ClassifierPolicy(threshold=0.0),
+                                       head, embed)
+    assert not short.triggered and short.action == "allow" and "rules" in short.reason
+    assert short.score is not None
+    longer = check_injection_classifier("please question number twelve of the list now",
+                                        ClassifierPolicy(threshold=0.0), head, embed)
+    assert longer.triggered and longer.action == "block"
+
+
 def test_check_says_why_it_is_skipped(trained, embed):
     head, _ = trained
     assert "no classifier" in check_injection_classifier("x", ClassifierPolicy(), None,
