@@ -242,10 +242,10 @@ def key_file_path(settings: Settings) -> Path:
     return settings.api_keys_file or settings.state_path / "secrets" / "api-keys.yaml"
 
 
-def own_key_path(settings: Settings, name: str) -> Path:
+def own_key_path(state_dir: Path, name: str) -> Path:
     """Where the local stack keeps the plaintext of a key it issued to itself (operator,
     finetune gate), 0600: the only copy, so local tools can ask without a copy-paste."""
-    return settings.state_path / "secrets" / "api-keys" / f"{name}.key"
+    return state_dir / "secrets" / "api-keys" / f"{name}.key"
 
 
 def authenticator_from_settings(settings: Settings) -> Authenticator:
@@ -265,7 +265,7 @@ def own_credential(settings: Settings, name: str = "operator") -> str | None:
     CUSTOMLLM_API_KEY_FILE, or the local stack's key for ``name``."""
     if settings.api_key is not None:
         return settings.api_key.get_secret_value()
-    path = settings.api_key_file or own_key_path(settings, name)
+    path = settings.api_key_file or own_key_path(settings.state_path, name)
     try:
         return Path(path).read_text().strip() or None
     except OSError:

@@ -83,17 +83,13 @@ def provision_handoff_keys(state_dir: Path) -> list[str]:
     return created
 
 
-def local_key_path(state_dir: Path, name: str) -> Path:
-    return state_dir / "secrets" / "api-keys" / f"{name}.key"
-
-
 def provision_api_keys(settings: Settings) -> list[str]:
     """The local tools' own API keys (hash in the key file, plaintext 0600 beside it)."""
     keys_file = identity.key_file_path(settings)
     known = {entry.id for entry in identity.read_key_file(keys_file).keys}
     created = []
     for name, principal in LOCAL_KEYS.items():
-        own = identity.own_key_path(settings, name)
+        own = identity.own_key_path(settings.state_path, name)
         if name in known and own.exists():
             continue
         key = identity.add_key(keys_file, name, principal)

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from services.common.config import REPO_ROOT
+from services.common.identity import own_key_path
 from services.stack import processes, security
 
 # name → module run with `python -m`; the order is the start order.
@@ -41,7 +42,7 @@ def start(state_dir: Path, name: str, env: dict[str, str] | None = None,
     # Each worker is its own Kafka identity (the observer speaks only OTLP, it has none).
     identity = security.service_env(state_dir, name) if name in WORKERS else {}
     if name == "finetune":  # the promotion gate asks its questions with its own API key
-        identity["CUSTOMLLM_API_KEY_FILE"] = str(security.local_key_path(state_dir, "finetune"))
+        identity["CUSTOMLLM_API_KEY_FILE"] = str(own_key_path(state_dir, "finetune"))
     return processes.spawn(
         process_name, [sys.executable, "-m", _MODULES[name]], run_dir(state_dir),
         log_path(state_dir, process_name),
