@@ -19,7 +19,6 @@ it): precision, detection rate, false-positive rate, F1 and ROC-AUC.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -109,15 +108,8 @@ def read_jsonl(path: Path) -> tuple[list[str], list[int]]:
     lines are an error that names the line, not something skipped silently."""
     texts: list[str] = []
     labels: list[int] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ClassifierError(f"cannot read {path}: {exc}") from exc
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for number, row in head_training.labelled_rows(path, ClassifierError):
         try:
-            row = json.loads(line)
             text, label = row["text"], int(row["label"])
         except (ValueError, KeyError, TypeError) as exc:
             raise ClassifierError(f"{path}:{number}: expected {{\"text\", \"label\"}}: {exc}") \

