@@ -54,9 +54,9 @@ class Outcome:
 
 async def run_case(backend: Any, case: Case, mode: str, template: Any) -> Outcome:
     """One question through the local backend: "free" (v1 prompt) or "extractive"."""
+    from services.common.generation.base import Extractive, GenerationRequest
+    from services.common.prompting.prompts import load_template, render
     from services.rag.answer_mode import EXTRACTIVE_MAX_TOKENS
-    from services.rag.generation.base import Extractive, GenerationRequest
-    from services.rag.prompts import load_template, render
 
     extractive = mode == "extractive"
     prompt_template = template if extractive else load_template("default", 1)
@@ -140,9 +140,9 @@ async def _run(args: argparse.Namespace) -> None:
     import torch
 
     from services.common.config import Settings
-    from services.rag.generation.local_backend import LocalBackend
-    from services.rag.generation.local_engine import LocalEngine
-    from services.rag.prompts import load_template
+    from services.common.generation.local_backend import LocalBackend
+    from services.common.generation.local_engine import LocalEngine
+    from services.common.prompting.prompts import load_template
 
     torch.set_num_threads(1)
     answerable = load_cases(args.squad, unanswerable=False, seed=args.seed)

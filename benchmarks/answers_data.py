@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.rag.context import ContextItem
+from services.common.prompting.context_item import ContextItem
 
 
 @dataclass(frozen=True)

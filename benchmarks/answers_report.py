@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.ingest import percentile
-from services.evaluation.metrics import exact_match, token_f1
-from services.evaluation.text import is_abstention, strip_citation_markers
+from services.common.evaluation.metrics import exact_match, token_f1
+from services.common.grounding.text import is_abstention, strip_citation_markers
 from services.rag.handlers import cited_numbers
 
 GOALS = {"exact_match": 0.40, "token_f1": 0.55, "citation_accuracy": 0.70,

@@ -20,10 +20,10 @@ from services.common.config import get_settings
 from services.common.db import make_engine
 from services.common.events import DocChange, Principal, RagOptions, RagRequest
 from services.common.producer import flush, make_producer, send
+from services.common.prompting.prompts import load_template
 from services.common.rpc import ReplyClient, ReplyTimeout, new_request_id
 from services.common.topics import DOCS_CHANGES
 from services.rag.handlers import cited_numbers
-from services.rag.prompts import load_template
 
 settings = get_settings()
 engine = make_engine(settings.sqlalchemy_url, pool_size=2)

@@ -11,7 +11,7 @@ publish → all indexed, chunks/s, and the lag of the consumer groups ``customll
 ``customllm-embedder`` sampled every 0.5 s (max lag and time until it drains to 0).
 
 Lag is computed from committed offsets (Faust commits every ~1 s), through a ``Consumer``
-handle as in ``services.ops.offsets`` — never ``AdminClient.list_consumer_group_offsets``.
+handle as in ``services.common.kafka_offsets`` — never ``AdminClient.list_consumer_group_offsets``.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class LagSampler(threading.Thread):
 
     def __init__(self, bootstrap: str) -> None:
         super().__init__(daemon=True)
-        from services.ops.offsets import open_consumer, partitions_of
+        from services.common.kafka_offsets import open_consumer, partitions_of
 
         self.consumers = {g: open_consumer(bootstrap, g, 5.0) for g in GROUPS}
         self.partitions = {g: partitions_of(c, GROUPS[g], 5.0) or []
@@ -52,7 +52,7 @@ class LagSampler(threading.Thread):
         self._halt = threading.Event()
 
     def lag(self, group: str) -> dict[int, int]:
-        from services.ops.offsets import committed, watermarks
+        from services.common.kafka_offsets import committed, watermarks
 
         consumer, topic, parts = self.consumers[group], GROUPS[group], self.partitions[group]
         marks = watermarks(consumer, topic, parts, 5.0)

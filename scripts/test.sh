@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 .venv/bin/ruff check .
+.venv/bin/lint-imports --no-cache  # the import contracts in pyproject.toml
 .venv/bin/python -m pytest "$@"

@@ -24,11 +24,11 @@ import random
 import re
 from pathlib import Path
 
-from services.evaluation.models import EvalCase
-from services.evaluation.testsets import write_jsonl as write_cases
+from services.common.evaluation.models import EvalCase
+from services.common.evaluation.testsets import write_jsonl as write_cases
+from services.common.prompting.context_item import ContextItem
+from services.common.prompting.prompts import load_template, render
 from services.finetune.taskdata import target_answer
-from services.rag.context import ContextItem
-from services.rag.prompts import load_template, render
 
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parent / "docs"

@@ -29,10 +29,10 @@ from services.cli.console import console
 from services.cli.db import database, fail
 from services.common import identity
 from services.common.config import get_settings
+from services.common.evaluation import config as eval_config
+from services.common.evaluation import store, testsets
+from services.common.evaluation.runs import build_run_config, comparability, load_run
 from services.common.source_publisher import SourceNotApproved
-from services.evaluation import config as eval_config
-from services.evaluation import store, testsets
-from services.evaluation.runs import build_run_config, comparability, load_run
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Evaluation harness: test sets, runs, reports, regression gate.")
@@ -88,7 +88,7 @@ def import_prompts(
 
 
 def _publish_and_wait(documents: list[Any], timeout_s: float) -> None:
-    from services.evaluation.corpus import indexing_state, publish_documents
+    from services.common.evaluation.corpus import indexing_state, publish_documents
 
     settings = get_settings()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -152,9 +152,9 @@ def run(
 ) -> None:
     """Evaluate a test set against the running stack; print headline metrics, write reports."""
     from services.common.embeddings import embedder_from_settings
+    from services.common.evaluation.runner import run_eval
+    from services.common.prompting.prompts import TemplateError, load_template
     from services.common.rpc import ReplyClient
-    from services.evaluation.runner import run_eval
-    from services.rag.prompts import TemplateError, load_template
 
     try:
         all_cases = testsets.read_jsonl(testset)
@@ -198,7 +198,7 @@ def run(
 
 
 def _write_reports(engine: Engine, run_id: str, out: Path | None) -> dict[str, Path]:
-    from services.evaluation.runs import write_run_reports
+    from services.common.evaluation.runs import write_run_reports
 
     return write_run_reports(engine, run_id, out or eval_config.reports_dir(get_settings()))
 
@@ -208,7 +208,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def _print_headline(summary: dict[str, Any]) -> None:
-    from services.evaluation.summary import HEADLINE_METRICS
+    from services.common.evaluation.summary import HEADLINE_METRICS
 
     metrics = summary.get("metrics") or {}
     table = Table("metric", "mean", "95% CI", "n", title="headline metrics")
@@ -274,7 +274,7 @@ def _deltas(engine: Engine, baseline: str, candidate: str, n_boot: int, seed: in
             also: Sequence[str] = ()) -> tuple[list[Any], list[str], list[str], int]:
     """``also``: metrics named by the gate's tolerances, compared even when not in the
     default set, so a tolerance is never silently left unchecked."""
-    from services.evaluation.compare import COMPARE_METRICS, compare
+    from services.common.evaluation.compare import COMPARE_METRICS, compare
 
     a, b = load_run(engine, baseline), load_run(engine, candidate)
     problems, differences = comparability(a.run, b.run)
@@ -335,7 +335,7 @@ def gate_cmd(
     seed: int = typer.Option(0, help="Bootstrap seed."),
 ) -> None:
     """Fail (exit code 1) when the candidate regresses beyond tolerance, significantly."""
-    from services.evaluation.compare import DEFAULT_TOLERANCES, gate
+    from services.common.evaluation.compare import DEFAULT_TOLERANCES, gate
 
     try:
         limits = (eval_config.load_tolerances(tolerances) if tolerances is not None

@@ -112,9 +112,9 @@ def from_eval(
                                "with."),
 ) -> None:
     """Propose the system's well-scored answers from an evaluation run (as pending)."""
-    from services.evaluation import store
+    from services.common.evaluation import store
+    from services.common.prompting.prompts import load_template
     from services.finetune.system_pairs import candidates
-    from services.rag.prompts import load_template
 
     template = load_template(domain)
     with _database() as engine:

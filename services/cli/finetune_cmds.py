@@ -78,7 +78,7 @@ def _evaluation(testset: Path | None, tolerances: Path | None, limit: int | None
     """The gate's test set travels inline in the request, so the worker needs no shared disk."""
     if testset is None:
         return None
-    from services.evaluation.testsets import TestSetError, read_jsonl
+    from services.common.evaluation.testsets import TestSetError, read_jsonl
 
     try:
         cases = read_jsonl(testset)

@@ -376,8 +376,8 @@ class JobRun:
         if evaluation is None or not (evaluation.cases or evaluation.testset):
             return not_run("no evaluation test set: the adapter stays a candidate (promote it "
                            "by hand with `customllm adapters promote`)", version.ref)
-        from services.evaluation import testsets
-        from services.evaluation.models import EvalCase
+        from services.common.evaluation import testsets
+        from services.common.evaluation.models import EvalCase
 
         if evaluation.cases:
             cases = [EvalCase.model_validate(c) for c in evaluation.cases]

@@ -1,11 +1,12 @@
 """The promotion gate: the candidate adapter against the base (or the promoted adapter) on the
 job's test set, through the real query path, judged by the evaluation harness's own rule.
 
-Both systems are run with :func:`services.evaluation.runner.run_eval` (questions over Kafka to
-the rag worker, exactly as ``customllm eval run`` does), compared case by case with
-:func:`services.evaluation.compare.compare` and judged by :func:`services.evaluation.compare.gate`
-(worse by more than the tolerance AND significantly so). The runs are stored like any other
-evaluation run, so ``customllm eval compare BASELINE CANDIDATE`` shows the same table later.
+Both systems are run with :func:`services.common.evaluation.runner.run_eval` (questions over
+Kafka to the rag worker, exactly as ``customllm eval run`` does), compared case by case with
+:func:`services.common.evaluation.compare.compare` and judged by
+:func:`services.common.evaluation.compare.gate` (worse by more than the tolerance AND
+significantly so). The runs are stored like any other evaluation run, so ``customllm eval
+compare BASELINE CANDIDATE`` shows the same table later.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from services.common.exceptions import CustomLLMError
-from services.evaluation.compare import (
+from services.common.evaluation.compare import (
     COMPARE_METRICS,
     DEFAULT_TOLERANCES,
     MetricDelta,
@@ -26,7 +26,8 @@ from services.evaluation.compare import (
     compare,
     gate,
 )
-from services.evaluation.models import EvalCase
+from services.common.evaluation.models import EvalCase
+from services.common.exceptions import CustomLLMError
 
 
 class GateConfigError(CustomLLMError):
@@ -145,9 +146,9 @@ class GateRun:
 def run_gate(spec: GateRun, bootstrap: str, engine: Engine) -> GateDecision:
     """Evaluate baseline and candidate through the rag worker, then :func:`decide`. Blocking
     (it runs its own event loop): call it from the job's thread."""
+    from services.common.evaluation.runner import run_eval
+    from services.common.evaluation.runs import build_run_config, load_run
     from services.common.rpc import ReplyClient
-    from services.evaluation.runner import run_eval
-    from services.evaluation.runs import build_run_config, load_run
 
     client = ReplyClient(bootstrap, client_id="customllm-finetune-gate")
     try:

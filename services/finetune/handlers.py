@@ -78,7 +78,7 @@ def submit_problems(request: FinetuneRequest, served_base: str) -> list[str]:
 def evaluation_problems(request: FinetuneRequest) -> list[str]:
     from pydantic import ValidationError
 
-    from services.evaluation.models import EvalCase
+    from services.common.evaluation.models import EvalCase
     from services.finetune.gate import GateConfigError, tolerances_from_mapping
 
     evaluation = request.evaluation

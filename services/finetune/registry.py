@@ -1,7 +1,7 @@
 """The adapter registry: versions in Postgres, their files in the serving library.
 
 Layout of the adapters directory (what the local engine reads, see
-``services/rag/generation/adapters.py``):
+``services/common/generation/adapters.py``):
 
 * ``<name>@v<N>/`` — every registered version, written once (peft files plus the marker
   ``customllm-adapter.json`` naming the version). A candidate is served by this exact name,

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.common.citation_markers import CITATION_MARKER, cited_markers
-from services.evaluation.models import CaseResult
-from services.evaluation.text import is_abstention
+from services.common.evaluation.models import CaseResult
+from services.common.grounding.text import is_abstention
+from services.common.prompting.context_item import ContextItem
+from services.common.prompting.prompts import PromptTemplate, render
 from services.finetune.examples import ChatExample
-from services.rag.context import ContextItem
-from services.rag.prompts import PromptTemplate, render
 
 
 @dataclass(frozen=True)

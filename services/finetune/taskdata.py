@@ -1,19 +1,19 @@
 """The measurable fine-tuning task: answer from numbered passages in the platform's own format.
 
 Each example is exactly what the RAG worker sends the model: the ``default`` prompt template
-(:mod:`services.rag.prompts`) rendered over a few numbered context items ``[n] title (uri)``,
-one of which (the gold passage) holds the answer, among distractor passages of the same
-article, shuffled. The target is the short extractive answer followed by the gold passage's
-marker, ``Denver Broncos [2].``; when the gold passage is left out (a share of the examples)
-the target is the template's exact ``no_answer`` text. So an adapter trained on it improves the
-real serving path, and the evaluation harness (citations, token F1, abstention) measures the
-same thing.
+(:mod:`services.common.prompting.prompts`) rendered over a few numbered context items ``[n]
+title (uri)``, one of which (the gold passage) holds the answer, among distractor passages of
+the same article, shuffled. The target is the short extractive answer followed by the gold
+passage's marker, ``Denver Broncos [2].``; when the gold passage is left out (a share of the
+examples) the target is the template's exact ``no_answer`` text. So an adapter trained on it
+improves the real serving path, and the evaluation harness (citations, token F1, abstention)
+measures the same thing.
 
 Passages are sentence windows of a SQuAD paragraph (about the size of the ingest chunker's
 chunks), which keeps examples short enough to train on two CPU cores in minutes. Train and
 held-out are split **by article**, so no held-out passage was ever seen in training. For the
 held-out article the harness's own test cases and documents come along
-(:func:`services.evaluation.testsets.import_squad`), so the promotion gate can run the same
+(:func:`services.common.evaluation.testsets.import_squad`), so the promotion gate can run the same
 questions through the real query path.
 """
 
@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.common.evaluation.models import EvalCase
+from services.common.evaluation.testsets import import_squad, slug
 from services.common.events import DocChange
-from services.evaluation.models import EvalCase
-from services.evaluation.testsets import import_squad, slug
+from services.common.prompting.context_item import ContextItem
+from services.common.prompting.prompts import PromptTemplate, load_template, render
 from services.finetune.examples import ChatExample
-from services.rag.context import ContextItem
-from services.rag.prompts import PromptTemplate, load_template, render
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 MARKER = re.compile(r"\[(\d{1,3})\]")

@@ -4,9 +4,9 @@ The evaluation harness measures an adapter through the whole query path (retriev
 this measures the model alone on fixed prompts, so a change in the numbers is the adapter's and
 nothing else's. Generation follows the serving engine: the tokenizer's chat template with the
 generation prompt, the prompt encoded without extra special tokens, greedy decoding, stop at the
-engine's end-of-turn ids (:func:`services.rag.generation.collector.eos_ids`).
+engine's end-of-turn ids (:func:`services.common.generation.collector.eos_ids`).
 
-Metrics (answer metrics reuse :mod:`services.evaluation.metrics`):
+Metrics (answer metrics reuse :mod:`services.common.evaluation.metrics`):
 
 * ``format_compliance``: the reply is exactly the no-answer text, or an answer ending in valid
   ``[n]`` markers (every marker names a passage in the prompt);
@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.evaluation.metrics import exact_match, token_f1
-from services.evaluation.text import normalize_answer
+from services.common.evaluation.metrics import exact_match, token_f1
+from services.common.grounding.text import normalize_answer
 from services.finetune.examples import ChatExample
 from services.finetune.taskdata import TaskCase, strip_markers
 
@@ -94,7 +94,7 @@ def generate(model: Any, tokenizer: Any, examples: Sequence[ChatExample], *,
     left-padded batches; returns the replies and the seconds spent."""
     import torch
 
-    from services.rag.generation.collector import eos_ids
+    from services.common.generation.collector import eos_ids
 
     stops = sorted(eos_ids(model, tokenizer))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]

@@ -18,7 +18,7 @@ warm-up, gradient accumulation and seeding behave the way an ML engineer expects
   stay readable and the CLI draws its own progress.
 
 The adapter is written to ``output_dir`` with peft's ``save_pretrained`` (``adapter_config.json``
-+ ``adapter_model.safetensors``), which is what ``services/rag/generation/adapters.py`` serves,
++ ``adapter_model.safetensors``), which is what ``services/common/generation/adapters.py`` serves,
 plus ``customllm-training.json`` recording the configuration, the base and the result.
 """
 

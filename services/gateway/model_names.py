@@ -30,6 +30,6 @@ def available_adapters(settings: Settings) -> list[str]:
     """Adapter folders (peft format) in the adapters directory, found on every call so a new
     adapter shows up without a restart. Registry versions (``name@v3`` folders) are not
     listed: ``name`` is their promoted one."""
-    from services.rag.generation.adapters import AdapterLibrary
+    from services.common.generation.adapters import AdapterLibrary
 
     return AdapterLibrary(settings.adapters_dir or settings.state_path / "adapters").available()

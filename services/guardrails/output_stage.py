@@ -63,8 +63,8 @@ def load_output_deps(settings: Settings, loop: asyncio.AbstractEventLoop | None 
     backend: list[Any] = []
 
     def judge(prompt: str) -> str:
-        from services.rag.generation.base import GenerationRequest
-        from services.rag.generation.factory import backend_from_settings
+        from services.common.generation.base import GenerationRequest
+        from services.common.generation.factory import backend_from_settings
 
         if not backend:
             backend.append(backend_from_settings(settings))
@@ -94,7 +94,7 @@ def warm_up(deps: OutputDeps) -> None:
 
 def no_answer_for(template_version: str | None) -> str | None:
     """The abstention text of the template that produced the draft (``default/v1``)."""
-    from services.rag.prompts import TemplateError, load_template
+    from services.common.prompting.prompts import TemplateError, load_template
 
     if not template_version or "/" not in template_version:
         return None

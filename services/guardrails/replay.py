@@ -24,13 +24,13 @@ from typing import Any
 from confluent_kafka import Consumer, Message, TopicPartition
 from pydantic import ValidationError
 
+from services.common import kafka_offsets as offsets
 from services.common.config import Settings
 from services.common.events import GuardrailEvent, RagReply, RagRequest
 from services.common.exceptions import CustomLLMError
 from services.common.topics import GUARDRAILS_EVENTS, RAG_DRAFTS, RAG_REQUESTS
 from services.guardrails.checks.results import StageVerdict
 from services.guardrails.policy import Policy, PolicyError, PolicyStore, parse_policy
-from services.ops import offsets
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}

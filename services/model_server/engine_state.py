@@ -2,7 +2,7 @@
 
 The engine is created lazily from the settings (creating it loads nothing) and is the same
 object the rag worker's ``local`` backend uses when both run in one process
-(:func:`services.rag.generation.local_engine.shared_engine`). An app built with explicit
+(:func:`services.common.generation.local_engine.shared_engine`). An app built with explicit
 settings calls :func:`configure`; tests install their own engine with :func:`set_engine`.
 """
 
@@ -12,9 +12,9 @@ import logging
 import threading
 
 from services.common.config import Settings, get_settings
+from services.common.generation.base import GenerationError
+from services.common.generation.local_engine import LocalEngine, shared_engine
 from services.common.logs import log
-from services.rag.generation.base import GenerationError
-from services.rag.generation.local_engine import LocalEngine, shared_engine
 
 logger = logging.getLogger(__name__)
 

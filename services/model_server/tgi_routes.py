@@ -30,21 +30,21 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.common.logs import log
-from services.model_server import engine_state
-from services.rag.generation.base import (
+from services.common.generation.base import (
     MAX_STOP_SEQUENCES,
     GenerationError,
     InvalidGenerationRequest,
     UnknownAdapter,
 )
-from services.rag.generation.engine_types import (
+from services.common.generation.engine_types import (
     RawCompletion,
     SamplingParams,
     StreamItem,
     TokenEvent,
 )
-from services.rag.generation.local_engine import LocalEngine
+from services.common.generation.local_engine import LocalEngine
+from services.common.logs import log
+from services.model_server import engine_state
 
 logger = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from typing import Literal
 from confluent_kafka import KafkaException
 
 from services.common import kafka_auth, kafka_provision
+from services.common import kafka_offsets as offsets
 from services.common.config import Settings
 from services.common.kafka_acl import OPERATOR, SERVICE_GRANTS
 from services.common.topics import (
@@ -33,7 +34,6 @@ from services.common.topics import (
     RAG_SCREENED,
     TOPICS,
 )
-from services.ops import offsets
 
 Status = Literal["ok", "info", "warn", "fail", "skip"]
 

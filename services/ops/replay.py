@@ -45,12 +45,12 @@ from typing import Any, Literal, get_args
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from services.common import contracts
+from services.common import kafka_offsets as offsets
 from services.common.config import Settings
 from services.common.events import DlqErrorType
 from services.common.exceptions import ContractError, CustomLLMError
 from services.common.producer import DeliveryError, flush, make_producer
 from services.common.topics import CHUNKS_EMBED, DOCS_CHANGES, RAG_REQUESTS, TOPICS
-from services.ops import offsets
 
 REPLAYABLE_TOPICS: tuple[str, ...] = (DOCS_CHANGES, CHUNKS_EMBED, RAG_REQUESTS)
 DLQ_TOPICS: tuple[str, ...] = tuple(spec.name for spec in TOPICS

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.rag.context import ContextItem
-from services.rag.generation.base import Extractive, GenerationBackend
-from services.rag.prompts import PromptTemplate
+from services.common.generation.base import Extractive, GenerationBackend
+from services.common.prompting.context_item import ContextItem
+from services.common.prompting.prompts import PromptTemplate
 
 # Room for a 10-token span, its marker and end of turn: an extractive answer stops there.
 EXTRACTIVE_MAX_TOKENS = 16

@@ -21,6 +21,8 @@ from services.common.dlq import send_to_dlq
 from services.common.embeddings import embedder_from_settings
 from services.common.events import RagReply, RagRequest
 from services.common.exceptions import CustomLLMError, InvalidEvent
+from services.common.generation.base import UnknownAdapter
+from services.common.generation.factory import backend_from_settings
 from services.common.logs import log
 from services.common.messages import decode_json, parse_model
 from services.common.reply_routing import error_reply_for
@@ -29,8 +31,6 @@ from services.common.topics import DOCS_STATUS, RAG_DRAFTS, RAG_REQUESTS_DLQ, RA
 from services.rag import cache, pipeline
 from services.rag.adapter_policy import AdapterNotServable
 from services.rag.config import APP_ID, MAX_REQUEST_BYTES, SERVICE_NAME, rag_config
-from services.rag.generation.base import UnknownAdapter
-from services.rag.generation.factory import backend_from_settings
 from services.rag.rerank import reranker_from_path
 
 logger = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from services.common.prompting.context_item import ContextItem
 from services.rag.retrieval import RetrievedChunk
 
 TRUNCATION_MARK = " …"
@@ -30,20 +31,6 @@ TRUNCATION_MARK = " …"
 def approx_tokens(text: str) -> int:
     """Rough English token count (about 4 tokens per 3 words), model-independent on purpose."""
     return math.ceil(len(text.split()) * 4 / 3)
-
-
-@dataclass(frozen=True)
-class ContextItem:
-    """One citable source in the prompt: ``[n] title (uri)`` followed by ``text``."""
-
-    n: int  # 1-based citation number
-    chunk_ids: tuple[str, ...]
-    doc_id: str
-    title: str | None
-    uri: str | None
-    text: str
-    score: float
-    fenced: bool = False  # holds a chunk the ingest scan marked; rendered as untrusted
 
 
 def fence_marked(items: Sequence[ContextItem], chunks: Sequence[RetrievedChunk],

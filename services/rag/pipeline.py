@@ -20,13 +20,13 @@ from services.common import metrics
 from services.common.embeddings import Embedder
 from services.common.events import DraftEvidence, RagReply, RagRequest
 from services.common.exceptions import CustomLLMError
+from services.common.generation.adapters import served_version
+from services.common.generation.base import GenerationBackend, GenerationRequest
+from services.common.prompting.prompts import domains, load_template, render
 from services.rag import adapter_policy, answer_mode, cache, handlers, screening
 from services.rag.access import scope_for, scope_key
 from services.rag.config import RagConfig
 from services.rag.context import build_context
-from services.rag.generation.adapters import served_version
-from services.rag.generation.base import GenerationBackend, GenerationRequest
-from services.rag.prompts import domains, load_template, render
 from services.rag.relevance import best_similarity
 from services.rag.rerank import Reranker
 from services.rag.retrieval import RetrievalFilters, retrieve

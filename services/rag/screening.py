@@ -20,8 +20,9 @@ from typing import Any
 
 from services.common.events import DraftEvidence, Principal, Screening
 from services.common.events import RetrievedChunk as EvidenceChunk
+from services.common.prompting.context_item import ContextItem
 from services.rag.access import RESTRICTED_RANK, AccessScope
-from services.rag.context import ContextItem, fence_marked
+from services.rag.context import fence_marked
 from services.rag.retrieval import RetrievedChunk
 
 

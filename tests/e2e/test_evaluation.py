@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from services.cli.main import app
-from services.evaluation import store
-from services.evaluation.runner import run_eval
-from services.evaluation.runs import build_run_config, load_run
-from services.evaluation.testsets import read_jsonl
+from services.common.evaluation import store
+from services.common.evaluation.runner import run_eval
+from services.common.evaluation.runs import build_run_config, load_run
+from services.common.evaluation.testsets import read_jsonl
 from tests.support.documents import unique_prefix
 
 pytestmark = pytest.mark.e2e

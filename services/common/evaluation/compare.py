@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.evaluation.bootstrap import paired_bootstrap_delta
-from services.evaluation.metrics import LOWER_IS_BETTER
-from services.evaluation.models import CaseResult
-from services.evaluation.summary import HEADLINE_METRICS
+from services.common.evaluation.bootstrap import paired_bootstrap_delta
+from services.common.evaluation.metrics import LOWER_IS_BETTER
+from services.common.evaluation.models import CaseResult
+from services.common.evaluation.summary import HEADLINE_METRICS
 
 __all__ = [
     "COMPARE_METRICS",

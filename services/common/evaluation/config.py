@@ -15,7 +15,7 @@ from services.common.exceptions import CustomLLMError
 
 if TYPE_CHECKING:
     from services.common.config import Settings
-    from services.evaluation.compare import Tolerance
+    from services.common.evaluation.compare import Tolerance
 
 RETRIEVAL_TOP_K = 10  # ranked doc ids kept per case for hit@k / MRR / nDCG
 DEFAULT_CONCURRENCY = 4
@@ -61,7 +61,7 @@ def load_tolerances(path: Path, defaults: Mapping[str, Tolerance] | None = None,
     ``require_significance``, or ``null`` to leave the metric unchecked. A top-level
     ``tolerances:`` key holding the mapping is accepted too.
     """
-    from services.evaluation.compare import DEFAULT_TOLERANCES, Tolerance
+    from services.common.evaluation.compare import DEFAULT_TOLERANCES, Tolerance
 
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}

@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from services.evaluation.faithfulness import faithfulness
-from services.evaluation.models import CaseResult
-from services.evaluation.text import (
+from services.common.evaluation.models import CaseResult
+from services.common.grounding.faithfulness import faithfulness
+from services.common.grounding.text import (
     is_abstention,
     normalize_answer,
     strip_citation_markers,

@@ -16,7 +16,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from services.evaluation.metrics import LOWER_IS_BETTER
+from services.common.evaluation.metrics import LOWER_IS_BETTER
 
 __all__ = ["RATE_EXCLUDED", "latency_boxplot", "metric_bars", "tag_heatmap", "to_png"]
 

@@ -13,10 +13,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from services.evaluation.metrics import LOWER_IS_BETTER
-from services.evaluation.plots import latency_boxplot, metric_bars, tag_heatmap
-from services.evaluation.report_markdown import ci_label, fmt_value, metric_note, truncate
-from services.evaluation.summary import HEADLINE_METRICS
+from services.common.evaluation.metrics import LOWER_IS_BETTER
+from services.common.evaluation.plots import latency_boxplot, metric_bars, tag_heatmap
+from services.common.evaluation.report_markdown import ci_label, fmt_value, metric_note, truncate
+from services.common.evaluation.summary import HEADLINE_METRICS
 
 __all__ = ["render_html"]
 

@@ -23,10 +23,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from services.evaluation.models import CaseResult
-from services.evaluation.report_html import render_html
-from services.evaluation.report_markdown import render_markdown
-from services.evaluation.summary import worst_cases
+from services.common.evaluation.models import CaseResult
+from services.common.evaluation.report_html import render_html
+from services.common.evaluation.report_markdown import render_markdown
+from services.common.evaluation.summary import worst_cases
 
 __all__ = ["REPORT_SCHEMA_VERSION", "build_report", "json_safe", "write_reports", "write_text"]
 

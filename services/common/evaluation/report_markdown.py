@@ -12,8 +12,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from services.evaluation.metrics import LOWER_IS_BETTER
-from services.evaluation.summary import HEADLINE_METRICS
+from services.common.evaluation.metrics import LOWER_IS_BETTER
+from services.common.evaluation.summary import HEADLINE_METRICS
 
 __all__ = ["ci_label", "fmt_value", "metric_note", "render_markdown", "truncate"]
 

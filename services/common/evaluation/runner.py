@@ -35,6 +35,19 @@ from rich.progress import (
 from sqlalchemy.engine import Engine
 
 from services.common.config import get_settings
+from services.common.evaluation import store
+from services.common.evaluation.config import (
+    DEFAULT_N_BOOT,
+    DEFAULT_TIMEOUT_S,
+    RETRIEVAL_TOP_K,
+    TEMPERATURE,
+    new_run_id,
+    principal_for_credential,
+)
+from services.common.evaluation.metrics import is_abstention, score_case
+from services.common.evaluation.models import CaseResult, CaseUsage, EvalCase, RunConfig
+from services.common.evaluation.summary import summarize
+from services.common.evaluation.testsets import testset_hash
 from services.common.events import (
     Principal,
     RagFilters,
@@ -43,21 +56,8 @@ from services.common.events import (
     RagRequest,
 )
 from services.common.exceptions import CustomLLMError
+from services.common.prompting.prompts import load_template
 from services.common.rpc import ReplyClient, ReplyTimeout, new_request_id
-from services.evaluation import store
-from services.evaluation.config import (
-    DEFAULT_N_BOOT,
-    DEFAULT_TIMEOUT_S,
-    RETRIEVAL_TOP_K,
-    TEMPERATURE,
-    new_run_id,
-    principal_for_credential,
-)
-from services.evaluation.metrics import is_abstention, score_case
-from services.evaluation.models import CaseResult, CaseUsage, EvalCase, RunConfig
-from services.evaluation.summary import summarize
-from services.evaluation.testsets import testset_hash
-from services.rag.prompts import load_template
 
 Embed = Callable[[list[str]], np.ndarray]
 

@@ -10,9 +10,9 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from services.evaluation import store
-from services.evaluation.models import CaseResult, EvalCase, RunConfig
-from services.evaluation.testsets import testset_hash
+from services.common.evaluation import store
+from services.common.evaluation.models import CaseResult, EvalCase, RunConfig
+from services.common.evaluation.testsets import testset_hash
 
 # Differences worth pointing out when two runs are compared (the ones that *define* a system
 # under test, e.g. the domain, are expected to differ; the test set is not).
@@ -53,8 +53,8 @@ def load_run(engine: Engine, run_id: str) -> RunData:
     same seed), in the summary's own key order, which jsonb does not keep; for a running or
     failed run it covers what is stored so far.
     """
-    from services.evaluation.metrics import METRIC_KEYS
-    from services.evaluation.summary import summarize
+    from services.common.evaluation.metrics import METRIC_KEYS
+    from services.common.evaluation.summary import summarize
 
     run = store.require_run(engine, run_id)
     stored = store.load_results(engine, run_id)
@@ -77,7 +77,7 @@ def ordered_config(config: dict[str, Any]) -> dict[str, Any]:
 
 def write_run_reports(engine: Engine, run_id: str, out_dir: Path) -> dict[str, Path]:
     """report.json / report.md / report.html of the run under ``out_dir/<run_id>/``."""
-    from services.evaluation.report_json import write_reports
+    from services.common.evaluation.report_json import write_reports
 
     data = load_run(engine, run_id)
     config = {**ordered_config(data.run.config), "run_status": data.run.status,

@@ -19,8 +19,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from services.common.evaluation.models import CaseResult
 from services.common.exceptions import CustomLLMError
-from services.evaluation.models import CaseResult
 
 
 class EvalStoreError(CustomLLMError):

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from services.evaluation.bootstrap import bootstrap_ci
-from services.evaluation.metrics import METRIC_KEYS
-from services.evaluation.models import CaseResult
+from services.common.evaluation.bootstrap import bootstrap_ci
+from services.common.evaluation.metrics import METRIC_KEYS
+from services.common.evaluation.models import CaseResult
 
 __all__ = ["HEADLINE_METRICS", "percentile", "summarize", "worst_cases"]
 

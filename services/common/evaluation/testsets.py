@@ -24,9 +24,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from services.common.evaluation.models import EvalCase
 from services.common.events import DocChange
 from services.common.exceptions import CustomLLMError
-from services.evaluation.models import EvalCase
 
 SQUAD_SOURCE = "squad-v2"
 SQUAD_LICENSE = "CC-BY-SA-4.0"

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from services.rag.generation.decoding import IncrementalDecoder
-from services.rag.generation.engine_types import OnToken, RawCompletion, RawFinish, TokenEvent
+from services.common.generation.decoding import IncrementalDecoder
+from services.common.generation.engine_types import OnToken, RawCompletion, RawFinish, TokenEvent
 
 # End-of-turn markers of common chat formats; used as EOS only when the tokenizer has them as
 # special tokens (the SmolLM2 GGUF declares <|im_start|> as its EOS, not <|im_end|>).

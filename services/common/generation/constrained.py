@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from services.rag.generation.evidence import EvidenceConstraint, State
+from services.common.generation.evidence import EvidenceConstraint, State
 
 
 class ConstrainedLogits:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from services.rag.generation.base import (
+from services.common.generation.base import (
     GenerationBackend,
     GenerationError,
     GenerationRequest,

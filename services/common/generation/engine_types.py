@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from services.rag.generation.base import FinishReason
+from services.common.generation.base import FinishReason
 
 RawFinish = Literal["length", "eos_token", "stop_sequence"]
 

@@ -10,7 +10,7 @@ predicted it. So the answer is a real substring of a passage and the marker name
 that contains it: extractive, and cited exactly, by construction.
 
 Everything here works on token ids, so it is tested with hand-written sequences; turning text
-into ids and word boundaries lives in :mod:`services.rag.generation.evidence_tokens`.
+into ids and word boundaries lives in :mod:`services.common.generation.evidence_tokens`.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from services.rag.generation.evidence import EvidenceConstraint, Passage
-from services.rag.generation.evidence_focus import (
+from services.common.generation.evidence import EvidenceConstraint, Passage
+from services.common.generation.evidence_focus import (
     STOPWORDS,
     focus,
     inside,
@@ -60,7 +60,7 @@ def build_constraint(tokenizer: Any, passages: Sequence[tuple[int, str]], no_ans
     """The automaton for these ``(n, text)`` passages, the template's "don't know" text and
     the model's end-of-turn ids. With ``question``, spans are kept to the ``focus_sentences``
     sentences about it and never contain its words or start with a stop word
-    (:mod:`services.rag.generation.evidence_focus`)."""
+    (:mod:`services.common.generation.evidence_focus`)."""
     encode = _encoder(tokenizer)
     texts = [text for _, text in passages]
     kept = focus(question, texts, focus_sentences) if question else None

@@ -2,7 +2,7 @@
 
 The model writes under :class:`ConstrainedLogits`, so it can only copy a span and cite its
 passage, or write the "don't know" text. Its first token is chosen against the "N/A"-question
-prior (:mod:`services.rag.generation.prior`), which picks better spans but also discounts
+prior (:mod:`services.common.generation.prior`), which picks better spans but also discounts
 "don't know" (the model's favourite answer to "N/A"), so that choice rarely abstains. Whether
 to answer is therefore decided on the model's *unadjusted* first step, which the same forward
 pass already gave: "don't know" when its first token beats every allowed span start by more than
@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.rag.generation.base import Extractive
-from services.rag.generation.constrained import ConstrainedLogits, continuation_logprobs
-from services.rag.generation.engine_types import GenerationHooks, RawCompletion, SamplingParams
-from services.rag.generation.evidence import Fixed, cited
-from services.rag.generation.evidence_tokens import build_constraint
-from services.rag.generation.local_engine import LocalEngine
-from services.rag.generation.prior import StartPrior, null_messages
+from services.common.generation.base import Extractive
+from services.common.generation.constrained import ConstrainedLogits, continuation_logprobs
+from services.common.generation.engine_types import GenerationHooks, RawCompletion, SamplingParams
+from services.common.generation.evidence import Fixed, cited
+from services.common.generation.evidence_tokens import build_constraint
+from services.common.generation.local_engine import LocalEngine
+from services.common.generation.prior import StartPrior, null_messages
 
 MARKER_AND_END = 6  # room after the span: " [", digits, "]", end of turn
 

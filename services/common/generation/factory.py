@@ -7,19 +7,19 @@ one configured for ``local`` never needs the OpenAI client.
 from __future__ import annotations
 
 from services.common.config import Settings
-from services.rag.generation.base import GenerationBackend
+from services.common.generation.base import GenerationBackend
 
 
 def backend_from_settings(settings: Settings) -> GenerationBackend:
     """The configured backend, not yet warmed up (call ``warm_up`` before serving)."""
     kind = settings.generation_backend
     if kind == "local":
-        from services.rag.generation.local_backend import LocalBackend
-        from services.rag.generation.local_engine import shared_engine
+        from services.common.generation.local_backend import LocalBackend
+        from services.common.generation.local_engine import shared_engine
 
         return LocalBackend(shared_engine(settings), timeout_s=settings.generation_timeout_s)
     if kind == "tgi":
-        from services.rag.generation.tgi_backend import TgiBackend
+        from services.common.generation.tgi_backend import TgiBackend
 
         key = settings.tgi_api_key.get_secret_value() if settings.tgi_api_key else None
         if settings.tgi_api_key_file is not None:
@@ -27,7 +27,7 @@ def backend_from_settings(settings: Settings) -> GenerationBackend:
         return TgiBackend(settings.tgi_url, timeout_s=settings.generation_timeout_s,
                           api_key=key)
     if kind == "openai":
-        from services.rag.generation.openai_backend import OpenAIBackend
+        from services.common.generation.openai_backend import OpenAIBackend
 
         return OpenAIBackend(settings.openai_base_url,
                              settings.openai_api_key.get_secret_value(), settings.openai_model,

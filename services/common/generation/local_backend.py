@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from services.rag.generation.base import GenerationError, GenerationRequest, GenerationResult
-from services.rag.generation.engine_types import SamplingParams
-from services.rag.generation.local_engine import LocalEngine
+from services.common.generation.base import GenerationError, GenerationRequest, GenerationResult
+from services.common.generation.engine_types import SamplingParams
+from services.common.generation.local_engine import LocalEngine
 
 
 class LocalBackend:
@@ -40,7 +40,7 @@ class LocalBackend:
 
     async def _generate(self, request: GenerationRequest) -> GenerationResult:
         if request.extractive is not None:
-            from services.rag.generation.extractive import answer_extractive
+            from services.common.generation.extractive import answer_extractive
 
             answer = await answer_extractive(self.engine, request.messages, request.extractive,
                                              request.max_tokens, request.adapter)

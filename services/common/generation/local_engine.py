@@ -29,12 +29,11 @@ from typing import Any
 from services.common import model_store
 from services.common.config import Settings
 from services.common.exceptions import ModelUnavailable
-from services.common.logs import log
-from services.rag.generation.adapters import AdapterFolder, AdapterLibrary
-from services.rag.generation.base import GenerationError, InvalidGenerationRequest
-from services.rag.generation.chatml import render_chatml
-from services.rag.generation.collector import TokenCollector, eos_ids, special_ids
-from services.rag.generation.engine_types import (
+from services.common.generation.adapters import AdapterFolder, AdapterLibrary
+from services.common.generation.base import GenerationError, InvalidGenerationRequest
+from services.common.generation.chatml import render_chatml
+from services.common.generation.collector import TokenCollector, eos_ids, special_ids
+from services.common.generation.engine_types import (
     ChatCompletion,
     GenerationHooks,
     OnToken,
@@ -42,8 +41,9 @@ from services.rag.generation.engine_types import (
     SamplingParams,
     StreamItem,
 )
-from services.rag.generation.repetition import RepetitionGuard
-from services.rag.generation.stops import StopBuffer, truncate_at_stop
+from services.common.generation.repetition import RepetitionGuard
+from services.common.generation.stops import StopBuffer, truncate_at_stop
+from services.common.logs import log
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import openai
 
-from services.rag.generation.base import (
+from services.common.generation.base import (
     GenerationError,
     GenerationRequest,
     GenerationResult,

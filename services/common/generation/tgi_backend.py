@@ -24,16 +24,16 @@ from text_generation import AsyncClient
 from text_generation import errors as tgi_errors
 from text_generation.types import FinishReason, Parameters, Request, Response, StreamResponse
 
-from services.common.logs import log
-from services.rag.generation.base import (
+from services.common.generation.base import (
     MAX_STOP_SEQUENCES,
     GenerationError,
     GenerationRequest,
     GenerationResult,
     UnknownAdapter,
 )
-from services.rag.generation.chatml import IM_END, render_chatml
-from services.rag.generation.stops import StopBuffer, truncate_at_stop
+from services.common.generation.chatml import IM_END, render_chatml
+from services.common.generation.stops import StopBuffer, truncate_at_stop
+from services.common.logs import log
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from services.evaluation.text import (
+from services.common.grounding.text import (
     content_tokens,
     is_abstention,
     split_sentences,

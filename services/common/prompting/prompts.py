@@ -1,7 +1,7 @@
 """Versioned prompt templates per domain, and rendering them into chat messages.
 
-Templates are files, ``services/rag/templates/<domain>/v<N>.yaml``, so a prompt change is a
-reviewed, versioned artifact: an answer's audit record can name the exact template id
+Templates are files, ``services/common/prompting/templates/<domain>/v<N>.yaml``, so a prompt
+change is a reviewed, versioned artifact: an answer's audit record can name the exact template id
 (``"default/v1"``) it was produced with, and an old version stays loadable for comparison.
 Keys are validated at load (required keys, no unknown keys, only known placeholders), so a
 broken template fails when a service starts, not on the first question.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from services.rag.context import ContextItem
+from services.common.prompting.context_item import ContextItem
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 REQUIRED_KEYS = frozenset({"version", "system", "user", "context_item", "no_answer"})

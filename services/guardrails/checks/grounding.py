@@ -1,6 +1,6 @@
 """Grounding: every sentence of the answer must be supported by the context it cites.
 
-Reuses the evaluation harness's definition (``services.evaluation.faithfulness``) so what the
+Reuses the evaluation harness's definition (``services.common.grounding.faithfulness``) so what the
 guardrail enforces online is what the benchmarks measure offline: a sentence is supported when
 its embedding is close to a context sentence or most of its content words occur in one, and
 every number it states occurs in the context. An optional LLM judge (policy
@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from services.evaluation.faithfulness import claim_support, judge_faithfulness, split_claims
-from services.evaluation.text import (
+from services.common.grounding.faithfulness import claim_support, judge_faithfulness, split_claims
+from services.common.grounding.text import (
     is_abstention,
     split_sentences,
     strip_citation_markers,

@@ -7,13 +7,13 @@ import uuid
 
 import pytest
 
+from services.common.evaluation import store
+from services.common.evaluation.models import EvalCase
+from services.common.evaluation.runner import EvalRunError, run_eval
+from services.common.evaluation.runs import build_run_config, load_run
 from services.common.events import Citation, RagReply, Usage
+from services.common.prompting.prompts import load_template
 from services.common.rpc import ReplyTimeout
-from services.evaluation import store
-from services.evaluation.models import EvalCase
-from services.evaluation.runner import EvalRunError, run_eval
-from services.evaluation.runs import build_run_config, load_run
-from services.rag.prompts import load_template
 
 pytestmark = pytest.mark.integration
 
@@ -172,7 +172,7 @@ def test_a_crash_leaves_a_failed_run_that_resumes(stack):
 
 
 def test_an_unknown_domain_fails_before_anything_is_stored(stack):
-    from services.rag.prompts import TemplateError
+    from services.common.prompting.prompts import TemplateError
 
     runs_before = len(store.list_runs(stack.engine, 1000))
     with pytest.raises(TemplateError):

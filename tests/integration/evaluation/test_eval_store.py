@@ -9,8 +9,8 @@ import pytest
 from alembic import command
 
 from services.common import migrate
-from services.evaluation import store
-from services.evaluation.models import CaseResult, CaseUsage
+from services.common.evaluation import store
+from services.common.evaluation.models import CaseResult, CaseUsage
 
 pytestmark = pytest.mark.integration
 

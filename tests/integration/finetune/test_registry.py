@@ -12,8 +12,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from services.common.events import FinetuneDataset, FinetuneRequest
+from services.common.generation.adapters import AdapterLibrary
 from services.finetune import jobs, registry
-from services.rag.generation.adapters import AdapterLibrary
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ from alembic import command
 from sqlalchemy import text
 
 from services.common import migrate
-from services.evaluation import store
-from services.evaluation.models import CaseResult
+from services.common.evaluation import store
+from services.common.evaluation.models import CaseResult
 from services.finetune import supervision
 from services.finetune.examples import ChatExample, read_jsonl
 
@@ -135,8 +135,8 @@ def test_snapshot_id_is_stable_and_follows_the_data(stack, tmp_path):
 
 
 def test_system_pairs_from_a_stored_evaluation_run(stack):
+    from services.common.prompting.prompts import load_template
     from services.finetune.system_pairs import candidates
-    from services.rag.prompts import load_template
 
     run_id = f"test-{uuid.uuid4().hex[:12]}"
     store.create_run(stack.engine, run_id, "t.jsonl", "ab" * 32, {}, 3)

@@ -17,8 +17,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from services.common.config import Settings
+from services.common.generation.local_engine import LocalEngine
 from services.model_server import engine_state, tgi_routes
-from services.rag.generation.local_engine import LocalEngine
 
 
 @contextmanager

@@ -19,9 +19,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from services.rag.generation.base import UnknownAdapter
-from services.rag.generation.engine_types import SamplingParams
-from services.rag.generation.local_engine import LocalEngine
+from services.common.generation.base import UnknownAdapter
+from services.common.generation.engine_types import SamplingParams
+from services.common.generation.local_engine import LocalEngine
 
 
 def create_app(engine: LocalEngine, model: str = "local") -> FastAPI:

@@ -1,14 +1,14 @@
-"""Every backend passes the same contract (services/rag/generation/contract.py), each against
+"""Every backend passes the same contract (services/common/generation/contract.py), each against
 the real model: in process, through the gateway's TGI routes with the real ``text_generation``
 client, and through an OpenAI-compatible server with the real ``openai`` client."""
 
 import pytest
 
-from services.rag.generation.base import UnknownAdapter
-from services.rag.generation.contract import GenerationBackendContract
-from services.rag.generation.local_backend import LocalBackend
-from services.rag.generation.openai_backend import OpenAIBackend
-from services.rag.generation.tgi_backend import TgiBackend
+from services.common.generation.base import UnknownAdapter
+from services.common.generation.contract import GenerationBackendContract
+from services.common.generation.local_backend import LocalBackend
+from services.common.generation.openai_backend import OpenAIBackend
+from services.common.generation.tgi_backend import TgiBackend
 
 pytestmark = pytest.mark.integration
 

@@ -9,17 +9,17 @@ import pytest
 
 from services.common import model_store
 from services.common.config import Settings
-from services.rag.generation.base import (
+from services.common.generation.base import (
     GenerationError,
     GenerationRequest,
     InvalidGenerationRequest,
 )
-from services.rag.generation.chatml import render_chatml
-from services.rag.generation.contract import LONG_MESSAGES, MESSAGES
-from services.rag.generation.decoding import IncrementalDecoder
-from services.rag.generation.engine_types import SamplingParams
-from services.rag.generation.local_backend import LocalBackend
-from services.rag.generation.local_engine import LocalEngine
+from services.common.generation.chatml import render_chatml
+from services.common.generation.contract import LONG_MESSAGES, MESSAGES
+from services.common.generation.decoding import IncrementalDecoder
+from services.common.generation.engine_types import SamplingParams
+from services.common.generation.local_backend import LocalBackend
+from services.common.generation.local_engine import LocalEngine
 
 pytestmark = pytest.mark.integration
 

@@ -11,12 +11,12 @@ import shutil
 import pytest
 import torch
 
-from services.rag.generation.base import GenerationRequest, UnknownAdapter
-from services.rag.generation.contract import MESSAGES
-from services.rag.generation.engine_types import SamplingParams
-from services.rag.generation.local_backend import LocalBackend
-from services.rag.generation.openai_backend import OpenAIBackend
-from services.rag.generation.tgi_backend import TgiBackend
+from services.common.generation.base import GenerationRequest, UnknownAdapter
+from services.common.generation.contract import MESSAGES
+from services.common.generation.engine_types import SamplingParams
+from services.common.generation.local_backend import LocalBackend
+from services.common.generation.openai_backend import OpenAIBackend
+from services.common.generation.tgi_backend import TgiBackend
 
 pytestmark = pytest.mark.integration
 

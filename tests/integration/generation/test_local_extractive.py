@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from services.rag.context import ContextItem
-from services.rag.generation.base import Extractive, GenerationRequest
-from services.rag.generation.local_backend import LocalBackend
-from services.rag.prompts import load_template, render
+from services.common.generation.base import Extractive, GenerationRequest
+from services.common.generation.local_backend import LocalBackend
+from services.common.prompting.context_item import ContextItem
+from services.common.prompting.prompts import load_template, render
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ from text_generation import AsyncClient, Client
 from text_generation.errors import BadRequestError, ValidationError, parse_error
 from text_generation.types import FinishReason
 
-from services.rag.generation.chatml import render_chatml
-from services.rag.generation.engine_types import SamplingParams
+from services.common.generation.chatml import render_chatml
+from services.common.generation.engine_types import SamplingParams
 
 pytestmark = pytest.mark.integration
 

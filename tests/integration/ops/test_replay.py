@@ -17,10 +17,10 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from services.common import kafka_auth
+from services.common import kafka_offsets as offsets
 from services.common.events import DlqRecord
 from services.common.producer import flush, make_producer
 from services.common.topics import DOCS_CHANGES, DOCS_CHANGES_DLQ
-from services.ops import offsets
 from services.ops.replay import (
     REPLAY_HEADER,
     ReplayError,

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from services.common import kafka_offsets as offsets
 from services.common.events import DlqRecord
-from services.ops import offsets
 from services.ops.doctor import Check
 from services.ops.replay import (
     REPLAY_HEADER,

@@ -7,8 +7,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from services.evaluation.models import CaseResult
-from services.evaluation.text import tokens
+from services.common.evaluation.models import CaseResult
+from services.common.grounding.text import tokens
 
 DIM = 4096
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from services.evaluation.bootstrap import bootstrap_ci, paired_bootstrap_delta
+from services.common.evaluation.bootstrap import bootstrap_ci, paired_bootstrap_delta
 
 pytestmark = pytest.mark.unit
 

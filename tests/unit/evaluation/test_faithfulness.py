@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from services.evaluation.faithfulness import (
+from services.common.grounding.faithfulness import (
     claim_support,
     faithfulness,
     judge_faithfulness,

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from services.evaluation.metrics import (
+from services.common.evaluation.metrics import (
     citation_precision,
     citation_recall,
     exact_match,

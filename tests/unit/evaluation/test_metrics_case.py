@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from services.evaluation import metrics
-from services.evaluation.metrics import (
+from services.common.evaluation import metrics
+from services.common.evaluation.metrics import (
     METRIC_KEYS,
     abstention_correct,
     false_abstention,
@@ -15,7 +15,7 @@ from services.evaluation.metrics import (
     score_case,
     toxicity_score,
 )
-from services.evaluation.models import CaseUsage
+from services.common.evaluation.models import CaseUsage
 
 pytestmark = pytest.mark.unit
 

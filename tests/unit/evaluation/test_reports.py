@@ -5,12 +5,12 @@ import re
 
 import pytest
 
-from services.evaluation.metrics import score_case
-from services.evaluation.models import CaseUsage, RunConfig
-from services.evaluation.plots import latency_boxplot, metric_bars, tag_heatmap
-from services.evaluation.report_json import build_report, json_safe, write_reports
-from services.evaluation.report_markdown import render_markdown
-from services.evaluation.summary import HEADLINE_METRICS, summarize
+from services.common.evaluation.metrics import score_case
+from services.common.evaluation.models import CaseUsage, RunConfig
+from services.common.evaluation.plots import latency_boxplot, metric_bars, tag_heatmap
+from services.common.evaluation.report_json import build_report, json_safe, write_reports
+from services.common.evaluation.report_markdown import render_markdown
+from services.common.evaluation.summary import HEADLINE_METRICS, summarize
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from services.evaluation.compare import (
+from services.common.evaluation.compare import (
     DEFAULT_TOLERANCES,
     MetricDelta,
     Tolerance,
@@ -12,9 +12,9 @@ from services.evaluation.compare import (
     compare,
     gate,
 )
-from services.evaluation.metrics import METRIC_KEYS, score_case
-from services.evaluation.models import CaseUsage
-from services.evaluation.summary import HEADLINE_METRICS, summarize, worst_cases
+from services.common.evaluation.metrics import METRIC_KEYS, score_case
+from services.common.evaluation.models import CaseUsage
+from services.common.evaluation.summary import HEADLINE_METRICS, summarize, worst_cases
 
 pytestmark = pytest.mark.unit
 

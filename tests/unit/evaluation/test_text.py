@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.evaluation.text import (
+from services.common.grounding.text import (
     content_tokens,
     is_abstention,
     normalize_answer,

@@ -7,9 +7,9 @@ import pytest
 from typer.testing import CliRunner
 
 from services.cli.main import app
-from services.evaluation.compare import DEFAULT_TOLERANCES, Tolerance
-from services.evaluation.config import EvalConfigError, load_tolerances, new_run_id
-from services.evaluation.testsets import read_jsonl
+from services.common.evaluation.compare import DEFAULT_TOLERANCES, Tolerance
+from services.common.evaluation.config import EvalConfigError, load_tolerances, new_run_id
+from services.common.evaluation.testsets import read_jsonl
 
 pytestmark = pytest.mark.unit
 

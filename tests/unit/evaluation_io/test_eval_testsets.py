@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services.evaluation.models import EvalCase
-from services.evaluation.testsets import (
+from services.common.evaluation.models import EvalCase
+from services.common.evaluation.testsets import (
     TestSetError,
     canonical_jsonl,
     import_prompts,
@@ -17,7 +17,7 @@ from services.evaluation.testsets import (
     slug,
     write_jsonl,
 )
-from services.evaluation.testsets import (
+from services.common.evaluation.testsets import (
     testset_hash as hash_of,
 )
 

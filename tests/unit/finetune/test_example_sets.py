@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from services.evaluation.testsets import read_jsonl as read_cases
+from services.common.evaluation.testsets import read_jsonl as read_cases
+from services.common.prompting.prompts import load_template
 from services.finetune.examples import read_jsonl
 from services.finetune.taskdata import cited_numbers
-from services.rag.prompts import load_template
 
 pytestmark = pytest.mark.unit
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.common.prompting.prompts import load_template
 from services.finetune.taskdata import (
     TaskCase,
     TaskSpec,
@@ -13,7 +14,6 @@ from services.finetune.taskdata import (
     target_answer,
 )
 from services.finetune.taskeval import score_case, summarize
-from services.rag.prompts import load_template
 
 pytestmark = pytest.mark.unit
 

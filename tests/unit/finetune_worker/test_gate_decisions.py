@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.evaluation.compare import DEFAULT_TOLERANCES, Tolerance
+from services.common.evaluation.compare import DEFAULT_TOLERANCES, Tolerance
 from services.finetune.cards import adapter_card, lorax_adapter, serving_lines, vllm_lora_module
 from services.finetune.gate import (
     GateConfigError,

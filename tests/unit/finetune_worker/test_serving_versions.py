@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from services.common.generation.adapters import AdapterLibrary, served_version
+from services.common.generation.base import UnknownAdapter
 from services.finetune.handlers import FinetuneError
 from services.finetune.registry import MARKER, link_promoted
-from services.rag.generation.adapters import AdapterLibrary, served_version
-from services.rag.generation.base import UnknownAdapter
 
 pytestmark = pytest.mark.unit
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.rag.generation.chatml import SMOLLM2_DEFAULT_SYSTEM, render_chatml
+from services.common.generation.chatml import SMOLLM2_DEFAULT_SYSTEM, render_chatml
 
 pytestmark = pytest.mark.unit
 

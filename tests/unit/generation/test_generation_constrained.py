@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from services.rag.generation.constrained import ConstrainedLogits
-from services.rag.generation.evidence import EvidenceConstraint, Passage, cited
+from services.common.generation.constrained import ConstrainedLogits
+from services.common.generation.evidence import EvidenceConstraint, Passage, cited
 
 pytestmark = pytest.mark.unit
 

@@ -5,9 +5,9 @@ import socket
 
 import pytest
 
-from services.rag.generation.base import GenerationError, GenerationRequest
-from services.rag.generation.openai_backend import OpenAIBackend
-from services.rag.generation.tgi_backend import TgiBackend
+from services.common.generation.base import GenerationError, GenerationRequest
+from services.common.generation.openai_backend import OpenAIBackend
+from services.common.generation.tgi_backend import TgiBackend
 
 pytestmark = pytest.mark.unit
 

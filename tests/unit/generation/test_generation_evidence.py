@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.rag.generation.evidence import (
+from services.common.generation.evidence import (
     EvidenceConstraint,
     Fixed,
     Passage,

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from services.rag.generation.evidence_focus import (
+from services.common.generation.evidence_focus import (
     focus,
     inside,
     question_words,
     sentences,
     word_at,
 )
-from services.rag.generation.evidence_tokens import is_word_end, is_word_start
-from services.rag.generation.repetition import repeats
+from services.common.generation.evidence_tokens import is_word_end, is_word_start
+from services.common.generation.repetition import repeats
 
 pytestmark = pytest.mark.unit
 

@@ -3,11 +3,11 @@
 import pytest
 
 from services.common.config import Settings
-from services.rag.generation.base import GenerationBackend
-from services.rag.generation.factory import backend_from_settings
-from services.rag.generation.local_backend import LocalBackend
-from services.rag.generation.openai_backend import OpenAIBackend
-from services.rag.generation.tgi_backend import TgiBackend
+from services.common.generation.base import GenerationBackend
+from services.common.generation.factory import backend_from_settings
+from services.common.generation.local_backend import LocalBackend
+from services.common.generation.openai_backend import OpenAIBackend
+from services.common.generation.tgi_backend import TgiBackend
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.rag.generation.prior import NULL_QUESTION, common_prefix, null_messages
+from services.common.generation.prior import NULL_QUESTION, common_prefix, null_messages
 
 pytestmark = pytest.mark.unit
 

@@ -2,14 +2,14 @@
 
 import pytest
 
-from services.rag.generation.adapters import AdapterLibrary
-from services.rag.generation.base import (
+from services.common.generation.adapters import AdapterLibrary
+from services.common.generation.base import (
     GenerationError,
     GenerationRequest,
     InvalidGenerationRequest,
     UnknownAdapter,
 )
-from services.rag.generation.tgi_backend import sampling, stop_sequences
+from services.common.generation.tgi_backend import sampling, stop_sequences
 
 pytestmark = pytest.mark.unit
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.rag.generation.stops import StopBuffer, truncate_at_stop
+from services.common.generation.stops import StopBuffer, truncate_at_stop
 
 pytestmark = pytest.mark.unit
 

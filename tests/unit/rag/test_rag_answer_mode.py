@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
+from services.common.prompting.context_item import ContextItem
+from services.common.prompting.prompts import load_template, render
 from services.rag import answer_mode
-from services.rag.context import ContextItem
-from services.rag.prompts import load_template, render
 
 pytestmark = pytest.mark.unit
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from services.rag import prompts
-from services.rag.context import ContextItem
-from services.rag.prompts import TemplateError, load_template, neutralize, render
+from services.common.prompting import prompts
+from services.common.prompting.context_item import ContextItem
+from services.common.prompting.prompts import TemplateError, load_template, neutralize, render
 
 pytestmark = pytest.mark.unit
 

@@ -4,10 +4,10 @@ canary in the prompt, evidence, cache key."""
 import pytest
 
 from services.common.events import Principal, Screening
+from services.common.prompting.context_item import ContextItem
+from services.common.prompting.prompts import FENCE_NOTICE, load_template, render
 from services.rag import screening
 from services.rag.access import RESTRICTED_RANK, scope_for
-from services.rag.context import ContextItem
-from services.rag.prompts import FENCE_NOTICE, load_template, render
 from services.rag.retrieval import RetrievalFilters, RetrievedChunk, _where
 
 pytestmark = pytest.mark.unit
