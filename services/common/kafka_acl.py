@@ -79,7 +79,12 @@ SERVICE_GRANTS: dict[str, list[Grant]] = {
                    _group("customllm-guardrails")],
     "rag": [*_reads(t.RAG_SCREENED, t.DOCS_STATUS), *_writes(t.RAG_DRAFTS, t.RAG_REQUESTS_DLQ),
             _group("customllm-rag")],
-    "gateway": [*_writes(t.RAG_REQUESTS), *_own_replies("gateway")],
+    "gateway": [*_writes(t.RAG_REQUESTS, t.RAG_FEEDBACK), *_own_replies("gateway")],
+    # The audit recorder: each answer's audit record (question, retrieved chunks, template,
+    # adapter, guardrail decisions) and users' feedback on it, stored in Postgres. Read-only
+    # on the query path; it writes only the feedback it refuses, with the reason.
+    "audit": [*_reads(t.RAG_SCREENED, t.RAG_DRAFTS, t.GUARDRAILS_EVENTS, t.RAG_FEEDBACK),
+              *_writes(t.RAG_FEEDBACK_DLQ), _group("customllm-audit")],
     # The promotion gate asks its evaluation questions through the real query path.
     "finetune": [*_reads(t.FINETUNE_REQUESTS),
                  *_writes(t.FINETUNE_EVENTS, t.FINETUNE_REQUESTS_DLQ, t.RAG_REQUESTS),
@@ -89,9 +94,10 @@ SERVICE_GRANTS: dict[str, list[Grant]] = {
 # The local CLI user: questions, evaluation runs and fine-tuning jobs; read-only monitoring of
 # the pipeline topics (doctor, docs, follow). Not document publishing, not other replies.
 OPERATOR_GRANTS: list[Grant] = [
-    *_writes(t.RAG_REQUESTS, t.FINETUNE_REQUESTS),
+    *_writes(t.RAG_REQUESTS, t.FINETUNE_REQUESTS, t.RAG_FEEDBACK),
     *_reads(t.FINETUNE_EVENTS, t.DOCS_STATUS, t.DOCS_CHANGES_DLQ, t.CHUNKS_EMBED_DLQ,
-            t.RAG_REQUESTS_DLQ, t.FINETUNE_REQUESTS_DLQ, t.GUARDRAILS_EVENTS),
+            t.RAG_REQUESTS_DLQ, t.FINETUNE_REQUESTS_DLQ, t.GUARDRAILS_EVENTS,
+            t.RAG_FEEDBACK_DLQ),
     *_own_replies(OPERATOR),
     Grant("group", "customllm-", ("describe",), "prefixed"),
     Grant("cluster", "kafka-cluster", ("describe",)),
@@ -103,7 +109,7 @@ def source_grants(identity: str) -> list[Grant]:
 
 
 def client_grants(identity: str) -> list[Grant]:
-    return [*_writes(t.RAG_REQUESTS), *_own_replies(identity)]
+    return [*_writes(t.RAG_REQUESTS, t.RAG_FEEDBACK), *_own_replies(identity)]
 
 
 def grants_for(identity: str) -> list[Grant]:

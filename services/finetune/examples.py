@@ -15,7 +15,6 @@ number and what is wrong, and never stop the good lines from being read.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from services.common.exceptions import CustomLLMError
+from services.common.supervision_review import content_hash
 
 ROLES = ("system", "user", "assistant")
 # Extra keys a line may carry besides the example itself; they travel as metadata.
@@ -78,12 +78,6 @@ class ChatExample(BaseModel):
     def target(self) -> str:
         """The final assistant turn."""
         return self.messages[-1]["content"]
-
-
-def content_hash(data: Any) -> str:
-    """sha256 of canonical JSON (sorted keys, no whitespace, UTF-8)."""
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def from_alpaca(instruction: str, output: str, input: str = "",  # noqa: A002 - Alpaca's name

@@ -24,27 +24,22 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from services.common.events import PrivacyClass
-from services.common.exceptions import CustomLLMError
+
+# Review rules live in services.common (the CLI and the web console share them); re-exported
+# here for the callers that know them by this module.
+from services.common.supervision_review import (  # noqa: F401
+    STATUSES,
+    TRANSITIONS,
+    SupervisionError,
+    check_transition,
+    review,
+)
+from services.common.supervision_review import resolve as _resolve
 from services.finetune.datacard import CardRow, build_card, card_markdown, snapshot_id_for
 from services.finetune.examples import ChatExample, ParsedLine
 from services.finetune.pii_scrub import DEFAULT_POLICY, ScrubPolicy, ScrubStats, scrub_messages
 
 PRIVACY_ORDER: tuple[str, ...] = get_args(PrivacyClass)  # public < internal < ... < restricted
-STATUSES = ("pending", "approved", "rejected")
-# current → allowed next. Approvals can be withdrawn and rejections reconsidered; either can be
-# reopened for another reviewer. Re-deciding the same way is refused: it would overwrite who
-# decided and when with nothing new.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "pending": frozenset({"approved", "rejected"}),
-    "approved": frozenset({"rejected", "pending"}),
-    "rejected": frozenset({"approved", "pending"}),
-}
-
-
-class SupervisionError(CustomLLMError):
-    """An example or snapshot that does not exist, or a review that is not allowed."""
-
-
 @dataclass(frozen=True)
 class Snapshot:
     snapshot_id: str
@@ -88,19 +83,6 @@ def check_privacy(value: str) -> str:
         raise SupervisionError(f"unknown privacy class {value!r}; expected one of "
                                f"{', '.join(PRIVACY_ORDER)}")
     return value
-
-
-def check_transition(current: str, new: str, reviewer: str | None) -> None:
-    """Raise :class:`SupervisionError` unless ``current → new`` is allowed for ``reviewer``."""
-    if new not in STATUSES:
-        raise SupervisionError(f"unknown review status {new!r}; expected one of "
-                               f"{', '.join(STATUSES)}")
-    if new == current:
-        raise SupervisionError(f"already {current}")
-    if new not in TRANSITIONS[current]:
-        raise SupervisionError(f"cannot go from {current} to {new}")
-    if new != "pending" and not (reviewer or "").strip():
-        raise SupervisionError(f"a reviewer's name is required to mark an example {new}")
 
 
 # --- writing ------------------------------------------------------------------------------
@@ -168,45 +150,6 @@ def _tags(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
     return [str(v) for v in value]
-
-
-def review(engine: Engine, example_ids: Sequence[str], status: str, reviewer: str | None,
-           note: str | None = None) -> list[str]:
-    """Move examples to ``status`` (all or none: one refused transition aborts the batch).
-    Ids may be unique prefixes, as ``customllm examples list`` prints them."""
-    done: list[str] = []
-    with engine.begin() as conn:
-        for given in example_ids:
-            example_id = _resolve(conn, given)
-            current = conn.execute(
-                text("SELECT review_status FROM sft_examples WHERE example_id = :id FOR UPDATE"),
-                {"id": example_id}).scalar_one()
-            try:
-                check_transition(current, status, reviewer)
-            except SupervisionError as exc:
-                raise SupervisionError(f"example {example_id[:12]}: {exc}") from None
-            conn.execute(text("""
-                UPDATE sft_examples SET review_status = :status,
-                       reviewer = CASE WHEN :status = 'pending' THEN NULL ELSE :reviewer END,
-                       reviewed_at = CASE WHEN :status = 'pending' THEN NULL ELSE now() END,
-                       review_note = :note
-                WHERE example_id = :id"""),
-                {"status": status, "reviewer": reviewer, "note": note, "id": example_id})
-            done.append(example_id)
-    return done
-
-
-def _resolve(conn: Any, given: str) -> str:
-    if len(given) < 6:
-        raise SupervisionError(f"example id {given!r} is too short; give at least 6 characters")
-    rows = conn.execute(text("SELECT example_id FROM sft_examples WHERE example_id LIKE :p "
-                             "LIMIT 2"), {"p": given.replace("%", "").replace("_", r"\_") + "%"}
-                        ).scalars().all()
-    if not rows:
-        raise SupervisionError(f"no example with id {given!r}")
-    if len(rows) > 1:
-        raise SupervisionError(f"example id prefix {given!r} is ambiguous")
-    return rows[0]
 
 
 # --- reading ------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from services.common import identity
 from services.common.config import Settings, get_settings
 from services.common.rpc import ReplyClient
-from services.gateway import openai_routes
+from services.gateway import feedback_routes, openai_routes
 from services.gateway.deps import GatewayState
 
 
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings, authenticator=identity.authenticator_from_settings(settings),
         inflight=asyncio.Semaphore(settings.gateway_max_inflight))
     app.include_router(openai_routes.router)
+    app.include_router(feedback_routes.router)
     app.middleware("http")(body_limit(settings.gateway_max_body_bytes))
 
     @app.get("/healthz", tags=["ops"])

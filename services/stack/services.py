@@ -17,6 +17,7 @@ WORKERS: dict[str, str] = {
     "rag": "services.rag",
     "gateway": "services.gateway",
     "finetune": "services.finetune",
+    "audit": "services.audit",  # answers' audit records and users' feedback, into Postgres
 }
 # Started only by `customllm up --observe` and `customllm up --model-server`.
 OBSERVER = "observe"

@@ -28,14 +28,18 @@ EVERYONE = [*kafka_acl.SERVICE_GRANTS, kafka_acl.OPERATOR, "source-wiki", "clien
     ("rag.replies.client-app-a", {"guardrails"}),
     (t.RAG_REQUESTS, {"gateway", "finetune", "operator", "client-app-a"}),
     (t.FINETUNE_REQUESTS, {"operator"}),
+    (t.RAG_FEEDBACK, {"gateway", "operator", "client-app-a"}),
+    (t.RAG_FEEDBACK_DLQ, {"audit"}),
 ])
 def test_who_may_write(topic, writers):
     assert {i for i in EVERYONE if _can(i, "write", topic)} == writers
 
 
 @pytest.mark.parametrize("topic, readers", [
-    (t.RAG_DRAFTS, {"guardrails"}),
-    (t.RAG_SCREENED, {"rag"}),
+    # The audit recorder reads the query path to keep each answer's audit record.
+    (t.RAG_DRAFTS, {"guardrails", "audit"}),
+    (t.RAG_SCREENED, {"rag", "audit"}),
+    (t.RAG_FEEDBACK, {"audit"}),
     (t.FINETUNE_REQUESTS, {"finetune"}),
     ("rag.replies.client-app-a", {"client-app-a"}),
     ("rag.replies.gateway", {"gateway"}),

@@ -1,0 +1,1 @@
+"""The audit recorder: each answer's audit record and users' feedback, stored in Postgres."""

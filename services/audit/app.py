@@ -1,0 +1,101 @@
+"""The recorder's loop: one consumer group over the four topics, offsets committed only after
+the records are in Postgres (at-least-once; every write is an idempotent upsert).
+
+A plain confluent-kafka consumer rather than a Faust agent: the work is one upsert per record
+with no state, joins or timers, and one consumer over several topics keeps a request's pieces
+in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from confluent_kafka import Consumer, KafkaError, Message
+
+from services.audit.handlers import record_feedback, record_pipeline
+from services.common import identity, kafka_auth
+from services.common import topics as t
+from services.common.config import Settings
+from services.common.db import make_engine
+from services.common.exceptions import InvalidEvent
+from services.common.messages import dlq_record
+from services.common.producer import flush, make_producer, send
+
+log = logging.getLogger(__name__)
+TOPICS = [t.RAG_SCREENED, t.RAG_DRAFTS, t.GUARDRAILS_EVENTS, t.RAG_FEEDBACK]
+GROUP = "customllm-audit"
+
+
+class Recorder:
+    """Runs until :meth:`stop`; ``run`` is what ``python -m services.audit`` calls."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.sqlalchemy_url, pool_size=2)
+        self.authenticator = identity.authenticator_from_settings(settings)
+        self.stopping = threading.Event()
+        self.stored = 0
+        self.refused = 0
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def run(self) -> None:
+        consumer = Consumer({**kafka_auth.client_config(self.settings.kafka_bootstrap),
+                             "group.id": GROUP, "enable.auto.commit": False,
+                             "auto.offset.reset": "earliest", "client.id": "customllm-audit"})
+        producer = make_producer(self.settings.kafka_bootstrap, "customllm-audit")
+        consumer.subscribe(TOPICS)
+        log.info("audit recorder reading %s", ", ".join(TOPICS))
+        try:
+            while not self.stopping.is_set():
+                batch = [m for m in consumer.consume(200, timeout=1.0) if self._usable(m)]
+                if not batch:
+                    continue
+                # Pipeline records first: feedback in the same batch may be about them.
+                batch.sort(key=lambda m: m.topic() == t.RAG_FEEDBACK)
+                errors: list[str] = []
+                for message in batch:
+                    self._handle(message, producer, errors)
+                flush(producer, errors)
+                consumer.commit(asynchronous=False)
+        finally:
+            consumer.close()
+            self.engine.dispose()
+
+    @staticmethod
+    def _usable(message: Message) -> bool:
+        error = message.error()
+        if error is not None and error.code() != KafkaError._PARTITION_EOF:
+            log.warning("consumer error: %s", error)
+        return error is None and message.value() is not None
+
+    def _handle(self, message: Message, producer: object, errors: list[str]) -> None:
+        topic, value = message.topic(), message.value()
+        try:
+            if topic == t.RAG_FEEDBACK:
+                record_feedback(self.engine, self.authenticator, value)
+            else:
+                record_pipeline(self.engine, topic, value)
+            self.stored += 1
+        except InvalidEvent as error:
+            self.refused += 1
+            if topic != t.RAG_FEEDBACK:
+                log.error("unreadable %s record at %s/%s: %s", topic, message.partition(),
+                          message.offset(), error)
+                return
+            log.info("feedback refused (%s): %s", error.error_type, error)
+            record = dlq_record(topic=topic, partition=message.partition(),
+                                offset=message.offset(), key=message.key(), value=None,
+                                error=error, service="audit")
+            # The original payload is left out on purpose: it holds the caller's credential.
+            send(producer, t.RAG_FEEDBACK_DLQ, record.key, record.to_json(), errors=errors)
+
+
+def main(settings: Settings) -> None:
+    recorder = Recorder(settings)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: recorder.stop())
+    recorder.run()

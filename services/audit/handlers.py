@@ -1,0 +1,63 @@
+"""What the recorder does with one record of each topic it reads. No Kafka here: the loop in
+``app.py`` feeds records in and sends the refusals these functions raise to the DLQ."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sqlalchemy.engine import Engine
+
+from services.common import answer_audit, roles
+from services.common import topics as t
+from services.common.events import GuardrailEvent, RagReply, RagRequest
+from services.common.exceptions import InvalidEvent
+from services.common.feedback import FeedbackEvent, FeedbackRefused, check_may_rate
+from services.common.identity import Authenticator, Unauthenticated
+from services.common.messages import decode_json, parse_model
+
+MAX_BYTES = 8_388_608
+SCHEMAS = {t.RAG_SCREENED: "rag-request.v1", t.RAG_DRAFTS: "rag-reply.v1",
+           t.GUARDRAILS_EVENTS: "guardrail-event.v1", t.RAG_FEEDBACK: "feedback.v1"}
+
+
+def record_pipeline(engine: Engine, topic: str, value: bytes) -> None:
+    """A screened request, a draft or a guardrail decision into the audit tables. These come
+    from platform stages only (the broker's ACLs), so a malformed one is a bug to log, not an
+    attack to dead-letter; :class:`InvalidEvent` says so to the caller."""
+    payload = decode_json(value, MAX_BYTES, SCHEMAS[topic])
+    with engine.begin() as conn:
+        if topic == t.RAG_SCREENED:
+            answer_audit.record_screened(conn, parse_model(RagRequest, payload))
+        elif topic == t.RAG_DRAFTS:
+            answer_audit.record_draft(conn, parse_model(RagReply, payload))
+        else:
+            answer_audit.record_decision(conn, parse_model(GuardrailEvent, payload))
+
+
+def record_feedback(engine: Engine, authenticator: Authenticator, value: bytes,
+                    wait_s: float = 10.0, sleep: Callable[[float], None] = time.sleep) -> bool:
+    """Verify the credential, check the caller may rate this answer, store it. Returns False
+    for a duplicate. Raises :class:`InvalidEvent` (for the DLQ) otherwise.
+
+    The answer's audit record comes from other topics, which this consumer may read a moment
+    later than the feedback; a missing record is waited for ``wait_s`` before giving up."""
+    event = parse_model(FeedbackEvent, decode_json(value, MAX_BYTES, "feedback.v1"))
+    try:
+        who = authenticator.verify(event.credential)
+    except Unauthenticated as exc:
+        raise InvalidEvent("unauthenticated", str(exc)) from exc
+    deadline = time.monotonic() + wait_s
+    owner = answer_audit.request_owner(engine, event.request_id)
+    while owner is None and time.monotonic() < deadline:
+        sleep(0.5)
+        owner = answer_audit.request_owner(engine, event.request_id)
+    try:
+        check_may_rate(who, owner)
+    except FeedbackRefused as exc:
+        # The DLQ schema's error types: an unknown request id is a processing error.
+        error_type = "forbidden" if exc.code == "forbidden" else "processing_error"
+        raise InvalidEvent(error_type, f"{exc.code}: {exc}") from exc
+    role = roles.role_for(who.principal.groups)
+    with engine.begin() as conn:
+        return answer_audit.record_feedback(conn, event, who.principal.id, role)
