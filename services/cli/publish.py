@@ -6,6 +6,7 @@ Governance fields come from flags, overridden per folder by ``.customllm.yaml`` 
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,12 @@ from services.common.source_publisher import SourceNotApproved, SourceProducers
 from services.common.topics import DOCS_CHANGES
 
 CONTENT_TYPES = {".txt": "text/plain", ".text": "text/plain", ".md": "text/markdown",
-                 ".markdown": "text/markdown", ".html": "text/html", ".htm": "text/html"}
+                 ".markdown": "text/markdown", ".html": "text/html", ".htm": "text/html",
+                 ".pdf": "application/pdf",
+                 ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document"}
+BINARY_SUFFIXES = {".pdf", ".docx"}
+# JSON framing and governance fields around the base64 body of a binary document.
+EVENT_OVERHEAD_BYTES = 64 * 1024
 FOLDER_META = ".customllm.yaml"
 SIDECAR_SUFFIX = ".meta.yaml"
 
@@ -68,16 +74,33 @@ GOVERNANCE_KEYS = {"doc_id", "title", "source", "uri", "license", "privacy_class
                    "lineage", "metadata", "content_type"}
 
 
+def content_fields(file: Path, data: bytes, ref_root: Path | None,
+                   max_event_bytes: int | None) -> dict[str, str]:
+    """Text as text; PDF/DOCX as base64 bytes, or as a reference relative to ``ref_root`` (a
+    folder the ingest workers mount and allow-list) when the file lies under it. A binary file
+    too big for one event without a reference root is refused before anything is sent."""
+    if ref_root is not None and file.resolve().is_relative_to(ref_root.resolve()):
+        return {"content_ref": file.resolve().relative_to(ref_root.resolve()).as_posix()}
+    if file.suffix.lower() not in BINARY_SUFFIXES:
+        return {"content": data.decode("utf-8")}
+    encoded = base64.b64encode(data).decode("ascii")
+    if max_event_bytes is not None and len(encoded) + EVENT_OVERHEAD_BYTES > max_event_bytes:
+        raise ValueError(f"{len(data)} bytes is too big for one event (limit "
+                         f"{max_event_bytes} with base64); put it under --ref-root")
+    return {"content_base64": encoded}
+
+
 def build_change(file: Path, root: Path, defaults: dict[str, Any], id_prefix: str,
-                 version: int) -> DocChange:
+                 version: int, ref_root: Path | None = None,
+                 max_event_bytes: int | None = None) -> DocChange:
     meta = governance_for(file, root, defaults)
     unknown = sorted(set(meta) - GOVERNANCE_KEYS)
     if unknown:
         raise ValueError(f"unknown metadata key(s) {unknown}; allowed: {sorted(GOVERNANCE_KEYS)}")
     doc_id = meta.pop("doc_id", None) or id_prefix + file.relative_to(root).as_posix()
-    content = file.read_bytes().decode("utf-8")
+    content = content_fields(file, file.read_bytes(), ref_root, max_event_bytes)
     return DocChange(
-        doc_id=doc_id, version=version, op="upsert", content=content,
+        doc_id=doc_id, version=version, op="upsert", **content,
         content_type=meta.pop("content_type", CONTENT_TYPES[file.suffix.lower()]),
         uri=meta.pop("uri", file.resolve().as_uri()), title=meta.pop("title", file.stem),
         lineage={"publisher": "customllm publish", "path": str(file), **meta.pop("lineage", {})},
@@ -86,7 +109,8 @@ def build_change(file: Path, root: Path, defaults: dict[str, Any], id_prefix: st
 
 
 def publish(
-    paths: list[Path] = typer.Argument(None, help="Files or folders (.txt, .md, .html)."),
+    paths: list[Path] = typer.Argument(None, help="Files or folders (.txt, .md, .html, .pdf, "
+                                       ".docx)."),
     delete: list[str] = typer.Option([], "--delete", help="Delete this doc id (repeatable)."),
     source: str | None = typer.Option(None, help="Where the documents come from."),
     license: str | None = typer.Option(None, "--license", help="Licence, e.g. CC-BY-4.0."),
@@ -94,6 +118,9 @@ def publish(
     acl: list[str] = typer.Option([], "--acl", help="Principal or group allowed (repeatable)."),
     id_prefix: str = typer.Option("", help="Prefix for doc ids (relative paths by default)."),
     version: int | None = typer.Option(None, help="Event version (default: now in µs)."),
+    ref_root: Path | None = typer.Option(
+        None, help="Send files under this folder by reference (path relative to it) instead of "
+        "their bytes; the ingest workers must allow-list the same folder."),
 ) -> None:
     """Publish document upserts (or deletes) to docs.changes, keyed by doc id."""
     settings = get_settings()
@@ -112,7 +139,8 @@ def publish(
         task = progress.add_task("publishing", total=len(files) + len(delete))
         for file, root in files:
             try:
-                change = build_change(file, root, defaults, id_prefix, event_version)
+                change = build_change(file, root, defaults, id_prefix, event_version, ref_root,
+                                      settings.max_document_bytes)
             except (UnicodeDecodeError, ValueError) as exc:
                 console.print(f"[yellow]skipped[/] {file}: {exc}")
                 skipped += 1

@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.common import contracts
 
-ContentType = Literal["text/plain", "text/markdown", "text/html"]
+ContentType = Literal["text/plain", "text/markdown", "text/html", "application/pdf",
+                      "application/vnd.openxmlformats-officedocument.wordprocessingml.document"]
 PrivacyClass = Literal["public", "internal", "confidential", "restricted"]
 
 
@@ -52,13 +53,22 @@ class Governance(BaseModel):
 
 
 class DocChange(Governance, Event):
-    """The governance fields travel flat on the event (the wire format), inherited here."""
+    """The governance fields travel flat on the event (the wire format), inherited here.
+
+    An upsert carries its content one of three ways: ``content`` (text), ``content_base64``
+    (the file's bytes, e.g. a PDF, within the event size limit) or ``content_ref`` (a path
+    relative to a root the ingest worker is allowed to read, for files too big for an event).
+    ``op: acl`` carries only the access labels (acl, privacy_class, license): it relabels the
+    stored document without re-chunking or re-embedding anything.
+    """
 
     schema_name: str = Field(default="doc-change.v1", exclude=True, repr=False)
     doc_id: str
     version: int
-    op: Literal["upsert", "delete"]
+    op: Literal["upsert", "delete", "acl"]
     content: str | None = None
+    content_base64: str | None = Field(default=None, repr=False)
+    content_ref: str | None = None
     content_type: ContentType = "text/plain"
     event_time: datetime = Field(default_factory=utc_now)
     omit_none: ClassVar[bool] = True
@@ -82,13 +92,17 @@ class WorkChunk(BaseModel):
     embed: bool
     # Indirect prompt injection score from the ingest scan (0..1); None: not scanned.
     injection_score: float | None = None
+    # Pages of a paged source (PDF) the chunk's text comes from, 1-based; None: not paged.
+    page_start: int | None = None
+    page_end: int | None = None
 
 
 class ChunkWork(Event):
     schema_name: str = Field(default="chunk-work.v1", exclude=True, repr=False)
     doc_id: str
     version: int | None
-    op: Literal["upsert", "delete"]
+    # "acl": only the document's access labels change; no chunks travel, nothing is embedded.
+    op: Literal["upsert", "delete", "acl"]
     content_hash: str | None = None
     document: DocumentInfo | None = None
     chunks: list[WorkChunk] = Field(default_factory=list)
@@ -231,6 +245,8 @@ class Citation(BaseModel):
     title: str | None = None
     score: float = 0.0
     text: str | None = None
+    # Where in the document: "p. 12", "pp. 3-4" (paged sources); None when not paged.
+    locator: str | None = None
 
 
 

@@ -122,8 +122,8 @@ async def index_one(event: EventT, work: ChunkWork, vectors: dict, embedded: int
             chunks_reused=max(result.chunks_total - embedded, 0),
             chunks_removed=result.chunks_removed, model_id=config.model_id,
             event_time=work.event_time, lag_ms=lag_ms if result.state == "indexed" else None,
-            reason=None if result.state in ("indexed", "deleted")
-            else f"stored version {result.stored_version} is not older",
+            reason=result.reason or (None if result.state in ("indexed", "deleted")
+                                     else f"stored version {result.stored_version} is not older"),
         )
         await (await status_topic.send(key=work.doc_id.encode(), value=status.to_json(),
                                        headers=telemetry.inject_headers()))

@@ -20,11 +20,12 @@ from services.common.events import ChunkWork
 
 @dataclass(frozen=True)
 class ApplyResult:
-    state: str  # indexed | deleted | stale_ignored | duplicate
+    state: str  # indexed | deleted | stale_ignored | duplicate | failed
     chunks_total: int = 0
     chunks_inserted: int = 0
     chunks_removed: int = 0
     stored_version: int | None = None
+    reason: str | None = None
 
 
 def cached_embeddings(conn: Connection, hashes: Iterable[str], model_id: str
@@ -74,7 +75,33 @@ def apply_work(conn: Connection, work: ChunkWork, vectors: Mapping[str, np.ndarr
         return ApplyResult("duplicate" if duplicate else "stale_ignored", stored_version=stored[0])
     if work.op == "delete":
         return _delete(conn, work, stored)
+    if work.op == "acl":
+        return _relabel(conn, work, stored)
     return _upsert(conn, work, vectors, model_id)
+
+
+def _relabel(conn: Connection, work: ChunkWork,
+             stored: tuple[int, bool, str | None] | None) -> ApplyResult:
+    """Permission-only change: one UPDATE of the document row, chunks untouched. Retrieval
+    filters on the document's labels at query time, so the next query already obeys them, and
+    the version bump makes answers cached from the old labels stale."""
+    if stored is None or stored[1]:
+        return ApplyResult("failed", stored_version=stored[0] if stored else None,
+                           reason="acl change for a document that is not indexed")
+    doc = work.document
+    assert doc is not None, "schema requires a document on acl changes"
+    conn.execute(
+        text("""
+            UPDATE documents SET version = :v, acl = :acl, privacy_class = :privacy_class,
+                   license = :license, updated_at = now()
+            WHERE doc_id = :d
+        """),
+        {"d": work.doc_id, "v": work.version, "acl": list(doc.acl),
+         "privacy_class": doc.privacy_class, "license": doc.license},
+    )
+    total = conn.execute(text("SELECT count(*) FROM chunks WHERE doc_id = :d"),
+                         {"d": work.doc_id}).scalar_one()
+    return ApplyResult("indexed", chunks_total=int(total), stored_version=stored[0])
 
 
 def _delete(conn: Connection, work: ChunkWork,
@@ -129,22 +156,26 @@ def _upsert(conn: Connection, work: ChunkWork, vectors: Mapping[str, np.ndarray]
         text("DELETE FROM chunks WHERE doc_id = :d AND NOT (chunk_id = ANY(:ids))"),
         {"d": work.doc_id, "ids": new_ids},
     ).rowcount
-    existing = dict(conn.execute(
-        text("SELECT chunk_id, ordinal FROM chunks WHERE doc_id = :d"), {"d": work.doc_id}
-    ).all())
+    existing = {row[0]: (row[1], row[2], row[3]) for row in conn.execute(
+        text("SELECT chunk_id, ordinal, page_start, page_end FROM chunks WHERE doc_id = :d"),
+        {"d": work.doc_id},
+    )}
     fresh = [c for c in work.chunks if c.chunk_id not in existing]
     if fresh:
         conn.execute(
             text("""
                 INSERT INTO chunks (chunk_id, doc_id, ordinal, content_hash, text, word_count,
-                                    heading_path, model_id, embedding, injection_score)
+                                    heading_path, model_id, embedding, injection_score,
+                                    page_start, page_end)
                 VALUES (:chunk_id, :doc_id, :ordinal, :content_hash, :text, :word_count,
-                        :heading_path, :model_id, :embedding, :injection_score)
+                        :heading_path, :model_id, :embedding, :injection_score,
+                        :page_start, :page_end)
             """),
             [{"chunk_id": c.chunk_id, "doc_id": work.doc_id, "ordinal": c.ordinal,
               "content_hash": c.content_hash, "text": c.text, "word_count": c.word_count,
               "heading_path": list(c.heading_path), "model_id": model_id,
-              "embedding": vectors[c.content_hash], "injection_score": c.injection_score}
+              "embedding": vectors[c.content_hash], "injection_score": c.injection_score,
+              "page_start": c.page_start, "page_end": c.page_end}
              for c in fresh],
         )
     rescored = [c for c in work.chunks
@@ -162,12 +193,16 @@ def _upsert(conn: Connection, work: ChunkWork, vectors: Mapping[str, np.ndarray]
             {"ids": [c.chunk_id for c in rescored],
              "scores": [c.injection_score for c in rescored]},
         )
-    moved = [c for c in work.chunks if c.chunk_id in existing and existing[c.chunk_id] != c.ordinal]
+    moved = [c for c in work.chunks if c.chunk_id in existing
+             and existing[c.chunk_id] != (c.ordinal, c.page_start, c.page_end)]
     if moved:
-        # Only the ordinal changes: no indexed column, so Postgres can update in place (HOT).
+        # Only the position changes (ordinal, and pages when a page was inserted before the
+        # chunk): no indexed column, so Postgres can update in place (HOT).
         conn.execute(
-            text("UPDATE chunks SET ordinal = :ordinal WHERE chunk_id = :chunk_id"),
-            [{"chunk_id": c.chunk_id, "ordinal": c.ordinal} for c in moved],
+            text("UPDATE chunks SET ordinal = :ordinal, page_start = :page_start, "
+                 "page_end = :page_end WHERE chunk_id = :chunk_id"),
+            [{"chunk_id": c.chunk_id, "ordinal": c.ordinal, "page_start": c.page_start,
+              "page_end": c.page_end} for c in moved],
         )
     return ApplyResult("indexed", chunks_total=len(work.chunks), chunks_inserted=len(fresh),
                        chunks_removed=removed)

@@ -24,6 +24,7 @@ from services.common.streaming import make_app
 from services.common.topics import CHUNKS_EMBED, DOCS_CHANGES, DOCS_CHANGES_DLQ, DOCS_STATUS
 from services.ingest import handlers, store
 from services.ingest.config import APP_ID, SERVICE_NAME, ingest_config
+from services.ingest.parsers import NoTextLayer
 
 logger = logging.getLogger(__name__)
 settings = get_settings()
@@ -53,6 +54,7 @@ async def process_event(event: EventT) -> None:
                     "messaging.kafka.partition": message.partition,
                     "messaging.kafka.offset": message.offset},
     ) as span:
+        change = None
         try:
             change = handlers.decode_change(message.key, message.value, config.max_document_bytes)
             if change is None:
@@ -63,11 +65,20 @@ async def process_event(event: EventT) -> None:
                 plan = handlers.plan_work(
                     change, store.stored_version(engine, change.doc_id),
                     lambda hashes: store.cached_hashes(engine, hashes, config.model_id),
-                    config.chunking,
+                    config.chunking, config.files,
                 )
+        except NoTextLayer as exc:
+            # Not poison (the file is a valid PDF), but nothing to index: a clear status, and
+            # the stored version (if any) stays as it was.
+            assert change is not None
+            await _report_failure(change.doc_id, change.version, str(exc))
+            return
         except InvalidEvent as error:
             span.set_attribute("dlq.reason", error.error_type)
             await send_to_dlq(dlq_topic, event, error, SERVICE_NAME)
+            if change is not None:
+                await _report_failure(change.doc_id, change.version,
+                                      f"{error.error_type}: {error.reason}")
             return
         except DBAPIError:
             raise  # infrastructure: the worker exits and the event is re-delivered
@@ -75,6 +86,9 @@ async def process_event(event: EventT) -> None:
             span.record_exception(exc)
             await send_to_dlq(dlq_topic, event, InvalidEvent(
                 "processing_error", f"{type(exc).__name__}: {exc}"), SERVICE_NAME)
+            if change is not None:
+                await _report_failure(change.doc_id, change.version,
+                                      f"processing_error: {type(exc).__name__}: {exc}")
             return
         if isinstance(plan, handlers.Stale):
             store.count_stale(engine, plan.doc_id, plan.version)
@@ -90,3 +104,13 @@ async def process_event(event: EventT) -> None:
         headers = telemetry.inject_headers()
         await (await work_topic.send(key=plan.doc_id.encode(), value=plan.to_json(),
                                      headers=headers))
+
+
+async def _report_failure(doc_id: str, version: int, reason: str) -> None:
+    """A failed event leaves a 'failed' status row and a docs.status event with the reason."""
+    store.record_failure(engine, doc_id, version, reason)
+    status = DocStatus(doc_id=doc_id, version=version, state="failed", service=SERVICE_NAME,
+                       reason=reason[:2000])
+    await (await status_topic.send(key=doc_id.encode(), value=status.to_json()))
+    log(logger, logging.WARNING, "document not ingested", doc_id=doc_id, version=version,
+        reason=reason[:300])

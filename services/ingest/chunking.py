@@ -14,6 +14,11 @@ block), and a heading always opens a chunk, so a heading is embedded with the
 text it introduces and ``heading_path`` can be shown with citations.
 ``min_words`` keeps hash cuts from producing fragments too small to embed well;
 ``max_words`` bounds chunk size for the embedding model's context.
+
+Pages: blocks of a paged source (PDF) carry their page, and a new page always opens a chunk
+(unless the pending chunk holds only headings), so every chunk's text comes from one page and an
+edit of page 12 re-embeds only page 12's chunks. The page is not part of the chunk's text or
+hash: inserting a page renumbers the chunks after it without re-embedding them.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ class Chunk:
     content_hash: str
     word_count: int
     heading_path: tuple[str, ...]
+    page_start: int | None = None
+    page_end: int | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class _Unit:
     text: str
     words: int
     heading_level: int = 0  # 0: not a heading
+    page: int | None = None
 
 
 @dataclass
@@ -74,14 +82,14 @@ def _units(block: Block, max_words: int) -> list[_Unit]:
     words = len(block.text.split())
     if words <= max_words:
         level = max(block.level, 1) if block.kind == "heading" else 0
-        return [_Unit(block.text, words, level)] if words else []
+        return [_Unit(block.text, words, level, block.page)] if words else []
     units: list[_Unit] = []
     for sentence in _SENTENCE_END.split(block.text):
         tokens = sentence.split()
         for start in range(0, len(tokens), max_words):
             window = tokens[start : start + max_words]
             text = sentence.strip() if len(tokens) <= max_words else " ".join(window)
-            units.append(_Unit(text, len(window)))
+            units.append(_Unit(text, len(window), page=block.page))
     return units
 
 
@@ -99,7 +107,9 @@ def chunk_blocks(blocks: Sequence[Block], config: ChunkingConfig = ChunkingConfi
         nonlocal current
         if current.units:
             text = "\n\n".join(u.text for u in current.units)
-            chunks.append(Chunk(len(chunks), text, content_hash(text), current.words, current.path))
+            pages = [u.page for u in current.units if u.page is not None]
+            chunks.append(Chunk(len(chunks), text, content_hash(text), current.words, current.path,
+                                min(pages) if pages else None, max(pages) if pages else None))
         current = _Pending()
 
     for unit in (u for block in blocks for u in _units(block, config.max_words)):
@@ -112,6 +122,9 @@ def chunk_blocks(blocks: Sequence[Block], config: ChunkingConfig = ChunkingConfi
             headings.append((unit.heading_level, unit.text))
         elif current.units and current.words + unit.words > config.max_words:
             flush()
+        elif (unit.page is not None and not current.only_headings()
+              and current.units[-1].page != unit.page):
+            flush()  # a page break closes the chunk: citations name one page
         if current.only_headings():  # the chunk starts here (or so far holds only headings)
             current.path = tuple(text for _, text in headings)
         current.units.append(unit)

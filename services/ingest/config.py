@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from services.common.config import Settings
 from services.ingest.chunking import ChunkingConfig
+from services.ingest.content import FileAccess, file_access_from_env
 
 SERVICE_NAME = "ingest"
 APP_ID = "customllm-ingest"
@@ -16,6 +17,7 @@ class IngestConfig:
     max_document_bytes: int
     chunking: ChunkingConfig
     model_id: str
+    files: FileAccess = FileAccess()
 
 
 def ingest_config(settings: Settings) -> IngestConfig:
@@ -24,4 +26,5 @@ def ingest_config(settings: Settings) -> IngestConfig:
         chunking=ChunkingConfig(min_words=settings.chunk_min_words,
                                 max_words=settings.chunk_max_words),
         model_id=settings.embedding_model_id,
+        files=file_access_from_env(settings.state_path),
     )

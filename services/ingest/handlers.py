@@ -15,8 +15,16 @@ from services.common.exceptions import InvalidEvent
 from services.common.injection import injection_score
 from services.common.messages import decode_json, parse_model
 from services.common.text_normalize import normalize
-from services.ingest.chunking import ChunkingConfig, chunk_document, content_hash
+from services.ingest.chunking import (
+    Chunk,
+    ChunkingConfig,
+    chunk_blocks,
+    chunk_document,
+    content_hash,
+)
+from services.ingest.content import FileAccess, as_text, raw_content
 from services.ingest.normalize import UnsupportedContentType
+from services.ingest.parsers import UnreadableDocument, is_binary, parse
 
 SCHEMA = "doc-change.v1"
 
@@ -55,21 +63,27 @@ def chunk_id(doc_id: str, chunk_hash: str, occurrence: int) -> str:
 def plan_work(
     change: DocChange, stored_version: int | None,
     lookup_cached: Callable[[list[str]], set[str]], config: ChunkingConfig,
+    access: FileAccess = FileAccess(),
 ) -> ChunkWork | Stale:
     """Chunk the new version and flag the chunks the embedder must actually embed.
 
-    ``lookup_cached`` answers which chunk hashes already have an embedding for the model.
+    ``lookup_cached`` answers which chunk hashes already have an embedding for the model;
+    ``access`` says which files a ``content_ref`` may name. Raises InvalidEvent (DLQ) for
+    input that cannot be read, and ``parsers.NoTextLayer`` for a scanned PDF.
     """
     if stored_version is not None and change.version <= stored_version:
         return Stale(change.doc_id, change.version, stored_version)
     if change.op == "delete":
         return ChunkWork(doc_id=change.doc_id, version=change.version, op="delete",
                          event_time=change.event_time)
-    text = change.content or ""
-    try:
-        chunks = chunk_document(text, change.content_type, config)
-    except UnsupportedContentType as exc:
-        raise InvalidEvent("unsupported_content", str(exc)) from exc
+    if change.op == "acl":
+        # Only the labels travel: the embedder relabels the stored document in place (same
+        # ordered path as content, so an earlier upsert still in flight is applied first).
+        return ChunkWork(doc_id=change.doc_id, version=change.version, op="acl",
+                         document=DocumentInfo(content_type=change.content_type,
+                                               **change.governance().model_dump()),
+                         event_time=change.event_time)
+    chunks, document_hash = _chunks_of(change, config, access)
     cached_hashes = lookup_cached([chunk.content_hash for chunk in chunks])
     seen: dict[str, int] = {}
     work_chunks = []
@@ -82,14 +96,36 @@ def plan_work(
             word_count=chunk.word_count, heading_path=list(chunk.heading_path),
             embed=chunk.content_hash not in cached_hashes,
             injection_score=scan_chunk(chunk.text),
+            page_start=chunk.page_start, page_end=chunk.page_end,
         ))
     governance = change.governance().model_dump()
     return ChunkWork(
         doc_id=change.doc_id, version=change.version, op="upsert",
-        content_hash=content_hash(text),
+        content_hash=document_hash,
         document=DocumentInfo(content_type=change.content_type, **governance),
         chunks=work_chunks, event_time=change.event_time,
     )
+
+
+def _chunks_of(change: DocChange, config: ChunkingConfig, access: FileAccess
+               ) -> tuple[list[Chunk], str]:
+    """The chunks and the document's content hash. For a file (base64 or reference) the hash
+    is the SHA-256 of its bytes, which for a UTF-8 text file equals the hash of its text: the
+    same value `customllm reconcile` computes from the file on disk."""
+    raw = raw_content(change, access)
+    if is_binary(change.content_type):
+        if isinstance(raw, str):
+            raise InvalidEvent("schema_violation", f"{change.content_type} must travel as bytes")
+        try:
+            parsed = parse(raw, change.content_type)
+        except UnreadableDocument as exc:
+            raise InvalidEvent(exc.error_type, exc.reason) from exc
+        return chunk_blocks(parsed.blocks, config), hashlib.sha256(raw).hexdigest()
+    text = as_text(raw, change.content_ref or "content_base64")
+    try:
+        return chunk_document(text, change.content_type, config), content_hash(text)
+    except UnsupportedContentType as exc:
+        raise InvalidEvent("unsupported_content", str(exc)) from exc
 
 
 def scan_chunk(text: str) -> float:

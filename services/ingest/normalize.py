@@ -27,6 +27,9 @@ class Block:
     text: str
     kind: BlockKind
     level: int = 0
+    # 1-based page of a paged source (PDF); None for sources without pages. Kept out of the
+    # text, so a page inserted before this block renumbers it without changing its hash.
+    page: int | None = None
 
 
 class UnsupportedContentType(ValueError):

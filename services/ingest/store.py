@@ -42,3 +42,24 @@ def count_stale(engine: Engine, doc_id: str, version: int) -> None:
             """),
             {"doc_id": doc_id, "version": version},
         )
+
+
+def record_failure(engine: Engine, doc_id: str, version: int | None, reason: str) -> None:
+    """An event that could not be ingested (DLQ, or a PDF with no text layer) leaves a 'failed'
+    row with the reason, so `customllm docs` and `customllm reconcile` can see it. The stored
+    document itself is untouched, and a failure never overwrites the status of a newer
+    version."""
+    with engine.begin() as conn:
+        conn.execute(
+            text("""
+                INSERT INTO ingestion_status (doc_id, last_version, state, error)
+                VALUES (:doc_id, :version, 'failed', :reason)
+                ON CONFLICT (doc_id) DO UPDATE
+                SET last_version = EXCLUDED.last_version, state = 'failed',
+                    error = EXCLUDED.error, updated_at = now()
+                WHERE ingestion_status.last_version IS NULL
+                   OR EXCLUDED.last_version IS NULL
+                   OR ingestion_status.last_version <= EXCLUDED.last_version
+            """),
+            {"doc_id": doc_id, "version": version, "reason": reason[:2000]},
+        )

@@ -136,7 +136,8 @@ async def answer(request: RagRequest, deps: RagDeps) -> RagReply:
                                     "adapter_version": adapter_version}
     if options.retrieval_only:
         reply = RagReply(request_id=request.request_id, answer="",
-                         citations=handlers.citations_for("", items, abstained=False),
+                         citations=handlers.citations_for("", items, abstained=False,
+                                                          chunks=chunks),
                          evidence=evidence, **reply_fields)
         return _finish(reply, timer, started)
     if abstained:
@@ -168,7 +169,7 @@ async def answer(request: RagRequest, deps: RagDeps) -> RagReply:
                                          config.price_completion_per_1k)
         reply_fields["model"] = result.model
     reply = RagReply(request_id=request.request_id, answer=answer_text,
-                     citations=handlers.citations_for(answer_text, items, abstained),
+                     citations=handlers.citations_for(answer_text, items, abstained, chunks),
                      usage=usage, evidence=evidence, **reply_fields)
     if options.use_cache and not screening.leaked_canary(answer_text, directives):
         # An abstention depends on what is *not* indexed yet: stored without documents, it is

@@ -77,6 +77,8 @@ class RetrievedChunk:
     vector_rank: int | None  # 1-based rank in the vector list, None when absent from it
     lexical_rank: int | None  # 1-based rank in the lexical list, None when absent from it
     injection_score: float | None = None  # ingest-time injection scan; None: not scanned
+    page_start: int | None = None  # pages of a paged source (PDF); None: not paged
+    page_end: int | None = None
 
 
 def retrieve(
@@ -209,4 +211,5 @@ def _chunk(row: Any, score: float, vector_rank: int | None = None,
         score=score, vector_rank=vector_rank, lexical_rank=lexical_rank,
         injection_score=(None if row.get("injection_score") is None
                          else float(row["injection_score"])),
+        page_start=row.get("page_start"), page_end=row.get("page_end"),
     )

@@ -28,7 +28,7 @@ FILTER_INJECTION = "c.injection_score IS NULL OR c.injection_score < :max_inject
 
 CHUNK_COLUMNS = (
     "c.chunk_id, c.doc_id, c.ordinal, c.content_hash, c.text, d.title, d.uri, d.source, "
-    "d.license, d.privacy_class, c.heading_path, c.injection_score"
+    "d.license, d.privacy_class, c.heading_path, c.injection_score, c.page_start, c.page_end"
 )
 
 # Per-transaction settings (``set_config(..., true)`` = ``SET LOCAL`` with bind parameters).
@@ -137,7 +137,7 @@ BM25_SCORE = """
 
 RESULT_COLUMNS = (
     "m.chunk_id, m.doc_id, m.ordinal, m.content_hash, m.text, m.title, m.uri, m.source, "
-    "m.license, m.privacy_class, m.heading_path, m.injection_score"
+    "m.license, m.privacy_class, m.heading_path, m.injection_score, m.page_start, m.page_end"
 )
 
 LEXICAL_QUERY = "WITH " + TERM_STATS + """

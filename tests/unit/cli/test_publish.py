@@ -36,9 +36,9 @@ def tree(tmp_path):
     return root
 
 
-def test_iter_files_picks_text_formats_only_in_sorted_order(tree):
+def test_iter_files_picks_supported_formats_only_in_sorted_order(tree):
     found = [(file.relative_to(tree).as_posix(), root) for file, root in iter_files([tree])]
-    assert found == [("a.md", tree), ("b.txt", tree), ("c.html", tree),
+    assert found == [("a.md", tree), ("b.txt", tree), ("c.html", tree), ("d.pdf", tree),
                      ("other/h.htm", tree), ("sub/deeper/g.TXT", tree), ("sub/f.md", tree)]
 
 
@@ -50,8 +50,8 @@ def test_a_single_file_is_rooted_at_its_folder_and_a_missing_path_fails(tree):
 
 def test_doc_ids_are_paths_relative_to_the_root(tree, tmp_path, monkeypatch):
     ids = [build_change(f, r, FLAGS, "kb:", 1).doc_id for f, r in iter_files([tree])]
-    assert ids == ["kb:a.md", "kb:b.txt", "kb:c.html", "kb:other/h.htm", "kb:sub/deeper/g.TXT",
-                   "kb:sub/f.md"]
+    assert ids == ["kb:a.md", "kb:b.txt", "kb:c.html", "kb:d.pdf", "kb:other/h.htm",
+                   "kb:sub/deeper/g.TXT", "kb:sub/f.md"]
     # The same tree reached through another working directory gives the same ids.
     monkeypatch.chdir(tmp_path)
     again = [build_change(f, r, FLAGS, "kb:", 1).doc_id for f, r in iter_files([Path("kb")])]
@@ -135,3 +135,16 @@ def test_a_sidecar_naming_an_event_field_is_a_value_error(tmp_path):
     _meta(tmp_path / "x.txt.meta.yaml", {"version": 9})
     with pytest.raises(ValueError):
         build_change(file, tmp_path, FLAGS, "", 1)
+
+
+def test_binary_files_travel_as_bytes_or_by_reference_never_as_text(tree, tmp_path):
+    pdf = tree / "d.pdf"
+    by_bytes = build_change(pdf, tree, FLAGS, "", 1)
+    assert by_bytes.content is None and by_bytes.content_type == "application/pdf"
+    assert by_bytes.content_base64 and by_bytes.content_ref is None
+    by_ref = build_change(pdf, tree, FLAGS, "", 1, ref_root=tree)
+    assert (by_ref.content_ref, by_ref.content_base64) == ("d.pdf", None)
+    text_by_ref = build_change(tree / "sub" / "f.md", tree, FLAGS, "", 1, ref_root=tree)
+    assert (text_by_ref.content_ref, text_by_ref.content) == ("sub/f.md", None)
+    with pytest.raises(ValueError, match="too big for one event"):
+        build_change(pdf, tree, FLAGS, "", 1, max_event_bytes=1000)

@@ -134,11 +134,16 @@ VALID = {"doc_id": "a/b.md", "version": 7, "op": "upsert", "content": "hello"}
     ({"doc_id": "a", "op": "delete"}, "<root>: 'version' is a required property"),
     ({**VALID, "version": "7"}, "version: '7' is not of type 'integer'"),
     ({**VALID, "op": "merge"}, "op: 'merge' is not one of"),
-    ({"doc_id": "a", "version": 1, "op": "upsert"}, "<root>: 'content' is a required property"),
+    # An upsert needs exactly one of content, content_base64, content_ref.
+    ({"doc_id": "a", "version": 1, "op": "upsert"}, "is not valid under any of the given schemas"),
+    ({**VALID, "content_ref": "a.md"}, "is valid under each of"),
+    ({"doc_id": "a", "version": 1, "op": "acl", "content": "x"}, "should not be valid under"),
+    ({**VALID, "content_ref": "/etc/passwd"}, "content_ref: '/etc/passwd' does not match"),
     ({**VALID, "colour": "red"}, "<root>: Additional properties are not allowed ('colour'"),
     ({**VALID, "privacy_class": "secret"}, "privacy_class: 'secret' is not one of"),
     ({**VALID, "doc_id": "bad\x07id"}, "doc_id: 'bad\\x07id' does not match"),
-    ({**VALID, "content_type": "application/pdf"}, "content_type: 'application/pdf' is not one"),
+    ({**VALID, "content_type": "image/png"}, "content_type: 'image/png' is not one"),
+    ({**VALID, "content_type": "application/pdf"}, "should not be valid under"),  # PDF as text
     ({**VALID, "version": -1}, "version: -1 is less than the minimum of 0"),
     ({**VALID, "acl": [""]}, "acl/0: '' should be non-empty"),
 ])

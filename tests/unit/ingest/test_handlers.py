@@ -74,13 +74,22 @@ def test_content_over_the_byte_limit_is_too_large():
 
 
 def test_unsupported_content_type_is_a_schema_violation():
-    raw = {"doc_id": "a.pdf", "version": 1, "op": "upsert", "content": "%PDF",
-           "content_type": "application/pdf"}
+    raw = {"doc_id": "a.png", "version": 1, "op": "upsert", "content": "PNG",
+           "content_type": "image/png"}
     error = _invalid(b"a.pdf", json.dumps(raw).encode())
     assert error.error_type == "schema_violation"
     assert "content_type" in error.reason
     with pytest.raises(ValidationError):
         DocChange(**raw)
+
+
+def test_a_pdf_sent_as_text_is_a_schema_violation():
+    """Binary formats travel as bytes or by reference; text would have lost bytes already."""
+    raw = {"doc_id": "a.pdf", "version": 1, "op": "upsert", "content": "%PDF",
+           "content_type": "application/pdf"}
+    error = _invalid(b"a.pdf", json.dumps(raw).encode())
+    assert error.error_type == "schema_violation"
+    assert "content" in error.reason
 
 
 def test_valid_event_round_trips():
