@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 
 from services.cli import ops_cmds
 from services.cli.main import app
+from services.common import kafka_offsets as offsets
 from services.common.topics import DOCS_CHANGES, DOCS_CHANGES_DLQ
-from services.ops import doctor, offsets
+from services.ops import doctor
 from services.ops.replay import replay_group
 from tests.support.documents import paragraphs, unique_prefix
 from tests.support.stack import wait_for

@@ -17,10 +17,11 @@ from typer.testing import CliRunner
 from services.cli import ops_cmds
 from services.cli.main import app
 from services.common import kafka_admin
+from services.common import kafka_offsets as offsets
 from services.common.config import Settings
 from services.common.producer import flush, make_producer
 from services.common.topics import TopicSpec
-from services.ops import doctor, offsets
+from services.ops import doctor
 from services.ops.doctor import CONSUMER_GROUPS, DLQ_TOPICS, check_kafka, failed, run_checks
 
 pytestmark = pytest.mark.integration
