@@ -156,9 +156,14 @@ class KeyStore:
         self._stamp = stamp
 
     def verify(self, key: str) -> Identity:
+        return self.verify_digest(hash_key(key))
+
+    def verify_digest(self, digest: str) -> Identity:
+        """The identity of the key with this SHA-256, checked against the current file: a
+        web session keeps the digest, never the key, and is re-checked on every request so a
+        revocation ends it at once."""
         with self._lock:
             self._refresh()
-            digest = hash_key(key)
             entry = self._by_hash.get(digest)
         if entry is None or not hmac.compare_digest(entry.sha256, digest):
             raise Unauthenticated("unknown API key")

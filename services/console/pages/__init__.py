@@ -1,0 +1,1 @@
+"""One router per page family; each reads the platform's tables itself."""
