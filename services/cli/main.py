@@ -13,6 +13,7 @@ from services.cli import (
     guardrails_cmds,
     ops_cmds,
     publish,
+    reconcile_cmd,
     security_cmds,
     stack_cmds,
 )
@@ -25,6 +26,7 @@ app.command("status")(stack_cmds.status)
 app.command("migrate")(stack_cmds.migrate_cmd)
 app.command("topics")(stack_cmds.topics_cmd)
 app.command("publish")(publish.publish)
+app.command("reconcile")(reconcile_cmd.reconcile)
 app.command("docs")(docs.docs)
 app.command("ask")(ask.ask)
 app.command("serve")(ask.serve)
