@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             client, state.client = state.client, None
             await asyncio.to_thread(client.close)
+            await asyncio.to_thread(feedback_routes.close, app.state)
 
     app = FastAPI(title="customllm gateway", version="0.1.0", lifespan=lifespan)
     app.state.gateway = GatewayState(

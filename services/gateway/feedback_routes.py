@@ -104,3 +104,16 @@ async def feedback(body: FeedbackBody, state: StateDep, caller: CallerDep,
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                             f"feedback not accepted, retry: {exc}") from exc
     return FeedbackAccepted(feedback_id=event.feedback_id, request_id=event.request_id)
+
+
+def close(app_state: object) -> None:
+    """At shutdown: deliver what is queued, release the connections."""
+    found: _Resources | None = getattr(app_state, "feedback", None)
+    if found is None:
+        return
+    if found.producer is not None:
+        found.producer.flush(10)
+        found.producer = None
+    if found.engine is not None:
+        found.engine.dispose()
+        found.engine = None
