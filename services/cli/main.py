@@ -16,6 +16,7 @@ from services.cli import (
     reconcile_cmd,
     security_cmds,
     stack_cmds,
+    watch_cmd,
 )
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -27,6 +28,7 @@ app.command("migrate")(stack_cmds.migrate_cmd)
 app.command("topics")(stack_cmds.topics_cmd)
 app.command("publish")(publish.publish)
 app.command("reconcile")(reconcile_cmd.reconcile)
+app.command("watch")(watch_cmd.watch)
 app.command("docs")(docs.docs)
 app.command("ask")(ask.ask)
 app.command("serve")(ask.serve)
