@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh machine, idempotently:
-#   system: Java 17+ and Maven (apt, only if missing), Python 3.11
+#   system: Java 17+, Maven, Chromium + chromedriver (apt, only if missing), Python 3.11
 #   python: .venv with the exact versions in requirements.lock, the project in editable mode
 #   kafka:  the broker jars from Maven Central (deploy/local/kafka/target/lib)
 set -euo pipefail
@@ -11,6 +11,9 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 need_apt=()
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
+# The console's browser tests drive Debian's headless Chromium through its chromedriver.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if ((${#need_apt[@]})); then
   log "installing ${need_apt[*]} with apt"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

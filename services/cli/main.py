@@ -6,6 +6,7 @@ import typer
 
 from services.cli import (
     ask,
+    console_cmds,
     docs,
     eval_cmds,
     examples_cmds,
@@ -32,6 +33,7 @@ app.command("watch")(watch_cmd.watch)
 app.command("docs")(docs.docs)
 app.command("ask")(ask.ask)
 app.command("serve")(ask.serve)
+app.command("console")(console_cmds.console)
 app.command("doctor")(ops_cmds.doctor)
 app.command("replay")(ops_cmds.replay)
 app.add_typer(security_cmds.sources_app, name="sources")
