@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from services.common.config import get_settings
 from services.console.config import adapters_dir
-from tests.integration.console import data
+from tests.support import console_data as data
 from tests.integration.console.conftest import (
     OTHER_VIEWER,
     SME,
