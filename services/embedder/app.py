@@ -9,23 +9,36 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
-import faust
-from faust.types import EventT
-from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from sqlalchemy.exc import DBAPIError, OperationalError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from services.common import metrics, telemetry
 from services.common.config import get_settings
 from services.common.db import make_engine
-from services.common.dlq import send_to_dlq
 from services.common.embeddings import embedder_from_settings
 from services.common.events import ChunkWork, DocStatus
 from services.common.exceptions import InvalidEvent
 from services.common.logs import log
+from services.common.processor import (
+    BatchProcessor,
+    DeadLetter,
+    Emit,
+    Inbound,
+    Outcome,
+    attach_batch,
+    done,
+    is_infrastructure,
+)
 from services.common.streaming import make_app
 from services.common.topics import CHUNKS_EMBED, CHUNKS_EMBED_DLQ, DOCS_STATUS
 from services.embedder import handlers, store
@@ -38,10 +51,8 @@ app = make_app(APP_ID, settings)
 engine = make_engine(settings.sqlalchemy_url)
 model = embedder_from_settings(settings)
 tracer = telemetry.tracer(__name__)
+T = TypeVar("T")
 
-work_topic = app.topic(CHUNKS_EMBED)
-dlq_topic = app.topic(CHUNKS_EMBED_DLQ)
-status_topic = app.topic(DOCS_STATUS)
 
 
 @app.task
@@ -50,34 +61,33 @@ async def warm_up() -> None:
     await asyncio.get_running_loop().run_in_executor(None, model.warm_up)
 
 
-@app.agent(work_topic)
-async def embed(stream: faust.StreamT) -> None:
-    async for events in stream.take_events(config.batch_size, within=config.batch_window_s):
-        await process_batch(events)
-
-
-async def process_batch(events: Sequence[EventT]) -> None:
-    works: list[tuple[EventT, ChunkWork]] = []
-    for event in events:
+async def embed(messages: Sequence[Inbound]) -> list[Outcome]:
+    """One model call for the batch's new chunks, then one transaction per document."""
+    outcomes: list[Outcome | None] = []
+    works: list[tuple[int, Inbound, ChunkWork]] = []
+    for message in messages:
         try:
-            works.append((event, handlers.decode_work(event.message.value,
-                                                      config.max_message_bytes)))
+            works.append((len(outcomes), message,
+                          handlers.decode_work(message.value, config.max_message_bytes)))
+            outcomes.append(None)
         except InvalidEvent as error:
-            await send_to_dlq(dlq_topic, event, error, SERVICE_NAME)
-    if not works:
-        return
-    items = [work for _, work in works]
-    cached = await with_db_retry(lambda: _cached(items))
-    plan = handlers.plan_embeddings(items, set(cached))
-    started = time.time_ns()
-    vectors = await asyncio.get_running_loop().run_in_executor(None, model.encode, plan.texts)
-    finished = time.time_ns()
-    fresh = dict(zip(plan.hashes, vectors, strict=True))
-    await with_db_retry(lambda: _cache(fresh))
-    all_vectors = {**cached, **fresh}
-    credits = handlers.credit_embedded(items, set(fresh))
-    for (event, work), embedded in zip(works, credits, strict=True):
-        await index_one(event, work, all_vectors, embedded, (started, finished))
+            outcomes.append(DeadLetter(error))
+    if works:
+        items = [work for _, _, work in works]
+        cached = await with_db_retry(lambda: _cached(items))
+        plan = handlers.plan_embeddings(items, set(cached))
+        started = time.time_ns()
+        vectors = await asyncio.get_running_loop().run_in_executor(None, model.encode,
+                                                                   plan.texts)
+        finished = time.time_ns()
+        fresh = dict(zip(plan.hashes, vectors, strict=True))
+        await with_db_retry(lambda: _cache(fresh))
+        all_vectors = {**cached, **fresh}
+        credits = handlers.credit_embedded(items, set(fresh))
+        for (index, message, work), embedded in zip(works, credits, strict=True):
+            outcomes[index] = await index_one(message, work, all_vectors, embedded,
+                                              (started, finished))
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
 def _cached(items: list[ChunkWork]) -> dict:
@@ -91,9 +101,9 @@ def _cache(fresh: dict) -> None:
         store.cache_embeddings(conn, fresh, config.model_id)
 
 
-async def index_one(event: EventT, work: ChunkWork, vectors: dict, embedded: int,
-                    encode_window: tuple[int, int]) -> None:
-    parent = telemetry.extract_context(event.message.headers)
+async def index_one(message: Inbound, work: ChunkWork, vectors: dict, embedded: int,
+                    encode_window: tuple[int, int]) -> Outcome:
+    parent = telemetry.extract_context(message.headers)
     with tracer.start_as_current_span(
         "embedder.process", context=parent, kind=SpanKind.CONSUMER,
         attributes={"doc.id": work.doc_id, "doc.version": work.version or -1},
@@ -107,11 +117,10 @@ async def index_one(event: EventT, work: ChunkWork, vectors: dict, embedded: int
         try:
             result = await with_db_retry(lambda: _swap(work, vectors, embedded))
         except DBAPIError as exc:
-            if isinstance(exc, OperationalError):
+            if is_infrastructure(exc):
                 raise
-            refused = InvalidEvent("processing_error", f"database refused the write: {exc}")
-            await send_to_dlq(dlq_topic, event, refused, SERVICE_NAME)
-            return
+            return DeadLetter(InvalidEvent("processing_error",
+                                           f"database refused the write: {exc}"))
         span.set_attribute("index.state", result.state)
         lag_ms = (datetime.now(UTC) - work.event_time).total_seconds() * 1000
         if result.state == "indexed":
@@ -122,11 +131,10 @@ async def index_one(event: EventT, work: ChunkWork, vectors: dict, embedded: int
             chunks_reused=max(result.chunks_total - embedded, 0),
             chunks_removed=result.chunks_removed, model_id=config.model_id,
             event_time=work.event_time, lag_ms=lag_ms if result.state == "indexed" else None,
-            reason=result.reason or (None if result.state in ("indexed", "deleted")
-                                     else f"stored version {result.stored_version} is not older"),
+            reason=None if result.state in ("indexed", "deleted")
+            else f"stored version {result.stored_version} is not older",
         )
-        await (await status_topic.send(key=work.doc_id.encode(), value=status.to_json(),
-                                       headers=telemetry.inject_headers()))
+        return done(Emit(DOCS_STATUS, work.doc_id.encode(), status.to_json()))
 
 
 def _swap(work: ChunkWork, vectors: dict, embedded: int) -> store.ApplyResult:
@@ -144,20 +152,26 @@ def _swap(work: ChunkWork, vectors: dict, embedded: int) -> store.ApplyResult:
         return result
 
 
-async def with_db_retry(operation: object) -> object:
-    """Retry while the database is unreachable: the event is not acked, so nothing is lost."""
-    delay = 0.5
-    for attempt in range(config.db_retry_attempts):
-        try:
+async def with_db_retry(operation: Callable[[], T]) -> T:
+    """Retry while the database is unreachable: the event is not acked, so nothing is lost.
+    Per operation rather than per batch, so a document already swapped is not swapped again."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(OperationalError),
+        stop=stop_after_attempt(config.db_retry_attempts),
+        wait=wait_exponential(multiplier=0.5, max=10.0),
+        before_sleep=lambda state: log(logger, logging.WARNING,
+                                       "database unavailable, retrying",
+                                       attempt=state.attempt_number),
+        reraise=True,
+    ):
+        with attempt:
             # copy_context: the worker thread must see the current span as its parent.
             return await asyncio.get_running_loop().run_in_executor(
                 None, contextvars.copy_context().run, operation)
-        except OperationalError as exc:
-            if attempt == config.db_retry_attempts - 1:
-                raise
-            log(logger, logging.WARNING, "database unavailable, retrying", attempt=attempt,
-                error=str(exc)[:200])
-            trace.get_current_span().add_event("db.retry", {"attempt": attempt})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
     raise AssertionError("unreachable")
+
+
+attach_batch(app, BatchProcessor(service=SERVICE_NAME, source=CHUNKS_EMBED,
+                                 dead_letters=CHUNKS_EMBED_DLQ, process_batch=embed,
+                                 batch_size=config.batch_size,
+                                 batch_window_s=config.batch_window_s))

@@ -15,17 +15,14 @@ import json
 import logging
 import threading
 
-import faust
-from faust.types import EventT
-from opentelemetry.trace import SpanKind
+from opentelemetry import trace
 
-from services.common import telemetry
 from services.common.config import get_settings
 from services.common.db import make_engine
-from services.common.dlq import send_to_dlq
 from services.common.events import FinetuneEvent
 from services.common.exceptions import InvalidEvent
 from services.common.logs import log
+from services.common.processor import Emit, Inbound, Outcome, StreamProcessor, attach, done
 from services.common.streaming import make_app
 from services.common.topics import FINETUNE_EVENTS, FINETUNE_REQUESTS, FINETUNE_REQUESTS_DLQ
 from services.finetune import handlers, jobs
@@ -36,57 +33,45 @@ logger = logging.getLogger(__name__)
 settings = get_settings()
 config = finetune_config(settings)
 app = make_app(APP_ID, settings)
-tracer = telemetry.tracer(__name__)
 engine = make_engine(settings.sqlalchemy_url, pool_size=4)
 executor = Executor(engine, config, settings)
 
-requests_topic = app.topic(FINETUNE_REQUESTS)
-events_topic = app.topic(FINETUNE_EVENTS)
-dlq_topic = app.topic(FINETUNE_REQUESTS_DLQ)
+
+async def intake(message: Inbound) -> Outcome:
+    """Record the job (idempotently: a redelivered job is not queued twice) or its cancel."""
+    request = handlers.parse_request(message.value, config.base_model)
+    trace.get_current_span().set_attributes({"job.id": request.job_id,
+                                             "job.action": request.action})
+    if request.action == "cancel":
+        status = await asyncio.to_thread(jobs.request_cancel, engine, request.job_id,
+                                         request.reason)
+        log(logger, logging.INFO if status else logging.WARNING,
+            "cancel requested" if status else "cancel for an unknown job",
+            job_id=request.job_id, status=status)
+    else:
+        inserted = await asyncio.to_thread(jobs.insert_job, engine, request, config.base_model)
+        log(logger, logging.INFO, "job queued" if inserted else "duplicate job ignored",
+            job_id=request.job_id, adapter=request.adapter_name)
+    await asyncio.to_thread(executor.relay)
+    return done()
 
 
-@app.agent(requests_topic)
-async def intake(stream: faust.StreamT) -> None:
-    async for event in stream.events():
-        await handle_request(event)
-
-
-async def handle_request(event: EventT) -> None:
-    message = event.message
-    with tracer.start_as_current_span("finetune.intake", kind=SpanKind.CONSUMER,
-                                      context=telemetry.extract_context(message.headers)) as span:
-        try:
-            request = handlers.parse_request(message.value, config.base_model)
-        except InvalidEvent as error:
-            await send_to_dlq(dlq_topic, event, error, SERVICE_NAME)
-            await _reject(message.value, error)
-            return
-        span.set_attributes({"job.id": request.job_id, "job.action": request.action})
-        if request.action == "cancel":
-            status = await asyncio.to_thread(jobs.request_cancel, engine, request.job_id,
-                                             request.reason)
-            log(logger, logging.INFO if status else logging.WARNING,
-                "cancel requested" if status else "cancel for an unknown job",
-                job_id=request.job_id, status=status)
-        else:
-            inserted = await asyncio.to_thread(jobs.insert_job, engine, request,
-                                               config.base_model)
-            log(logger, logging.INFO, "job queued" if inserted else "duplicate job ignored",
-                job_id=request.job_id, adapter=request.adapter_name)
-        await asyncio.to_thread(executor.relay)
-
-
-async def _reject(value: bytes | None, error: InvalidEvent) -> None:
+def reject(message: Inbound, error: InvalidEvent) -> tuple[Emit, ...]:
     """A ``failed`` event for a request that names its job, so whoever submitted it (and is
     following finetune.events) learns why at once."""
     try:
-        job_id = json.loads(value or b"").get("job_id")
+        job_id = json.loads(message.value or b"").get("job_id")
     except (ValueError, AttributeError):
-        return
+        return ()
     if not isinstance(job_id, str) or not job_id:
-        return
+        return ()
     failed = FinetuneEvent(job_id=job_id, status="failed", error=f"rejected: {error.reason}"[:4000])
-    await (await events_topic.send(key=job_id.encode(), value=failed.to_json()))
+    return (Emit(FINETUNE_EVENTS, job_id.encode(), failed.to_json()),)
+
+
+attach(app, StreamProcessor(service=SERVICE_NAME, source=FINETUNE_REQUESTS,
+                            dead_letters=FINETUNE_REQUESTS_DLQ, process=intake,
+                            on_dead_letter=reject, span_name="finetune.intake"))
 
 
 @app.task

@@ -19,17 +19,15 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import faust
-from faust.types import EventT
-from opentelemetry.trace import SpanKind
+from opentelemetry import trace
 
 from services.common import handoff, identity, kafka_admin, telemetry
 from services.common.config import get_settings
-from services.common.dlq import send_to_dlq
 from services.common.embeddings import embedder_from_settings
 from services.common.events import RagReply
 from services.common.exceptions import InvalidEvent
 from services.common.logs import log
+from services.common.processor import Emit, Inbound, Outcome, StreamProcessor, attach, done
 from services.common.streaming import make_app
 from services.common.topics import (
     GUARDRAILS_EVENTS,
@@ -52,12 +50,6 @@ policies = policy_store(settings)
 authenticator = identity.authenticator_from_settings(settings)
 draft_verifier = handoff.verifier_from_settings(settings, "draft", signer="rag")
 T = TypeVar("T")
-
-requests_topic = app.topic(RAG_REQUESTS)
-screened_topic = app.topic(RAG_SCREENED)
-drafts_topic = app.topic(RAG_DRAFTS)
-dlq_topic = app.topic(RAG_REQUESTS_DLQ)
-events_topic = app.topic(GUARDRAILS_EVENTS)
 
 
 # One embedding model for both stages: loading two at once in threads corrupts both (see
@@ -100,61 +92,51 @@ async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
     return await asyncio.to_thread(ctx.run, fn, *args)
 
 
-@app.agent(requests_topic, concurrency=4)
-async def input_stage_agent(stream: faust.StreamT) -> None:
-    async for event in stream.events():
-        await screen(event)
+async def screen(message: Inbound) -> Outcome:
+    """Input stage: authenticate, screen, audit; then the signed screened request, or the
+    requester's refusal."""
+    request = handlers.screen_request(message.value)
+    if not await _reply_topic_exists(request.reply_to):
+        raise InvalidEvent("forbidden", f"reply_to topic {request.reply_to!r} does not exist")
+    span = trace.get_current_span()
+    span.set_attribute("request.id", request.request_id)
+    try:
+        request = handlers.authenticate(request, authenticator, DEFAULT_POLICY)
+    except InvalidEvent as error:
+        # Not a poison message but a refused caller: an error reply and an audit record.
+        span.set_attribute("guardrails.auth", error.error_type)
+        return done(*_audit(request.request_id, auth_verdict(error), None,
+                            request.options.domain),
+                    *await _reply(request.reply_to, RagReply(
+                        request_id=request.request_id, status="error", answer="",
+                        error=f"{error.error_type}: {error.reason}",
+                        error_code=error.error_type)))
+    principal = request.principal
+    assert principal is not None  # authenticate() always sets it
+    span.set_attribute("principal.id", principal.id)
+    policy = policies.get(request.options.domain)
+    try:
+        verdict, history = await _in_thread(
+            input_stage.screen_conversation, request.question,
+            [turn.content for turn in request.history], policy, _input_deps())
+    except Exception as exc:  # noqa: BLE001 - fail closed: unchecked requests never pass
+        return done(*await _fail_closed(request.request_id, request.reply_to, "input", exc))
+    _record(span, verdict)
+    audited = _audit(request.request_id, verdict, principal.id, request.options.domain)
+    if verdict.blocked:
+        return done(*audited, *await _reply(request.reply_to, handlers.refusal_reply(
+            request, verdict, policy, audit.current_trace_id())))
+    screening = input_stage.screening_for(verdict, policy, new_canary())
+    screened = handlers.screened_request(request, verdict, screening, history)
+    return done(*audited, Emit(RAG_SCREENED, request.request_id.encode(),
+                               handoff.signed_json(screened, "screened-request",
+                                                   _signing_key())))
 
 
-async def screen(event: EventT) -> None:
-    message = event.message
-    with tracer.start_as_current_span("guardrails.input", kind=SpanKind.CONSUMER,
-                                      context=telemetry.extract_context(message.headers)) as span:
-        try:
-            request = handlers.screen_request(message.value)
-            if not await _reply_topic_exists(request.reply_to):
-                raise InvalidEvent("forbidden",
-                                   f"reply_to topic {request.reply_to!r} does not exist")
-        except InvalidEvent as error:
-            await send_to_dlq(dlq_topic, event, error, SERVICE_NAME)
-            routed = handlers.error_reply_for(message.value, error)
-            if routed is not None:
-                await _send_reply(*routed)
-            return
-        span.set_attribute("request.id", request.request_id)
-        try:
-            request = handlers.authenticate(request, authenticator, DEFAULT_POLICY)
-        except InvalidEvent as error:
-            # Not a poison message but a refused caller: an error reply and an audit record.
-            span.set_attribute("guardrails.auth", error.error_type)
-            await _audit(request.request_id, auth_verdict(error), None, request.options.domain)
-            await _send_reply(request.reply_to, RagReply(
-                request_id=request.request_id, status="error", answer="",
-                error=f"{error.error_type}: {error.reason}", error_code=error.error_type))
-            return
-        principal = request.principal
-        assert principal is not None  # authenticate() always sets it
-        span.set_attribute("principal.id", principal.id)
-        policy = policies.get(request.options.domain)
-        try:
-            verdict, history = await _in_thread(
-                input_stage.screen_conversation, request.question,
-                [turn.content for turn in request.history], policy, _input_deps())
-        except Exception as exc:  # noqa: BLE001 - fail closed: unchecked requests never pass
-            await _fail_closed(request.request_id, request.reply_to, "input", exc)
-            return
-        _record(span, verdict)
-        await _audit(request.request_id, verdict, principal.id, request.options.domain)
-        if verdict.blocked:
-            await _send_reply(request.reply_to, handlers.refusal_reply(
-                request, verdict, policy, audit.current_trace_id()))
-            return
-        screening = input_stage.screening_for(verdict, policy, new_canary())
-        screened = handlers.screened_request(request, verdict, screening, history)
-        await (await screened_topic.send(
-            key=request.request_id.encode(),
-            value=handoff.signed_json(screened, "screened-request", _signing_key()),
-            headers=telemetry.inject_headers()))
+async def tell_requester(message: Inbound, error: InvalidEvent) -> tuple[Emit, ...]:
+    """A dead-lettered request that names its reply topic gets an error reply saying why."""
+    routed = handlers.error_reply_for(message.value, error)
+    return await _reply(*routed) if routed is not None else ()
 
 
 def auth_verdict(error: InvalidEvent) -> StageVerdict:
@@ -163,39 +145,30 @@ def auth_verdict(error: InvalidEvent) -> StageVerdict:
     return StageVerdict("input", "identity", "", (result,))
 
 
-@app.agent(drafts_topic, concurrency=4)
-async def output_stage_agent(stream: faust.StreamT) -> None:
-    async for event in stream.events():
-        await finalize(event)
+async def finalize(message: Inbound) -> Outcome:
+    """Output stage: a verified draft → checked, audited → the requester's reply."""
+    reply_to, draft = handlers.finalize_draft(message.value, draft_verifier)
+    if not await _reply_topic_exists(reply_to):
+        raise InvalidEvent("forbidden", f"reply_to topic {reply_to!r} does not exist")
+    span = trace.get_current_span()
+    span.set_attribute("request.id", draft.request_id)
+    policy = policies.get(handlers.output_policy_name(draft))
+    try:
+        verdict = await _in_thread(output_stage.screen_output, draft, policy, _output_deps())
+    except Exception as exc:  # noqa: BLE001 - fail closed: an unchecked answer never leaves
+        return done(*await _fail_closed(draft.request_id, reply_to, "output", exc))
+    _record(span, verdict)
+    principal = draft.evidence.principal.id if draft.evidence else None
+    return done(*_audit(draft.request_id, verdict, principal, handlers.draft_domain(draft)),
+                *await _reply(reply_to, output_stage.final_reply(draft, verdict, policy)))
 
 
-async def finalize(event: EventT) -> None:
-    message = event.message
-    with tracer.start_as_current_span("guardrails.output", kind=SpanKind.CONSUMER,
-                                      context=telemetry.extract_context(message.headers)) as span:
-        try:
-            reply_to, draft = handlers.finalize_draft(message.value, draft_verifier)
-            if not await _reply_topic_exists(reply_to):
-                raise InvalidEvent("forbidden", f"reply_to topic {reply_to!r} does not exist")
-        except InvalidEvent as error:
-            await send_to_dlq(dlq_topic, event, error, SERVICE_NAME)
-            if error.error_type == "unauthenticated":
-                routed = handlers.error_reply_for(message.value, error)
-                if routed is not None:
-                    await _send_reply(*routed)
-            return
-        span.set_attribute("request.id", draft.request_id)
-        policy = policies.get(handlers.output_policy_name(draft))
-        try:
-            verdict = await _in_thread(output_stage.screen_output, draft, policy,
-                                       _output_deps())
-        except Exception as exc:  # noqa: BLE001 - fail closed: an unchecked answer never leaves
-            await _fail_closed(draft.request_id, reply_to, "output", exc)
-            return
-        _record(span, verdict)
-        principal = draft.evidence.principal.id if draft.evidence else None
-        await _audit(draft.request_id, verdict, principal, handlers.draft_domain(draft))
-        await _send_reply(reply_to, output_stage.final_reply(draft, verdict, policy))
+async def tell_draft_requester(message: Inbound, error: InvalidEvent) -> tuple[Emit, ...]:
+    """A forged draft, or one the stage failed on, still gets its requester an error reply (a
+    draft refused for other reasons names no reply topic worth answering)."""
+    if error.error_type not in ("unauthenticated", "processing_error"):
+        return ()
+    return await tell_requester(message, error)
 
 
 def _record(span: Any, verdict: StageVerdict) -> None:
@@ -214,21 +187,20 @@ def _record(span: Any, verdict: StageVerdict) -> None:
                 "guardrails.policy_version": verdict.policy_version})
 
 
-async def _audit(request_id: str, verdict: StageVerdict, principal_id: str | None,
-                 domain: str | None) -> None:
-    """Every decision to guardrails.events, acknowledged before the request moves on."""
+def _audit(request_id: str, verdict: StageVerdict, principal_id: str | None,
+           domain: str | None) -> tuple[Emit, ...]:
+    """Every decision to guardrails.events; sent (and acknowledged) before the request moves
+    on, because the processor delivers a stage's sends in order."""
     events = audit.events_for(request_id, verdict, principal_id, domain,
                               audit.current_trace_id())
-    pending = [await events_topic.send(key=request_id.encode(), value=e.to_json())
-               for e in events]
-    for future in pending:
-        await future
+    return tuple(Emit(GUARDRAILS_EVENTS, request_id.encode(), e.to_json()) for e in events)
 
 
-async def _fail_closed(request_id: str, reply_to: str, stage: str, exc: Exception) -> None:
+async def _fail_closed(request_id: str, reply_to: str, stage: str,
+                       exc: Exception) -> tuple[Emit, ...]:
     log(logger, logging.ERROR, "guardrail checks failed; request failed closed",
         request_id=request_id, stage=stage, error=repr(exc)[:300])
-    await _send_reply(reply_to, RagReply(
+    return await _reply(reply_to, RagReply(
         request_id=request_id, status="error", answer="", error_code="guardrails_unavailable",
         error=f"guardrails unavailable ({stage} stage): {type(exc).__name__}"))
 
@@ -265,13 +237,21 @@ def _admin() -> kafka_admin.AdminClient:
     return kafka_admin.admin(settings.kafka_bootstrap)
 
 
-async def _send_reply(reply_to: str, reply: RagReply) -> None:
+async def _reply(reply_to: str, reply: RagReply) -> tuple[Emit, ...]:
     """Only to a client reply topic that exists: a bad reply_to is logged and dropped here
     (its request was dead-lettered with the reason), never a blocked or crashing stage."""
     if not handlers.allowed_reply_topic(reply_to) or not await _reply_topic_exists(reply_to):
         log(logger, logging.WARNING, "reply dropped: reply_to is not an existing client reply "
             "topic", request_id=reply.request_id, reply_to=reply_to[:250])
-        return
-    topic = app.topic(reply_to)
-    await (await topic.send(key=reply.request_id.encode(), value=reply.to_json(),
-                            headers=telemetry.inject_headers()))
+        return ()
+    return (Emit(reply_to, reply.request_id.encode(), reply.to_json()),)
+
+
+attach(app, StreamProcessor(service=SERVICE_NAME, source=RAG_REQUESTS,
+                            dead_letters=RAG_REQUESTS_DLQ, process=screen,
+                            on_dead_letter=tell_requester, span_name="guardrails.input",
+                            concurrency=4))
+attach(app, StreamProcessor(service=SERVICE_NAME, source=RAG_DRAFTS,
+                            dead_letters=RAG_REQUESTS_DLQ, process=finalize,
+                            on_dead_letter=tell_draft_requester, span_name="guardrails.output",
+                            concurrency=4))

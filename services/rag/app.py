@@ -11,13 +11,11 @@ import functools
 import logging
 
 import faust
-from faust.types import EventT
-from opentelemetry.trace import SpanKind
+from opentelemetry import trace
 
 from services.common import handoff, telemetry
 from services.common.config import get_settings
 from services.common.db import make_engine
-from services.common.dlq import send_to_dlq
 from services.common.embeddings import embedder_from_settings
 from services.common.events import RagReply, RagRequest
 from services.common.exceptions import CustomLLMError, InvalidEvent
@@ -25,9 +23,17 @@ from services.common.generation.base import UnknownAdapter
 from services.common.generation.factory import backend_from_settings
 from services.common.logs import log
 from services.common.messages import decode_json, parse_model
+from services.common.processor import (
+    Emit,
+    Inbound,
+    Outcome,
+    StreamProcessor,
+    attach,
+    done,
+)
 from services.common.reply_routing import error_reply_for
 from services.common.streaming import make_app
-from services.common.topics import DOCS_STATUS, RAG_DRAFTS, RAG_REQUESTS_DLQ, RAG_SCREENED
+from services.common.topics import DOCS_STATUS, RAG_DRAFTS, RAG_REQUESTS_DLQ, RAG_SCREENED, spec
 from services.rag import cache, pipeline
 from services.rag.adapter_policy import AdapterNotServable
 from services.rag.config import APP_ID, MAX_REQUEST_BYTES, SERVICE_NAME, rag_config
@@ -48,9 +54,6 @@ deps = pipeline.RagDeps(
 screened_verifier = handoff.verifier_from_settings(settings, "screened-request",
                                                    signer="guardrails")
 
-screened_topic = app.topic(RAG_SCREENED)
-drafts_topic = app.topic(RAG_DRAFTS)
-dlq_topic = app.topic(RAG_REQUESTS_DLQ)
 status_topic = app.topic(DOCS_STATUS)
 
 
@@ -61,45 +64,32 @@ async def warm_up() -> None:
     await asyncio.to_thread(deps.backend.warm_up)
 
 
-# Several requests in flight per worker: retrieval of one overlaps generation of another.
-@app.agent(screened_topic, concurrency=4)
-async def answer_requests(stream: faust.StreamT) -> None:
-    async for event in stream.events():
-        await handle_request(event)
-
-
-async def handle_request(event: EventT) -> None:
-    message = event.message
-    with tracer.start_as_current_span("rag.request", kind=SpanKind.CONSUMER,
-                                      context=telemetry.extract_context(message.headers)) as span:
-        try:
-            request = screened_request(message.value)
-        except InvalidEvent as error:
-            await send_to_dlq(dlq_topic, event, error, SERVICE_NAME)
-            await _error_draft_for(message.value, error)
-            return
-        span.set_attribute("request.id", request.request_id)
-        try:
-            reply = await pipeline.answer(request, deps)
-        except CustomLLMError as exc:
-            # A request that cannot be answered (unknown adapter, backend down...) still gets
-            # a reply saying why; the caller should not have to wait for a timeout.
-            log(logger, logging.WARNING, "request failed", request_id=request.request_id,
-                error=str(exc)[:300])
-            span.record_exception(exc)
-            code = ("unknown_adapter" if isinstance(exc, UnknownAdapter)
-                    else "forbidden" if isinstance(exc, AdapterNotServable)
-                    else "generation_failed")
-            reply = RagReply(request_id=request.request_id, status="error", answer="",
-                             error=f"{type(exc).__name__}: {exc}"[:2000], error_code=code)
-        span.set_attribute("reply.cached", reply.cached)
-        await _send_draft(reply.model_copy(update={"reply_to": request.reply_to}))
+async def answer(message: Inbound) -> Outcome:
+    """A verified screened request → its draft. A request that cannot be answered (unknown
+    adapter, backend down...) still gets a draft saying why: the caller should not have to wait
+    for a timeout."""
+    request = screened_request(message.value)
+    span = trace.get_current_span()
+    span.set_attribute("request.id", request.request_id)
+    try:
+        reply = await pipeline.answer(request, deps)
+    except CustomLLMError as exc:
+        log(logger, logging.WARNING, "request failed", request_id=request.request_id,
+            error=str(exc)[:300])
+        span.record_exception(exc)
+        code = ("unknown_adapter" if isinstance(exc, UnknownAdapter)
+                else "forbidden" if isinstance(exc, AdapterNotServable)
+                else "generation_failed")
+        reply = RagReply(request_id=request.request_id, status="error", answer="",
+                         error=f"{type(exc).__name__}: {exc}"[:2000], error_code=code)
+    span.set_attribute("reply.cached", reply.cached)
+    return done(_draft(reply.model_copy(update={"reply_to": request.reply_to})))
 
 
 def screened_request(value: bytes | None) -> RagRequest:
     """A screened request is believed only with the input guardrail's valid signature: the
     principal, the directives and the question it carries are what that stage decided."""
-    payload = decode_json(value or b"", MAX_REQUEST_BYTES, "rag-request.v1")
+    payload = decode_json(value or b"", MAX_REQUEST_BYTES, spec(RAG_SCREENED).schema)
     screened_verifier.check(payload, str(payload.get("request_id")))
     request = parse_model(RagRequest, payload)
     if request.principal is None or request.screening is None:
@@ -107,19 +97,26 @@ def screened_request(value: bytes | None) -> RagRequest:
     return request
 
 
-async def _send_draft(draft: RagReply) -> None:
-    await (await drafts_topic.send(
-        key=draft.request_id.encode(), value=handoff.signed_json(draft, "draft", _signing_key()),
-        headers=telemetry.inject_headers()))
+def _draft(draft: RagReply) -> Emit:
+    return Emit(RAG_DRAFTS, draft.request_id.encode(),
+                handoff.signed_json(draft, "draft", _signing_key()))
 
 
-async def _error_draft_for(value: bytes | None, error: InvalidEvent) -> None:
-    """The requester of a refused hand-off learns why (through the output stage, which alone
-    may write replies), instead of waiting for a timeout."""
-    routed = error_reply_for(value, error)
-    if routed is not None:
-        reply_to, reply = routed
-        await _send_draft(reply.model_copy(update={"reply_to": reply_to}))
+def error_draft(message: Inbound, error: InvalidEvent) -> tuple[Emit, ...]:
+    """The requester of a refused or failed request learns why (through the output stage,
+    which alone may write replies), instead of waiting for a timeout."""
+    routed = error_reply_for(message.value, error)
+    if routed is None:
+        return ()
+    reply_to, reply = routed
+    return (_draft(reply.model_copy(update={"reply_to": reply_to})),)
+
+
+# Several requests in flight per worker: retrieval of one overlaps generation of another.
+attach(app, StreamProcessor(service=SERVICE_NAME, source=RAG_SCREENED,
+                            dead_letters=RAG_REQUESTS_DLQ, process=answer,
+                            on_dead_letter=error_draft, span_name="rag.request",
+                            concurrency=4))
 
 
 @functools.cache
@@ -135,7 +132,7 @@ async def invalidate_cache(stream: faust.StreamT) -> None:
             continue
         doc_id = event.message.key.decode("utf-8", "replace")
         try:
-            status = decode_json(event.message.value or b"", 1_000_000, "doc-status.v1")
+            status = decode_json(event.message.value or b"", 1_000_000, spec(DOCS_STATUS).schema)
         except InvalidEvent:
             continue
         if status["state"] in ("indexed", "deleted"):
