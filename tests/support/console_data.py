@@ -19,6 +19,7 @@ from services.common.events import (
     RagRequest,
     RetrievedChunk,
     Screening,
+    Usage,
 )
 from services.common.supervision_review import content_hash
 
@@ -57,15 +58,20 @@ def adapter_version(engine: Engine, adapters_dir: Path, name: str, version: int,
              "c": f"# Adapter `{name}@v{version}`\n\ntrained on the support FAQ"})
 
 
-def answer(engine: Engine, asker: Principal, question: str, checks: dict[str, str]) -> str:
+def answer(engine: Engine, asker: Principal, question: str, checks: dict[str, str],
+           doc_id: str = "console-public", chunk_text: str = "Leave is 25 days.",
+           adapter: str | None = None) -> str:
     """An answer's audit record and its decisions, as the audit recorder stores them."""
     rid = f"console-{uuid.uuid4().hex[:12]}"
     request = RagRequest(request_id=rid, reply_to="rag.replies.gateway", question=question,
                          principal=asker, screening=Screening(policy_version="default@1#t"))
     draft = RagReply(request_id=rid, answer="See the policy [1].", template_version="qa@v1",
-                     model="smollm2", adapter=None, trace_id="cd" * 16,
+                     model="smollm2-135m-instruct", backend="local", adapter=adapter,
+                     adapter_version="v1" if adapter else None, trace_id="cd" * 16,
+                     usage=Usage(prompt_tokens=412, completion_tokens=18),
+                     latency_ms={"retrieval": 38.0, "generation": 910.0},
                      evidence=DraftEvidence(principal=asker, retrieved=[RetrievedChunk(
-                         chunk_id="d" * 64, doc_id="console-public", text="Leave is 25 days.")]))
+                         chunk_id="d" * 64, doc_id=doc_id, text=chunk_text)]))
     with engine.begin() as conn:
         answer_audit.record_screened(conn, request)
         answer_audit.record_draft(conn, draft)
