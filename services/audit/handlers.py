@@ -36,7 +36,7 @@ def record_pipeline(engine: Engine, topic: str, value: bytes) -> None:
 
 
 def record_feedback(engine: Engine, authenticator: Authenticator, value: bytes,
-                    wait_s: float = 10.0, sleep: Callable[[float], None] = time.sleep) -> bool:
+                    wait_s: float = 3.0, sleep: Callable[[float], None] = time.sleep) -> bool:
     """Verify the credential, check the caller may rate this answer, store it. Returns False
     for a duplicate. Raises :class:`InvalidEvent` (for the DLQ) otherwise.
 

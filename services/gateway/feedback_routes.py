@@ -1,10 +1,12 @@
 """``POST /v1/feedback``: a user's rating, correction or comment on one answer.
 
-The route checks at the edge what it can answer at once (the credential, that the answer is on
-record, that the caller asked it or is a steward: 401/404/403), then puts the feedback on
-``rag.feedback`` with the caller's *credential*, like a question on ``rag.requests``. The audit
-recorder verifies the credential again and stores the feedback with the answer's audit
-record, so HTTP and Kafka clients go through one path and one set of checks.
+The route checks at the edge what it can check without the database (the credential: 401; the
+body: 422), then puts the feedback on ``rag.feedback`` with the caller's *credential*, like a
+question on ``rag.requests``, and answers 202 once the broker has it. The gateway stays off
+the database (docs/security.md), so whether the caller may rate this answer (asked it, or is a
+steward) is decided by the audit recorder, which verifies the credential again, stores the
+feedback with the answer's audit record or dead-letters it with the reason. HTTP and Kafka
+clients go through one path and one set of checks.
 """
 
 from __future__ import annotations
@@ -13,22 +15,14 @@ import asyncio
 import threading
 from typing import Annotated, Literal
 
+from confluent_kafka import Producer
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.engine import Engine
 
-from services.common import answer_audit
 from services.common import topics as t
-from services.common.db import make_engine
-from services.common.feedback import (
-    MAX_COMMENT_CHARS,
-    MAX_CORRECTION_CHARS,
-    FeedbackEvent,
-    FeedbackRefused,
-    check_may_rate,
-)
+from services.common.feedback import MAX_COMMENT_CHARS, MAX_CORRECTION_CHARS, FeedbackEvent
 from services.common.producer import flush, make_producer, send
-from services.gateway.deps import CallerDep, StateDep
+from services.gateway.deps import CallerDep
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 _lock = threading.Lock()
@@ -51,55 +45,44 @@ class FeedbackAccepted(BaseModel):
     status: Literal["accepted"] = "accepted"
 
 
-class _Resources:
-    """The route's own database engine and producer, made on first use (a gateway that never
-    receives feedback opens neither)."""
+class _Producer:
+    """The route's own producer, made on first use (a gateway that never receives feedback
+    opens none)."""
 
     def __init__(self) -> None:
-        self.engine: Engine | None = None
-        self.producer: object | None = None
+        self.producer: Producer | None = None
 
 
-def _resources(request: Request) -> _Resources:
+def _producer(request: Request) -> Producer:
     app_state = request.app.state
     with _lock:
         if not hasattr(app_state, "feedback"):
-            app_state.feedback = _Resources()
-        found: _Resources = app_state.feedback
-        settings = app_state.gateway.settings
-        if found.engine is None:
-            found.engine = make_engine(settings.sqlalchemy_url, pool_size=2)
-        if found.producer is None:
-            found.producer = make_producer(settings.kafka_bootstrap, "customllm-gateway-feedback")
-    return found
+            app_state.feedback = _Producer()
+        holder: _Producer = app_state.feedback
+        if holder.producer is None:
+            holder.producer = make_producer(app_state.gateway.settings.kafka_bootstrap,
+                                            "customllm-gateway-feedback")
+        return holder.producer
 
 
-ResourcesDep = Annotated[_Resources, Depends(_resources)]
+ProducerDep = Annotated[Producer, Depends(_producer)]
 
 
 @router.post("/feedback", response_model=FeedbackAccepted,
              status_code=status.HTTP_202_ACCEPTED)
-async def feedback(body: FeedbackBody, state: StateDep, caller: CallerDep,
-                   resources: ResourcesDep) -> FeedbackAccepted:
-    """202 once the broker has the feedback; the recorder stores it moments later."""
-    assert resources.engine is not None
-    owner = await asyncio.to_thread(answer_audit.request_owner, resources.engine,
-                                    body.request_id)
-    try:
-        check_may_rate(caller.identity, owner)
-    except FeedbackRefused as exc:
-        code = (status.HTTP_404_NOT_FOUND if exc.code == "unknown_request"
-                else status.HTTP_403_FORBIDDEN)
-        raise HTTPException(code, str(exc)) from exc
+async def feedback(body: FeedbackBody, caller: CallerDep,
+                   producer: ProducerDep) -> FeedbackAccepted:
+    """202 once the broker has the feedback; the recorder stores it (or dead-letters it with
+    the reason) moments later."""
     event = FeedbackEvent(request_id=body.request_id, rating=body.rating,
                           correction=(body.correction or "").strip() or None,
                           comment=(body.comment or "").strip() or None,
                           credential=caller.credential, channel="gateway",
                           **({"feedback_id": body.feedback_id} if body.feedback_id else {}))
     errors: list[str] = []
-    send(resources.producer, t.RAG_FEEDBACK, event.request_id, event.to_json(), errors=errors)
+    send(producer, t.RAG_FEEDBACK, event.request_id, event.to_json(), errors=errors)
     try:
-        await asyncio.to_thread(flush, resources.producer, errors, 30.0)
+        await asyncio.to_thread(flush, producer, errors, 30.0)
     except Exception as exc:  # noqa: BLE001 - the broker did not take it: the client retries
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                             f"feedback not accepted, retry: {exc}") from exc
@@ -107,13 +90,8 @@ async def feedback(body: FeedbackBody, state: StateDep, caller: CallerDep,
 
 
 def close(app_state: object) -> None:
-    """At shutdown: deliver what is queued, release the connections."""
-    found: _Resources | None = getattr(app_state, "feedback", None)
-    if found is None:
-        return
-    if found.producer is not None:
-        found.producer.flush(10)
-        found.producer = None
-    if found.engine is not None:
-        found.engine.dispose()
-        found.engine = None
+    """At shutdown: deliver what is queued."""
+    holder: _Producer | None = getattr(app_state, "feedback", None)
+    if holder is not None and holder.producer is not None:
+        holder.producer.flush(10)
+        holder.producer = None

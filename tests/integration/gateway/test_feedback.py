@@ -123,12 +123,22 @@ def test_the_asker_rates_an_answer_over_http_once_even_when_the_post_is_retried(
         ("alice-fb", "viewer", -1, "30 days since 2026", "gateway")]
 
 
+def _dlq_for(stack, rid: str) -> dict:
+    found = stack.read_topic(t.RAG_FEEDBACK_DLQ, lambda k, _v: k == rid.encode(), expected=1)
+    assert found, f"no dead letter for {rid}"
+    return json.loads(found[-1][1])
+
+
 def test_only_the_asker_or_a_steward_may_rate_and_the_steward_is_recorded_as_such(stack,
                                                                                  client):
+    """The gateway stays off the database, so it accepts any authenticated caller's feedback;
+    the recorder decides, and dead-letters what it refuses, with the reason."""
     rid = answered(stack, ALICE)
-    refused = client.post("/v1/feedback", json={"request_id": rid, "rating": 1},
+    refused = client.post("/v1/feedback", json={"request_id": rid, "rating": -1},
                           headers=bearer(BOB))
-    assert refused.status_code == 403 and "steward" in refused.json()["detail"]
+    assert refused.status_code == 202, refused.text
+    dead = _dlq_for(stack, rid)
+    assert dead["error_type"] == "forbidden" and "steward" in dead["reason"]
     allowed = client.post("/v1/feedback", json={"request_id": rid, "rating": 1},
                           headers=bearer(STEWARD))
     assert allowed.status_code == 202, allowed.text
@@ -137,8 +147,15 @@ def test_only_the_asker_or_a_steward_may_rate_and_the_steward_is_recorded_as_suc
         ("sam-fb", "steward")]
 
 
+def test_feedback_on_an_answer_nobody_recorded_is_dead_lettered(stack, client):
+    rid = f"fb-never-asked-{uuid.uuid4().hex[:8]}"
+    assert client.post("/v1/feedback", json={"request_id": rid, "rating": 1},
+                       headers=bearer(ALICE)).status_code == 202
+    dead = _dlq_for(stack, rid)
+    assert dead["error_type"] == "processing_error" and "unknown_request" in dead["reason"]
+
+
 @pytest.mark.parametrize("body, headers, code", [
-    ({"request_id": "fb-never-asked", "rating": 1}, "alice", 404),
     ({"request_id": "x", "rating": 1}, None, 401),
     ({"request_id": "x", "rating": 5}, "alice", 422),
     ({"request_id": "x", "rating": 1, "principal": {"id": "alice-fb"}}, "alice", 422),
@@ -147,12 +164,6 @@ def test_bad_feedback_requests_get_clear_4xx(client, body, headers, code):
     response = client.post("/v1/feedback", json=body,
                            headers=bearer(ALICE) if headers else {})
     assert response.status_code == code, response.text
-
-
-def _dlq_for(stack, rid: str) -> dict:
-    found = stack.read_topic(t.RAG_FEEDBACK_DLQ, lambda k, _v: k == rid.encode(), expected=1)
-    assert found, f"no dead letter for {rid}"
-    return json.loads(found[-1][1])
 
 
 def test_over_kafka_the_feedbacks_author_is_whoever_the_credential_proves(stack, recorder):
