@@ -67,10 +67,10 @@ done
 pgpass migrate
 
 # One volume per platform identity: its Kafka password, plus what only it needs.
-for identity in ingest embedder guardrails rag gateway finetune operator; do
+for identity in ingest embedder guardrails rag gateway finetune audit operator; do
   put "$identity" "$APP_UID" 0400 "$src/kafka/$identity.password" kafka.password
 done
-for identity in ingest embedder guardrails rag finetune operator; do
+for identity in ingest embedder guardrails rag finetune audit operator; do
   pgpass "$identity"
 done
 # Signed hand-offs: each signing stage its private key, both the public trust file.
@@ -78,8 +78,9 @@ for signer in guardrails rag; do
   put "$signer" "$APP_UID" 0400 "$src/handoff/$signer.key" handoff.key
   put "$signer" "$APP_UID" 0400 "$src/handoff/trusted.json" trusted.json
 done
-# Hashed API keys: the gateway and the input guardrail verify callers, the model server too.
-for identity in gateway guardrails model-server; do
+# Hashed API keys: the gateway and the input guardrail verify callers, the model server too,
+# and the audit recorder the authors of feedback.
+for identity in gateway guardrails model-server audit; do
   put "$identity" "$APP_UID" 0400 "$src/api-keys.yaml" api-keys.yaml
 done
 # Plaintext API keys of the platform's own callers: the promotion gate and the operator.

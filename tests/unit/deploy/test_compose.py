@@ -47,12 +47,12 @@ SECRETS_MOUNT = "/run/customllm"
 # Service → its Kafka identity (services/common/kafka_acl.py). The setup jobs act as the admin.
 KAFKA_IDENTITIES = {"ingest": "ingest", "embedder": "embedder", "guardrails": "guardrails",
                     "rag": "rag", "gateway": "gateway", "finetune": "finetune",
-                    "kafka-security": "admin", "topics": "admin"}
+                    "audit": "audit", "kafka-security": "admin", "topics": "admin"}
 # Workers of the platform: consume or produce on Kafka, start after migrations and topics.
-PLATFORM_WORKERS = {"ingest", "embedder", "guardrails", "rag", "gateway", "finetune"}
+PLATFORM_WORKERS = {"ingest", "embedder", "guardrails", "rag", "gateway", "finetune", "audit"}
 MODEL_SERVER = "model-server"
 HANDOFF_SIGNERS = {"guardrails", "rag"}
-API_KEY_VERIFIERS = {"gateway", "guardrails", MODEL_SERVER}
+API_KEY_VERIFIERS = {"gateway", "guardrails", MODEL_SERVER, "audit"}
 # A variable holding a secret value; one naming a file or folder holds a path.
 SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN(?!S)|API_KEY|CREDENTIAL|_KEY$|JAAS)", re.I)
 
@@ -877,7 +877,7 @@ def test_secrets_script_gives_each_volume_exactly_what_its_services_read(
             wanted = {"admin.password", "controller.password"}
         if volume == "operator":  # not mounted by a service: copied out by the operator
             wanted = {"kafka.password", "pgpass", "api.key"}
-        if volume in {"ingest", "embedder", "guardrails", "rag", "finetune", "migrate",
+        if volume in {"ingest", "embedder", "guardrails", "rag", "finetune", "audit", "migrate",
                       "operator"}:
             assert "pgpass" in wanted, volume
         else:

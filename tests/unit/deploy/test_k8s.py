@@ -50,7 +50,7 @@ IMAGE = "ghcr.io/customllm/customllm"
 TAG = "0.1.0"
 NAMESPACE = "customllm"
 SECRET = "customllm-secrets"
-SERVICES = ("ingest", "embedder", "guardrails", "rag", "gateway", "finetune")
+SERVICES = ("ingest", "embedder", "guardrails", "rag", "gateway", "finetune", "audit")
 STREAM_PROCESSORS = ("ingest", "embedder", "guardrails", "rag")
 # Jobs wait in Postgres, not in a topic backlog: scaled by replicas, not by consumer lag.
 QUEUE_WORKERS = ("finetune",)
@@ -59,7 +59,8 @@ STATE_DIR = "/var/lib/customllm"
 MODEL_SERVER = "customllm-model-server"
 CREDENTIALS = "/etc/customllm"  # where each pod's projected credentials volume is mounted
 HANDOFF_SIGNERS = ("guardrails", "rag")
-API_KEY_VERIFIERS = ("customllm-gateway", "customllm-guardrails", MODEL_SERVER)
+API_KEY_VERIFIERS = ("customllm-gateway", "customllm-guardrails", MODEL_SERVER,
+                     "customllm-audit")
 # Pod → the secrets it may mount (besides `customllm-secrets`, referenced by single keys).
 POD_SECRETS = {
     "customllm-ingest": {"customllm-kafka-ingest"},
@@ -69,6 +70,7 @@ POD_SECRETS = {
     "customllm-rag": {"customllm-kafka-rag", "customllm-handoff-rag", "customllm-handoff-trust"},
     "customllm-gateway": {"customllm-kafka-gateway", "customllm-api-keys"},
     "customllm-finetune": {"customllm-kafka-finetune", "customllm-api-key-finetune"},
+    "customllm-audit": {"customllm-kafka-audit", "customllm-api-keys"},
     MODEL_SERVER: {"customllm-api-keys"},
     "customllm-migrate": set(),
     "customllm-kafka-setup": {f"customllm-kafka-{name}" for name in (
@@ -529,7 +531,7 @@ def _raw_manifests() -> str:
 
 def test_database_workers_and_migrations_get_the_database_url(objects, deployments):
     needs_db = {"customllm-ingest", "customllm-embedder", "customllm-guardrails", "customllm-rag",
-                "customllm-finetune", "customllm-migrate"}
+                "customllm-finetune", "customllm-audit", "customllm-migrate"}
     for obj in objects:
         for container in _all_containers(obj):
             has = "CUSTOMLLM_DATABASE_URL" in _env(container)
