@@ -16,6 +16,7 @@ from services.cli import (
     publish,
     reconcile_cmd,
     security_cmds,
+    source_cmds,
     stack_cmds,
     watch_cmd,
 )
@@ -37,6 +38,7 @@ app.command("console")(console_cmds.console)
 app.command("doctor")(ops_cmds.doctor)
 app.command("replay")(ops_cmds.replay)
 app.add_typer(security_cmds.sources_app, name="sources")
+app.add_typer(source_cmds.source_app, name="source")
 app.add_typer(security_cmds.clients_app, name="clients")
 app.add_typer(security_cmds.keys_app, name="keys")
 app.add_typer(security_cmds.security_app, name="security")
