@@ -68,8 +68,9 @@ def ask(
     _print_guardrails(reply, show_checks)
     table = Table("n", "document", "uri", "score")
     for citation in reply.citations:
-        table.add_row(str(citation.n), citation.title or citation.doc_id, citation.uri or "",
-                      f"{citation.score:.4f}")
+        where = f" {citation.locator}" if citation.locator else ""  # "handbook.pdf p. 12"
+        table.add_row(str(citation.n), (citation.title or citation.doc_id) + where,
+                      citation.uri or "", f"{citation.score:.4f}")
     if reply.citations:
         console.print(table)
     stages = ", ".join(f"{k} {v:.0f} ms" for k, v in reply.latency_ms.items())

@@ -102,7 +102,10 @@ def build_change(file: Path, root: Path, defaults: dict[str, Any], id_prefix: st
     return DocChange(
         doc_id=doc_id, version=version, op="upsert", **content,
         content_type=meta.pop("content_type", CONTENT_TYPES[file.suffix.lower()]),
-        uri=meta.pop("uri", file.resolve().as_uri()), title=meta.pop("title", file.stem),
+        uri=meta.pop("uri", file.resolve().as_uri()),
+        # A PDF or Word file is known by its file name ("handbook.pdf p. 12" in citations).
+        title=meta.pop("title", file.name if file.suffix.lower() in BINARY_SUFFIXES
+                       else file.stem),
         lineage={"publisher": "customllm publish", "path": str(file), **meta.pop("lineage", {})},
         **meta,
     )

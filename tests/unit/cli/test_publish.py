@@ -141,6 +141,7 @@ def test_binary_files_travel_as_bytes_or_by_reference_never_as_text(tree, tmp_pa
     pdf = tree / "d.pdf"
     by_bytes = build_change(pdf, tree, FLAGS, "", 1)
     assert by_bytes.content is None and by_bytes.content_type == "application/pdf"
+    assert by_bytes.title == "d.pdf"  # citations read "d.pdf p. 3"
     assert by_bytes.content_base64 and by_bytes.content_ref is None
     by_ref = build_change(pdf, tree, FLAGS, "", 1, ref_root=tree)
     assert (by_ref.content_ref, by_ref.content_base64) == ("d.pdf", None)
