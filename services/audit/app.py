@@ -43,6 +43,9 @@ class Recorder:
         self.stopping.set()
 
     def run(self) -> None:
+        # The PII detector (Presidio + spaCy) takes seconds to load: warm it while the
+        # consumer joins its group, not when the first wrong answer needs scrubbing.
+        threading.Thread(target=_warm_pii, name="warm-pii", daemon=True).start()
         consumer = Consumer({**kafka_auth.client_config(self.settings.kafka_bootstrap),
                              "group.id": GROUP, "enable.auto.commit": False,
                              "auto.offset.reset": "earliest", "client.id": "customllm-audit"})
@@ -92,6 +95,15 @@ class Recorder:
                                 error=error, service="audit")
             # The original payload is left out on purpose: it holds the caller's credential.
             send(producer, t.RAG_FEEDBACK_DLQ, record.key, record.to_json(), errors=errors)
+
+
+def _warm_pii() -> None:
+    from services.common.pii import analyzer
+
+    try:
+        analyzer()
+    except Exception:  # noqa: BLE001 - scrubbing will load (or fail) again when needed
+        log.exception("could not load the PII detector in advance")
 
 
 def main(settings: Settings) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 
-from services.common import answer_audit, roles
+from services.common import answer_audit, candidates, roles
 from services.common import topics as t
 from services.common.events import GuardrailEvent, RagReply, RagRequest
 from services.common.exceptions import InvalidEvent
@@ -28,11 +28,16 @@ def record_pipeline(engine: Engine, topic: str, value: bytes) -> None:
     payload = decode_json(value, MAX_BYTES, SCHEMAS[topic])
     with engine.begin() as conn:
         if topic == t.RAG_SCREENED:
-            answer_audit.record_screened(conn, parse_model(RagRequest, payload))
+            event: RagRequest | RagReply | GuardrailEvent = parse_model(RagRequest, payload)
+            answer_audit.record_screened(conn, event)
         elif topic == t.RAG_DRAFTS:
-            answer_audit.record_draft(conn, parse_model(RagReply, payload))
+            event = parse_model(RagReply, payload)
+            answer_audit.record_draft(conn, event)
         else:
-            answer_audit.record_decision(conn, parse_model(GuardrailEvent, payload))
+            event = parse_model(GuardrailEvent, payload)
+            answer_audit.record_decision(conn, event)
+        # An ungrounded answer becomes a candidate example once its pieces are all on record.
+        candidates.from_grounding(conn, event.request_id)
 
 
 def record_feedback(engine: Engine, authenticator: Authenticator, value: bytes,
@@ -60,4 +65,9 @@ def record_feedback(engine: Engine, authenticator: Authenticator, value: bytes,
         raise InvalidEvent(error_type, f"{exc.code}: {exc}") from exc
     role = roles.role_for(who.principal.groups)
     with engine.begin() as conn:
-        return answer_audit.record_feedback(conn, event, who.principal.id, role)
+        stored = answer_audit.record_feedback(conn, event, who.principal.id, role)
+        if stored:  # a wrong answer, or a correction, is a candidate for the review queue
+            candidates.from_feedback(conn, event.request_id, feedback_id=event.feedback_id,
+                                     principal_id=who.principal.id, rating=event.rating,
+                                     correction=event.correction, comment=event.comment)
+        return stored

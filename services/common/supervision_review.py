@@ -59,6 +59,17 @@ def check_transition(current: str, new: str, reviewer: str | None) -> None:
         raise SupervisionError(f"a reviewer's name is required to mark an example {new}")
 
 
+NEEDS_CORRECTION = "needs-correction"
+
+
+def check_approvable(status: str, tags: Sequence[str] | None) -> None:
+    """An example made from an answer somebody flagged as wrong cannot be approved as it
+    stands: it can be edited (the edit is approved) or rejected."""
+    if status == "approved" and NEEDS_CORRECTION in (tags or ()):
+        raise SupervisionError("this candidate repeats an answer flagged as wrong: edit the "
+                               "answer (the edit is approved) or reject it")
+
+
 def resolve(conn: Connection, given: str) -> str:
     """A full example id from an id or a unique prefix of at least 6 characters."""
     if len(given) < 6:
@@ -92,11 +103,12 @@ def review(engine: Engine, example_ids: Sequence[str], status: str, reviewer: st
     with engine.begin() as conn:
         for given in example_ids:
             example_id = resolve(conn, given)
-            current = conn.execute(
-                text("SELECT review_status FROM sft_examples WHERE example_id = :id FOR UPDATE"),
-                {"id": example_id}).scalar_one()
+            current, tags = conn.execute(
+                text("SELECT review_status, tags FROM sft_examples WHERE example_id = :id "
+                     "FOR UPDATE"), {"id": example_id}).one()
             try:
                 check_transition(current, status, reviewer)
+                check_approvable(status, tags)
             except SupervisionError as exc:
                 raise SupervisionError(f"example {example_id[:12]}: {exc}") from None
             _set_status(conn, example_id, status, reviewer, note)
@@ -141,6 +153,7 @@ def decide(engine: Engine, example_id: str, status: Literal["approved", "rejecte
             raise SupervisionError(f"example {example_id[:12]} is {row.review_status} by "
                                    f"{row.reviewer or 'nobody'} since you opened it; reload")
         check_transition(row.review_status, status, reviewer)
+        check_approvable(status, row.tags)
         _set_status(conn, example_id, status, reviewer, note)
     return Decision("done", example_id, status, reviewer)
 
@@ -182,7 +195,7 @@ def edit_answer(engine: Engine, example_id: str, new_answer: str, reviewer: str,
             "id": new_id, "messages": json.dumps(messages), "source": row.source,
             "lineage": json.dumps(lineage, default=str), "license": row.license,
             "privacy": row.privacy_class, "reviewer": reviewer, "note": note,
-            "tags": list(row.tags or [])})
+            "tags": [t for t in (row.tags or []) if t != NEEDS_CORRECTION] + ["edited"]})
         _set_status(conn, example_id, "rejected", reviewer,
                     marker + (f": {note}" if note else ""))
     return Decision("done", example_id, "rejected", reviewer, new_id)

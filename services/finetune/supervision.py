@@ -7,7 +7,7 @@
   (``approve=True``, recorded with the reviewer's name). Only ``approved`` examples train.
   Allowed transitions are in :data:`TRANSITIONS`; a decision needs a reviewer's name.
 * **Snapshots** freeze the approved examples matching a filter, PII-scrubbed
-  (:mod:`services.finetune.pii_scrub`), in a fixed order (by example id), with their data card.
+  (:mod:`services.common.pii_scrub`), in a fixed order (by example id), with their data card.
   The snapshot id is the content hash of those scrubbed conversations, so the same data gives
   the same id, and creating it twice returns the stored one.
 """
@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from services.common.events import PrivacyClass
+from services.common.pii_scrub import DEFAULT_POLICY, ScrubPolicy, ScrubStats, scrub_messages
 
 # Review rules live in services.common (the CLI and the web console share them); re-exported
 # here for the callers that know them by this module.
@@ -37,7 +38,6 @@ from services.common.supervision_review import (  # noqa: F401
 from services.common.supervision_review import resolve as _resolve
 from services.finetune.datacard import CardRow, build_card, card_markdown, snapshot_id_for
 from services.finetune.examples import ChatExample, ParsedLine
-from services.finetune.pii_scrub import DEFAULT_POLICY, ScrubPolicy, ScrubStats, scrub_messages
 
 PRIVACY_ORDER: tuple[str, ...] = get_args(PrivacyClass)  # public < internal < ... < restricted
 @dataclass(frozen=True)

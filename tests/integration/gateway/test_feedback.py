@@ -58,24 +58,31 @@ def _publish(stack, *records: tuple[str, str, bytes]) -> None:
     flush(producer, errors)
 
 
-def answered(stack, asker: Principal) -> str:
+def answered(stack, asker: Principal, grounding: str = "allow",
+             question: str = "How many days of leave?") -> str:
     """A request id whose screened request, draft and decisions are on the topics, and whose
     audit record the recorder has stored."""
     rid = f"fb-{uuid.uuid4().hex[:12]}"
     with stack.engine.begin() as conn:
-        conn.execute(text("INSERT INTO documents (doc_id, version, privacy_class) VALUES "
-                          "('fb-doc', 3, 'internal') ON CONFLICT (doc_id) DO NOTHING"))
+        conn.execute(text("INSERT INTO documents (doc_id, version, privacy_class, license) "
+                          "VALUES ('fb-doc', 3, 'internal', 'CC-BY-4.0'), "
+                          "('fb-doc-2', 1, 'confidential', 'CC-BY-4.0') "
+                          "ON CONFLICT (doc_id) DO NOTHING"))
     request = RagRequest(request_id=rid, reply_to="rag.replies.gateway",
-                         question="How many days of leave?", principal=asker,
+                         question=question, principal=asker,
                          screening=Screening(policy_version="default@1#abc"))
-    chunk = RetrievedChunk(chunk_id="c" * 64, doc_id="fb-doc", text="Staff get 25 days.")
+    chunks = [RetrievedChunk(chunk_id="c" * 64, doc_id="fb-doc", text="Staff get 25 days."),
+              RetrievedChunk(chunk_id="e" * 64, doc_id="fb-doc-2", privacy_class="confidential",
+                             text="Seniority adds 5 days.")]
     draft = RagReply(request_id=rid, answer="25 days [1]", template_version="qa@v1",
                      model="smollm2", adapter="support", adapter_version="v2",
                      trace_id="ab" * 16, citations=[Citation(n=1, chunk_id="c" * 64,
                                                             doc_id="fb-doc")],
-                     evidence=DraftEvidence(principal=asker, retrieved=[chunk]))
+                     evidence=DraftEvidence(principal=asker, retrieved=chunks))
     decision = GuardrailEvent(event_id=f"{rid}:output:grounding", request_id=rid,
-                              stage="output", check="grounding", action="allow", score=0.91,
+                              stage="output", check="grounding", action=grounding,
+                              triggered=grounding != "allow",
+                              score=0.91 if grounding == "allow" else 0.12,
                               policy_version="default@1#abc", principal_id=asker.id)
     _publish(stack, (t.RAG_SCREENED, rid, request.to_json()), (t.RAG_DRAFTS, rid, draft.to_json()),
              (t.GUARDRAILS_EVENTS, rid, decision.to_json()),
@@ -101,6 +108,7 @@ def test_the_query_path_topics_become_one_audit_record(stack, recorder):
     assert (row.template_version, row.adapter, row.adapter_version, row.trace_id) == (
         "qa@v1", "support", "v2", "ab" * 16)
     assert row.retrieved[0]["doc_id"] == "fb-doc" and row.retrieved[0]["doc_version"] == 3
+    assert row.retrieved[1]["privacy_class"] == "confidential"
     assert row.policy_version == "default@1#abc"
     decisions = stack.query("SELECT check_name, action, score FROM guardrail_decisions "
                             "WHERE request_id = :r", r=rid)
@@ -192,3 +200,67 @@ def test_over_kafka_a_declared_principal_or_a_bad_credential_is_dead_lettered(
     _publish(stack, (t.RAG_FEEDBACK, rid, json.dumps(payload).encode()))
     assert _dlq_for(stack, rid)["error_type"] == error_type
     assert feedback_rows(stack, rid) == []
+
+
+# --- the closed loop: wrong answers become candidate examples in the review queue -----------
+
+def candidates_for(stack, rid: str) -> list:
+    return stack.query("SELECT example_id, messages, source, lineage, license, privacy_class, "
+                       "review_status, tags FROM sft_examples WHERE lineage->>'request_id' = :r",
+                       r=rid)
+
+
+def test_a_correction_becomes_a_pending_example_with_its_evidence_and_no_pii(stack, client):
+    rid = answered(stack, ALICE)
+    correction = "30 days; ask Mary Jones (mary.jones@example.com) about seniority days."
+    assert client.post("/v1/feedback", json={"request_id": rid, "rating": -1,
+                                             "correction": correction},
+                       headers=bearer(ALICE)).status_code == 202
+    wait_for(lambda: candidates_for(stack, rid), 90, what="the candidate example")
+    (example,) = candidates_for(stack, rid)
+    assert (example.review_status, example.source, example.tags) == (
+        "pending", "feedback", ["feedback", "correction"])
+    assert example.messages[0] == {"role": "user", "content": "How many days of leave?"}
+    target = example.messages[1]["content"]
+    assert "mary.jones@example.com" not in target and "Mary Jones" not in target
+    assert target.startswith("30 days")
+    # the most restrictive class among the cited documents, and their licence
+    assert (example.privacy_class, example.license) == ("confidential", "CC-BY-4.0")
+    lineage = example.lineage
+    assert (lineage["origin"], lineage["rated_by"], lineage["original_answer"]) == (
+        "feedback", "alice-fb", "25 days [1]")
+    assert [(c["doc_id"], c["doc_version"]) for c in lineage["cited"]] == [("fb-doc", 3),
+                                                                            ("fb-doc-2", 1)]
+
+
+def test_a_wrong_answer_without_correction_must_be_corrected_not_approved(stack, client):
+    from services.common import supervision_review as sr
+
+    rid = answered(stack, ALICE, question="Where is the parking?")
+    assert client.post("/v1/feedback", json={"request_id": rid, "rating": -1},
+                       headers=bearer(ALICE)).status_code == 202
+    wait_for(lambda: candidates_for(stack, rid), 90, what="the candidate example")
+    (example,) = candidates_for(stack, rid)
+    assert example.tags == ["feedback", "needs-correction"]
+    with pytest.raises(sr.SupervisionError, match="flagged as wrong"):
+        sr.decide(stack.engine, example.example_id, "approved", "sita-sme")
+    edited = sr.edit_answer(stack.engine, example.example_id, "Level -2.", "sita-sme")
+    row = stack.query("SELECT review_status, tags FROM sft_examples WHERE example_id = :i",
+                      i=edited.replaced_by)[0]
+    assert (row.review_status, row.tags) == ("approved", ["feedback", "edited"])
+
+
+def test_praise_adds_nothing_to_the_queue(stack, client):
+    rid = answered(stack, ALICE, question="Canteen hours?")
+    assert client.post("/v1/feedback", json={"request_id": rid, "rating": 1},
+                       headers=bearer(ALICE)).status_code == 202
+    wait_for(lambda: feedback_rows(stack, rid), 30, what="the feedback row")
+    assert candidates_for(stack, rid) == []
+
+
+def test_an_ungrounded_answer_becomes_a_candidate_on_its_own(stack, recorder):
+    rid = answered(stack, ALICE, grounding="flag", question="Who approves travel?")
+    wait_for(lambda: candidates_for(stack, rid), 90, what="the grounding candidate")
+    (example,) = candidates_for(stack, rid)
+    assert (example.source, example.tags) == ("grounding", ["grounding", "needs-correction"])
+    assert example.lineage["grounding_score"] == pytest.approx(0.12)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from services.common.pii_scrub import DEFAULT_POLICY
 from services.finetune.datacard import CardRow, build_card, card_markdown, snapshot_id_for
-from services.finetune.pii_scrub import DEFAULT_POLICY
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.finetune.pii_scrub import DEFAULT_POLICY
+from services.common.pii_scrub import DEFAULT_POLICY
 from services.finetune.supervision import (
     PRIVACY_ORDER,
     SupervisionError,

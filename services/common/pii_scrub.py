@@ -1,4 +1,6 @@
-"""The PII policy for training data, applied before a snapshot is frozen.
+"""The PII policy for training data, applied before a snapshot is frozen and when a candidate
+example is made from an answer (a library so the fine-tuning worker and the audit recorder
+apply the same one).
 
 A model memorizes what it is trained on, and an adapter can be served to principals who may not
 see the documents an example came from; so personal data is redacted from every message of
