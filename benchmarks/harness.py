@@ -32,7 +32,8 @@ def configure_environment() -> Path:
 
 
 @contextmanager
-def running_stack(state: Path, workers: dict[str, int]) -> Iterator[None]:
+def running_stack(state: Path, workers: dict[str, int], kafka_heap: str = "1g"
+                  ) -> Iterator[None]:
     """Kafka + Postgres + migrations + topics + ``workers`` (name → replicas)."""
     from confluent_kafka.admin import AdminClient
 
@@ -43,7 +44,7 @@ def running_stack(state: Path, workers: dict[str, int]) -> Iterator[None]:
 
     settings = get_settings()
     try:
-        kafka.start(state, settings.kafka_port, settings.kafka_controller_port, "1g")
+        kafka.start(state, settings.kafka_port, settings.kafka_controller_port, kafka_heap)
         security.provision_all(settings)
         postgres.start(state, settings.postgres_port)
         migrate.upgrade(settings.sqlalchemy_url)
