@@ -216,9 +216,9 @@ def record_status(conn: Connection, work: ChunkWork, result: ApplyResult, embedd
         text("""
             INSERT INTO ingestion_status (doc_id, last_version, state, chunks_total,
                 chunks_embedded, chunks_reused, chunks_removed, stale_events, event_time,
-                indexed_at, lag_ms)
+                indexed_at, lag_ms, error)
             VALUES (:d, :v, :state, :total, :embedded, :reused, :removed, :stale, :event_time,
-                    :indexed_at, :lag)
+                    :indexed_at, :lag, :error)
             ON CONFLICT (doc_id) DO UPDATE SET
                 last_version = CASE WHEN :is_stale THEN ingestion_status.last_version ELSE :v END,
                 state = CASE WHEN :is_stale THEN ingestion_status.state ELSE :state END,
@@ -236,13 +236,15 @@ def record_status(conn: Connection, work: ChunkWork, result: ApplyResult, embedd
                 indexed_at = CASE WHEN :is_stale THEN ingestion_status.indexed_at
                                   ELSE :indexed_at END,
                 lag_ms = CASE WHEN :is_stale THEN ingestion_status.lag_ms ELSE :lag END,
-                error = NULL, updated_at = now()
+                error = CASE WHEN :is_stale THEN ingestion_status.error ELSE :error END,
+                updated_at = now()
         """),
         {"d": work.doc_id, "v": work.version, "state": result.state,
          "total": result.chunks_total, "embedded": embedded,
          "reused": max(result.chunks_total - embedded, 0), "removed": result.chunks_removed,
          "stale": 1 if stale else 0, "is_stale": stale, "event_time": work.event_time,
-         "indexed_at": datetime.now(UTC), "lag": lag_ms},
+         "indexed_at": datetime.now(UTC), "lag": lag_ms,
+         "error": result.reason if result.state == "failed" else None},
     )
 
 

@@ -188,4 +188,4 @@ def test_acl_for_an_unknown_document_fails_clearly(stack, workers):
     doc_id = unique_prefix("nodoc") + "x"
     stack.publish([DocChange(doc_id=doc_id, version=1, op="acl", acl=["g"], source="tests")])
     failed = _failed_status(stack, doc_id, 1)
-    assert failed is not None
+    assert failed.error == "acl change for a document that is not indexed"
