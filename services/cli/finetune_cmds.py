@@ -341,14 +341,26 @@ def adapters_list(name: str | None = typer.Argument(None, help="Only this adapte
         console.print("no adapters registered yet")
 
 
+def _actor(reason: str | None) -> str | None:
+    """Who decides, when a reason says why: the local user, marked as coming from the CLI."""
+    import getpass
+
+    return f"cli:{getpass.getuser()}" if reason else None
+
+
 @adapters_app.command("promote")
-def adapters_promote(ref: str = typer.Argument(..., help="NAME@vN to serve as NAME.")) -> None:
+def adapters_promote(
+    ref: str = typer.Argument(..., help="NAME@vN to serve as NAME."),
+    reason: str | None = typer.Option(None, help="Why (recorded with your user name, as the "
+                                      "web console records its promotions)."),
+) -> None:
     """Serve this version as NAME now (manual promotion; the gate is not re-run)."""
     from services.finetune import registry
 
     target = _ref(ref, need_version=True)
     with _database() as engine:
-        version = registry.promote(engine, target.name, target.version, _adapters_dir())
+        version = registry.promote(engine, target.name, target.version, _adapters_dir(),
+                                   actor=_actor(reason), reason=reason)
     gate = version.gate or {}
     if gate and not gate.get("passed"):
         console.print(f"[yellow]note:[/] its gate had failed: {gate.get('reason', '')[:300]}")
@@ -357,13 +369,17 @@ def adapters_promote(ref: str = typer.Argument(..., help="NAME@vN to serve as NA
 
 
 @adapters_app.command("retire")
-def adapters_retire(ref: str = typer.Argument(..., help="NAME@vN to take out of use.")) -> None:
+def adapters_retire(
+    ref: str = typer.Argument(..., help="NAME@vN to take out of use."),
+    reason: str | None = typer.Option(None, help="Why (recorded with your user name)."),
+) -> None:
     """Retire a version (retiring the promoted one stops serving NAME)."""
     from services.finetune import registry
 
     target = _ref(ref, need_version=True)
     with _database() as engine:
-        version = registry.retire(engine, target.name, target.version, _adapters_dir())
+        version = registry.retire(engine, target.name, target.version, _adapters_dir(),
+                                  actor=_actor(reason), reason=reason)
     console.print(f"retired {version.ref}")
 
 

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from services.common.adapter_registry import version_label
 from services.common.events import FinetuneRequest, FinetuneStatus
 from services.common.exceptions import CustomLLMError, InvalidEvent
 from services.common.messages import decode_json, parse_model
@@ -150,10 +151,6 @@ def parse_ref(text: str) -> AdapterRef:
         raise FinetuneError(f"{text!r} is not an adapter reference; expected NAME or NAME@vN")
     version = match.group("version")
     return AdapterRef(match.group("name"), int(version) if version else None)
-
-
-def version_label(version: int) -> str:
-    return f"v{version}"
 
 
 # --- progress ------------------------------------------------------------------------------------

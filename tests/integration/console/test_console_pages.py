@@ -186,3 +186,17 @@ def test_evaluation_runs_show_metrics_a_chart_and_the_gate_verdict(stack, browse
     assert "PASSED" in page and "0.610" in page and "metrics.png" in page
     chart = viewer.get("/evaluations/console-run-1/metrics.png")
     assert chart.status_code == 200 and chart.content.startswith(b"\x89PNG")
+
+
+def test_the_cli_records_a_reasoned_promotion_where_the_console_shows_it(stack, browser):
+    from typer.testing import CliRunner
+
+    from services.cli.main import app
+
+    data.adapter_version(stack.engine, adapters_dir(get_settings()), "console-cli", 1,
+                         passed=True)
+    promoted = CliRunner().invoke(app, ["adapters", "promote", "console-cli@v1", "--reason",
+                                        "hotfix for the FAQ"])
+    assert promoted.exit_code == 0, promoted.output
+    page = browser(VIEWER).get("/adapters").text
+    assert "hotfix for the FAQ" in page and "cli:" in page

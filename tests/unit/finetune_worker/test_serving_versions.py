@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from services.common.adapter_registry import RegistryError
 from services.common.generation.adapters import AdapterLibrary, served_version
 from services.common.generation.base import UnknownAdapter
-from services.finetune.handlers import FinetuneError
 from services.finetune.registry import MARKER, link_promoted
 
 pytestmark = pytest.mark.unit
@@ -64,7 +64,7 @@ def test_a_hand_placed_folder_is_never_replaced(tmp_path):
     hand.mkdir()
     (hand / "adapter_config.json").write_text("{}")
     (hand / "adapter_model.safetensors").write_bytes(b"w")
-    with pytest.raises(FinetuneError, match="placed by hand"):
+    with pytest.raises(RegistryError, match="placed by hand"):
         link_promoted(tmp_path, "fmt", _version(tmp_path, "fmt", 1))
     assert AdapterLibrary(tmp_path).resolve("fmt").label is None
 
