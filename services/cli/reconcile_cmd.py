@@ -55,7 +55,7 @@ def _id_list(path: Path) -> dict[str, str | None]:
     return out
 
 
-def _report(drift: Drift, scope: str) -> None:
+def report_drift(drift: Drift, scope: str) -> None:
     table = Table("drift", "documents", title=f"reconcile {scope}")
     for kind, count in drift.counts().items():
         table.add_row(kind, str(count))
@@ -108,7 +108,7 @@ def reconcile(
     if as_json:
         console.print_json(json.dumps({"scope": scope, **drift.to_dict()}))
     else:
-        _report(drift, scope)
+        report_drift(drift, scope)
     if apply and drift.drifted:
         _apply(drift, paths, folder, defaults, id_prefix, source, ref_root, settings)
     _shutdown_metrics()

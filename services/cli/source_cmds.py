@@ -35,10 +35,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from services.cli.console import console
 from services.cli.publish import _send
+from services.cli.reconcile_cmd import report_drift
 from services.common import telemetry
 from services.common.config import Settings, get_settings
+from services.common.db import make_engine
 from services.common.events import DocChange
 from services.common.source_publisher import SourceProducers
+from services.ingest.chunking import content_hash
+from services.ingest.reconcile import Drift, compare, load_indexed, record_drift
 
 source_app = typer.Typer(no_args_is_help=True, help="Connectors that publish an external "
                          "system's records as documents.")
@@ -219,6 +223,47 @@ class PostgresTableSource:
         self.state.save(self.state_file)
         return SyncResult(upserts=len(rows), deletes=len(gone))
 
+    def reconcile(self, apply: bool = False) -> Drift:
+        """The whole table against the index (content hashes, not the cursor): catches what a
+        version column cannot, e.g. a row committed late with an older ``updated_at``. With
+        ``apply``, publishes the upserts and deletes that close the gap."""
+        spec = self.spec
+        saved, self.state.cursor = self.state.cursor, None
+        try:
+            with psycopg.connect(spec.dsn) as conn, conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(self._select(), {})
+                rows = {self.doc_id(r[spec.id_column]): r for r in cur.fetchall()}
+        finally:
+            self.state.cursor = saved
+        changes = {doc_id: self._change(row, 0) for doc_id, row in rows.items()}
+        source = {doc_id: content_hash(c.content or "") for doc_id, c in changes.items()}
+        engine = make_engine(self.settings.sqlalchemy_url, pool_size=1)
+        try:
+            indexed = load_indexed(engine, id_prefix=f"{spec.id_prefix}{spec.table}/",
+                                   source=spec.source)
+        finally:
+            engine.dispose()
+        drift = compare(source, indexed)
+        record_drift(drift, f"{spec.source}:{spec.table}")
+        if apply and drift.drifted:
+            version = time.time_ns() // 1000
+            errors: list[str] = []
+            producer = self.producers.for_source(spec.source)
+            fixes = [*drift.missing, *drift.stale, *drift.failed]
+            for offset, doc_id in enumerate(fixes):
+                change = changes[doc_id].model_copy(update={"version": version + offset})
+                _send(self.tracer, producer, change, errors)
+            for offset, doc_id in enumerate(drift.orphaned):
+                _send(self.tracer, producer, DocChange(
+                    doc_id=doc_id, op="delete", version=version + len(fixes) + offset,
+                    source=spec.source), errors)
+            self.producers.flush(errors)
+            if errors:
+                raise RuntimeError(f"{len(errors)} event(s) not delivered: {errors[0]}")
+            self.state.ids = (self.state.ids | set(fixes)) - set(drift.orphaned)
+            self.state.save(self.state_file)
+        return drift
+
     def install_trigger(self) -> None:
         """A trigger that NOTIFYs the channel on every insert, update and delete."""
         spec = self.spec
@@ -281,6 +326,9 @@ def postgres_source(
     once: bool = typer.Option(False, "--once", help="Sync once and exit."),
     poll: float = typer.Option(5.0, help="Seconds between polls without notifications."),
     install_trigger: bool = typer.Option(False, help="Create the NOTIFY trigger on the table."),
+    reconcile: bool = typer.Option(False, "--reconcile", help="Compare the whole table with "
+                                   "the index, report the drift and exit."),
+    apply: bool = typer.Option(False, "--apply", help="With --reconcile: publish the fixes."),
 ) -> None:
     """Publish a table's rows as documents; updates and deletes follow (LISTEN/NOTIFY)."""
     settings = get_settings()
@@ -288,6 +336,16 @@ def postgres_source(
     spec = TableSpec(dsn, table, id_column, _split(text_columns), version_column, title_column,
                      acl_column, source, id_prefix, privacy_class, license, tuple(acl))
     connector = PostgresTableSource(spec, settings)
+    if reconcile:
+        from services.common import metrics
+
+        metrics.setup_metrics("customllm-source", settings)
+        drift = connector.reconcile(apply)
+        report_drift(drift, f"{source}:{table}")
+        if apply and drift.drifted:
+            console.print(f"published {drift.drifted} fix event(s)")
+        telemetry.shutdown_tracing()
+        return
     if install_trigger:
         connector.install_trigger()
         console.print(f"trigger installed: NOTIFY {spec.channel} on every write to {table}")

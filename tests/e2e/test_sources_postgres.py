@@ -99,3 +99,20 @@ def test_table_rows_updates_and_deletes_reach_the_index(stack, workers, user_db,
     finally:
         stop.set()
         thread.join(timeout=10)
+
+    # Drift a cursor cannot see: a row written with an old updated_at (a late commit), and a
+    # document the index lost. The table reconcile finds both and --apply fixes them.
+    restarted.sync_once()
+    with psycopg.connect(user_db, autocommit=True) as conn:
+        conn.execute("UPDATE kb_articles SET body = 'zqlate1 committed late', "
+                     "updated_at = now() - interval '1 day' WHERE id = 1")
+    with stack.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM documents WHERE doc_id = %s", (ids[3],))
+    assert restarted.sync_once().upserts == 0  # the cursor misses the late row
+    drift = restarted.reconcile()
+    assert (drift.missing, drift.stale, drift.orphaned, drift.failed) == (
+        [ids[3]], [ids[1]], [], [])
+    restarted.reconcile(apply=True)
+    wait_for(lambda: restarted.reconcile().drifted == 0, 60, interval_s=0.5,
+             what="the table drift to be fixed")
+    assert _find(stack, "zqlate1")[0].doc_id == ids[1]
