@@ -107,6 +107,13 @@ def seeded(stack):
         data.pending_example(engine, "How do I reset my VPN token?",
                              "Open the self-service portal and choose 'Reset token'.",
                              source="support-faq"),
+        # what the audit recorder makes of the negative rating above (services/common/
+        # candidates.py): the answer judged wrong, to be corrected or rejected
+        data.pending_example(engine, "How many days of annual leave do I get?",
+                             "See the policy [1].", source="feedback",
+                             tags=["feedback", "needs-correction"],
+                             lineage={"request_id": rid, "origin": "feedback",
+                                      "rated_by": "vera-viewer", "rating": -1}),
     ]
     summary = {"metrics": {"exact_match": {"mean": 0.42, "lo": 0.33, "hi": 0.51, "n": 60},
                            "f1": {"mean": 0.63, "lo": 0.57, "hi": 0.69, "n": 60},
@@ -125,6 +132,14 @@ def seeded(stack):
     return {"request_id": rid, "examples": review_ids}
 
 
+def _shot(chrome, path: Path) -> None:
+    """The whole page (up to 2400 px), not just the window."""
+    height = chrome.execute_script("return document.documentElement.scrollHeight")
+    chrome.set_window_size(1360, min(max(int(height) + 100, 900), 2400))
+    chrome.save_screenshot(str(path))
+    chrome.set_window_size(1360, 900)
+
+
 def _login(chrome, url: str, principal) -> None:
     chrome.delete_all_cookies()
     chrome.get(f"{url}/catalog")
@@ -138,10 +153,12 @@ def _login(chrome, url: str, principal) -> None:
 def test_an_sme_logs_in_and_approves_an_example_in_place(stack, chrome, console_url, seeded,
                                                         shots):
     chrome.get(f"{console_url}/login")
-    chrome.save_screenshot(str(shots / "login.png"))
+    _shot(chrome, shots / "login.png")
     _login(chrome, console_url, SME)
-    chrome.get(f"{console_url}/review?source=support-faq")
-    chrome.save_screenshot(str(shots / "review.png"))
+    chrome.get(f"{console_url}/review")
+    _shot(chrome, shots / "review.png")
+    flagged = chrome.find_element(By.ID, f"ex-{seeded['examples'][2][:16]}")
+    assert not flagged.find_elements(By.CSS_SELECTOR, "button.approve")  # correct or reject
     example_id = seeded["examples"][0]
     row = chrome.find_element(By.ID, f"ex-{example_id[:16]}")
     row.find_element(By.CSS_SELECTOR, "button.approve").click()
@@ -168,7 +185,7 @@ def test_a_steward_promotes_a_version_whose_gate_passed_with_a_reason(stack, chr
     WebDriverWait(chrome, 15).until(ec.text_to_be_present_in_element(
         (By.ID, "adapter-status"), "promoted"))
     assert "promoted by stan-steward" in chrome.find_element(By.ID, "message").text
-    chrome.save_screenshot(str(shots / "adapter.png"))
+    _shot(chrome, shots / "adapter.png")
     decision = stack.query("SELECT actor, reason FROM adapter_decisions WHERE name = 'support' "
                            "AND action = 'promote'")
     assert [(d.actor, d.reason[:11]) for d in decision] == [("stan-steward", "Gate passed")]
@@ -184,5 +201,5 @@ def test_screenshots_of_the_main_pages(chrome, console_url, seeded, shots):
     for name, (path, expected) in pages.items():
         chrome.get(f"{console_url}{path}")
         assert expected in chrome.page_source, path
-        chrome.save_screenshot(str(shots / name))
+        _shot(chrome, shots / name)
     assert len(list(shots.glob("*.png"))) >= 7

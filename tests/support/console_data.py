@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from services.common import answer_audit
 from services.common.events import (
+    Citation,
     DraftEvidence,
     GuardrailEvent,
     Principal,
@@ -24,16 +25,17 @@ from services.common.events import (
 from services.common.supervision_review import content_hash
 
 
-def pending_example(engine: Engine, question: str, answer: str, source: str = "console-tests"
-                    ) -> str:
+def pending_example(engine: Engine, question: str, answer: str, source: str = "console-tests",
+                    tags: list[str] | None = None, lineage: dict | None = None) -> str:
     messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
     example_id = content_hash(messages)
     with engine.begin() as conn:
         conn.execute(text(
-            "INSERT INTO sft_examples (example_id, messages, source, license, privacy_class) "
-            "VALUES (:i, CAST(:m AS jsonb), :s, 'CC-BY-4.0', 'internal') "
-            "ON CONFLICT (example_id) DO NOTHING"),
-            {"i": example_id, "m": json.dumps(messages), "s": source})
+            "INSERT INTO sft_examples (example_id, messages, source, license, privacy_class, "
+            "tags, lineage) VALUES (:i, CAST(:m AS jsonb), :s, 'CC-BY-4.0', 'internal', :t, "
+            "CAST(:l AS jsonb)) ON CONFLICT (example_id) DO NOTHING"),
+            {"i": example_id, "m": json.dumps(messages), "s": source, "t": tags or [],
+             "l": json.dumps(lineage or {})})
     return example_id
 
 
@@ -69,6 +71,7 @@ def answer(engine: Engine, asker: Principal, question: str, checks: dict[str, st
                      model="smollm2-135m-instruct", backend="local", adapter=adapter,
                      adapter_version="v1" if adapter else None, trace_id="cd" * 16,
                      usage=Usage(prompt_tokens=412, completion_tokens=18),
+                     citations=[Citation(n=1, chunk_id="d" * 64, doc_id=doc_id, score=0.83)],
                      latency_ms={"retrieval": 38.0, "generation": 910.0},
                      evidence=DraftEvidence(principal=asker, retrieved=[RetrievedChunk(
                          chunk_id="d" * 64, doc_id=doc_id, text=chunk_text)]))
