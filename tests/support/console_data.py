@@ -91,8 +91,8 @@ def document(engine: Engine, doc_id: str, privacy: str, acl: list[str], title: s
     with engine.begin() as conn:
         conn.execute(text(
             "INSERT INTO documents (doc_id, version, title, source, uri, license, privacy_class,"
-            " acl, lineage) VALUES (:d, 2, :t, 'wiki', :u, 'internal-use', :p, :a, "
-            "'{\"parent\": \"handbook\"}'::jsonb) ON CONFLICT (doc_id) DO NOTHING"),
+            " acl, lineage, chunk_count) VALUES (:d, 2, :t, 'wiki', :u, 'internal-use', :p, :a, "
+            "'{\"parent\": \"handbook\"}'::jsonb, 3) ON CONFLICT (doc_id) DO NOTHING"),
             {"d": doc_id, "t": title, "u": f"https://wiki/{doc_id}", "p": privacy, "a": acl})
         conn.execute(text(
             "INSERT INTO ingestion_status (doc_id, last_version, state, chunks_total, "
