@@ -131,8 +131,8 @@ async def index_one(message: Inbound, work: ChunkWork, vectors: dict, embedded: 
             chunks_reused=max(result.chunks_total - embedded, 0),
             chunks_removed=result.chunks_removed, model_id=config.model_id,
             event_time=work.event_time, lag_ms=lag_ms if result.state == "indexed" else None,
-            reason=None if result.state in ("indexed", "deleted")
-            else f"stored version {result.stored_version} is not older",
+            reason=result.reason or (None if result.state in ("indexed", "deleted")
+                                     else f"stored version {result.stored_version} is not older"),
         )
         return done(Emit(DOCS_STATUS, work.doc_id.encode(), status.to_json()))
 

@@ -189,3 +189,5 @@ def test_acl_for_an_unknown_document_fails_clearly(stack, workers):
     stack.publish([DocChange(doc_id=doc_id, version=1, op="acl", acl=["g"], source="tests")])
     failed = _failed_status(stack, doc_id, 1)
     assert failed.error == "acl change for a document that is not indexed"
+    statuses = stack.read_topic(DOCS_STATUS, lambda k, v: k == doc_id.encode(), expected=1)
+    assert json.loads(statuses[0][1])["reason"] == failed.error
