@@ -11,7 +11,6 @@ from sqlalchemy import text
 
 from services.common.config import get_settings
 from services.console.config import adapters_dir
-from tests.support import console_data as data
 from tests.integration.console.conftest import (
     OTHER_VIEWER,
     SME,
@@ -20,6 +19,7 @@ from tests.integration.console.conftest import (
     csrf_of,
     post_form,
 )
+from tests.support import console_data as data
 
 pytestmark = pytest.mark.integration
 HTMX = {"HX-Request": "true"}
