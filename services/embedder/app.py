@@ -119,11 +119,15 @@ async def index_one(message: Inbound, work: ChunkWork, vectors: dict, embedded: 
         embed_span.end(end_time=encode_window[1])
         try:
             result = await with_db_retry(lambda: _swap(work, vectors, embedded))
-        except DBAPIError as exc:
+        except Exception as exc:  # noqa: BLE001 - this document alone is dead-lettered
+            # Each document's swap is its own transaction, and the documents before it in the
+            # batch are already swapped: re-running the batch would re-apply them, so a
+            # failure here is this document's, dead-lettered with the reason.
             if is_infrastructure(exc):
                 raise
-            return DeadLetter(InvalidEvent("processing_error",
-                                           f"database refused the write: {exc}"))
+            refused = "database refused the write" if isinstance(exc, DBAPIError) else (
+                f"swap failed: {type(exc).__name__}")
+            return DeadLetter(InvalidEvent("processing_error", f"{refused}: {exc}"[:2000]))
         span.set_attribute("index.state", result.state)
         lag_ms = (datetime.now(UTC) - work.event_time).total_seconds() * 1000
         if result.state == "indexed":
