@@ -84,14 +84,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
     finally:
         asker.close()
+    from services.rag.config import rag_settings
+
+    rag = rag_settings()
     return {
         "config": {"questions": len(answerable), "unanswerable": len(unanswerable),
                    "max_new_tokens": args.max_new_tokens, "seed": args.seed,
                    "warmup": len(warmup), "model": q.settings.local_model_id,
                    "backend": q.settings.generation_backend,
-                   "top_k": q.settings.retrieval_top_k,
-                   "min_relevance": q.settings.min_relevance,
-                   "cache_threshold": q.settings.semantic_cache_threshold,
+                   "top_k": rag.retrieval_top_k,
+                   "min_relevance": rag.min_relevance,
+                   "cache_threshold": rag.semantic_cache_threshold,
                    "no_answer": q.NO_ANSWER, "principal": q.PRINCIPAL.model_dump(),
                    "concurrency": 1},
         "corpus": corpus,

@@ -23,6 +23,7 @@ from services.common.producer import flush, make_producer, send
 from services.common.prompting.prompts import load_template
 from services.common.rpc import ReplyClient, ReplyTimeout, new_request_id
 from services.common.topics import DOCS_CHANGES
+from services.gateway.config import gateway_settings
 from services.rag.handlers import cited_numbers
 
 settings = get_settings()
@@ -114,7 +115,7 @@ class Asker:
         key = identity.add_key(identity.key_file_path(settings), "bench-reader", PRINCIPAL)
         self.client = ReplyClient(settings.kafka_bootstrap, client_id="benchmark-query",
                                   credential=key)
-        self.timeout_s = settings.rag_reply_timeout_s
+        self.timeout_s = gateway_settings().rag_reply_timeout_s
 
     def ask(self, question: Question, **options: Any) -> dict[str, Any]:
         request = RagRequest(request_id=new_request_id(), reply_to="rag.replies.bench",

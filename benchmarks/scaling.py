@@ -28,6 +28,7 @@ import uuid
 from pathlib import Path
 
 from services.common import kafka_auth
+from services.embedder.config import embedder_settings
 
 GROUPS = {"customllm-ingest": "docs.changes", "customllm-embedder": "chunks.embed"}
 SAMPLE_S = 0.5
@@ -162,8 +163,8 @@ def child(args: argparse.Namespace) -> None:
             "publish_s": published_s, "wall_s": wall_s, "chunks_per_s": chunks / wall_s,
             "docs_per_s": args.docs / wall_s,
             "partitions": settings.topic_partitions,
-            "embed_batch_size": settings.embed_batch_size,
-            "embed_batch_window_s": settings.embed_batch_window_s,
+            "embed_batch_size": embedder_settings().embed_batch_size,
+            "embed_batch_window_s": embedder_settings().embed_batch_window_s,
             "lag": {g: summarize(samples, g, wall_s) for g in GROUPS},
             "members": members, "samples": samples,
         }

@@ -80,12 +80,13 @@ def check(
 ) -> None:
     """Run every input check on TEXT and show each verdict, score and action."""
     from services.common.embeddings import embedder_from_settings
+    from services.guardrails.config import policy_store
     from services.guardrails.input_stage import InputDeps, screen_input
-    from services.guardrails.policy import PolicyError, PolicyStore
+    from services.guardrails.policy import PolicyError
 
     settings = get_settings()
     try:
-        policy = PolicyStore(settings.guardrails_policy_dir).get(policy_name)
+        policy = policy_store().get(policy_name)
     except PolicyError as exc:
         raise _fail(str(exc)) from exc
     engine, why = (None, "--offline") if offline else _reachable_engine()

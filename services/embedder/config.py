@@ -1,29 +1,30 @@
-"""What the embedder service takes from the shared settings."""
+"""The embedder's own settings (``CUSTOMLLM_EMBED_*``); the connections and the embedding model
+are the shared settings."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import lru_cache
 
-from services.common.config import Settings
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICE_NAME = "embedder"
 APP_ID = "customllm-embedder"
 
 
-@dataclass(frozen=True)
-class EmbedderConfig:
-    batch_size: int
-    batch_window_s: float
-    max_message_bytes: int
-    model_id: str
-    db_retry_attempts: int = 8
+class EmbedderSettings(BaseSettings):
+    """Frozen: a worker keeps the configuration it started with."""
+
+    model_config = SettingsConfigDict(env_prefix="CUSTOMLLM_", frozen=True, extra="ignore")
+
+    embed_batch_size: int = Field(default=64, description="Work items per model call.")
+    embed_batch_window_s: float = Field(
+        default=0.2, description="How long a batch waits to fill before it is embedded.")
+    embed_db_retry_attempts: int = Field(
+        default=8, description="Tries per database write while Postgres is unreachable, with "
+        "backoff; then the worker exits and the batch is re-read.")
 
 
-def embedder_config(settings: Settings) -> EmbedderConfig:
-    return EmbedderConfig(
-        batch_size=settings.embed_batch_size,
-        batch_window_s=settings.embed_batch_window_s,
-        # A work item holds the whole chunked document plus JSON framing.
-        max_message_bytes=max(settings.max_document_bytes * 3, 1_000_000),
-        model_id=settings.embedding_model_id,
-    )
+@lru_cache(maxsize=1)
+def embedder_settings() -> EmbedderSettings:
+    return EmbedderSettings()

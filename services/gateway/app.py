@@ -16,14 +16,17 @@ from services.common import identity
 from services.common.config import Settings, get_settings
 from services.common.rpc import ReplyClient
 from services.gateway import feedback_routes, openai_routes
+from services.gateway.config import GatewaySettings, gateway_settings
 from services.gateway.deps import GatewayState
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None,
+               config: GatewaySettings | None = None) -> FastAPI:
     """The public edge: OpenAI-compatible routes only. The TGI-compatible model routes live in
     their own service (services/model_server) on an internal port, so this process never
     loads a model or imports torch."""
     settings = settings or get_settings()
+    config = config or gateway_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -39,11 +42,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="customllm gateway", version="0.1.0", lifespan=lifespan)
     app.state.gateway = GatewayState(
-        settings=settings, authenticator=identity.authenticator_from_settings(settings),
-        inflight=asyncio.Semaphore(settings.gateway_max_inflight))
+        settings=settings, config=config,
+        authenticator=identity.authenticator_from_settings(settings),
+        inflight=asyncio.Semaphore(config.gateway_max_inflight))
     app.include_router(openai_routes.router)
     app.include_router(feedback_routes.router)
-    app.middleware("http")(body_limit(settings.gateway_max_body_bytes))
+    app.middleware("http")(body_limit(config.gateway_max_body_bytes))
 
     @app.get("/healthz", tags=["ops"])
     def healthz(response: Response) -> dict[str, str]:

@@ -11,11 +11,13 @@ from fastapi import Depends, Header, HTTPException, Request, status
 from services.common import identity
 from services.common.config import Settings
 from services.common.rpc import ReplyClient
+from services.gateway.config import GatewaySettings
 
 
 @dataclass
 class GatewayState:
     settings: Settings
+    config: GatewaySettings
     authenticator: identity.Authenticator
     client: ReplyClient | None = None
     inflight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(64))

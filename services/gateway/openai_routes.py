@@ -67,7 +67,7 @@ async def chat_completions(body: ChatCompletionRequest, state: StateDep,
             attributes={"request.id": request.request_id, "principal.id": principal.id,
                         "http.route": "/v1/chat/completions"}):
             try:
-                reply = await state.client.arequest(request, state.settings.rag_reply_timeout_s)
+                reply = await state.client.arequest(request, state.config.rag_reply_timeout_s)
             except ReplyTimeout as exc:
                 raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, str(exc)) from exc
             except ContractError as exc:  # beyond a limit of the request topic's schema

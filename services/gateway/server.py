@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.common import logs, metrics, telemetry
 from services.common.config import Settings
+from services.gateway.config import gateway_settings
 
 
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
@@ -14,5 +15,6 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     logs.configure(settings.log_level)
     telemetry.setup_tracing("gateway", settings)
     metrics.setup_metrics("gateway", settings)
-    uvicorn.run(create_app(settings), host=host or settings.gateway_host,
-                port=port or settings.gateway_port, log_level=settings.log_level.lower())
+    config = gateway_settings()
+    uvicorn.run(create_app(settings, config), host=host or config.gateway_host,
+                port=port or config.gateway_port, log_level=settings.log_level.lower())

@@ -1,8 +1,14 @@
-"""What the guardrails service takes from the shared settings."""
+"""The guardrails service's own settings; connections, identity and the embedding model are
+the shared settings."""
 
 from __future__ import annotations
 
-from services.common.config import Settings
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from services.guardrails.policy import PolicyStore
 
 SERVICE_NAME = "guardrails"
@@ -13,7 +19,23 @@ JUDGE_MAX_TOKENS = 256
 JUDGE_TIMEOUT_S = 60.0
 
 
-def policy_store(settings: Settings) -> PolicyStore:
+class GuardrailsSettings(BaseSettings):
+    """Frozen: a worker keeps the configuration it started with (policies themselves are files,
+    reloaded when they change)."""
+
+    model_config = SettingsConfigDict(env_prefix="CUSTOMLLM_", frozen=True, extra="ignore")
+
+    guardrails_policy_dir: Path | None = Field(
+        default=None, description="Folder of YAML policies (<domain>.yaml); default: the "
+        "packaged policies in services/guardrails/policies.")
+
+
+@lru_cache(maxsize=1)
+def guardrails_settings() -> GuardrailsSettings:
+    return GuardrailsSettings()
+
+
+def policy_store(config: GuardrailsSettings | None = None) -> PolicyStore:
     """Policies from ``CUSTOMLLM_GUARDRAILS_POLICY_DIR`` (default: the packaged ones), reloaded
     when a file changes."""
-    return PolicyStore(settings.guardrails_policy_dir)
+    return PolicyStore((config or guardrails_settings()).guardrails_policy_dir)

@@ -328,10 +328,11 @@ def policy_source(candidate: Path | None, folder: Path | None) -> tuple[PolicyFo
 def run(settings: Settings, since: datetime, until: datetime | None,
         candidate: Path | None = None, domain: str | None = None) -> ReplayReport:
     """Replay with the real checks (the same code the service runs)."""
+    from services.guardrails.config import guardrails_settings
     from services.guardrails.input_stage import load_input_deps, screen_conversation
     from services.guardrails.output_stage import load_output_deps, screen_output
 
-    policy_for, label = policy_source(candidate, settings.guardrails_policy_dir)
+    policy_for, label = policy_source(candidate, guardrails_settings().guardrails_policy_dir)
     input_deps, output_deps = load_input_deps(settings), load_output_deps(settings)
     return replay(settings.kafka_bootstrap, since, until, policy_for, label,
                   lambda request, policy: screen_conversation(

@@ -21,6 +21,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Request, status
 from services.common import identity
 from services.common.config import Settings, get_settings
 from services.model_server import engine_state, tgi_routes
+from services.model_server.config import model_server_settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -52,5 +53,6 @@ def serve(settings: Settings) -> None:
     logs.configure(settings.log_level)
     telemetry.setup_tracing("model-server", settings)
     metrics.setup_metrics("model-server", settings)
-    uvicorn.run(create_app(settings), host=settings.model_server_host,
-                port=settings.model_server_port, log_level=settings.log_level.lower())
+    config = model_server_settings()
+    uvicorn.run(create_app(settings), host=config.model_server_host,
+                port=config.model_server_port, log_level=settings.log_level.lower())

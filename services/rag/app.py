@@ -36,19 +36,22 @@ from services.common.streaming import make_app
 from services.common.topics import DOCS_STATUS, RAG_DRAFTS, RAG_REQUESTS_DLQ, RAG_SCREENED, spec
 from services.rag import cache, pipeline
 from services.rag.adapter_policy import AdapterNotServable
-from services.rag.config import APP_ID, MAX_REQUEST_BYTES, SERVICE_NAME, rag_config
+from services.rag.config import APP_ID, MAX_REQUEST_BYTES, SERVICE_NAME, rag_settings
 from services.rag.rerank import reranker_from_path
 
 logger = logging.getLogger(__name__)
 settings = get_settings()
 app = make_app(APP_ID, settings)
 tracer = telemetry.tracer(__name__)
+config = rag_settings()
 deps = pipeline.RagDeps(
     engine=make_engine(settings.sqlalchemy_url, pool_size=8),
     embedder=embedder_from_settings(settings),
     backend=backend_from_settings(settings),
-    config=rag_config(settings),
-    reranker=reranker_from_path(settings.reranker_model_path),
+    config=config,
+    model_id=settings.served_model_id,
+    max_new_tokens=settings.max_new_tokens,
+    reranker=reranker_from_path(config.reranker_model_path),
 )
 
 screened_verifier = handoff.verifier_from_settings(settings, "screened-request",

@@ -1,43 +1,41 @@
-"""What the rag worker takes from the shared settings."""
+"""The rag worker's own settings (``CUSTOMLLM_*`` variables; the connections and the
+generation backend are the shared settings)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
-from services.common.config import Settings
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICE_NAME = "rag"
 APP_ID = "customllm-rag"
 MAX_REQUEST_BYTES = 1_000_000
 
 
-@dataclass(frozen=True)
-class RagConfig:
-    top_k: int
-    candidates: int
-    context_token_budget: int
-    max_new_tokens: int
-    domain: str
-    min_relevance: float
-    cache_threshold: float
-    cache_ttl_s: float
-    price_prompt_per_1k: float
-    price_completion_per_1k: float
-    model_id: str
+class RagSettings(BaseSettings):
+    """Frozen: a worker keeps the configuration it started with."""
+
+    model_config = SettingsConfigDict(env_prefix="CUSTOMLLM_", frozen=True, extra="ignore")
+
+    retrieval_top_k: int = 5
+    retrieval_candidates: int = Field(
+        default=40, description="Candidates per ranking (vector and BM25) before fusion.")
+    reranker_model_path: Path | None = Field(
+        default=None, description="sentence-transformers cross-encoder folder; unset: no "
+        "reranking (no reranker model ships with the project).")
+    context_token_budget: int = 1200
+    prompt_domain: str = "default"
+    semantic_cache_threshold: float = 0.95
+    cache_ttl_s: float = 86_400.0
+    min_relevance: float = Field(
+        default=0.3, description="Below this cosine similarity of the best chunk, answer "
+        "'don't know' without calling the model.")
+    price_per_1k_prompt_tokens: float = 0.0
+    price_per_1k_completion_tokens: float = 0.0
 
 
-def rag_config(settings: Settings) -> RagConfig:
-    return RagConfig(
-        top_k=settings.retrieval_top_k,
-        candidates=settings.retrieval_candidates,
-        context_token_budget=settings.context_token_budget,
-        max_new_tokens=settings.max_new_tokens,
-        domain=settings.prompt_domain,
-        min_relevance=settings.min_relevance,
-        cache_threshold=settings.semantic_cache_threshold,
-        cache_ttl_s=settings.cache_ttl_s,
-        price_prompt_per_1k=settings.price_per_1k_prompt_tokens,
-        price_completion_per_1k=settings.price_per_1k_completion_tokens,
-        model_id=settings.local_model_id if settings.generation_backend == "local"
-        else settings.openai_model if settings.generation_backend == "openai" else settings.tgi_url,
-    )
+@lru_cache(maxsize=1)
+def rag_settings() -> RagSettings:
+    return RagSettings()

@@ -1,7 +1,8 @@
-"""Answering one request: cache → embed → retrieve → prompt → generate → cite.
+"""Answering one request, as typed stages: plan → embed → cache → retrieve → generate → store.
 
-Blocking work (embedding, SQL) runs in threads so the worker's event loop keeps its Kafka
-heartbeats; every stage is timed and traced.
+Each stage is a small function with a typed result, so :func:`answer` reads as the path a
+question takes. Blocking work (embedding, SQL) runs in threads so the worker's event loop keeps
+its Kafka heartbeats; every stage is timed and traced.
 """
 
 from __future__ import annotations
@@ -13,23 +14,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
 from opentelemetry import trace
 from sqlalchemy.engine import Engine
 
 from services.common import metrics
 from services.common.embeddings import Embedder
-from services.common.events import DraftEvidence, RagReply, RagRequest
+from services.common.events import DraftEvidence, Principal, RagReply, RagRequest, Usage
 from services.common.exceptions import CustomLLMError
 from services.common.generation.adapters import served_version
 from services.common.generation.base import GenerationBackend, GenerationRequest
-from services.common.prompting.prompts import domains, load_template, render
+from services.common.prompting.context_item import ContextItem
+from services.common.prompting.prompts import PromptTemplate, domains, load_template, render
 from services.rag import adapter_policy, answer_mode, cache, handlers, screening
-from services.rag.access import scope_for, scope_key
-from services.rag.config import RagConfig
+from services.rag.access import AccessScope, scope_for, scope_key
+from services.rag.config import RagSettings
 from services.rag.context import build_context
 from services.rag.relevance import best_similarity
 from services.rag.rerank import Reranker
-from services.rag.retrieval import RetrievalFilters, retrieve
+from services.rag.retrieval import RetrievalFilters, RetrievedChunk, retrieve
 
 tracer = trace.get_tracer(__name__)
 T = TypeVar("T")
@@ -40,8 +43,182 @@ class RagDeps:
     engine: Engine
     embedder: Embedder
     backend: GenerationBackend
-    config: RagConfig
+    config: RagSettings
+    model_id: str  # what the backend serves, for replies, cache keys and spans
+    max_new_tokens: int
     reranker: Reranker | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a request resolves to before any work is done."""
+
+    principal: Principal
+    template: PromptTemplate
+    scope: AccessScope
+    top_k: int
+    mode: str  # "extractive" or "free"
+    adapter_version: str | None  # resolved now: a promotion must not be served from cache
+    cache_context: str
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    chunks: list[RetrievedChunk]
+    items: list[ContextItem]
+    evidence: DraftEvidence
+    abstain: bool  # nothing close enough to the question: "don't know" without the model
+
+
+@dataclass(frozen=True)
+class Generated:
+    text: str
+    usage: Usage
+    abstained: bool
+    model: str
+
+
+async def answer(request: RagRequest, deps: RagDeps) -> RagReply:
+    started, timer = time.perf_counter(), _Timer()
+    plan = await _plan(request, deps)
+    with timer.stage("embed"):
+        vector = (await _in_thread(deps.embedder.encode, [request.question]))[0]
+    if request.options.use_cache:
+        with timer.stage("cache_lookup"):
+            hit = await _in_thread(cache.lookup, deps.engine, plan.cache_context,
+                                   request.question, vector, deps.config.semantic_cache_threshold)
+        if hit is not None:
+            return _finish(_from_cache(hit, request, plan), timer, started)
+    with timer.stage("retrieval") as span:
+        found = await _retrieve(request, plan, vector, deps, span)
+    fields = _reply_fields(request, plan, deps)
+    if request.options.retrieval_only:
+        return _finish(RagReply(
+            request_id=request.request_id, answer="", evidence=found.evidence, **fields,
+            citations=handlers.citations_for("", found.items, False, found.chunks)),
+            timer, started)
+    if found.abstain:
+        generated = Generated(plan.template.no_answer, handlers.usage_with_cost(0, 0, 0, 0),
+                              True, deps.model_id)
+    else:
+        with timer.stage("generation") as span:
+            generated = await _generate(request, plan, found, deps, span)
+    reply = RagReply(request_id=request.request_id, answer=generated.text,
+                     citations=handlers.citations_for(generated.text, found.items,
+                                                      generated.abstained, found.chunks),
+                     usage=generated.usage, evidence=found.evidence,
+                     **{**fields, "model": generated.model})
+    if request.options.use_cache and not screening.leaked_canary(generated.text,
+                                                                  request.screening):
+        await _store(reply, request, plan, found, vector, generated.abstained, deps)
+    return _finish(reply, timer, started)
+
+
+async def _plan(request: RagRequest, deps: RagDeps) -> Plan:
+    options, principal = request.options, request.principal
+    if principal is None:
+        raise CustomLLMError("request without a verified principal")
+    if options.adapter is not None:
+        await _in_thread(adapter_policy.check_servable, deps.engine, options.adapter, principal)
+    # A domain names a guardrail policy and, where one exists, a prompt template; a domain
+    # with a policy of its own but no template uses the worker's default template.
+    template = load_template(options.domain if options.domain in domains()
+                             else deps.config.prompt_domain)
+    scope = screening.widen_scope(scope_for(principal.id, principal.groups, principal.clearance),
+                                  request.screening)
+    top_k = options.top_k or deps.config.retrieval_top_k
+    mode = answer_mode.resolve(options.answer_mode, template, deps.backend)
+    adapter_version = served_version(deps.backend, options.adapter)
+    context = cache.context_key({
+        "scope": scope_key(scope), "adapter": options.adapter,
+        "adapter_version": adapter_version, "template": template.id,
+        "model": deps.model_id, "backend": deps.backend.name, "top_k": top_k,
+        "filters": options.filters.model_dump(), "max_tokens": options.max_tokens,
+        "temperature": options.temperature, "retrieval_only": options.retrieval_only,
+        "answer_mode": mode,
+        "history": [turn.model_dump() for turn in request.history],
+        "guardrails": screening.cache_directives(request.screening),
+    })
+    return Plan(principal, template, scope, top_k, mode, adapter_version, context)
+
+
+def _from_cache(hit: cache.CacheHit, request: RagRequest, plan: Plan) -> RagReply:
+    """The stored evidence goes with a cached answer: it passes the output stage too."""
+    stored = hit.reply.evidence.retrieved if hit.reply.evidence else []
+    return hit.reply.model_copy(update={
+        "evidence": DraftEvidence(principal=plan.principal, screening=request.screening,
+                                  retrieved=stored),
+        "request_id": request.request_id, "cached": True, "cache_kind": hit.kind,
+        "usage": hit.reply.usage.model_copy(update={"cost_usd": 0.0})})
+
+
+async def _retrieve(request: RagRequest, plan: Plan, vector: np.ndarray, deps: RagDeps,
+                    span: trace.Span) -> Retrieved:
+    options, directives = request.options, request.screening
+    filters = RetrievalFilters(
+        doc_ids=tuple(options.filters.doc_ids), doc_id_prefix=options.filters.doc_id_prefix,
+        sources=tuple(options.filters.sources), licenses=tuple(options.filters.licenses),
+        metadata=dict(options.filters.metadata),
+        max_injection_score=screening.injection_cutoff(directives))
+    span.set_attributes({"db.system": "postgresql", "db.operation": "hybrid_search",
+                         "retrieval.top_k": plan.top_k})
+    chunks = await _in_thread(retrieve, deps.engine, vector, request.question, plan.scope,
+                              plan.top_k, filters, "hybrid", deps.config.retrieval_candidates,
+                              deps.reranker)
+    span.set_attribute("retrieval.chunks", len(chunks))
+    best = await _in_thread(best_similarity, deps.engine, vector, [c.chunk_id for c in chunks])
+    items = screening.fence(build_context(chunks, deps.config.context_token_budget), chunks,
+                            directives)
+    return Retrieved(chunks, items, screening.evidence(plan.principal, directives, chunks, items),
+                     handlers.should_abstain(best, deps.config.min_relevance))
+
+
+async def _generate(request: RagRequest, plan: Plan, found: Retrieved, deps: RagDeps,
+                    span: trace.Span) -> Generated:
+    options, extractive = request.options, plan.mode == "extractive"
+    messages = render(plan.template, request.question, found.items,
+                      request.screening.canary if request.screening else None, extractive)
+    messages = messages[:1] + [turn.model_dump() for turn in request.history] + messages[1:]
+    span.set_attributes({"gen_ai.system": deps.backend.name,
+                         "gen_ai.request.model": deps.model_id,
+                         "gen_ai.request.adapter": options.adapter or "",
+                         "gen_ai.request.adapter_version": plan.adapter_version or ""})
+    result = await deps.backend.generate(GenerationRequest(
+        messages=messages, max_tokens=options.max_tokens or (
+            answer_mode.EXTRACTIVE_MAX_TOKENS if extractive else deps.max_new_tokens),
+        temperature=options.temperature, adapter=options.adapter,
+        extractive=answer_mode.extractive_request(found.items, plan.template, request.question)
+        if extractive else None))
+    span.set_attributes({"gen_ai.usage.input_tokens": result.prompt_tokens,
+                         "gen_ai.usage.output_tokens": result.completion_tokens,
+                         "gen_ai.response.finish_reason": result.finish_reason})
+    usage = handlers.usage_with_cost(result.prompt_tokens, result.completion_tokens,
+                                     deps.config.price_per_1k_prompt_tokens,
+                                     deps.config.price_per_1k_completion_tokens)
+    # result.abstained: an extractive answer that is the no-answer text
+    return Generated(result.text.strip(), usage, result.abstained, result.model)
+
+
+def _reply_fields(request: RagRequest, plan: Plan, deps: RagDeps) -> dict[str, Any]:
+    return {"template_version": plan.template.id, "backend": deps.backend.name,
+            "model": deps.model_id, "adapter": request.options.adapter,
+            "adapter_version": plan.adapter_version}
+
+
+async def _store(reply: RagReply, request: RagRequest, plan: Plan, found: Retrieved,
+                 vector: np.ndarray, abstained: bool, deps: RagDeps) -> None:
+    """Cache the answer with the versions of the documents it was built from.
+
+    An abstention depends on what is *not* indexed yet: stored without documents, it is
+    dropped by the next index change of any document. The evidence is stored (the output stage
+    checks a hit against it) but without this request's directives: the canary must not
+    outlive it."""
+    versions = {} if abstained else await _in_thread(
+        cache.document_versions, deps.engine, sorted({item.doc_id for item in found.items}))
+    stored = reply.model_copy(update={"evidence": found.evidence.model_copy(
+        update={"screening": None})})
+    await _in_thread(cache.store, deps.engine, plan.cache_context, request.question, vector,
+                     stored, versions, deps.config.cache_ttl_s)
 
 
 async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
@@ -69,120 +246,6 @@ class _Stage:
     def __exit__(self, *exc: object) -> None:
         self.timer.stages[self.name] = round((time.perf_counter() - self.started) * 1000, 3)
         self.span.__exit__(*exc)  # type: ignore[arg-type]
-
-
-async def answer(request: RagRequest, deps: RagDeps) -> RagReply:
-    started = time.perf_counter()
-    timer = _Timer()
-    config, options, principal = deps.config, request.options, request.principal
-    if principal is None:
-        raise CustomLLMError("request without a verified principal")
-    if options.adapter is not None:
-        await _in_thread(adapter_policy.check_servable, deps.engine, options.adapter, principal)
-    # A domain names a guardrail policy and, where one exists, a prompt template; a domain
-    # with a policy of its own but no template uses the worker's default template.
-    template = load_template(options.domain if options.domain in domains() else config.domain)
-    directives = request.screening
-    scope = screening.widen_scope(scope_for(principal.id, principal.groups, principal.clearance),
-                                  directives)
-    top_k = options.top_k or config.top_k
-    mode = answer_mode.resolve(options.answer_mode, template, deps.backend)
-    # Resolved now: a promotion changes what the name serves, and the cache must not answer
-    # with the previous version's reply.
-    adapter_version = served_version(deps.backend, options.adapter)
-    context = cache.context_key({
-        "scope": scope_key(scope), "adapter": options.adapter,
-        "adapter_version": adapter_version, "template": template.id,
-        "model": config.model_id, "backend": deps.backend.name, "top_k": top_k,
-        "filters": options.filters.model_dump(), "max_tokens": options.max_tokens,
-        "temperature": options.temperature, "retrieval_only": options.retrieval_only,
-        "answer_mode": mode,
-        "history": [turn.model_dump() for turn in request.history],
-        "guardrails": screening.cache_directives(directives),
-    })
-    with timer.stage("embed"):
-        vector = (await _in_thread(deps.embedder.encode, [request.question]))[0]
-    if options.use_cache:
-        with timer.stage("cache_lookup"):
-            hit = await _in_thread(cache.lookup, deps.engine, context, request.question, vector,
-                                   config.cache_threshold)
-        if hit is not None:
-            # The stored evidence goes with it: a cached answer passes the output stage too.
-            stored = hit.reply.evidence.retrieved if hit.reply.evidence else []
-            return _finish(hit.reply.model_copy(update={
-                "evidence": DraftEvidence(principal=principal, screening=directives,
-                                          retrieved=stored),
-                "request_id": request.request_id, "cached": True, "cache_kind": hit.kind,
-                "usage": hit.reply.usage.model_copy(update={"cost_usd": 0.0})}), timer, started)
-    filters = RetrievalFilters(
-        doc_ids=tuple(options.filters.doc_ids), doc_id_prefix=options.filters.doc_id_prefix,
-        sources=tuple(options.filters.sources), licenses=tuple(options.filters.licenses),
-        metadata=dict(options.filters.metadata),
-        max_injection_score=screening.injection_cutoff(directives))
-    with timer.stage("retrieval") as span:
-        span.set_attributes({"db.system": "postgresql", "db.operation": "hybrid_search",
-                             "retrieval.top_k": top_k})
-        chunks = await _in_thread(retrieve, deps.engine, vector, request.question, scope, top_k,
-                                  filters, "hybrid", config.candidates, deps.reranker)
-        span.set_attribute("retrieval.chunks", len(chunks))
-        best = await _in_thread(best_similarity, deps.engine, vector,
-                                [c.chunk_id for c in chunks])
-        items = screening.fence(build_context(chunks, config.context_token_budget), chunks,
-                                directives)
-    evidence = screening.evidence(principal, directives, chunks, items)
-    abstained = handlers.should_abstain(best, config.min_relevance)
-    reply_fields: dict[str, Any] = {"template_version": template.id, "backend": deps.backend.name,
-                                    "model": config.model_id, "adapter": options.adapter,
-                                    "adapter_version": adapter_version}
-    if options.retrieval_only:
-        reply = RagReply(request_id=request.request_id, answer="",
-                         citations=handlers.citations_for("", items, abstained=False,
-                                                          chunks=chunks),
-                         evidence=evidence, **reply_fields)
-        return _finish(reply, timer, started)
-    if abstained:
-        answer_text, usage = template.no_answer, handlers.usage_with_cost(0, 0, 0, 0)
-    else:
-        extractive = mode == "extractive"
-        messages = render(template, request.question, items,
-                          directives.canary if directives else None, extractive)
-        history = [turn.model_dump() for turn in request.history]
-        messages = messages[:1] + history + messages[1:]
-        with timer.stage("generation") as span:
-            span.set_attributes({"gen_ai.system": deps.backend.name,
-                                 "gen_ai.request.model": config.model_id,
-                                 "gen_ai.request.adapter": options.adapter or "",
-                                 "gen_ai.request.adapter_version": adapter_version or ""})
-            result = await deps.backend.generate(GenerationRequest(
-                messages=messages, max_tokens=options.max_tokens or (
-                    answer_mode.EXTRACTIVE_MAX_TOKENS if extractive else config.max_new_tokens),
-                temperature=options.temperature, adapter=options.adapter,
-                extractive=answer_mode.extractive_request(items, template, request.question)
-                if extractive else None))
-            span.set_attributes({"gen_ai.usage.input_tokens": result.prompt_tokens,
-                                 "gen_ai.usage.output_tokens": result.completion_tokens,
-                                 "gen_ai.response.finish_reason": result.finish_reason})
-        answer_text = result.text.strip()
-        abstained = result.abstained  # an extractive answer that is the no-answer text
-        usage = handlers.usage_with_cost(result.prompt_tokens, result.completion_tokens,
-                                         config.price_prompt_per_1k,
-                                         config.price_completion_per_1k)
-        reply_fields["model"] = result.model
-    reply = RagReply(request_id=request.request_id, answer=answer_text,
-                     citations=handlers.citations_for(answer_text, items, abstained, chunks),
-                     usage=usage, evidence=evidence, **reply_fields)
-    if options.use_cache and not screening.leaked_canary(answer_text, directives):
-        # An abstention depends on what is *not* indexed yet: stored without documents, it is
-        # dropped by the next index change of any document.
-        versions = {} if abstained else await _in_thread(
-            cache.document_versions, deps.engine, sorted({item.doc_id for item in items}))
-        # Stored with the chunks it was built from (the output stage checks a hit against
-        # them) but without this request's directives: the canary must not outlive it.
-        stored = reply.model_copy(update={"evidence": evidence.model_copy(
-            update={"screening": None})})
-        await _in_thread(cache.store, deps.engine, context, request.question, vector, stored,
-                         versions, config.cache_ttl_s)
-    return _finish(reply, timer, started)
 
 
 def _finish(reply: RagReply, timer: _Timer, started: float) -> RagReply:

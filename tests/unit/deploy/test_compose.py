@@ -360,8 +360,9 @@ def test_workers_environment_points_at_the_compose_services(services):
 def test_customllm_variables_are_real_settings(services, monkeypatch):
     """Settings ignore unknown variables, so a misspelt CUSTOMLLM_ key would pass unnoticed."""
     from services.common.config import Settings
+    from services.stack.settings_catalog import known_variables
 
-    fields = {f"CUSTOMLLM_{field.upper()}" for field in Settings.model_fields}
+    fields = known_variables()
     for name, svc in services.items():
         env = _environment(svc)
         unknown = {key for key in env if key.startswith("CUSTOMLLM_")} - fields

@@ -72,7 +72,7 @@ def tgi_url(engine) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def openai_url(engine) -> Iterator[str]:
     """The OpenAI test double (see openai_double.py); its base URL ends in /v1."""
-    from tests.integration.generation.openai_double import create_app
+    from tests.integration.common.generation.openai_double import create_app
 
     with serve(create_app(engine)) as url:
         yield f"{url}/v1"

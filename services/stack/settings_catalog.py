@@ -1,0 +1,29 @@
+"""Every settings class of the platform, so tools can tell a real ``CUSTOMLLM_*`` variable
+from a typo (pydantic-settings ignores unknown variables, so a misspelt one would pass
+unnoticed). Lives with the launcher because only tools may import every service."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings
+
+from services.common.config import Settings
+from services.console.config import ConsoleSettings
+from services.embedder.config import EmbedderSettings
+from services.gateway.config import GatewaySettings
+from services.guardrails.config import GuardrailsSettings
+from services.model_server.config import ModelServerSettings
+from services.rag.config import RagSettings
+
+SETTINGS: tuple[type[BaseSettings], ...] = (
+    Settings, ConsoleSettings, EmbedderSettings, GatewaySettings, GuardrailsSettings,
+    ModelServerSettings, RagSettings,
+)
+
+
+def known_variables() -> set[str]:
+    """Every environment variable some settings class reads."""
+    names: set[str] = set()
+    for settings in SETTINGS:
+        prefix = settings.model_config.get("env_prefix", "")
+        names.update(f"{prefix}{field}".upper() for field in settings.model_fields)
+    return names
