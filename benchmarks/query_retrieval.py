@@ -164,11 +164,11 @@ def load_index(engine: Any, paragraphs: tuple[Paragraph, ...], encode: Encode) -
     from sqlalchemy import text
 
     from services.common.config import get_settings
-    from services.ingest.chunking import ChunkingConfig, chunk_document
+    from services.ingest.chunking import chunk_document
+    from services.ingest.config import ingest_settings
 
     settings = get_settings()
-    config = ChunkingConfig(min_words=settings.chunk_min_words,
-                            max_words=settings.chunk_max_words)
+    config = ingest_settings().chunking
     rows = []
     for p in paragraphs:
         for chunk in chunk_document(p.text, "text/plain", config):

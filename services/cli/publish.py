@@ -24,6 +24,7 @@ from services.common.events import DocChange
 from services.common.producer import send
 from services.common.source_publisher import SourceNotApproved, SourceProducers
 from services.common.topics import DOCS_CHANGES
+from services.ingest.config import ingest_settings
 
 CONTENT_TYPES = {".txt": "text/plain", ".text": "text/plain", ".md": "text/markdown",
                  ".markdown": "text/markdown", ".html": "text/html", ".htm": "text/html",
@@ -143,7 +144,7 @@ def publish(
         for file, root in files:
             try:
                 change = build_change(file, root, defaults, id_prefix, event_version, ref_root,
-                                      settings.max_document_bytes)
+                                      ingest_settings().max_document_bytes)
             except (UnicodeDecodeError, ValueError) as exc:
                 console.print(f"[yellow]skipped[/] {file}: {exc}")
                 skipped += 1

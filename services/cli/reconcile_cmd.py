@@ -22,6 +22,7 @@ from services.common.config import Settings, get_settings
 from services.common.db import make_engine
 from services.common.events import DocChange
 from services.common.source_publisher import SourceNotApproved, SourceProducers
+from services.ingest.config import ingest_settings
 from services.ingest.reconcile import Drift, compare, file_hash, load_indexed, record_drift
 
 _COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -133,7 +134,7 @@ def _apply(drift: Drift, paths: dict[str, Path], folder: Path | None, defaults: 
             try:
                 assert folder is not None  # only a folder gives files to publish
                 change = build_change(paths[doc_id], folder, defaults, id_prefix, version,
-                                      ref_root, settings.max_document_bytes)
+                                      ref_root, ingest_settings().max_document_bytes)
                 _send(tracer, producers.for_source(change.source), change, errors)
                 sent += 1
             except (ValueError, UnicodeDecodeError, SourceNotApproved) as exc:

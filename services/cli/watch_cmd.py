@@ -34,6 +34,7 @@ from services.common import telemetry
 from services.common.config import Settings, get_settings
 from services.common.events import DocChange
 from services.common.source_publisher import SourceNotApproved, SourceProducers
+from services.ingest.config import ingest_settings
 from services.ingest.reconcile import file_hash
 from services.ingest.watch import (
     Action,
@@ -200,7 +201,7 @@ class Watcher:
         file = self.folder / action.path
         try:
             change = build_change(file, self.folder, self.defaults, self.id_prefix, version,
-                                  self.ref_root, self.settings.max_document_bytes)
+                                  self.ref_root, ingest_settings().max_document_bytes)
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             console.print(f"[yellow]skipped[/] {file}: {exc}")
             self.result.skipped += 1

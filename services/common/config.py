@@ -54,11 +54,6 @@ class Settings(BaseSettings):
     topic_replication: int = 1
 
 
-    # Ingestion (the document size limit is read by ingest and by the CLI's publishers)
-    max_document_bytes: int = 2_000_000
-    chunk_min_words: int = 40
-    chunk_max_words: int = 180
-
     # Embeddings (the library every model-running service shares)
     embedding_model_id: str = "sentence-transformers/all-MiniLM-L6-v2"
     embedding_model_path: Path | None = Field(

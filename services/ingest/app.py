@@ -27,12 +27,13 @@ from services.common.processor import (
 from services.common.streaming import make_app
 from services.common.topics import CHUNKS_EMBED, DOCS_CHANGES, DOCS_CHANGES_DLQ, DOCS_STATUS
 from services.ingest import handlers, store
-from services.ingest.config import APP_ID, SERVICE_NAME, ingest_config
+from services.ingest.config import APP_ID, SERVICE_NAME, ingest_settings
 from services.ingest.parsers import NoTextLayer
 
 logger = logging.getLogger(__name__)
 settings = get_settings()
-config = ingest_config(settings)
+config = ingest_settings()
+files = config.file_access(settings.state_path)
 app = make_app(APP_ID, settings)
 engine = make_engine(settings.sqlalchemy_url)
 
@@ -49,8 +50,8 @@ async def ingest(message: Inbound) -> Outcome:
         try:
             plan = handlers.plan_work(
                 change, store.stored_version(engine, change.doc_id),
-                lambda hashes: store.cached_hashes(engine, hashes, config.model_id),
-                config.chunking, config.files,
+                lambda hashes: store.cached_hashes(engine, hashes, settings.embedding_model_id),
+                config.chunking, files,
             )
         except NoTextLayer as exc:
             # Not poison (the file is a valid PDF), but nothing to index: a clear status, and

@@ -18,9 +18,7 @@ from pathlib import Path
 from services.common.events import DocChange
 from services.common.exceptions import InvalidEvent
 
-# os.pathsep-separated roots the worker may read referenced files from.
-ROOTS_ENV = "CUSTOMLLM_INGEST_FILE_ROOTS"
-MAX_FILE_ENV = "CUSTOMLLM_INGEST_MAX_FILE_BYTES"
+ROOTS_VARIABLE = "CUSTOMLLM_INGEST_FILE_ROOTS"  # named in errors (services/ingest/config.py)
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
@@ -32,20 +30,11 @@ class FileAccess:
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 
 
-def file_access_from_env(state_path: Path) -> FileAccess:
-    """Roots from ``CUSTOMLLM_INGEST_FILE_ROOTS``; by default ``<state dir>/files``, a folder
-    only the platform's own tools write to (tests and `customllm publish --ref-root` use it)."""
-    raw = os.environ.get(ROOTS_ENV)
-    roots = [Path(p) for p in raw.split(os.pathsep) if p] if raw else [state_path / "files"]
-    limit = int(os.environ.get(MAX_FILE_ENV, DEFAULT_MAX_FILE_BYTES))
-    return FileAccess(tuple(root.expanduser().resolve() for root in roots), limit)
-
-
 def resolve_ref(ref: str, access: FileAccess) -> Path:
     """The real path of ``ref`` inside one of the roots, or InvalidEvent("forbidden")."""
     if not access.roots:
         raise InvalidEvent("forbidden", "content_ref given but this ingest worker has no "
-                           f"allow-listed file roots ({ROOTS_ENV})")
+                           f"allow-listed file roots ({ROOTS_VARIABLE})")
     relative = Path(ref)
     if "\x00" in ref or relative.is_absolute() or ".." in relative.parts:
         raise InvalidEvent("forbidden", f"content_ref {ref!r} must be a relative path without "

@@ -11,12 +11,13 @@ from services.console.config import ConsoleSettings
 from services.embedder.config import EmbedderSettings
 from services.gateway.config import GatewaySettings
 from services.guardrails.config import GuardrailsSettings
+from services.ingest.config import IngestSettings
 from services.model_server.config import ModelServerSettings
 from services.rag.config import RagSettings
 
 SETTINGS: tuple[type[BaseSettings], ...] = (
     Settings, ConsoleSettings, EmbedderSettings, GatewaySettings, GuardrailsSettings,
-    ModelServerSettings, RagSettings,
+    IngestSettings, ModelServerSettings, RagSettings,
 )
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from services.common.events import DocChange
 from services.common.topics import DOCS_CHANGES_DLQ
+from services.ingest.config import ingest_settings
 from tests.support.documents import change, expected_hashes, paragraphs, unique_prefix
 
 pytestmark = pytest.mark.e2e
@@ -119,7 +120,7 @@ def test_bad_messages_go_to_the_dlq_and_the_worker_keeps_going(stack, workers):
     stack.wait_indexed({good_before.doc_id: 1})
     stored = stack.chunk_rows([good_before.doc_id])
 
-    huge = change(f"{prefix}huge", 1, ["x " * (stack.settings.max_document_bytes // 2 + 10)])
+    huge = change(f"{prefix}huge", 1, ["x " * (ingest_settings().max_document_bytes // 2 + 10)])
     schema_bad = {"doc_id": f"{prefix}nover", "op": "upsert", "content": "no version"}
     wrong_type = {"doc_id": f"{prefix}wrongtype", "version": "7", "op": "upsert", "content": "x"}
     overwrite = {"doc_id": good_before.doc_id, "version": 99, "op": "upsert", "content": 42}
