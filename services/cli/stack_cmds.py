@@ -21,6 +21,8 @@ def up(
                                  "service's traces to it (OTLP on the configured endpoint)."),
     model_server: bool = typer.Option(False, help="Also serve the local model over TGI's API on "
                                       "the internal port (API key required)."),
+    web_console: bool = typer.Option(False, "--console", help="Also serve the web console "
+                                     "(docs/console.md; log in with an API key)."),
 ) -> None:
     """Start Kafka and Postgres, run migrations, create topics, start the workers."""
     settings = get_settings()
@@ -55,6 +57,12 @@ def up(
             console.print(f"[green]model server[/] pid {pid} on http://"
                           f"{server.model_server_host}:{server.model_server_port} (TGI API, "
                           "API key required)")
+        if web_console:
+            from services.console.config import ConsoleSettings
+
+            pid = workers.start(state, workers.CONSOLE, env=env)
+            where = ConsoleSettings()
+            console.print(f"[green]web console[/] pid {pid} on http://{where.host}:{where.port}/")
     except StackError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc

@@ -19,10 +19,12 @@ WORKERS: dict[str, str] = {
     "finetune": "services.finetune",
     "audit": "services.audit",  # answers' audit records and users' feedback, into Postgres
 }
-# Started only by `customllm up --observe` and `customllm up --model-server`.
+# Started only by `customllm up --observe`, `--model-server` and `--console`.
 OBSERVER = "observe"
 MODEL_SERVER = "model_server"
-_MODULES = {**WORKERS, OBSERVER: "services.observe", MODEL_SERVER: "services.model_server"}
+CONSOLE = "console"  # `customllm up --console`: the web console (no Kafka identity)
+_MODULES = {**WORKERS, OBSERVER: "services.observe", MODEL_SERVER: "services.model_server",
+            CONSOLE: "services.console"}
 
 
 def run_dir(state_dir: Path) -> Path:

@@ -84,3 +84,32 @@ def test_logging_out_ends_the_session(browser):
     client = browser(VIEWER)
     assert post_form(client, "/catalog", "/logout", {}).status_code == 303
     assert client.get("/catalog").status_code == 303
+
+
+def test_the_console_runs_as_its_own_process_on_its_own_port(stack):
+    """What `customllm up --console` starts: `python -m services.console`."""
+    import socket
+
+    import httpx
+
+    from services.stack import services as worker_procs
+    from tests.support.stack import wait_for
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    pid = worker_procs.start(stack.state, worker_procs.CONSOLE,
+                             env={"CUSTOMLLM_CONSOLE_PORT": str(port)})
+    try:
+        def up() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, 60, what="the console process")
+        login = httpx.get(f"http://127.0.0.1:{port}/catalog", follow_redirects=False)
+        assert login.status_code == 303 and login.headers["location"].startswith("/login")
+        assert worker_procs.running(stack.state)["console"] == pid
+    finally:
+        worker_procs.stop(stack.state, worker_procs.CONSOLE)
