@@ -13,6 +13,7 @@ import signal
 import threading
 
 from confluent_kafka import Consumer, KafkaError, Message
+from sqlalchemy.exc import OperationalError
 
 from services.audit.handlers import record_feedback, record_pipeline
 from services.common import identity, kafka_auth
@@ -84,17 +85,31 @@ class Recorder:
                 record_pipeline(self.engine, topic, value)
             self.stored += 1
         except InvalidEvent as error:
-            self.refused += 1
-            if topic != t.RAG_FEEDBACK:
-                log.error("unreadable %s record at %s/%s: %s", topic, message.partition(),
-                          message.offset(), error)
-                return
-            log.info("feedback refused (%s): %s", error.error_type, error)
-            record = dlq_record(topic=topic, partition=message.partition(),
-                                offset=message.offset(), key=message.key(), value=None,
-                                error=error, service="audit")
-            # The original payload is left out on purpose: it holds the caller's credential.
-            send(producer, t.RAG_FEEDBACK_DLQ, record.key, record.to_json(), errors=errors)
+            self._refuse(message, error, producer, errors)
+        except OperationalError:
+            raise  # the database is down: exit, and resume from the last commit when restarted
+        except Exception as exc:  # noqa: BLE001 - a bug on one record must not stop the audit
+            log.exception("could not record %s at %s/%s", topic, message.partition(),
+                          message.offset())
+            self._refuse(message, InvalidEvent("processing_error",
+                                               f"{type(exc).__name__}: {exc}"),
+                         producer, errors)
+
+    def _refuse(self, message: Message, error: InvalidEvent, producer: object,
+                errors: list[str]) -> None:
+        """Dead-letter refused feedback with the reason; log an unreadable pipeline record
+        (it comes from a platform stage: a bug to fix, not an attack)."""
+        self.refused += 1
+        topic = message.topic()
+        if topic != t.RAG_FEEDBACK:
+            log.error("unreadable %s record at %s/%s: %s", topic, message.partition(),
+                      message.offset(), error)
+            return
+        log.info("feedback refused (%s): %s", error.error_type, error)
+        record = dlq_record(topic=topic, partition=message.partition(), offset=message.offset(),
+                            key=message.key(), value=None, error=error, service="audit")
+        # The original payload is left out on purpose: it holds the caller's credential.
+        send(producer, t.RAG_FEEDBACK_DLQ, record.key, record.to_json(), errors=errors)
 
 
 def _warm_pii() -> None:

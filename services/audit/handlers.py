@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from services.common import answer_audit, candidates, roles
 from services.common import topics as t
@@ -16,6 +18,7 @@ from services.common.feedback import FeedbackEvent, FeedbackRefused, check_may_r
 from services.common.identity import Authenticator, Unauthenticated
 from services.common.messages import decode_json, parse_model
 
+log = logging.getLogger(__name__)
 MAX_BYTES = 8_388_608
 SCHEMAS = {t.RAG_SCREENED: "rag-request.v1", t.RAG_DRAFTS: "rag-reply.v1",
            t.GUARDRAILS_EVENTS: "guardrail-event.v1", t.RAG_FEEDBACK: "feedback.v1"}
@@ -36,8 +39,24 @@ def record_pipeline(engine: Engine, topic: str, value: bytes) -> None:
         else:
             event = parse_model(GuardrailEvent, payload)
             answer_audit.record_decision(conn, event)
-        # An ungrounded answer becomes a candidate example once its pieces are all on record.
-        candidates.from_grounding(conn, event.request_id)
+    # An ungrounded answer becomes a candidate example once its pieces are all on record. Its
+    # own transaction: a candidate that cannot be made never costs the audit record.
+    _candidate(engine, candidates.from_grounding, event.request_id)
+
+
+def _candidate(engine: Engine, make: Callable[..., str | None], *args: object,
+               **kwargs: object) -> None:
+    """Make a candidate example; idempotent (content-hash ids), so a redelivered record that
+    already made one makes nothing. The database being down propagates (the worker exits and
+    resumes from its last commit); any other failure is logged, never lost silently, and does
+    not stop the recorder."""
+    try:
+        with engine.begin() as conn:
+            make(conn, *args, **kwargs)
+    except OperationalError:
+        raise
+    except Exception:  # noqa: BLE001 - e.g. the PII detector failing on one text
+        log.exception("no candidate example made for %s", args)
 
 
 def record_feedback(engine: Engine, authenticator: Authenticator, value: bytes,
@@ -66,8 +85,9 @@ def record_feedback(engine: Engine, authenticator: Authenticator, value: bytes,
     role = roles.role_for(who.principal.groups)
     with engine.begin() as conn:
         stored = answer_audit.record_feedback(conn, event, who.principal.id, role)
-        if stored:  # a wrong answer, or a correction, is a candidate for the review queue
-            candidates.from_feedback(conn, event.request_id, feedback_id=event.feedback_id,
-                                     principal_id=who.principal.id, rating=event.rating,
-                                     correction=event.correction, comment=event.comment)
-        return stored
+    # A wrong answer, or a correction, is a candidate for the review queue. Also on a
+    # redelivery (stored is False then): the candidate may be what the crash interrupted.
+    _candidate(engine, candidates.from_feedback, event.request_id,
+               feedback_id=event.feedback_id, principal_id=who.principal.id,
+               rating=event.rating, correction=event.correction, comment=event.comment)
+    return stored

@@ -264,3 +264,13 @@ def test_an_ungrounded_answer_becomes_a_candidate_on_its_own(stack, recorder):
     (example,) = candidates_for(stack, rid)
     assert (example.source, example.tags) == ("grounding", ["grounding", "needs-correction"])
     assert example.lineage["grounding_score"] == pytest.approx(0.12)
+
+
+def test_an_unreadable_record_is_logged_and_the_recorder_goes_on(stack, recorder):
+    _publish(stack, (t.RAG_DRAFTS, "garbage", b"{not json"),
+             (t.GUARDRAILS_EVENTS, "garbage", json.dumps({"event_id": "x"}).encode()))
+    rid = answered(stack, ALICE, question="Still recording?")
+    assert stack.query("SELECT question FROM answer_audit WHERE request_id = :r",
+                       r=rid)[0].question == "Still recording?"
+    log = (stack.state / "logs" / "audit.log").read_text()
+    assert "unreadable rag.drafts record" in log
