@@ -60,6 +60,9 @@ ISSUE_BEFORE_MB = {"finetune": 2600, "embedder": 2000, "rag": 2000, "guardrails"
 # hyperparameters), RSS MB; measured once beside this benchmark, not by it (a job takes the
 # stack's CPU for minutes).
 TRAIN_PROBE_MB = {"lazy": 49, "after_job": 971, "after_trim": 939}
+# The guardrails' loads one after the other in a fresh interpreter, RSS MB (same occasion).
+GUARDRAILS_PROBE_MB = {"python": 14, "torch": 539, "minilm": 961, "presidio_spacy": 1276,
+                       "profanity_check": 1285}
 BASELINES = {  # label → (service modules as started today, what the old shape added)
     "gateway": (["services.gateway.app"], ["torch", "transformers"]),
     "ingest": (["services.ingest.app"], ["torch", "transformers"]),
@@ -82,8 +85,9 @@ def main() -> None:
     os.environ.update(PORTS)
     os.environ["CUSTOMLLM_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{PORTS['CUSTOMLLM_KAFKA_PORT']}"
     started = time.perf_counter()
-    results: dict[str, Any] = {"command": "python -m benchmarks.footprint " + " ".join(
-        sys.argv[1:]), "config": vars(args) | {"squad": str(args.squad), "out": str(args.out)},
+    results: dict[str, Any] = {
+        "command": " ".join(["python -m benchmarks.footprint", *sys.argv[1:]]),
+        "config": vars(args) | {"squad": str(args.squad), "out": str(args.out)},
         "machine": _machine()}
     from services.common.config import get_settings
 
@@ -104,6 +108,8 @@ def run(state: Path, args: argparse.Namespace) -> dict[str, Any]:
     from benchmarks import query_runs as q
     from services.common import identity
     from services.common.config import get_settings
+    from services.gateway.config import gateway_settings
+    from services.model_server.config import model_server_settings
     from services.stack import services as procs
 
     settings = get_settings()
@@ -112,9 +118,10 @@ def run(state: Path, args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     procs.start(state, "gateway")
     procs.start(state, procs.MODEL_SERVER)
-    gateway = f"http://127.0.0.1:{settings.gateway_port}"
+    gateway = f"http://127.0.0.1:{gateway_settings().gateway_port}"
     _wait_http(f"{gateway}/healthz")
-    _wait_http(f"http://127.0.0.1:{settings.model_server_port}/health")  # model loaded
+    # The model server answers /health once its model is loaded.
+    _wait_http(f"http://127.0.0.1:{model_server_settings().model_server_port}/health")
     print(f"gateway and model server up in {time.perf_counter() - t0:.0f} s", flush=True)
 
     docs, questions = q.squad_corpus(args.squad)
@@ -362,7 +369,7 @@ def markdown(results: dict[str, Any]) -> str:
         "# Footprint: resident memory per process",
         "",
         "```bash",
-        f".venv/bin/{results['command'].replace('python', 'python', 1)}",
+        f".venv/bin/{results['command'].strip()}",
         "```",
         "",
         f"Measured {results['machine']['at']} on {results['machine']['cpus']} CPUs "
@@ -433,6 +440,7 @@ def findings(results: dict[str, Any]) -> list[str]:
     torch_cost = sum(b["with_torch"]["rss_mb"] - b["lean"]["rss_mb"]
                      for n, b in results["baseline_imports"].items() if n != "finetune")
     torch_cost /= max(1, len(results["baseline_imports"]) - 1)
+    g = GUARDRAILS_PROBE_MB
     with_torch = [n for n, f in rest.items() if f.get("torch") or after.get(n, {}).get("torch")]
     lean = [n for n in rest if n != "total" and n not in with_torch]
     out = [
@@ -451,9 +459,17 @@ def findings(results: dict[str, Any]) -> list[str]:
         f"- **MiniLM and torch three times**: the embedder ({mb('embedder'):.0f} MB), the "
         f"guardrails ({mb('guardrails'):.0f} MB: MiniLM for the injection head and grounding, "
         f"plus Presidio with spaCy `en_core_web_md`) and the rag worker (question embedding) "
-        f"each load torch and the same embedding model. Each needs embeddings; sharing one "
-        f"copy would mean an embedding service (a network hop per question), so it is a "
-        f"design decision, not a safe fix.",
+        f"each load torch and the same embedding model. Loaded one after the other in a "
+        f"fresh interpreter (measured beside this run): Python {g['python']} MB, + torch "
+        f"{g['torch']}, + MiniLM through sentence-transformers {g['minilm']}, + Presidio "
+        f"with spaCy {g['presidio_spacy']}, + profanity-check {g['profanity_check']} MB: torch, "
+        f"sentence-transformers and MiniLM together are ~{g['minilm'] - g['python']} MB in "
+        f"each of the three processes, the MiniLM weights ~90 MB of that. Each needs "
+        f"embeddings; one shared copy would mean an embedding service (a network hop per "
+        f"question), so that is a design decision, not a safe fix. The guardrails load "
+        f"nothing they do not use at rest; the LLM judge (off in the shipped policies, "
+        f"`judge: false`) would load a third copy of the local model into the guardrails "
+        f"process if a policy turned it on with the default `local` backend.",
         f"- **The finetune worker at rest** holds {mb('finetune'):.0f} MB and no torch: torch, "
         f"transformers and peft are imported inside the functions that train, evaluate and "
         f"check the hardware (tests/unit/finetune/test_lean_imports.py). After a job it keeps "
