@@ -29,7 +29,9 @@ from services.common.topics import (
     CHUNKS_EMBED,
     DOCS_CHANGES,
     DOCS_STATUS,
+    GUARDRAILS_EVENTS,
     RAG_DRAFTS,
+    RAG_FEEDBACK,
     RAG_REQUESTS,
     RAG_SCREENED,
     TOPICS,
@@ -43,6 +45,8 @@ CONSUMER_GROUPS: dict[str, tuple[str, ...]] = {
     "customllm-embedder": (CHUNKS_EMBED,),
     "customllm-guardrails": (RAG_REQUESTS, RAG_DRAFTS),
     "customllm-rag": (RAG_SCREENED, DOCS_STATUS),
+    # Answers' audit records and feedback: a lagging recorder means a console behind reality.
+    "customllm-audit": (RAG_SCREENED, RAG_DRAFTS, GUARDRAILS_EVENTS, RAG_FEEDBACK),
 }
 DLQ_TOPICS: tuple[str, ...] = tuple(spec.name for spec in TOPICS
                                     if spec.schema == "dlq-record.v1")
