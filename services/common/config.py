@@ -120,28 +120,6 @@ class Settings(BaseSettings):
         default=900.0, description="A signed hand-off older than this is refused (replay "
         "window); longer than any queue a healthy stage builds up.")
 
-    # Fine-tuning (fields owned by the finetune service; see services/finetune/config.py)
-    mlflow_tracking_uri: str | None = Field(
-        default=None, description="MLflow tracking URI; default: a local store under "
-        "<state>/mlflow.")
-    finetune_output_dir: Path | None = Field(
-        default=None, description="Job work folders (checkpoints, trained adapters); default "
-        "<state>/finetune. Must be shared by every finetune worker for a crashed job to resume "
-        "on another one.")
-    finetune_lease_s: float = Field(
-        default=60.0, description="A running job whose heartbeat is older than this is taken "
-        "over by another worker (its worker is presumed dead).")
-    finetune_max_attempts: int = Field(
-        default=3, description="Attempts per job; a job whose worker died this many times is "
-        "failed with the reason instead of resumed again.")
-    finetune_progress_every_s: float = Field(
-        default=2.0, description="At most one progress event per job this often.")
-    finetune_poll_s: float = Field(default=2.0, description="How often an idle worker looks "
-                                   "for a queued job.")
-    finetune_eval_timeout_s: float = Field(
-        default=300.0, description="Per-question reply timeout of the promotion gate's "
-        "evaluation runs.")
-
     # Telemetry
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     otel_endpoint: str = "http://127.0.0.1:4318/v1/traces"

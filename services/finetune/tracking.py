@@ -24,6 +24,7 @@ from typing import Any
 
 from services.common.config import Settings, get_settings
 from services.common.logs import log
+from services.finetune.config import finetune_settings
 
 logger = logging.getLogger(__name__)
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a parameter value
@@ -31,8 +32,9 @@ MAX_PARAM_CHARS = 6000  # MLflow's limit on a parameter value
 
 def tracking_uri(settings: Settings) -> str:
     """The configured URI, else the local SQLite store under ``<state>/mlflow``."""
-    if settings.mlflow_tracking_uri:
-        return settings.mlflow_tracking_uri
+    configured = finetune_settings().mlflow_tracking_uri
+    if configured:
+        return configured
     return f"sqlite:///{local_root(settings) / 'mlflow.db'}"
 
 
@@ -98,7 +100,7 @@ def _experiment(client: Any, name: str, settings: Settings, uri: str) -> str:
     if found is not None:
         return found.experiment_id
     location = None
-    if not settings.mlflow_tracking_uri:
+    if not finetune_settings().mlflow_tracking_uri:
         # The SQLite store's default artifact root is ./mlartifacts in the working directory;
         # keep artifacts next to the database instead.
         location = (local_root(settings) / "artifacts").as_uri()

@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings
 from services.common.config import Settings
 from services.console.config import ConsoleSettings
 from services.embedder.config import EmbedderSettings
+from services.finetune.config import FinetuneSettings
 from services.gateway.config import GatewaySettings
 from services.guardrails.config import GuardrailsSettings
 from services.ingest.config import IngestSettings
@@ -16,8 +17,8 @@ from services.model_server.config import ModelServerSettings
 from services.rag.config import RagSettings
 
 SETTINGS: tuple[type[BaseSettings], ...] = (
-    Settings, ConsoleSettings, EmbedderSettings, GatewaySettings, GuardrailsSettings,
-    IngestSettings, ModelServerSettings, RagSettings,
+    Settings, ConsoleSettings, EmbedderSettings, FinetuneSettings, GatewaySettings,
+    GuardrailsSettings, IngestSettings, ModelServerSettings, RagSettings,
 )
 
 
@@ -26,5 +27,7 @@ def known_variables() -> set[str]:
     names: set[str] = set()
     for settings in SETTINGS:
         prefix = settings.model_config.get("env_prefix", "")
-        names.update(f"{prefix}{field}".upper() for field in settings.model_fields)
+        for name, field in settings.model_fields.items():
+            alias = field.validation_alias
+            names.add(alias.upper() if isinstance(alias, str) else f"{prefix}{name}".upper())
     return names
