@@ -89,7 +89,7 @@ class WorkChunk(BaseModel):
     text: str
     word_count: int
     heading_path: list[str] = Field(default_factory=list)
-    embed: bool
+    embed: bool = True  # a hint only: the embedder consults the embedding cache itself
     # Indirect prompt injection score from the ingest scan (0..1); None: not scanned.
     injection_score: float | None = None
     # Pages of a paged source (PDF) the chunk's text comes from, 1-based; None: not paged.
@@ -102,10 +102,13 @@ class ChunkWork(Event):
     doc_id: str
     version: int | None
     # "acl": only the document's access labels change; no chunks travel, nothing is embedded.
-    op: Literal["upsert", "delete", "acl"]
+    # "failed": ingest could not read this version; the embedder records why (one writer of
+    # index state, on the document's own ordered path).
+    op: Literal["upsert", "delete", "acl", "failed"]
     content_hash: str | None = None
     document: DocumentInfo | None = None
     chunks: list[WorkChunk] = Field(default_factory=list)
+    reason: str | None = None  # op "failed": why the version could not be ingested
     event_time: datetime = Field(default_factory=utc_now)
 
 

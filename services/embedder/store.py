@@ -77,6 +77,9 @@ def apply_work(conn: Connection, work: ChunkWork, vectors: Mapping[str, np.ndarr
         return _delete(conn, work, stored)
     if work.op == "acl":
         return _relabel(conn, work, stored)
+    if work.op == "failed":  # ingest could not read this version: recorded, nothing touched
+        return ApplyResult("failed", stored_version=stored[0] if stored else None,
+                           reason=work.reason or "the version could not be ingested")
     return _upsert(conn, work, vectors, model_id)
 
 

@@ -1,14 +1,13 @@
-"""Pure ingest logic: raw change event in, chunk work (or a reason to skip it) out.
+"""Pure ingest logic: raw change event in, chunk work out.
 
-No Kafka and no database here; the agent in ``app.py`` supplies the stored version and the
-cached chunk hashes, so this module is unit-tested on its own.
+No Kafka and no database here. Ingest does not ask Postgres anything: whether a version is
+stale and which chunks need embedding are decided by the embedder, inside the transaction that
+swaps the document's chunks, so the document path reads the database once, not twice.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from services.common.events import ChunkWork, DocChange, DocumentInfo, WorkChunk
 from services.common.exceptions import InvalidEvent
@@ -29,15 +28,6 @@ from services.ingest.parsers import UnreadableDocument, is_binary, parse
 SCHEMA = "doc-change.v1"
 
 
-@dataclass(frozen=True)
-class Stale:
-    """The event is not newer than what is stored: counted, not an error."""
-
-    doc_id: str
-    version: int
-    stored_version: int
-
-
 def decode_change(key: bytes | None, value: bytes | None, max_bytes: int) -> DocChange | None:
     """Parse and validate one message. ``None`` means a tombstone (delete of the key's doc)."""
     if value is None:
@@ -53,6 +43,12 @@ def decode_change(key: bytes | None, value: bytes | None, max_bytes: int) -> Doc
     return change
 
 
+def failed_work(doc_id: str, version: int, reason: str) -> ChunkWork:
+    """A version that could not be ingested, for the embedder to record with the reason (the
+    stored document stays as it was; a newer version's status is never overwritten)."""
+    return ChunkWork(doc_id=doc_id, version=version, op="failed", reason=reason[:2000])
+
+
 def chunk_id(doc_id: str, chunk_hash: str, occurrence: int) -> str:
     """Stable per document: the same text at any position keeps its id (and its embedding row);
     ``occurrence`` separates repeated identical paragraphs."""
@@ -60,19 +56,13 @@ def chunk_id(doc_id: str, chunk_hash: str, occurrence: int) -> str:
     return hashlib.sha256(raw).hexdigest()[:32]
 
 
-def plan_work(
-    change: DocChange, stored_version: int | None,
-    lookup_cached: Callable[[list[str]], set[str]], config: ChunkingConfig,
-    access: FileAccess = FileAccess(),
-) -> ChunkWork | Stale:
-    """Chunk the new version and flag the chunks the embedder must actually embed.
+def plan_work(change: DocChange, config: ChunkingConfig,
+              access: FileAccess = FileAccess()) -> ChunkWork:
+    """The new version's complete chunk set (or its delete / relabel).
 
-    ``lookup_cached`` answers which chunk hashes already have an embedding for the model;
     ``access`` says which files a ``content_ref`` may name. Raises InvalidEvent (DLQ) for
     input that cannot be read, and ``parsers.NoTextLayer`` for a scanned PDF.
     """
-    if stored_version is not None and change.version <= stored_version:
-        return Stale(change.doc_id, change.version, stored_version)
     if change.op == "delete":
         return ChunkWork(doc_id=change.doc_id, version=change.version, op="delete",
                          event_time=change.event_time)
@@ -84,7 +74,6 @@ def plan_work(
                                                **change.governance().model_dump()),
                          event_time=change.event_time)
     chunks, document_hash = _chunks_of(change, config, access)
-    cached_hashes = lookup_cached([chunk.content_hash for chunk in chunks])
     seen: dict[str, int] = {}
     work_chunks = []
     for chunk in chunks:
@@ -94,7 +83,6 @@ def plan_work(
             chunk_id=chunk_id(change.doc_id, chunk.content_hash, occurrence),
             ordinal=chunk.ordinal, content_hash=chunk.content_hash, text=chunk.text,
             word_count=chunk.word_count, heading_path=list(chunk.heading_path),
-            embed=chunk.content_hash not in cached_hashes,
             injection_score=scan_chunk(chunk.text),
             page_start=chunk.page_start, page_end=chunk.page_end,
         ))

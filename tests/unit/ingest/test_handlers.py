@@ -12,9 +12,9 @@ from services.common.events import ChunkWork, DocChange
 from services.common.exceptions import InvalidEvent
 from services.ingest.chunking import ChunkingConfig
 from services.ingest.handlers import (
-    Stale,
     chunk_id,
     decode_change,
+    failed_work,
     plan_work,
     tombstone_work,
 )
@@ -35,10 +35,6 @@ def _sha(text: str) -> str:
 def _upsert(content: str, doc_id: str = "kb/policy.txt", version: int = 5, **extra) -> DocChange:
     return DocChange(doc_id=doc_id, version=version, op="upsert", content=content,
                      event_time=WHEN, **extra)
-
-
-def _nothing_cached(_hashes: list[str]) -> set[str]:
-    return set()
 
 
 def _invalid(key: bytes | None, value: bytes | None, max_bytes: int = 10_000) -> InvalidEvent:
@@ -106,15 +102,9 @@ def test_unparsable_event_time_is_a_schema_violation():
 
 # --- plan_work ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("stored", [5, 9])
-def test_version_not_newer_than_stored_is_stale(stored):
-    assert plan_work(_upsert(A, version=5), stored, _nothing_cached, CONFIG) == Stale(
-        "kb/policy.txt", 5, stored)
-
-
 def test_delete_becomes_delete_work_without_chunks():
     change = DocChange(doc_id="kb/old.txt", version=8, op="delete", event_time=WHEN)
-    work = plan_work(change, 7, _nothing_cached, CONFIG)
+    work = plan_work(change, CONFIG)
     assert isinstance(work, ChunkWork)
     assert (work.doc_id, work.version, work.op, work.chunks, work.document) == (
         "kb/old.txt", 8, "delete", [], None)
@@ -122,23 +112,24 @@ def test_delete_becomes_delete_work_without_chunks():
     work.to_json()
 
 
-def test_embed_flags_follow_the_cache_lookup():
-    asked: list[list[str]] = []
-
-    def lookup(hashes: list[str]) -> set[str]:
-        asked.append(hashes)
-        return {_sha(B), _sha("not in this document")}
-
-    work = plan_work(_upsert(f"{A}\n\n{B}\n\n{C}"), None, lookup, CONFIG)
-    assert asked == [[_sha(A), _sha(B), _sha(C)]]
+def test_every_chunk_travels_and_the_embedder_decides_what_to_embed():
+    """Ingest asks no database: the embedder consults its cache (and the stored version)."""
+    work = plan_work(_upsert(f"{A}\n\n{B}\n\n{C}"), CONFIG)
     assert [(c.ordinal, c.text, c.embed) for c in work.chunks] == [
-        (0, A, True), (1, B, False), (2, C, True)]
+        (0, A, True), (1, B, True), (2, C, True)]
     assert [c.word_count for c in work.chunks] == [6, 6, 6]
     work.to_json()
 
 
+def test_a_version_that_cannot_be_read_becomes_failed_work_with_the_reason():
+    work = failed_work("kb/scan.pdf", 3, "no text layer: a scanned PDF")
+    assert (work.doc_id, work.version, work.op, work.chunks) == ("kb/scan.pdf", 3, "failed", [])
+    assert work.reason == "no text layer: a scanned PDF"
+    work.to_json()
+
+
 def test_repeated_identical_paragraphs_get_distinct_chunk_ids():
-    work = plan_work(_upsert(f"{A}\n\n{B}\n\n{A}"), 4, _nothing_cached, CONFIG)
+    work = plan_work(_upsert(f"{A}\n\n{B}\n\n{A}"), CONFIG)
     ids = [c.chunk_id for c in work.chunks]
     assert len(set(ids)) == 3
     assert ids[0] == chunk_id("kb/policy.txt", _sha(A), 0)
@@ -147,8 +138,8 @@ def test_repeated_identical_paragraphs_get_distinct_chunk_ids():
 
 
 def test_chunk_ids_survive_an_insertion_above_them():
-    before = plan_work(_upsert(f"{A}\n\n{B}"), None, _nothing_cached, CONFIG)
-    after = plan_work(_upsert(f"{C}\n\n{A}\n\n{B}", version=6), 5, _nothing_cached, CONFIG)
+    before = plan_work(_upsert(f"{A}\n\n{B}"), CONFIG)
+    after = plan_work(_upsert(f"{C}\n\n{A}\n\n{B}", version=6), CONFIG)
     assert [c.chunk_id for c in after.chunks][1:] == [c.chunk_id for c in before.chunks]
     assert [c.ordinal for c in after.chunks] == [0, 1, 2]
 
@@ -166,14 +157,14 @@ def test_chunk_id_is_stable_and_depends_on_doc_text_and_occurrence():
 
 def test_content_hash_is_sha256_of_the_raw_content():
     content = f"  {A}\r\n\r\n{B}  "
-    work = plan_work(_upsert(content), None, _nothing_cached, CONFIG)
+    work = plan_work(_upsert(content), CONFIG)
     assert work.content_hash == _sha(content)
     assert [c.content_hash for c in work.chunks] == [_sha(A), _sha(B)]
 
 
 def test_markdown_headings_travel_with_their_chunks():
     work = plan_work(_upsert(f"# Policy\n\n{A}\n\n## Shipping\n\n{B}",
-                             content_type="text/markdown"), None, _nothing_cached, CONFIG)
+                             content_type="text/markdown"), CONFIG)
     assert [(c.text, c.heading_path) for c in work.chunks] == [
         (f"Policy\n\n{A}", ["Policy"]), (f"Shipping\n\n{B}", ["Policy", "Shipping"])]
     assert work.document.content_type == "text/markdown"
@@ -184,7 +175,7 @@ def test_governance_fields_are_copied_into_the_work_document():
                      license="CC-BY-4.0", privacy_class="confidential",
                      acl=["team:support", "user:ana"], lineage={"commit": "abc123"},
                      metadata={"owner": "ana"})
-    work = plan_work(change, None, _nothing_cached, CONFIG)
+    work = plan_work(change, CONFIG)
     assert work.document.model_dump() == {
         "title": "Refund policy", "source": "wiki", "uri": "https://wiki/refunds",
         "license": "CC-BY-4.0", "privacy_class": "confidential",
