@@ -101,3 +101,26 @@ def test_csrf_tokens_compare_exactly(given, ok):
 ])
 def test_after_login_only_a_path_on_this_site(target, safe):
     assert _safe_next(target) == safe
+
+
+def test_an_oidc_token_opens_a_session_that_ends_with_the_token(tmp_path):
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()))
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}))
+    verifier = identity.JwtVerifier("https://idp.example", "customllm", jwks_file=jwks)
+    store = Sessions(load_secret(tmp_path / "console.key"), 3600, False,
+                     identity.Authenticator(identity.KeyStore(tmp_path / "none.yaml"), verifier))
+    now = int(time.time())
+    token = jwt.encode({"iss": "https://idp.example", "aud": "customllm", "sub": "carol",
+                        "iat": now, "exp": now + 60, "groups": ["stewards"],
+                        "clearance": "confidential"}, private, algorithm="RS256",
+                       headers={"kid": "k1"})
+    data = store.login(token)
+    assert token not in json.dumps(data) and data["exp"] == now + 60
+    user = store.user(data)
+    assert (user.id, user.role, user.principal.clearance) == ("carol", "steward", "confidential")
+    assert store.user({**data, "exp": now - 1}) is None
