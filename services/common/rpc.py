@@ -24,7 +24,7 @@ from services.common.exceptions import CustomLLMError
 from services.common.kafka_acl import reply_topic_for
 from services.common.messages import decode_json, parse_model
 from services.common.producer import make_producer, send
-from services.common.topics import DAY_MS, RAG_REQUESTS, TopicSpec
+from services.common.topics import DAY_MS, RAG_REPLIES, RAG_REQUESTS, TopicSpec, spec
 
 MAX_REPLY_BYTES = 16_000_000
 _SETTLING = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
@@ -103,7 +103,7 @@ class ReplyClient:
                 continue
             try:
                 reply = parse_model(RagReply, decode_json(message.value(), MAX_REPLY_BYTES,
-                                                          "rag-reply.v1"))
+                                                          spec(RAG_REPLIES).schema))
             except CustomLLMError:
                 continue  # not ours to dead-letter: the producer validated it already
             with self._lock:
@@ -190,10 +190,10 @@ def ensure_reply_topic(bootstrap: str, topic: str, partitions: int,
                        creds: kafka_auth.KafkaCredentials | None = None) -> None:
     """A client's reply topic is created on demand (the ACLs allow each identity to create
     its own ``rag.replies.<identity>*`` and nothing else)."""
-    spec = TopicSpec(topic, "rag-reply.v1", "private replies of one client",
-                     {"retention.ms": str(DAY_MS)})
+    reply = TopicSpec(topic, spec(RAG_REPLIES).schema, "private replies of one client",
+                      {"retention.ms": str(DAY_MS)})
     try:
-        kafka_admin.ensure_topics(bootstrap, partitions, 1, [spec], creds=creds)
+        kafka_admin.ensure_topics(bootstrap, partitions, 1, [reply], creds=creds)
     except KafkaException as exc:
         raise CustomLLMError(f"cannot create reply topic {topic}: {exc}") from exc
 

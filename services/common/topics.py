@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 DAY_MS = 24 * 60 * 60 * 1000
 BROKER_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's default max.message.bytes
+DLQ_SCHEMA = "dlq-record.v1"  # every dead-letter topic carries the same record
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 from services.common.events import ChunkWork
 from services.common.messages import decode_json, parse_model
+from services.common.topics import CHUNKS_EMBED, spec
 
-SCHEMA = "chunk-work.v1"
+SCHEMA = spec(CHUNKS_EMBED).schema
 
 
 def decode_work(value: bytes | None, max_bytes: int) -> ChunkWork:

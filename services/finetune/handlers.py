@@ -11,9 +11,10 @@ from services.common.adapter_registry import version_label
 from services.common.events import FinetuneRequest, FinetuneStatus
 from services.common.exceptions import CustomLLMError, InvalidEvent
 from services.common.messages import decode_json, parse_model
+from services.common.topics import FINETUNE_REQUESTS, spec
 from services.finetune.config import MAX_REQUEST_BYTES
 
-REQUEST_SCHEMA = "finetune-request.v1"
+REQUEST_SCHEMA = spec(FINETUNE_REQUESTS).schema
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 LIVE: frozenset[str] = frozenset({"queued", "running", "evaluating"})
 # Every move a job may make. A running job may go back to running (resumed by another worker

@@ -21,6 +21,7 @@ from services.common.reply_routing import (  # noqa: F401 - the stage's routing 
     allowed_reply_topic,
     error_reply_for,
 )
+from services.common.topics import RAG_DRAFTS, RAG_REQUESTS, spec
 from services.guardrails.checks.results import StageVerdict
 from services.guardrails.config import MAX_DRAFT_BYTES, MAX_REQUEST_BYTES
 from services.guardrails.policy import DEFAULT_POLICY, Policy
@@ -29,7 +30,8 @@ from services.guardrails.policy import DEFAULT_POLICY, Policy
 def screen_request(value: bytes | None) -> RagRequest:
     if value is None:
         raise InvalidEvent("schema_violation", "a request cannot be a tombstone")
-    request = parse_model(RagRequest, decode_json(value, MAX_REQUEST_BYTES, "rag-request.v1"))
+    payload = decode_json(value, MAX_REQUEST_BYTES, spec(RAG_REQUESTS).schema)
+    request = parse_model(RagRequest, payload)
     if not allowed_reply_topic(request.reply_to):
         raise InvalidEvent("forbidden", f"reply_to {request.reply_to!r} is not a client reply "
                            f"topic ({REPLY_TOPIC_PREFIX}.<client>)")
@@ -42,7 +44,7 @@ def finalize_draft(value: bytes | None, verifier: handoff.Verifier | None = None
     With a verifier, only a draft the rag worker signed, unaltered and seen once, passes."""
     if value is None:
         raise InvalidEvent("schema_violation", "a draft cannot be a tombstone")
-    payload = decode_json(value, MAX_DRAFT_BYTES, "rag-reply.v1")
+    payload = decode_json(value, MAX_DRAFT_BYTES, spec(RAG_DRAFTS).schema)
     if verifier is not None:
         verifier.check(payload, str(payload.get("request_id")))
     draft = parse_model(RagReply, payload)

@@ -14,6 +14,7 @@ from services.common.exceptions import InvalidEvent
 from services.common.injection import injection_score
 from services.common.messages import decode_json, parse_model
 from services.common.text_normalize import normalize
+from services.common.topics import DOCS_CHANGES, spec
 from services.ingest.chunking import (
     Chunk,
     ChunkingConfig,
@@ -25,7 +26,7 @@ from services.ingest.content import FileAccess, as_text, raw_content
 from services.ingest.normalize import UnsupportedContentType
 from services.ingest.parsers import UnreadableDocument, is_binary, parse
 
-SCHEMA = "doc-change.v1"
+SCHEMA = spec(DOCS_CHANGES).schema
 
 
 def decode_change(key: bytes | None, value: bytes | None, max_bytes: int) -> DocChange | None:

@@ -27,6 +27,7 @@ from services.common.config import Settings
 from services.common.kafka_acl import OPERATOR, SERVICE_GRANTS
 from services.common.topics import (
     CHUNKS_EMBED,
+    DLQ_SCHEMA,
     DOCS_CHANGES,
     DOCS_STATUS,
     GUARDRAILS_EVENTS,
@@ -49,7 +50,7 @@ CONSUMER_GROUPS: dict[str, tuple[str, ...]] = {
     "customllm-audit": (RAG_SCREENED, RAG_DRAFTS, GUARDRAILS_EVENTS, RAG_FEEDBACK),
 }
 DLQ_TOPICS: tuple[str, ...] = tuple(spec.name for spec in TOPICS
-                                    if spec.schema == "dlq-record.v1")
+                                    if spec.schema == DLQ_SCHEMA)
 DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_LAG_THRESHOLD = 1000
 

@@ -50,11 +50,11 @@ from services.common.config import Settings
 from services.common.events import DlqErrorType
 from services.common.exceptions import ContractError, CustomLLMError
 from services.common.producer import DeliveryError, flush, make_producer
-from services.common.topics import CHUNKS_EMBED, DOCS_CHANGES, RAG_REQUESTS, TOPICS
+from services.common.topics import CHUNKS_EMBED, DLQ_SCHEMA, DOCS_CHANGES, RAG_REQUESTS, TOPICS
 
 REPLAYABLE_TOPICS: tuple[str, ...] = (DOCS_CHANGES, CHUNKS_EMBED, RAG_REQUESTS)
 DLQ_TOPICS: tuple[str, ...] = tuple(spec.name for spec in TOPICS
-                                    if spec.schema == "dlq-record.v1")
+                                    if spec.schema == DLQ_SCHEMA)
 # The payload field a topic is keyed by: what --rekey-from-doc-id takes the key from.
 KEY_FIELDS: dict[str, str] = {DOCS_CHANGES: "doc_id", CHUNKS_EMBED: "doc_id",
                               RAG_REQUESTS: "request_id"}
@@ -153,7 +153,7 @@ def decide_dlq_record(
     """
     try:
         record = json.loads(value) if value is not None else None
-        contracts.validate("dlq-record.v1", record)
+        contracts.validate(DLQ_SCHEMA, record)
     except (ValueError, ContractError):
         return Decision("skip", "not a valid dlq-record.v1 record", handled=True)
     error_type = record["error_type"]
