@@ -70,7 +70,7 @@ pgpass migrate
 for identity in ingest embedder guardrails rag gateway finetune audit operator; do
   put "$identity" "$APP_UID" 0400 "$src/kafka/$identity.password" kafka.password
 done
-for identity in ingest embedder guardrails rag finetune audit operator; do
+for identity in ingest embedder guardrails rag finetune audit console operator; do
   pgpass "$identity"
 done
 # Signed hand-offs: each signing stage its private key, both the public trust file.
@@ -80,9 +80,14 @@ for signer in guardrails rag; do
 done
 # Hashed API keys: the gateway and the input guardrail verify callers, the model server too,
 # and the audit recorder the authors of feedback.
-for identity in gateway guardrails model-server audit; do
+for identity in gateway guardrails model-server audit console; do
   put "$identity" "$APP_UID" 0400 "$src/api-keys.yaml" api-keys.yaml
 done
+# The console's session-signing key: made once, kept across restarts, never leaves its volume.
+if [[ ! -s $src/console-session.key ]]; then
+  (umask 077; head -c 48 /dev/urandom | base64 | tr -d '\n' > "$src/console-session.key")
+fi
+put console "$APP_UID" 0400 "$src/console-session.key" console-session.key
 # Plaintext API keys of the platform's own callers: the promotion gate and the operator.
 put finetune "$APP_UID" 0400 "$src/api-keys/finetune.key" api.key
 put operator "$APP_UID" 0400 "$src/api-keys/operator.key" api.key

@@ -51,8 +51,10 @@ KAFKA_IDENTITIES = {"ingest": "ingest", "embedder": "embedder", "guardrails": "g
 # Workers of the platform: consume or produce on Kafka, start after migrations and topics.
 PLATFORM_WORKERS = {"ingest", "embedder", "guardrails", "rag", "gateway", "finetune", "audit"}
 MODEL_SERVER = "model-server"
+# HTTP services without a Kafka identity: the console reads and writes Postgres only.
+CONSOLE = "console"
 HANDOFF_SIGNERS = {"guardrails", "rag"}
-API_KEY_VERIFIERS = {"gateway", "guardrails", MODEL_SERVER, "audit"}
+API_KEY_VERIFIERS = {"gateway", "guardrails", MODEL_SERVER, "audit", CONSOLE}
 # A variable holding a secret value; one naming a file or folder holds a path.
 SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN(?!S)|API_KEY|CREDENTIAL|_KEY$|JAAS)", re.I)
 
@@ -316,7 +318,7 @@ def test_depends_on_targets_exist_and_can_satisfy_the_condition(services):
 
 def test_workers_start_after_migrations_and_topics(services):
     workers = _workers(services)
-    assert set(workers) == PLATFORM_WORKERS | {MODEL_SERVER}
+    assert set(workers) == PLATFORM_WORKERS | {MODEL_SERVER, CONSOLE}
     for name in PLATFORM_WORKERS:
         deps = _depends_on(services[name])
         assert deps.get("migrate") == "service_completed_successfully", name
@@ -748,7 +750,7 @@ def test_every_kafka_client_is_its_own_identity_with_a_mounted_password_file(ser
     for name, svc in services.items():
         env = _environment(svc)
         if "CUSTOMLLM_KAFKA_BOOTSTRAP" in env and name not in ("secrets", "migrate",
-                                                               MODEL_SERVER):
+                                                               MODEL_SERVER, CONSOLE):
             assert name in KAFKA_IDENTITIES, f"{name}: no Kafka identity"
 
 
@@ -779,6 +781,7 @@ def test_each_secrets_volume_is_mounted_by_its_own_identity_only(compose, servic
     expected = {"secrets": set(), "secrets-kafka": {"kafka"}, "secrets-postgres": {"postgres"},
                 "secrets-admin": {"kafka-security", "topics"}, "secrets-migrate": {"migrate"},
                 "secrets-operator": set(), f"secrets-{MODEL_SERVER}": {MODEL_SERVER},
+                f"secrets-{CONSOLE}": {CONSOLE},
                 **{f"secrets-{name}": {name} for name in PLATFORM_WORKERS}}
     assert {volume: names - {"secrets"} for volume, names in users.items()} == expected
     assert all("secrets" in names for names in users.values()), "the script fills every one"
@@ -878,8 +881,8 @@ def test_secrets_script_gives_each_volume_exactly_what_its_services_read(
             wanted = {"admin.password", "controller.password"}
         if volume == "operator":  # not mounted by a service: copied out by the operator
             wanted = {"kafka.password", "pgpass", "api.key"}
-        if volume in {"ingest", "embedder", "guardrails", "rag", "finetune", "audit", "migrate",
-                      "operator"}:
+        if volume in {"ingest", "embedder", "guardrails", "rag", "finetune", "audit", CONSOLE,
+                      "migrate", "operator"}:
             assert "pgpass" in wanted, volume
         else:
             wanted.discard("pgpass")  # PGPASSFILE is shared; these have no database access
