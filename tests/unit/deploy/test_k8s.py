@@ -57,10 +57,11 @@ QUEUE_WORKERS = ("finetune",)
 UID = 10001  # the image's user (deploy/docker/Dockerfile, APP_UID)
 STATE_DIR = "/var/lib/customllm"
 MODEL_SERVER = "customllm-model-server"
+CONSOLE = "customllm-console"  # HTTP, no Kafka identity (docs/console.md)
 CREDENTIALS = "/etc/customllm"  # where each pod's projected credentials volume is mounted
 HANDOFF_SIGNERS = ("guardrails", "rag")
 API_KEY_VERIFIERS = ("customllm-gateway", "customllm-guardrails", MODEL_SERVER,
-                     "customllm-audit")
+                     "customllm-audit", CONSOLE)
 # Pod → the secrets it may mount (besides `customllm-secrets`, referenced by single keys).
 POD_SECRETS = {
     "customllm-ingest": {"customllm-kafka-ingest"},
@@ -71,6 +72,7 @@ POD_SECRETS = {
     "customllm-gateway": {"customllm-kafka-gateway", "customllm-api-keys"},
     "customllm-finetune": {"customllm-kafka-finetune", "customllm-api-key-finetune"},
     "customllm-audit": {"customllm-kafka-audit", "customllm-api-keys"},
+    CONSOLE: {"customllm-api-keys", "customllm-console-session"},
     MODEL_SERVER: {"customllm-api-keys"},
     "customllm-migrate": set(),
     "customllm-kafka-setup": {f"customllm-kafka-{name}" for name in (
@@ -287,14 +289,14 @@ def test_expected_objects_exist(objects):
     for obj in objects:
         kinds.setdefault(obj["kind"], set()).add(obj["metadata"]["name"])
     assert kinds["Namespace"] == {NAMESPACE}
-    deployments = {f"customllm-{name}" for name in SERVICES} | {MODEL_SERVER}
+    deployments = {f"customllm-{name}" for name in SERVICES} | {MODEL_SERVER, CONSOLE}
     assert kinds["Deployment"] == deployments
     assert kinds["ScaledObject"] == {f"customllm-{name}" for name in STREAM_PROCESSORS}
     assert kinds["TriggerAuthentication"] == {
         f"customllm-{name}-kafka" for name in STREAM_PROCESSORS}
     assert kinds["PodDisruptionBudget"] == deployments
     assert kinds["Job"] == {"customllm-migrate", "customllm-kafka-setup"}
-    assert kinds["Service"] == {"customllm-gateway", MODEL_SERVER}
+    assert kinds["Service"] == {"customllm-gateway", MODEL_SERVER, CONSOLE}
     assert kinds["HorizontalPodAutoscaler"] == {"customllm-gateway"}
     assert "Secret" not in kinds, "secrets are created outside these manifests"
     assert "Ingress" not in kinds
@@ -532,7 +534,7 @@ def _raw_manifests() -> str:
 
 def test_database_workers_and_migrations_get_the_database_url(objects, deployments):
     needs_db = {"customllm-ingest", "customllm-embedder", "customllm-guardrails", "customllm-rag",
-                "customllm-finetune", "customllm-audit", "customllm-migrate"}
+                "customllm-finetune", "customllm-audit", CONSOLE, "customllm-migrate"}
     for obj in objects:
         for container in _all_containers(obj):
             has = "CUSTOMLLM_DATABASE_URL" in _env(container)
