@@ -12,17 +12,17 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, Query, Request, Response, status
 from fastapi.responses import RedirectResponse
-from sqlalchemy import text
+from sqlalchemy import Row, text
 
 from services.common import supervision_review as sr
-from services.console.deps import CsrfDep, SmeDep, StateDep, render
+from services.console.deps import ConsoleState, CsrfDep, SmeDep, StateDep, render
 
 router = APIRouter()
 _COLUMNS = ("example_id, messages, source, lineage, license, privacy_class, review_status, "
             "reviewer, reviewed_at, review_note, tags, created_at")
 
 
-def _example(state: StateDep, example_id: str) -> object:
+def _example(state: ConsoleState, example_id: str) -> Row | None:
     with state.engine.connect() as conn:
         return conn.execute(text(f"SELECT {_COLUMNS} FROM sft_examples WHERE example_id = :i"),
                             {"i": example_id}).first()
