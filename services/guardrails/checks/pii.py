@@ -9,14 +9,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from services.common.pii import (
-    PatternSpec,
-    PiiFinding,
-    find_patterns,
-    find_pii,
-    merge_findings,
-    redact,
-)
+from services.common.pii import PatternSpec, PiiFinding, find_patterns, redact
+from services.guardrails.checks.pii_detect import find_pii_fast, joined
 from services.guardrails.checks.results import Applied, CheckResult
 from services.guardrails.policy import PiiPolicy
 
@@ -29,14 +23,14 @@ def check_pii(text: str, policy: PiiPolicy,
     """(result, text with the entities the policy redacts replaced by ``<TYPE>``)."""
     if not policy.enabled:
         return CheckResult(CHECK, None, False, "skip", "disabled by policy"), text
-    found = findings if findings is not None else find_input_pii(text, policy)
+    raw = findings if findings is not None else find_input_pii(text, policy)
+    found = acted_on(raw, policy)
     by_action: dict[str, Counter[str]] = {a: Counter() for a in _SEVERITY}
     for finding in found:
         by_action[policy.action_for(finding.entity_type)][finding.entity_type] += 1
     to_redact = [f for f in found if policy.action_for(f.entity_type) in ("redact", "block")]
     redacted = redact(text, to_redact) if to_redact else text
-    score = max((f.score for f in found if policy.action_for(f.entity_type) != "allow"),
-                default=0.0)
+    score = max((f.score for f in found), default=0.0)
     details = {action: dict(counts) for action, counts in by_action.items() if counts}
     worst: Applied = "allow"
     for action in ("block", "redact", "flag"):
@@ -54,10 +48,21 @@ def check_pii(text: str, policy: PiiPolicy,
 
 
 def find_input_pii(text: str, policy: PiiPolicy) -> list[PiiFinding]:
-    """Presidio's recognizers (plus the built-in credential patterns) and the policy's own
-    patterns, overlaps resolved in favour of the higher score."""
+    """Presidio's recognizers (plus the shared credential/address/phone patterns and the
+    guardrails' own, ``pii_recognizers``) and the policy's own patterns. Findings of different
+    types may overlap; ``acted_on`` decides."""
     specs = [PatternSpec(name, p.pattern, p.score) for name, p in policy.patterns.items()]
-    return merge_findings(find_pii(text, min_score=policy.min_score), find_patterns(text, specs))
+    return sorted([*find_pii_fast(text, min_score=policy.min_score),
+                   *find_patterns(text, specs)], key=lambda f: (f.start, f.end))
+
+
+def acted_on(findings: list[PiiFinding], policy: PiiPolicy) -> list[PiiFinding]:
+    """The findings the policy does not allow, overlapping ones joined: the joined span is
+    typed after the most severe action among them (then the highest score), so an address
+    that holds an allowed date is still redacted whole."""
+    kept = [f for f in findings if policy.action_for(f.entity_type) != "allow"]
+    return joined(kept, lambda f: (_SEVERITY[policy.action_for(f.entity_type)], f.score,
+                                   f.end - f.start))
 
 
 def _names(counts: Counter[str]) -> str:

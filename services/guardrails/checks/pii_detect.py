@@ -1,0 +1,170 @@
+"""The guardrails' PII detector: the shared Presidio analyzer's recognizers plus
+``pii_recognizers``, run fast enough to screen every question.
+
+What the shared ``services.common.pii.find_pii`` spends its time on, on a 2,000-character
+text, is spaCy's whole pipeline over the whole text at once. Here:
+
+* **Only what the recognizers use runs.** spaCy's dependency parser feeds no recognizer (the
+  named-entity model has its own token vectors, so its output is the same without it) and is
+  skipped. A chunk with no letter at all (digits, codes) gets no spaCy pass beyond the
+  tokenizer: the NER labels nothing there that the pattern recognizers don't.
+* **Long texts are chunked** at sentence or line ends (``CHUNK_CHARS``), and the chunks go
+  through spaCy in one batch (``nlp.pipe``), so the cost grows linearly with the length.
+* **Nothing the shared detector redacts is lost.** Its recognizers all run here, on the same
+  spaCy entities, with the same threshold; overlapping findings are *joined* (the redacted span
+  covers all of them, typed after the highest score) instead of one being dropped.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Sequence
+from functools import cache
+from typing import TYPE_CHECKING
+
+from services.common.pii import DEFAULT_MIN_SCORE, PiiFinding, analyzer
+
+if TYPE_CHECKING:
+    from presidio_analyzer import AnalyzerEngine
+
+CHUNK_CHARS = 600
+_SKIPPED_PIPES = ("parser",)
+_BOUNDARY = re.compile(r"(?<=[.!?])\s+|\n+")
+_LETTER = re.compile(r"[^\W\d_]")
+_DIGITS = re.compile(r"\d")
+MIN_PHONE_DIGITS = 5
+_URL_TOKEN = re.compile(r"\S*[.:]\S*")
+_LOCK = threading.Lock()
+
+
+@cache
+def _engine() -> AnalyzerEngine:
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+
+    from services.guardrails.checks.pii_recognizers import extra_recognizers
+
+    base = analyzer()
+    wrap = {"PhoneRecognizer": _DigitGated, "UrlRecognizer": _PerToken}
+    recognizers = [wrap[r.name](r) if r.name in wrap else r for r in base.registry.recognizers]
+    registry = RecognizerRegistry(recognizers=[*recognizers, *extra_recognizers()],
+                                  supported_languages=["en"])
+    return AnalyzerEngine(registry=registry, nlp_engine=base.nlp_engine,
+                          supported_languages=["en"])
+
+
+class _DigitGated:
+    """A recognizer run only on text with at least ``MIN_PHONE_DIGITS`` digits: Presidio's
+    phone recognizer runs the ``phonenumbers`` matcher once per region over the whole text,
+    the costliest pattern check, and no phone number it accepts has fewer digits."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: object = None) -> list:
+        if len(_DIGITS.findall(text)) < MIN_PHONE_DIGITS:
+            return []
+        return self._inner.analyze(text, entities, nlp_artifacts)  # type: ignore[attr-defined]
+
+
+class _PerToken(_DigitGated):
+    """A recognizer whose matches never contain white space (Presidio's URL pattern), run on
+    each white-space-delimited token that holds a ``.`` or ``:`` instead of the whole text. The
+    findings are the same; the time is not (the URL pattern costs ~0.1 ms a character on
+    text full of digits and capitals, almost all of it on tokens that cannot be URLs)."""
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: object = None) -> list:
+        results = []
+        for token in _URL_TOKEN.finditer(text):
+            for result in self._inner.analyze(token.group(0), entities, None):  # type: ignore[attr-defined]
+                result.start += token.start()
+                result.end += token.start()
+                results.append(result)
+        return results
+
+
+def engine() -> AnalyzerEngine:
+    """The process-wide analyzer (shares spaCy with the shared one, so no second model load)."""
+    with _LOCK:
+        return _engine()
+
+
+def chunks(text: str, size: int = CHUNK_CHARS) -> list[tuple[int, str]]:
+    """(offset, piece) covering ``text``: pieces end at a sentence or line end once they reach
+    ``size`` characters; a piece with no such end is cut at a space (at most 2 × ``size``)."""
+    if len(text) <= size:
+        return [(0, text)]
+    pieces: list[tuple[int, str]] = []
+    start = 0
+    while start < len(text):
+        if len(text) - start <= size:
+            pieces.append((start, text[start:]))
+            break
+        boundary = _BOUNDARY.search(text, start + size)
+        end = boundary.start() if boundary and boundary.start() < start + 2 * size else -1
+        if end == -1:
+            space = text.rfind(" ", start + size // 2, start + 2 * size)
+            end = space if space > start else min(len(text), start + 2 * size)
+        pieces.append((start, text[start:end]))
+        start = end
+    return pieces
+
+
+def find_pii_fast(text: str, min_score: float = DEFAULT_MIN_SCORE,
+                  entities: Sequence[str] | None = None) -> list[PiiFinding]:
+    """Findings sorted by position; overlapping findings of one type joined into one span.
+    Findings of different types may overlap (a street address and a date inside it): which one
+    counts is the policy's to say, see ``joined``."""
+    if not text.strip():
+        return []
+    eng = engine()
+    nlp_engine = eng.nlp_engine
+    nlp = nlp_engine.get_nlp("en")
+    pieces = [(offset, piece) for offset, piece in chunks(text) if piece.strip()]
+    with_words = [i for i, (_, piece) in enumerate(pieces) if _LETTER.search(piece)]
+    docs = dict(zip(with_words, nlp.pipe([pieces[i][1] for i in with_words],
+                                         disable=list(_SKIPPED_PIPES), batch_size=16),
+                    strict=True))
+    found: list[PiiFinding] = []
+    for i, (offset, piece) in enumerate(pieces):
+        doc = docs.get(i)
+        if doc is None:
+            doc = nlp.make_doc(piece)
+        artifacts = nlp_engine._doc_to_nlp_artifact(doc, "en")  # noqa: SLF001
+        results = eng.analyze(text=piece, language="en", nlp_artifacts=artifacts,
+                              entities=list(entities) if entities is not None else None,
+                              score_threshold=min_score)
+        found += [PiiFinding(r.entity_type, offset + r.start, offset + r.end, float(r.score))
+                  for r in results]
+    by_type: dict[str, list[PiiFinding]] = {}
+    for finding in found:
+        by_type.setdefault(finding.entity_type, []).append(finding)
+    return sorted((f for group in by_type.values() for f in joined(group)),
+                  key=lambda f: (f.start, f.end))
+
+
+def joined(findings: Sequence[PiiFinding],
+           rank: Callable[[PiiFinding], tuple[float, ...]] | None = None) -> list[PiiFinding]:
+    """Overlapping findings as one: the union of their spans, typed after the one ``rank``
+    puts first (default: the highest score, then the longest). Redacting the union leaks no
+    character any of them covered."""
+    key = rank or (lambda f: (f.score, f.end - f.start))
+    ordered = sorted(findings, key=lambda f: (f.start, -f.end))
+    groups: list[list[PiiFinding]] = []
+    end = -1
+    for finding in ordered:
+        if groups and finding.start < end:
+            groups[-1].append(finding)
+            end = max(end, finding.end)
+        else:
+            groups.append([finding])
+            end = finding.end
+    out = []
+    for group in groups:
+        best = max(group, key=key)
+        out.append(PiiFinding(best.entity_type, min(f.start for f in group),
+                              max(f.end for f in group), best.score))
+    return out
