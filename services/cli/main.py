@@ -12,6 +12,7 @@ from services.cli import (
     examples_cmds,
     finetune_cmds,
     guardrails_cmds,
+    index_cmds,
     ops_cmds,
     publish,
     reconcile_cmd,
@@ -43,6 +44,7 @@ app.add_typer(security_cmds.clients_app, name="clients")
 app.add_typer(security_cmds.keys_app, name="keys")
 app.add_typer(security_cmds.security_app, name="security")
 app.add_typer(eval_cmds.app, name="eval")
+app.add_typer(index_cmds.app, name="index")
 app.add_typer(guardrails_cmds.app, name="guardrails")
 app.add_typer(examples_cmds.app, name="examples")
 app.add_typer(finetune_cmds.finetune_app, name="finetune")

@@ -43,6 +43,7 @@ from services.common.streaming import make_app
 from services.common.topics import CHUNKS_EMBED, CHUNKS_EMBED_DLQ, DOCS_STATUS, spec
 from services.embedder import handlers, store
 from services.embedder.config import APP_ID, SERVICE_NAME, embedder_settings
+from services.embedder.models import WrittenModels
 
 logger = logging.getLogger(__name__)
 settings = get_settings()
@@ -53,6 +54,7 @@ max_work_bytes = spec(CHUNKS_EMBED).max_bytes
 app = make_app(APP_ID, settings)
 engine = make_engine(settings.sqlalchemy_url)
 model = embedder_from_settings(settings)
+models = WrittenModels(engine, model)  # active model first, then shadow re-index targets
 tracer = telemetry.tracer(__name__)
 T = TypeVar("T")
 
@@ -77,31 +79,36 @@ async def embed(messages: Sequence[Inbound]) -> list[Outcome]:
             outcomes.append(DeadLetter(error))
     if works:
         items = [work for _, _, work in works]
-        cached = await with_db_retry(lambda: _cached(items))
-        plan = handlers.plan_embeddings(items, set(cached))
+        written = await with_db_retry(models.current)
         started = time.time_ns()
-        vectors = await asyncio.get_running_loop().run_in_executor(None, model.encode,
-                                                                   plan.texts)
+        by_model: dict[str, dict] = {}
+        fresh_by_model: dict[str, set] = {}
+        for written_id in written:  # the active model first, then shadow re-index targets
+            cached = await with_db_retry(lambda m=written_id: _cached(items, m))
+            plan = handlers.plan_embeddings(items, set(cached))
+            vectors = await asyncio.get_running_loop().run_in_executor(
+                None, models.encoder(written_id).encode_passages, plan.texts)
+            fresh = dict(zip(plan.hashes, vectors, strict=True))
+            await with_db_retry(lambda m=written_id, f=fresh: _cache(f, m))
+            by_model[written_id] = {**cached, **fresh}
+            fresh_by_model[written_id] = set(fresh)
         finished = time.time_ns()
-        fresh = dict(zip(plan.hashes, vectors, strict=True))
-        await with_db_retry(lambda: _cache(fresh))
-        all_vectors = {**cached, **fresh}
-        credits = handlers.credit_embedded(items, set(fresh))
+        credits = handlers.credit_embedded(items, fresh_by_model[written[0]])
         for (index, message, work), embedded in zip(works, credits, strict=True):
-            outcomes[index] = await index_one(message, work, all_vectors, embedded,
+            outcomes[index] = await index_one(message, work, by_model, embedded,
                                               (started, finished))
     return [outcome for outcome in outcomes if outcome is not None]
 
 
-def _cached(items: list[ChunkWork]) -> dict:
+def _cached(items: list[ChunkWork], for_model: str) -> dict:
     hashes = [c.content_hash for work in items for c in work.chunks]
     with engine.connect() as conn:
-        return store.cached_embeddings(conn, hashes, model_id)
+        return store.cached_embeddings(conn, hashes, for_model)
 
 
-def _cache(fresh: dict) -> None:
+def _cache(fresh: dict, for_model: str) -> None:
     with engine.begin() as conn:
-        store.cache_embeddings(conn, fresh, model_id)
+        store.cache_embeddings(conn, fresh, for_model)
 
 
 async def index_one(message: Inbound, work: ChunkWork, vectors: dict, embedded: int,
@@ -115,7 +122,7 @@ async def index_one(message: Inbound, work: ChunkWork, vectors: dict, embedded: 
         # span covering that model call, with its own share of the work.
         embed_span = tracer.start_span("embedder.embed", start_time=encode_window[0],
                                        attributes={"chunks.embedded": embedded,
-                                                   "embedding.model": model_id})
+                                                   "embedding.model": next(iter(vectors))})
         embed_span.end(end_time=encode_window[1])
         try:
             result = await with_db_retry(lambda: _swap(work, vectors, embedded))
@@ -136,7 +143,7 @@ async def index_one(message: Inbound, work: ChunkWork, vectors: dict, embedded: 
             doc_id=work.doc_id, version=work.version, state=result.state,  # type: ignore[arg-type]
             service=SERVICE_NAME, chunks_total=result.chunks_total, chunks_embedded=embedded,
             chunks_reused=max(result.chunks_total - embedded, 0),
-            chunks_removed=result.chunks_removed, model_id=model_id,
+            chunks_removed=result.chunks_removed, model_id=next(iter(vectors)),
             event_time=work.event_time, lag_ms=lag_ms if result.state == "indexed" else None,
             reason=result.reason or (None if result.state in ("indexed", "deleted")
                                      else f"stored version {result.stored_version} is not older"),
@@ -150,7 +157,10 @@ def _swap(work: ChunkWork, vectors: dict, embedded: int) -> store.ApplyResult:
         attributes={"db.system": "postgresql", "db.operation": "swap_chunks",
                     "doc.id": work.doc_id},
     ) as span, engine.begin() as conn:
-        result = store.apply_work(conn, work, vectors, model_id)
+        primary = next(iter(vectors))  # the active model: chunks.model_id / embedding
+        result = store.apply_work(conn, work, vectors[primary], primary)
+        if result.state == "indexed":
+            store.store_model_vectors(conn, work, vectors)
         lag_ms = (datetime.now(UTC) - work.event_time).total_seconds() * 1000
         store.record_status(conn, work, result,
                             embedded if result.state == "indexed" else 0, lag_ms)

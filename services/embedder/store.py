@@ -255,3 +255,20 @@ def _json(value: object) -> str:
     import json
 
     return json.dumps(value, sort_keys=True)
+
+
+def store_model_vectors(conn: Connection, work: ChunkWork,
+                        vectors_by_model: Mapping[str, Mapping[str, np.ndarray]]) -> int:
+    """Every chunk of an indexed upsert gets a vector for every model being written (the active
+    one and any shadow re-index), in the swap's transaction: a document published during a
+    re-index is searchable under both models as soon as it is searchable at all."""
+    if work.op != "upsert":
+        return 0
+    from services.common.index_registry import store_vectors
+
+    written = 0
+    for model_id, vectors in vectors_by_model.items():
+        written += store_vectors(conn, model_id, [(c.chunk_id, vectors[c.content_hash])
+                                                  for c in work.chunks
+                                                  if c.content_hash in vectors])
+    return written

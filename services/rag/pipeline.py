@@ -11,7 +11,7 @@ import asyncio
 import contextvars
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -30,9 +30,10 @@ from services.rag import adapter_policy, answer_mode, cache, handlers, screening
 from services.rag.access import AccessScope, scope_for, scope_key
 from services.rag.config import RagSettings
 from services.rag.context import build_context
+from services.rag.query_encoder import QueryEncoder
 from services.rag.relevance import best_similarity
 from services.rag.rerank import Reranker
-from services.rag.retrieval import RetrievalFilters, RetrievedChunk, retrieve
+from services.rag.retrieval import DEFAULT_WEIGHTS, RetrievalFilters, RetrievedChunk, retrieve
 
 tracer = trace.get_tracer(__name__)
 T = TypeVar("T")
@@ -47,6 +48,13 @@ class RagDeps:
     model_id: str  # what the backend serves, for replies, cache keys and spans
     max_new_tokens: int
     reranker: Reranker | None = None
+    # Follows the index's active embedding model (``customllm index switch``); built from
+    # ``embedder`` (the configured model) when not given.
+    query_encoder: QueryEncoder | None = None
+
+    def __post_init__(self) -> None:
+        if self.query_encoder is None:
+            self.query_encoder = QueryEncoder(self.engine, self.embedder)
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,11 @@ async def answer(request: RagRequest, deps: RagDeps) -> RagReply:
     started, timer = time.perf_counter(), _Timer()
     plan = await _plan(request, deps)
     with timer.stage("embed"):
-        vector = (await _in_thread(deps.embedder.encode, [request.question]))[0]
+        vector_model, vector = await _in_thread(deps.query_encoder.encode, request.question)
+    # The semantic cache compares question vectors: only those of the same embedding model
+    # (after ``customllm index switch`` the old model's entries are simply not found).
+    plan = replace(plan, cache_context=cache.context_key(
+        {"plan": plan.cache_context, "embedding_model": vector_model}))
     if request.options.use_cache:
         with timer.stage("cache_lookup"):
             hit = await _in_thread(cache.lookup, deps.engine, plan.cache_context,
@@ -90,7 +102,7 @@ async def answer(request: RagRequest, deps: RagDeps) -> RagReply:
         if hit is not None:
             return _finish(_from_cache(hit, request, plan), timer, started)
     with timer.stage("retrieval") as span:
-        found = await _retrieve(request, plan, vector, deps, span)
+        found = await _retrieve(request, plan, vector, vector_model, deps, span)
     fields = _reply_fields(request, plan, deps)
     if request.options.retrieval_only:
         return _finish(RagReply(
@@ -152,8 +164,8 @@ def _from_cache(hit: cache.CacheHit, request: RagRequest, plan: Plan) -> RagRepl
         "usage": hit.reply.usage.model_copy(update={"cost_usd": 0.0})})
 
 
-async def _retrieve(request: RagRequest, plan: Plan, vector: np.ndarray, deps: RagDeps,
-                    span: trace.Span) -> Retrieved:
+async def _retrieve(request: RagRequest, plan: Plan, vector: np.ndarray, vector_model: str,
+                    deps: RagDeps, span: trace.Span) -> Retrieved:
     options, directives = request.options, request.screening
     filters = RetrievalFilters(
         doc_ids=tuple(options.filters.doc_ids), doc_id_prefix=options.filters.doc_id_prefix,
@@ -164,9 +176,10 @@ async def _retrieve(request: RagRequest, plan: Plan, vector: np.ndarray, deps: R
                          "retrieval.top_k": plan.top_k})
     chunks = await _in_thread(retrieve, deps.engine, vector, request.question, plan.scope,
                               plan.top_k, filters, "hybrid", deps.config.retrieval_candidates,
-                              deps.reranker)
-    span.set_attribute("retrieval.chunks", len(chunks))
-    best = await _in_thread(best_similarity, deps.engine, vector, [c.chunk_id for c in chunks])
+                              deps.reranker, DEFAULT_WEIGHTS, vector_model)
+    span.set_attributes({"retrieval.chunks": len(chunks), "embedding.model": vector_model})
+    best = await _in_thread(best_similarity, deps.engine, vector, [c.chunk_id for c in chunks],
+                            vector_model)
     items = screening.fence(build_context(chunks, deps.config.context_token_budget), chunks,
                             directives)
     return Retrieved(chunks, items, screening.evidence(plan.principal, directives, chunks, items),

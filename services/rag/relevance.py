@@ -13,11 +13,16 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 
-def best_similarity(engine: Engine, vector: np.ndarray, chunk_ids: Sequence[str]) -> float | None:
+def best_similarity(engine: Engine, vector: np.ndarray, chunk_ids: Sequence[str],
+                    model_id: str | None = None) -> float | None:
+    """Best cosine of ``vector`` (from ``model_id``; None: the active model) with the chunks'
+    vectors of that same model."""
     if not chunk_ids:
         return None
     with engine.connect() as conn:
         value = conn.execute(text(
-            "SELECT max(1 - (embedding <=> :vector)) FROM chunks WHERE chunk_id = ANY(:ids)"),
-            {"vector": vector, "ids": list(chunk_ids)}).scalar()
+            "SELECT max(1 - (e.embedding <=> :vector)) FROM chunk_embeddings e "
+            "WHERE e.chunk_id = ANY(:ids) AND e.model_id = coalesce(CAST(:model AS text), "
+            "(SELECT model_id FROM index_models WHERE state = 'active'))"),
+            {"vector": vector, "ids": list(chunk_ids), "model": model_id}).scalar()
     return None if value is None else float(value)

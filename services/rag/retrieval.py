@@ -15,6 +15,10 @@ Why it is shaped this way:
   cosine, its BM25 and the positions of the question's terms, and ``services.rag.fusion`` orders
   the pool by a weighted sum of the standardized signals (cosine, BM25, term proximity). Ties are
   broken by ``chunk_id`` so equal inputs always give the same order.
+* **Vectors are versioned by model.** They are read from ``chunk_embeddings`` for one model
+  (the caller's, else the index's active model), through that model's partial HNSW index, so a
+  shadow re-index for another model never changes what a query sees until the switch
+  (``services.common.index_registry``).
 * ``mode="exact"`` is the same vector query with index scans disabled (brute force): the
   baseline that recall of the HNSW path is measured against.
 """
@@ -29,6 +33,7 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
+from services.common import index_registry
 from services.rag import retrieval_sql as sql
 from services.rag.access import AccessScope
 from services.rag.fusion import FusionWeights, fused_scores, proximity
@@ -92,12 +97,15 @@ def retrieve(
     candidates: int = 40,
     reranker: Reranker | None = None,
     weights: FusionWeights = DEFAULT_WEIGHTS,
+    model_id: str | None = None,
 ) -> list[RetrievedChunk]:
     """The ``top_k`` chunks the scope may see, best first.
 
     ``candidates`` is the length of each list before fusion (the pool a ``reranker``
     reorders is their union); ``top_k`` is what comes back. ``weights`` sets the hybrid fusion
-    and BM25's parameters (the lexical mode uses the same BM25).
+    and BM25's parameters (the lexical mode uses the same BM25). ``model_id`` names the
+    embedding model ``query_vector`` comes from (its vectors are searched); None: the index's
+    active model, read in the same transaction.
     """
     if mode not in MODES:
         raise ValueError(f"unknown retrieval mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -106,17 +114,27 @@ def retrieve(
     pool = max(top_k, candidates) if (mode == "hybrid" or reranker is not None) else top_k
     where, params = _where(scope, filters)
     with engine.begin() as conn:
+        model = "" if mode == "lexical" else _model(conn, model_id)
         if mode == "lexical":
             chunks = _lexical(conn, question, where, params, pool, weights)
         elif mode in ("vector", "exact"):
-            chunks = _vector(conn, query_vector, where, params, pool, exact=mode == "exact")
+            chunks = _vector(conn, query_vector, model, where, params, pool,
+                             exact=mode == "exact")
         elif question.strip():
-            chunks = _hybrid(conn, query_vector, question, where, params, pool, weights)
+            chunks = _hybrid(conn, query_vector, model, question, where, params, pool, weights)
         else:  # no words to match: the vector list is the whole pool
-            chunks = _vector(conn, query_vector, where, params, pool, exact=False)
+            chunks = _vector(conn, query_vector, model, where, params, pool, exact=False)
     if reranker is not None:
         chunks = reranker.rerank(question, chunks)
     return chunks[:top_k]
+
+
+def _model(conn: Connection, model_id: str | None) -> str:
+    """The model's id as a SQL literal; the active model when none is named."""
+    model_id = model_id or index_registry.active_model(conn)
+    if model_id is None:
+        raise RuntimeError("the index has no active embedding model (run the migrations)")
+    return index_registry.model_literal(model_id)
 
 
 def _where(scope: AccessScope, filters: RetrievalFilters) -> tuple[str, dict[str, Any]]:
@@ -149,8 +167,8 @@ def _like_prefix(prefix: str) -> str:
     return escaped + "%"
 
 
-def _vector(conn: Connection, query_vector: np.ndarray, where: str, params: dict[str, Any],
-            limit: int, exact: bool) -> list[RetrievedChunk]:
+def _vector(conn: Connection, query_vector: np.ndarray, model: str, where: str,
+            params: dict[str, Any], limit: int, exact: bool) -> list[RetrievedChunk]:
     vector = np.asarray(query_vector, dtype=np.float32).reshape(-1)
     if exact:
         conn.execute(text(sql.SET_EXACT))
@@ -159,7 +177,7 @@ def _vector(conn: Connection, query_vector: np.ndarray, where: str, params: dict
         conn.execute(text(sql.SET_HNSW), {"ef_search": str(ef_search),
                                           "max_scan_tuples": str(MAX_SCAN_TUPLES)})
     rows = conn.execute(
-        text(sql.VECTOR_QUERY.format(columns=sql.CHUNK_COLUMNS, where=where)),
+        text(sql.VECTOR_QUERY.format(columns=sql.CHUNK_COLUMNS, where=where, model=model)),
         {**params, "q": vector, "limit": limit},
     ).mappings().all()
     return [_chunk(row, score=1.0 - float(row["distance"]), vector_rank=rank)
@@ -180,7 +198,7 @@ def _lexical(conn: Connection, question: str, where: str, params: dict[str, Any]
             for rank, row in enumerate(rows, start=1)]
 
 
-def _hybrid(conn: Connection, query_vector: np.ndarray, question: str, where: str,
+def _hybrid(conn: Connection, query_vector: np.ndarray, model: str, question: str, where: str,
             params: dict[str, Any], limit: int, weights: FusionWeights) -> list[RetrievedChunk]:
     """The fused pool, best first (ties: chunk id)."""
     vector = np.asarray(query_vector, dtype=np.float32).reshape(-1)
@@ -189,7 +207,7 @@ def _hybrid(conn: Connection, query_vector: np.ndarray, question: str, where: st
                                       "max_scan_tuples": str(MAX_SCAN_TUPLES)})
     rows = conn.execute(
         text(sql.HYBRID_QUERY.format(columns=sql.CHUNK_COLUMNS, where=where,
-                                     access=sql.ACCESS_WHERE)),
+                                     access=sql.ACCESS_WHERE, model=model)),
         {**params, "q": vector, "question": question, "limit": limit, "df_cap": DF_CAP,
          "k1": weights.k1, "b": weights.b},
     ).mappings().all()

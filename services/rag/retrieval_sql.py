@@ -5,7 +5,8 @@ its ``WHERE`` clause, so a chunk the scope may not see is never read out of the 
 optional filters (``FILTER_*``) are appended only when set, which keeps plans simple.
 
 Parameters: ``:max_rank`` (int), ``:principals`` (text[]), ``:q`` (vector), ``:question``
-(text), ``:limit``, plus one per set filter.
+(text), ``:limit``, plus one per set filter. ``{model}``: the embedding model whose vectors are
+searched (``chunk_embeddings``), formatted in as a literal.
 """
 
 from __future__ import annotations
@@ -43,12 +44,17 @@ SET_HNSW = (
 # Exact mode: no index scan at all, so the plan is a brute-force scan + sort (recall baseline).
 SET_EXACT = "SELECT set_config('enable_indexscan', 'off', true)"
 
+# Vectors come from ``chunk_embeddings`` for one model: ``{model}`` is the model id as a SQL
+# literal (validated by ``index_registry.model_literal``), inlined so the planner picks that
+# model's partial HNSW index (``WHERE model_id = '<id>'``).
 VECTOR_QUERY = """
 WITH relaxed AS MATERIALIZED (
-    SELECT {columns}, c.embedding <=> :q AS distance
-    FROM chunks c JOIN documents d ON d.doc_id = c.doc_id
-    WHERE {where}
-    ORDER BY c.embedding <=> :q
+    SELECT {columns}, e.embedding <=> :q AS distance
+    FROM chunk_embeddings e
+    JOIN chunks c ON c.chunk_id = e.chunk_id
+    JOIN documents d ON d.doc_id = c.doc_id
+    WHERE e.model_id = {model} AND {where}
+    ORDER BY e.embedding <=> :q
     LIMIT :limit
 )
 SELECT * FROM relaxed ORDER BY distance, chunk_id
@@ -155,10 +161,12 @@ LIMIT :limit
 HYBRID_QUERY = "WITH " + TERM_STATS + """,
 vec AS MATERIALIZED (
     SELECT v.chunk_id, row_number() OVER (ORDER BY v.distance, v.chunk_id) AS vrank
-    FROM (SELECT c.chunk_id, c.embedding <=> :q AS distance
-          FROM chunks c JOIN documents d ON d.doc_id = c.doc_id
-          WHERE {where}
-          ORDER BY c.embedding <=> :q
+    FROM (SELECT c.chunk_id, e.embedding <=> :q AS distance
+          FROM chunk_embeddings e
+          JOIN chunks c ON c.chunk_id = e.chunk_id
+          JOIN documents d ON d.doc_id = c.doc_id
+          WHERE e.model_id = {model} AND {where}
+          ORDER BY e.embedding <=> :q
           LIMIT :limit) AS v
 ),
 lex AS MATERIALIZED (
@@ -171,7 +179,8 @@ pool AS MATERIALIZED (
     FROM vec v FULL JOIN (SELECT * FROM lex WHERE lrank <= :limit) AS l
          ON l.chunk_id = v.chunk_id
 )
-SELECT """ + RESULT_COLUMNS + """, p.vrank, p.lrank, 1 - (m.embedding <=> :q) AS cosine,
+SELECT """ + RESULT_COLUMNS + """, p.vrank, p.lrank,
+       coalesce(1 - (m.embedding <=> :q), 0) AS cosine,
        coalesce(""" + BM25_SCORE + """, 0) AS bm25,
        (SELECT coalesce(jsonb_object_agg(u.lexeme, u.positions), '{{}}'::jsonb)
         FROM unnest(m.tsv) AS u JOIN weighted w ON w.lexeme = u.lexeme) AS positions,
@@ -179,8 +188,9 @@ SELECT """ + RESULT_COLUMNS + """, p.vrank, p.lrank, 1 - (m.embedding <=> :q) AS
            AS idf
 FROM pool p
 JOIN LATERAL (
-    SELECT {columns}, c.tsv, c.word_count, c.embedding
+    SELECT {columns}, c.tsv, c.word_count, e.embedding
     FROM chunks c JOIN documents d ON d.doc_id = c.doc_id
+    LEFT JOIN chunk_embeddings e ON e.chunk_id = c.chunk_id AND e.model_id = {model}
     WHERE c.chunk_id = p.chunk_id AND {where}
 ) AS m ON true, mean
 ORDER BY m.chunk_id

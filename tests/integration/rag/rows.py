@@ -64,5 +64,5 @@ def write_documents(engine, docs: Sequence[Doc], rng: np.random.Generator | None
             INSERT INTO chunks (chunk_id, doc_id, ordinal, content_hash, text, word_count,
                                 model_id, embedding)
             VALUES (:chunk_id, :doc_id, :ordinal, :content_hash, :text, :word_count,
-                    'tests', :embedding)
+                    (SELECT model_id FROM index_models WHERE state = 'active'), :embedding)
         """), chunk_rows)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
+from services.common import index_registry
 from services.rag import retrieval_sql as sql
 from services.rag.access import can_see, scope_for
 from services.rag.retrieval import RetrievalFilters, _where, retrieve
@@ -76,7 +77,10 @@ def test_selective_filter_uses_the_hnsw_index_and_needs_iterative_scan(stack,
     _execute(stack, "ANALYZE documents")
     scope = scope_for(f"{prefix}ana", [group], "public")
     where, params = _where(scope, RetrievalFilters())
-    query_sql = text(sql.VECTOR_QUERY.format(columns=sql.CHUNK_COLUMNS, where=where))
+    with stack.engine.connect() as conn:
+        model = index_registry.model_literal(index_registry.active_model(conn))
+    query_sql = text(sql.VECTOR_QUERY.format(columns=sql.CHUNK_COLUMNS, where=where,
+                                             model=model))
     query = unit_vectors(rng, 1)[0]
     bind = {**params, "q": query, "limit": 10}
     force_index = text("SELECT set_config('enable_sort', 'off', true)")
@@ -84,7 +88,7 @@ def test_selective_filter_uses_the_hnsw_index_and_needs_iterative_scan(stack,
         conn.execute(force_index)
         conn.execute(text(sql.SET_HNSW), {"ef_search": "40", "max_scan_tuples": "20000"})
         plan = "\n".join(r[0] for r in conn.execute(text(f"EXPLAIN {query_sql.text}"), bind))
-        assert "chunks_embedding_hnsw" in plan, plan
+        assert "chunk_embeddings_hnsw_" in plan, plan  # the active model's partial index
         assert len(conn.execute(query_sql, bind).all()) == 10
     with stack.engine.begin() as conn:
         conn.execute(force_index)

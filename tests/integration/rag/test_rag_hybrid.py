@@ -134,19 +134,22 @@ def test_hybrid_vector_list_can_use_the_hnsw_index(stack, embedder, corpus):
     enable_sort off, as the corpus is small enough for the planner to prefer a sort)."""
     from sqlalchemy import text
 
+    from services.common import index_registry
     from services.rag import retrieval_sql as sql
     from services.rag.retrieval import DF_CAP, _where
 
     where, params = _where(scope_for("reader", [], "public"), RetrievalFilters())
+    with stack.engine.connect() as conn:
+        model = index_registry.model_literal(index_registry.active_model(conn))
     query = sql.HYBRID_QUERY.format(columns=sql.CHUNK_COLUMNS, where=where,
-                                    access=sql.ACCESS_WHERE)
+                                    access=sql.ACCESS_WHERE, model=model)
     bind = {**params, "q": embedder.encode(["asset tag"])[0], "question": "asset tag",
             "limit": 10, "df_cap": DF_CAP, "k1": 0.9, "b": 0.4}
     with stack.engine.begin() as conn:
         conn.execute(text("SELECT set_config('enable_sort', 'off', true)"))
         conn.execute(text(sql.SET_HNSW), {"ef_search": "40", "max_scan_tuples": "20000"})
         plan = "\n".join(r[0] for r in conn.execute(text(f"EXPLAIN {query}"), bind))
-    assert "chunks_embedding_hnsw" in plan, plan
+    assert "chunk_embeddings_hnsw_" in plan, plan  # the active model's partial HNSW index
 
 
 def test_hybrid_ranks_by_the_fused_score_and_breaks_ties_by_chunk_id(stack, embedder, corpus):
