@@ -12,6 +12,11 @@ rag worker runs, access filter included) in each mode. In the same run the naive
 (``benchmarks.retrieval_baseline``: exact cosine + rank-bm25 + RRF over whole paragraphs) ranks
 the same questions. A question hits when a chunk of its paragraph is in the top k.
 
+``--encoders minilm,e5`` compares encoders in the same run: the first is the active model (and
+the naive baseline's), each other one is indexed beside it the way a shadow re-index leaves it
+(``chunk_embeddings`` with its own partial HNSW index) and retrieved with ``model_id``, giving
+``hybrid@e5`` and ``vector@e5`` next to ``hybrid``/``vector`` (MiniLM) and the naive baseline.
+
 Data sets (``benchmarks.retrieval_data``): 1) the train articles plus the dev paragraphs as
 distractors, split by article into ``tune`` (the only part any setting was chosen on) and
 ``held_out``; 2) the dev set on its own. ``--sizes`` adds Part B (HNSW speed/recall,
@@ -48,6 +53,11 @@ def main() -> None:
     parser.add_argument("--dev", type=Path, required=True, help="SQuAD 2.0 dev subset JSON")
     parser.add_argument("--modes", default="hybrid,lexical,vector,exact",
                         help="platform modes, comma-separated")
+    parser.add_argument("--encoders", default="minilm",
+                        help="shipped encoders, comma-separated (e.g. minilm,e5): the first is "
+                             "the index's active model (and the naive baseline's); each other "
+                             "one is shadow-indexed into chunk_embeddings and adds "
+                             "hybrid@NAME / vector@NAME")
     parser.add_argument("--input-guard", action="store_true",
                         help="also run hybrid on the question as the input guardrail stage "
                              "passes it on (default policy's PII redaction)")
@@ -60,11 +70,16 @@ def main() -> None:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
     datasets = build_datasets(args.train, args.dev)
+    encoders = [e.strip() for e in args.encoders.split(",") if e.strip()]
+    if encoders:
+        from services.common.embeddings import canonical_model_id
+
+        os.environ["CUSTOMLLM_EMBEDDING_MODEL_ID"] = canonical_model_id(encoders[0])
     with private_postgres() as engine:
         started = time.perf_counter()
         results: dict[str, Any] = {"command": _command(args), "top": TOP,
                                    "datasets": run_quality(engine, datasets, modes,
-                                                           args.input_guard)}
+                                                           args.input_guard, encoders)}
         if sizes:
             from benchmarks import retrieval_speed
 
@@ -104,28 +119,35 @@ def private_postgres() -> Iterator[Any]:
             shutil.rmtree(state, ignore_errors=True)
 
 
-def cached_encoder() -> tuple[Encode, dict[str, float]]:
-    """The configured embedder, each distinct text encoded once (the dev paragraphs are in both
-    data sets); ``timing`` collects the encode seconds."""
+def cached_encoder(model: str | None = None) -> tuple[Encode, dict[str, float], Encode]:
+    """A shipped encoder (default: the configured one), each distinct text encoded once per
+    role (the dev paragraphs are in both data sets). Returns (passages, timing, queries):
+    ``timing`` collects the encode seconds and texts."""
     from services.common.config import get_settings
-    from services.common.embeddings import embedder_from_settings
+    from services.common.embeddings import embedder_for, embedder_from_settings
 
-    embedder = embedder_from_settings(get_settings())
+    embedder = embedder_for(model) if model else embedder_from_settings(get_settings())
     embedder.warm_up()
-    cache: dict[str, np.ndarray] = {}
-    timing = {"encode_s": 0.0, "texts": 0.0}
+    cache: dict[tuple[str, str], np.ndarray] = {}
+    timing = {"encode_s": 0.0, "texts": 0.0, "model_id": embedder.model_id}
 
-    def encode(texts: list[str]) -> np.ndarray:
-        missing = list(dict.fromkeys(t for t in texts if t not in cache))
-        if missing:
-            started = time.perf_counter()
-            for text, vector in zip(missing, embedder.encode(missing), strict=True):
-                cache[text] = vector
-            timing["encode_s"] += time.perf_counter() - started
-            timing["texts"] += len(missing)
-        return np.stack([cache[t] for t in texts]) if texts else np.zeros((0, embedder.dim))
+    def make(role: str) -> Encode:
+        run = embedder.encode_queries if role == "query" else embedder.encode_passages
 
-    return encode, timing
+        def encode(texts: list[str]) -> np.ndarray:
+            missing = list(dict.fromkeys(t for t in texts if (role, t) not in cache))
+            if missing:
+                started = time.perf_counter()
+                for text, vector in zip(missing, run(missing), strict=True):
+                    cache[(role, text)] = vector
+                timing["encode_s"] += time.perf_counter() - started
+                timing["texts"] += len(missing)
+            return (np.stack([cache[(role, t)] for t in texts]) if texts
+                    else np.zeros((0, embedder.dim)))
+
+        return encode
+
+    return make("passage"), timing, make("query")
 
 
 def input_guard() -> Callable[[str], str]:
@@ -140,27 +162,50 @@ def input_guard() -> Callable[[str], str]:
 
 
 def run_quality(engine: Any, datasets: list[DataSet], modes: list[str],
-                guarded: bool = False) -> list[dict[str, Any]]:
-    encode, timing = cached_encoder()
+                guarded: bool = False, encoders: list[str] | None = None
+                ) -> list[dict[str, Any]]:
+    """``encoders``: the first is the index's active model (chunks.embedding, the naive
+    baseline's vectors); every other one is indexed beside it (``chunk_embeddings``, its own
+    partial HNSW index, as a shadow re-index leaves it) and adds ``hybrid@NAME`` and
+    ``vector@NAME`` on the same questions."""
+    names = encoders or ["minilm"]
+    loaded = {name: cached_encoder(name) for name in names}
+    passages, timing, queries = loaded[names[0]]
+    extra = {name: loaded[name] for name in names[1:]}
     guard = input_guard() if guarded else None
     out = []
     for dataset in datasets:
-        chunks = load_index(engine, dataset.paragraphs, encode)
+        chunks = load_index(engine, dataset.paragraphs, passages,
+                            {name: (enc[1]["model_id"], enc[0]) for name, enc in extra.items()})
         baseline = NaiveBaseline([p.doc_id for p in dataset.paragraphs],
                                  [p.text for p in dataset.paragraphs],
-                                 encode([p.text for p in dataset.paragraphs]))
+                                 passages([p.text for p in dataset.paragraphs]))
         parts = {}
         for part, questions in dataset.parts.items():
-            parts[part] = evaluate(engine, baseline, questions, encode, modes, guard)
+            parts[part] = evaluate(engine, baseline, questions, queries, modes, guard,
+                                   {name: (enc[1]["model_id"], enc[2])
+                                    for name, enc in extra.items()})
             print(f"  {dataset.name}/{part}: {len(questions)} questions done", flush=True)
         out.append({"name": dataset.name, "description": dataset.description,
                     "paragraphs": len(dataset.paragraphs), "chunks": chunks, "parts": parts})
-    print(f"  encoded {timing['texts']:.0f} texts in {timing['encode_s']:.0f} s", flush=True)
+    for name, (_, timed, _) in loaded.items():
+        rate = timed["texts"] / max(timed["encode_s"], 1e-9)
+        print(f"  {name}: encoded {timed['texts']:.0f} texts in {timed['encode_s']:.0f} s "
+              f"({rate:.1f} texts/s)", flush=True)
+    if out:
+        out[0]["encoders"] = {name: {"model_id": timed["model_id"],
+                                     "texts": int(timed["texts"]),
+                                     "encode_s": round(timed["encode_s"], 1),
+                                     "texts_per_s": round(timed["texts"]
+                                                          / max(timed["encode_s"], 1e-9), 1)}
+                              for name, (_, timed, _) in loaded.items()}
     return out
 
 
-def load_index(engine: Any, paragraphs: tuple[Paragraph, ...], encode: Encode) -> int:
-    """Replace the index with ``paragraphs``, chunked as ingest does; returns the chunk count."""
+def load_index(engine: Any, paragraphs: tuple[Paragraph, ...], encode: Encode,
+               extra: dict[str, tuple[str, Encode]] | None = None) -> int:
+    """Replace the index with ``paragraphs``, chunked as ingest does; returns the chunk count.
+    ``extra``: name → (model id, passage encoder) of models indexed beside the active one."""
     from sqlalchemy import text
 
     from services.common.config import get_settings
@@ -191,32 +236,49 @@ def load_index(engine: Any, paragraphs: tuple[Paragraph, ...], encode: Encode) -
             " :model_id, :embedding)"),
             [{**r, "model_id": settings.embedding_model_id, "embedding": v}
              for r, v in zip(rows, vectors, strict=True)])
+    from services.common import index_registry
+
+    for model_id, model_encode in (extra or {}).values():
+        model_vectors = model_encode([r["text"] for r in rows])
+        with engine.begin() as conn:
+            index_registry.register(conn, model_id)
+            index_registry.store_vectors(conn, model_id, [
+                (r["chunk_id"], v) for r, v in zip(rows, model_vectors, strict=True)])
+        index_registry.ensure_index(engine, model_id)
     with engine.begin() as conn:
         conn.execute(text("ANALYZE documents"))
         conn.execute(text("ANALYZE chunks"))
+        conn.execute(text("ANALYZE chunk_embeddings"))
     return len(rows)
 
 
 def evaluate(engine: Any, baseline: NaiveBaseline, questions: tuple[Question, ...],
              encode: Encode, modes: list[str],
-             guard: Callable[[str], str] | None = None) -> dict[str, Any]:
+             guard: Callable[[str], str] | None = None,
+             extra: dict[str, tuple[str, Encode]] | None = None) -> dict[str, Any]:
     """Metrics per platform mode and per naive mode on the same questions; with ``guard``,
-    also ``hybrid_guarded``: hybrid on the question as the input stage passes it on."""
+    also ``hybrid_guarded``: hybrid on the question as the input stage passes it on; with
+    ``extra`` (name → (model id, query encoder)), ``hybrid@NAME`` and ``vector@NAME``."""
     from services.rag.access import scope_for
     from services.rag.retrieval import retrieve
 
     vectors = encode([q.text for q in questions])
-    runs = [(mode, mode, [q.text for q in questions], vectors) for mode in modes]
+    texts_asked = [q.text for q in questions]
+    runs = [(mode, mode, texts_asked, vectors, None) for mode in modes]
     if guard is not None:
         texts = [guard(q.text) for q in questions]
-        runs.append(("hybrid_guarded", "hybrid", texts, encode(texts)))
+        runs.append(("hybrid_guarded", "hybrid", texts, encode(texts), None))
+    for name, (model_id, query_encode) in (extra or {}).items():
+        model_vectors = query_encode(texts_asked)
+        runs += [(f"{mode}@{name}", mode, texts_asked, model_vectors, model_id)
+                 for mode in ("hybrid", "vector") if mode in modes]
     scope = scope_for("bench-reader", [], "public")
     ranks: dict[str, list[int | None]] = {}
     latencies: dict[str, list[float]] = {name: [] for name, *_ in runs}
-    for name, mode, texts, mode_vectors in runs:
+    for name, mode, texts, mode_vectors, model_id in runs:
         for question, asked, vector in zip(questions, texts, mode_vectors, strict=True):
             started = time.perf_counter()
-            got = retrieve(engine, vector, asked, scope, TOP, mode=mode)
+            got = retrieve(engine, vector, asked, scope, TOP, mode=mode, model_id=model_id)
             latencies[name].append((time.perf_counter() - started) * 1000)
             ranks.setdefault(name, []).append(first_rank(question.doc_id,
                                                          [c.doc_id for c in got]))
@@ -236,6 +298,8 @@ def evaluate(engine: Any, baseline: NaiveBaseline, questions: tuple[Question, ..
 def _command(args: argparse.Namespace) -> str:
     parts = [".venv/bin/python -m benchmarks.query_retrieval", f"--train {args.train}",
              f"--dev {args.dev}"]
+    if args.encoders != "minilm":
+        parts.append(f"--encoders {args.encoders}")
     if args.input_guard:
         parts.append("--input-guard")
     if args.sizes:

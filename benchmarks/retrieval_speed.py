@@ -55,7 +55,7 @@ def run(engine: Any, sizes: list[int], n_queries: int, seed: int) -> dict[str, A
               flush=True)
     return {"clusters": CLUSTERS, "noise_sigma": NOISE, "queries": n_queries,
             "few_share": FEW_SHARE, "top_k": 10, "stages": stages,
-            "index": "hnsw m=16 ef_construction=64 (as migration 0001), ef_search=40"}
+            "index": "hnsw m=16 ef_construction=64 (as migration 0010, per model), ef_search=40"}
 
 
 def _load_synthetic(engine: Any, rng: np.random.Generator, centers: np.ndarray, start: int,
@@ -67,6 +67,7 @@ def _load_synthetic(engine: Any, rng: np.random.Generator, centers: np.ndarray, 
     first_doc, last_doc = start // CHUNKS_PER_DOC, -(-end // CHUNKS_PER_DOC)
     every = round(1 / FEW_SHARE)
     with engine.begin() as conn:
+        model_id = _active(conn)  # the chunks carry the active model: its vectors are searched
         conn.execute(text(
             "INSERT INTO documents (doc_id, version, title, source, privacy_class, acl) "
             "VALUES (:d, 1, :d, 'synthetic', 'public', :acl) ON CONFLICT DO NOTHING"),
@@ -87,35 +88,53 @@ def _load_synthetic(engine: Any, rng: np.random.Generator, centers: np.ndarray, 
                     i = batch_start + offset
                     copy.write_row([f"synthetic/{i // CHUNKS_PER_DOC:06d}#{i % CHUNKS_PER_DOC}",
                                     f"synthetic/{i // CHUNKS_PER_DOC:06d}", i % CHUNKS_PER_DOC,
-                                    f"synthetic-{i}", f"synthetic chunk {i}", 3, "synthetic",
+                                    f"synthetic-{i}", f"synthetic chunk {i}", 3, model_id,
                                     vector])
         raw.driver_connection.commit()
     finally:
         raw.close()
 
 
+def _active(conn: Any) -> str:
+    from services.common import index_registry
+
+    model_id = index_registry.active_model(conn)
+    if model_id is None:
+        raise RuntimeError("no active embedding model: run the migrations")
+    return model_id
+
+
 def _drop_hnsw(engine: Any) -> None:
     from sqlalchemy import text
 
+    from services.common import index_registry
+
     with engine.begin() as conn:
+        # Retrieval reads the active model's vectors (chunk_embeddings, filled from chunks by
+        # migration 0010's trigger) through that model's partial HNSW index.
+        name = index_registry.index_name(_active(conn))
+        conn.execute(text(f"DROP INDEX IF EXISTS {name}"))
+        # chunks.embedding's own index is no longer read by retrieval: not maintained here.
         conn.execute(text("DROP INDEX IF EXISTS chunks_embedding_hnsw"))
 
 
 def _build_hnsw(engine: Any) -> float:
-    """Same definition as migration 0001, built once over the loaded rows (much faster than
-    inserting into a live graph); enough maintenance memory to build in memory."""
+    """Same definition as migration 0010 (the active model's partial index), built once over
+    the loaded rows (much faster than inserting into a live graph); enough maintenance memory
+    to build in memory."""
     from sqlalchemy import text
+
+    from services.common import index_registry
 
     with engine.begin() as conn:
         conn.execute(text("SET LOCAL maintenance_work_mem = '2GB'"))
         conn.execute(text("SET LOCAL max_parallel_maintenance_workers = 1"))
         started = time.perf_counter()
-        conn.execute(text(
-            "CREATE INDEX chunks_embedding_hnsw ON chunks "
-            "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"))
+        conn.execute(text(index_registry.create_index_sql(_active(conn))))
         elapsed = time.perf_counter() - started
     with engine.begin() as conn:
         conn.execute(text("ANALYZE chunks"))
+        conn.execute(text("ANALYZE chunk_embeddings"))
         conn.execute(text("ANALYZE documents"))
     return elapsed
 
@@ -168,16 +187,19 @@ def _overlaps(found: list[list[str]], exact: list[list[str]]) -> list[float]:
 def _plan_uses_hnsw(engine: Any, vector: np.ndarray, scope: Any, mode: str) -> bool:
     from sqlalchemy import text
 
+    from services.common import index_registry
     from services.rag import retrieval_sql as sql
     from services.rag.retrieval import RetrievalFilters, _where
 
     where, params = _where(scope, RetrievalFilters())
     with engine.begin() as conn:
+        model = index_registry.model_literal(index_registry.active_model(conn))
         conn.execute(text(sql.SET_EXACT if mode == "exact" else sql.SET_HNSW),
                      {"ef_search": "40", "max_scan_tuples": "20000"})
         plan = conn.execute(
-            text("EXPLAIN " + sql.VECTOR_QUERY.format(columns=sql.CHUNK_COLUMNS, where=where)),
+            text("EXPLAIN " + sql.VECTOR_QUERY.format(columns=sql.CHUNK_COLUMNS, where=where,
+                                                      model=model)),
             {**params, "q": vector, "limit": 10}).all()
-    return any("chunks_embedding_hnsw" in row[0] for row in plan)
+    return any("chunk_embeddings_hnsw" in row[0] for row in plan)
 
 
