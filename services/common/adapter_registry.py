@@ -15,6 +15,11 @@ Layout of the adapters directory (what the local engine reads, see
   (``rename`` of a new link over the old one). The engine reloads an adapter when its weights
   file changes, so a promotion is served on the next request, without a restart.
 
+A version is of one ``kind``: ``adapter`` (peft files, served on top of the base) or ``model``
+(a complete model folder, ``config.json`` plus ``model.safetensors`` and the tokenizer, trained by
+full fine-tuning or continued pretraining, served instead of the base). Both share names,
+versions, links, the gate and decisions: a name serves whatever version is promoted.
+
 Postgres is the source of truth (status, metrics, gate, card); the links follow it. At most one
 version per name is promoted (a partial unique index); promoting another retires the previous
 one, and promoting a retired version is how a rollback is done.
@@ -47,6 +52,8 @@ def version_label(version: int) -> str:
 
 MARKER = "customllm-adapter.json"
 PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+MODEL_FILES = ("config.json", "model.safetensors")
+KINDS = ("adapter", "model")
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,7 @@ class AdapterVersion:
     created_at: datetime
     promoted_at: datetime | None
     retired_at: datetime | None
+    kind: str = "adapter"
 
     @property
     def label(self) -> str:
@@ -80,7 +88,7 @@ class AdapterVersion:
 
 _COLUMNS = ("name, version, base_model, method, job_id, snapshot_id, dataset_hash, status, "
             "metrics, gate, hyperparameters, card_markdown, path, mlflow_run_id, created_at, "
-            "promoted_at, retired_at")
+            "promoted_at, retired_at, kind")
 
 
 def _row(row: Any) -> AdapterVersion:
@@ -100,11 +108,14 @@ def _lock_name(conn: Connection, name: str) -> None:
 def register(engine: Engine, *, name: str, source_dir: Path, adapters_dir: Path,
              base_model: str, method: str, job_id: str | None, snapshot_id: str | None,
              dataset_hash: str | None, hyperparameters: dict[str, Any],
-             mlflow_run_id: str | None = None) -> AdapterVersion:
-    """The next version of ``name`` as a candidate, its files copied into the library.
+             mlflow_run_id: str | None = None, kind: str = "adapter") -> AdapterVersion:
+    """The next version of ``name`` as a candidate, its files copied into the library
+    (``kind`` ``model``: a complete model folder, see the module docstring).
 
     Idempotent per job: a job that registered already (and crashed later) gets its version
     back instead of a second one."""
+    if kind not in KINDS:
+        raise RegistryError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     with engine.begin() as conn:
         _lock_name(conn, name)
         if job_id is not None:
@@ -117,21 +128,26 @@ def register(engine: Engine, *, name: str, source_dir: Path, adapters_dir: Path,
         folder = version_folder(adapters_dir, name, version)
         _materialise(source_dir, folder, {"name": name, "version": version_label(version),
                                           "base_model": base_model, "method": method,
-                                          "job_id": job_id})
+                                          "job_id": job_id, "kind": kind})
         row = conn.execute(text(
             f"INSERT INTO adapters (name, version, base_model, method, job_id, snapshot_id, "
-            f"dataset_hash, hyperparameters, path, mlflow_run_id) VALUES (:n, :v, :b, :m, :j, "
-            f":s, :d, CAST(:h AS jsonb), :p, :r) RETURNING {_COLUMNS}"),
+            f"dataset_hash, hyperparameters, path, mlflow_run_id, kind) VALUES (:n, :v, :b, "
+            f":m, :j, :s, :d, CAST(:h AS jsonb), :p, :r, :k) RETURNING {_COLUMNS}"),
             {"n": name, "v": version, "b": base_model, "m": method, "j": job_id,
              "s": snapshot_id, "d": dataset_hash, "h": json.dumps(hyperparameters),
-             "p": str(folder), "r": mlflow_run_id}).first()
+             "p": str(folder), "r": mlflow_run_id, "k": kind}).first()
     return _row(row)
 
 
 def _materialise(source: Path, folder: Path, marker: dict[str, Any]) -> None:
-    """Copy the peft files into a staging folder, then rename it into place: the serving
-    engine never sees a half-written version."""
-    if not (source / "adapter_config.json").is_file():
+    """Copy the peft (or model) files into a staging folder, then rename it into place: the
+    serving engine never sees a half-written version."""
+    if marker.get("kind") == "model":
+        missing = [f for f in MODEL_FILES if not (source / f).is_file()]
+        if missing:
+            raise RegistryError(f"{source} holds no complete model ({', '.join(missing)} "
+                                "missing)")
+    elif not (source / "adapter_config.json").is_file():
         raise RegistryError(f"{source} holds no peft adapter (adapter_config.json missing)")
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))

@@ -313,13 +313,18 @@ FinetuneStatus = Literal["queued", "running", "evaluating", "completed", "failed
 
 
 class FinetuneDataset(BaseModel):
-    """A supervision snapshot by id, or a filter that snapshots the reviewed examples now."""
+    """A supervision snapshot by id, or a filter that snapshots the reviewed examples now.
+
+    For ``continued_pretraining`` the filter selects knowledge-set chunks instead: ``sources``
+    are document sources, ``max_privacy`` defaults to ``internal`` and ``licenses`` lists the
+    licences that may be trained on (None: the worker's default trainable set)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     snapshot_id: str | None = None
     sources: list[str] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
     max_privacy: PrivacyClass | None = None
+    licenses: list[str] | None = None
 
 
 class FinetuneEvaluation(BaseModel):
@@ -345,7 +350,9 @@ class FinetuneRequest(Event):
     job_id: str
     adapter_name: str | None = None
     base_model: str | None = None
-    method: Literal["lora", "qlora"] = "lora"
+    # lora / qlora register an adapter; full / continued_pretraining a model version (all
+    # weights) under the same registry name.
+    method: Literal["lora", "qlora", "full", "continued_pretraining"] = "lora"
     dataset: FinetuneDataset | None = None
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     evaluation: FinetuneEvaluation | None = None

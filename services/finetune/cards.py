@@ -23,8 +23,18 @@ def lorax_adapter(path: str | Path) -> dict[str, str]:
     return {"adapter_id": str(path), "adapter_source": "local"}
 
 
-def serving_lines(ref: str, name: str, path: str | Path, base_model: str) -> dict[str, str]:
-    """Copy-paste lines for each serving stack, for ``customllm adapters show``."""
+def serving_lines(ref: str, name: str, path: str | Path, base_model: str,
+                  kind: str = "adapter") -> dict[str, str]:
+    """Copy-paste lines for each serving stack, for ``customllm adapters show``. A model
+    version (all weights) is served as a model of its own, not as an adapter on the base."""
+    if kind == "model":
+        return {
+            "customllm (OpenAI API)": f'model: "{base_model.split("/")[-1]}:{ref}"',
+            "customllm (RAG request)": f'options.adapter: "{ref}"',
+            "vLLM": f"vllm serve {path} --served-model-name {name}",
+            "TGI": f"MODEL_ID={path}",
+            "transformers": f"AutoModelForCausalLM.from_pretrained({str(path)!r})",
+        }
     return {
         "customllm (OpenAI API)": f'model: "{base_model.split("/")[-1]}:{ref}"',
         "customllm (RAG request)": f'options.adapter: "{ref}"',
@@ -47,13 +57,22 @@ def adapter_card(*, name: str, version: str, base_model: str, method: str, job_i
                  path: str, status: str, hyperparameters: Mapping[str, Any],
                  training: Mapping[str, Any], dataset: Mapping[str, Any],
                  gate: Mapping[str, Any] | None, data_card_markdown: str | None = None,
-                 mlflow_run_id: str | None = None) -> str:
+                 mlflow_run_id: str | None = None, kind: str = "adapter") -> str:
     """Markdown in the spirit of a Hugging Face model card: what it is, how it was trained,
     on what, how it measured against its baseline, and how to serve it."""
     ref = f"{name}@{version}"
+    if kind == "model":
+        what = ("continued pretraining on the knowledge set" if method == "continued_pretraining"
+                else "full fine-tuning")
+        head = [f"# Model `{ref}`", "",
+                f"Model **{name}**, version **{version}**: every weight of `{base_model}` "
+                f"trained by {what}. Served by name in place of the base model.", ""]
+    else:
+        head = [f"# Adapter `{ref}`", "",
+                f"LoRA adapter **{name}**, version **{version}**, for base model "
+                f"`{base_model}`.", ""]
     lines = [
-        f"# Adapter `{ref}`", "",
-        f"LoRA adapter **{name}**, version **{version}**, for base model `{base_model}`.", "",
+        *head,
         "| field | value |", "|---|---|",
         f"| status | {status} |", f"| method | {method} |", f"| job | {job_id or '–'} |",
         f"| dataset snapshot | {dataset.get('snapshot_id') or '–'} |",
@@ -69,7 +88,8 @@ def adapter_card(*, name: str, version: str, base_model: str, method: str, job_i
     ]
     lines += _gate_section(gate)
     lines += ["", "## Serving", "", "```"]
-    lines += [f"# {k}\n{v}" for k, v in serving_lines(ref, name, path, base_model).items()]
+    lines += [f"# {k}\n{v}"
+              for k, v in serving_lines(ref, name, path, base_model, kind).items()]
     lines += ["```", ""]
     if data_card_markdown:
         lines += ["## Data card", "", data_card_markdown.strip(), ""]

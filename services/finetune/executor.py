@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import threading
 import time
 import uuid
@@ -50,6 +51,10 @@ from services.finetune.handlers import InvalidTransition, ProgressThrottle, vers
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 RESULT_FILE = "training-result.json"
+
+
+class FinetuneCorpusEmpty(CustomLLMError):
+    """Continued pretraining found nothing its privacy and licence policy lets it train on."""
 
 
 class LeaseLost(CustomLLMError):
@@ -227,13 +232,18 @@ class JobRun:
                                                       message="registering and evaluating"),
                             result={"training": training})
             self.x.relay()
+            kind = training.get("kind", "adapter")
             version = registry.register(
                 self.x.engine, name=self.name, source_dir=Path(training["adapter_dir"]),
                 adapters_dir=self.x.config.adapters_dir,
                 base_model=training.get("base_model") or self.x.config.base_model,
                 method=self.request.method, job_id=self.job.job_id,
                 snapshot_id=training["snapshot_id"], dataset_hash=training["snapshot_id"],
-                hyperparameters=training["hyperparameters"], mlflow_run_id=run.run_id)
+                hyperparameters=training["hyperparameters"], mlflow_run_id=run.run_id,
+                kind=kind)
+            if kind == "model":
+                # The registry holds its own copy; the work copy is half a gigabyte or more.
+                shutil.rmtree(training["adapter_dir"], ignore_errors=True)
             decision = self._gate(version)
             self._check()
             metrics = {**_loss(training), **decision.metrics()}
@@ -309,32 +319,79 @@ class JobRun:
                 job_id=self.job.job_id)
             return json.loads(done.read_text())
         from services.finetune import supervision, tracking
-        from services.finetune.training import TrainingConfig, train_adapter
+        from services.finetune.training import (
+            TrainingConfig,
+            is_model_method,
+            train_adapter,
+            train_model,
+        )
 
-        snapshot_id = self._snapshot_id()
-        snapshot, examples = supervision.load_snapshot(self.x.engine, snapshot_id)
         config = TrainingConfig.from_hyperparameters(
             {**self.request.hyperparameters, "method": self.request.method})
-        run.log_text(snapshot.card_markdown, "data_card.md")
-        result = train_adapter(examples, config, self.workdir / "adapter",
-                               on_progress=self._on_progress,
-                               checkpoint_dir=self.workdir / "checkpoints",
-                               should_stop=self.should_stop, settings=self.x.settings)
-        tracking.log_training(run, result, card_markdown=None, log_adapter=True)
+        kind = "model" if is_model_method(config.method) else "adapter"
+        data: Any
+        if config.method == "continued_pretraining":
+            corpus = self._corpus()
+            data, dataset_id, card_md = list(corpus.texts), corpus.corpus_id, corpus.card_markdown
+        else:
+            snapshot, data = supervision.load_snapshot(self.x.engine, self._snapshot_id())
+            dataset_id, card_md = snapshot.snapshot_id, snapshot.card_markdown
+        run.log_text(card_md, "data_card.md")
+        train = train_model if kind == "model" else train_adapter
+        result = train(data, config, self.workdir / ("model" if kind == "model" else "adapter"),
+                       on_progress=self._on_progress,
+                       checkpoint_dir=self.workdir / "checkpoints",
+                       should_stop=self.should_stop, settings=self.x.settings)
+        # A model's weights are not copied into MLflow (the registry keeps them; the run
+        # records where).
+        tracking.log_training(run, result, card_markdown=None, log_adapter=kind == "adapter")
         summary = {
+            "kind": kind,
             "adapter_dir": str(result.adapter_dir), "steps": result.steps,
             "final_loss": result.final_loss, "duration_s": round(result.duration_s, 3),
             "tokens_per_s": round(result.tokens_per_s, 2), "peak_memory_mb": result.peak_memory_mb,
             "base_model": result.base_model, "n_examples": result.n_examples,
             "resumed_from_step": result.resumed_from_step, "device": result.device,
-            "snapshot_id": snapshot.snapshot_id, "data_card_markdown": snapshot.card_markdown,
+            "snapshot_id": dataset_id, "data_card_markdown": card_md,
             "hyperparameters": config.as_dict(),
             "loss_curve": [[s, v] for s, v in result.loss_curve],
         }
         staging = done.with_suffix(".tmp")
         staging.write_text(json.dumps(summary))
         staging.replace(done)  # written last: its presence means training is complete
+        if kind == "model":
+            # Training is complete, so no resume needs them; a full checkpoint (weights and
+            # AdamW state) is three times the model.
+            shutil.rmtree(self.workdir / "checkpoints", ignore_errors=True)
         return summary
+
+    def _corpus(self) -> Any:
+        """The continued-pretraining corpus, selected once by the job's privacy and licence
+        policy and kept in the work folder, so a resumed attempt trains on the same chunks even
+        if documents changed since."""
+        from services.finetune import corpus
+
+        frozen = self.workdir / "corpus.json"
+        if frozen.is_file():
+            return corpus.Corpus.from_json(frozen.read_text())
+        selected = corpus.select(corpus.load_candidates(self.x.engine),
+                                 corpus.CorpusPolicy.from_dataset(self.request.dataset))
+        if not selected.texts:
+            raise FinetuneCorpusEmpty(
+                "continued pretraining: no chunk may be trained on under the job's policy "
+                f"({selected.policy['max_privacy']}, licences "
+                f"{', '.join(selected.policy['licenses'])}); excluded: "
+                f"{json.dumps(selected.excluded['by_reason'])}")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        staging = frozen.with_suffix(".tmp")
+        staging.write_text(selected.to_json())
+        staging.replace(frozen)
+        jobs.set_result(self.x.engine, self.job.job_id, snapshot_id=selected.corpus_id,
+                        corpus={"included": selected.included, "excluded": selected.excluded})
+        log(logger, logging.INFO, "continued-pretraining corpus selected",
+            job_id=self.job.job_id, corpus_id=selected.corpus_id,
+            chunks=selected.included["chunks"], excluded=selected.excluded["chunks"])
+        return selected
 
     def _snapshot_id(self) -> str:
         """The request's snapshot, or one taken now from its filter; remembered on the job so
@@ -408,7 +465,7 @@ class JobRun:
             dataset={"snapshot_id": training.get("snapshot_id"),
                      "n_examples": training.get("n_examples")},
             data_card_markdown=training.get("data_card_markdown"),
-            mlflow_run_id=version.mlflow_run_id)
+            mlflow_run_id=version.mlflow_run_id, kind=version.kind)
 
 
 def _mlflow_key(name: str) -> str:

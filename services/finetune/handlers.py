@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from services.common.adapter_registry import version_label
-from services.common.events import FinetuneRequest, FinetuneStatus
+from services.common.events import FinetuneDataset, FinetuneRequest, FinetuneStatus
 from services.common.exceptions import CustomLLMError, InvalidEvent
 from services.common.messages import decode_json, parse_model
 from services.common.topics import FINETUNE_REQUESTS, spec
@@ -65,6 +65,8 @@ def submit_problems(request: FinetuneRequest, served_base: str) -> list[str]:
                         "served with")
     if request.dataset is None:
         problems.append("dataset is required (a snapshot_id or a filter)")
+    else:
+        problems.extend(dataset_problems(request.method, request.dataset))
     if "method" in request.hyperparameters and \
             request.hyperparameters["method"] != request.method:
         problems.append("hyperparameters.method contradicts method")
@@ -75,6 +77,26 @@ def submit_problems(request: FinetuneRequest, served_base: str) -> list[str]:
     if request.evaluation is not None:
         problems.extend(evaluation_problems(request))
     return problems
+
+
+def dataset_problems(method: str, dataset: FinetuneDataset) -> list[str]:
+    """Continued pretraining reads the knowledge set's chunks (by document source, privacy
+    class and licence); the other methods read supervision snapshots. A field that would be
+    silently ignored by the chosen method is refused."""
+    if method == "continued_pretraining":
+        problems = []
+        if dataset.snapshot_id:
+            problems.append("dataset.snapshot_id: continued_pretraining trains on the knowledge "
+                            "set's chunks, not on a supervision snapshot")
+        if dataset.tags:
+            problems.append("dataset.tags: continued_pretraining selects chunks by sources, "
+                            "max_privacy and licenses, not by tags")
+        if dataset.licenses is not None and not [x for x in dataset.licenses if x.strip()]:
+            problems.append("dataset.licenses is empty: nothing could be trained on")
+        return problems
+    if dataset.licenses is not None:
+        return [f"dataset.licenses applies to continued_pretraining, not {method}"]
+    return []
 
 
 def evaluation_problems(request: FinetuneRequest) -> list[str]:

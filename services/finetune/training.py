@@ -20,6 +20,14 @@ warm-up, gradient accumulation and seeding behave the way an ML engineer expects
 The adapter is written to ``output_dir`` with peft's ``save_pretrained`` (``adapter_config.json``
 + ``adapter_model.safetensors``), which is what ``services/common/generation/adapters.py`` serves,
 plus ``customllm-training.json`` recording the configuration, the base and the result.
+
+All weights (:func:`train_model`): ``method="full"`` trains every weight of the base on the same
+chat examples (loss on assistant tokens); ``method="continued_pretraining"`` trains every weight
+as a causal LM on plain texts (the knowledge set's chunks that the job's policy allows, see
+:mod:`services.finetune.corpus`), packed into ``max_seq_len``-token blocks with the loss on every
+token. The result is a complete model folder (``config.json``, ``model.safetensors``, the
+tokenizer), served by name like an adapter. Meant for small models: SmolLM2-135M in float32 with
+AdamW needs about 2 GB beside its activations.
 """
 
 from __future__ import annotations
@@ -51,12 +59,20 @@ from services.finetune.examples import ChatExample
 from services.finetune.hardware import QLoRAUnavailable, cpu_threads, require_qlora
 
 __all__ = [
-    "QLoRAUnavailable", "TrainingCancelled", "TrainingConfig", "TrainingError",
-    "TrainingProgress", "TrainingResult", "train_adapter",
+    "MODEL_METHODS", "QLoRAUnavailable", "TrainingCancelled", "TrainingConfig", "TrainingError",
+    "TrainingProgress", "TrainingResult", "train_adapter", "train_model",
 ]
 
 logger = logging.getLogger(__name__)
 MANIFEST = "customllm-training.json"
+ADAPTER_METHODS = ("lora", "qlora")
+MODEL_METHODS = ("full", "continued_pretraining")  # all weights: the result is a model version
+# Full fine-tuning moves every weight: a LoRA learning rate would wreck the base in a few steps.
+FULL_LEARNING_RATE = 5e-5
+
+
+def is_model_method(method: str) -> bool:
+    return method in MODEL_METHODS
 
 
 class TrainingError(CustomLLMError):
@@ -79,7 +95,7 @@ class TrainingConfig:
     projections, r=16, lr 2e-4, three epochs. Every field can be set from a job's
     hyperparameters (:meth:`from_hyperparameters`)."""
 
-    method: Literal["lora", "qlora"] = "lora"
+    method: Literal["lora", "qlora", "full", "continued_pretraining"] = "lora"
     epochs: float = 3.0
     learning_rate: float = 2e-4
     lora_r: int = 16
@@ -101,8 +117,9 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.method not in ("lora", "qlora"):
-            problems.append(f"method must be 'lora' or 'qlora', got {self.method!r}")
+        if self.method not in ADAPTER_METHODS + MODEL_METHODS:
+            problems.append(f"method must be one of {', '.join(ADAPTER_METHODS + MODEL_METHODS)}"
+                            f", got {self.method!r}")
         for name in ("lora_r", "lora_alpha", "max_seq_len", "batch_size", "grad_accum",
                      "save_steps"):
             if getattr(self, name) < 1:
@@ -145,6 +162,8 @@ class TrainingConfig:
                 values[key] = str(value)
             else:
                 values[key] = type(getattr(cls, key))(value)  # int / float by the default's type
+        if is_model_method(str(values.get("method", ""))) and "learning_rate" not in values:
+            values["learning_rate"] = FULL_LEARNING_RATE
         return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:
@@ -185,6 +204,8 @@ def train_adapter(examples: Sequence[ChatExample], config: TrainingConfig, outpu
                   should_stop: Callable[[], bool] | None = None,
                   settings: Settings | None = None) -> TrainingResult:
     """Train a LoRA adapter on ``examples`` and save it to ``output_dir`` (see module doc)."""
+    if is_model_method(config.method):
+        raise TrainingError(f"{config.method} trains all weights: use train_model")
     if config.method == "qlora":
         require_qlora()  # before any loading: a CPU worker refuses in milliseconds
     if not examples:
@@ -217,6 +238,68 @@ def train_adapter(examples: Sequence[ChatExample], config: TrainingConfig, outpu
     finally:
         if checkpoint_dir is None:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def train_model(data: Sequence[ChatExample] | Sequence[str], config: TrainingConfig,
+                output_dir: Path, *,
+                on_progress: Callable[[TrainingProgress], None] | None = None,
+                checkpoint_dir: Path | None = None,
+                should_stop: Callable[[], bool] | None = None,
+                settings: Settings | None = None) -> TrainingResult:
+    """Train every weight of the base and save the whole model to ``output_dir``: chat
+    examples for ``full``, plain texts for ``continued_pretraining`` (see module doc)."""
+    if not is_model_method(config.method):
+        raise TrainingError(f"train_model trains all weights (full, continued_pretraining), "
+                            f"not {config.method}: use train_adapter")
+    if not data:
+        raise TrainingError("no examples to train on" if config.method == "full"
+                            else "no texts to train on (the corpus policy allowed nothing)")
+    settings = settings or get_settings()
+    started = time.perf_counter()
+
+    import torch
+    import transformers
+
+    torch.set_num_threads(cpu_threads())
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+    loaded = model_store.load_model(settings.local_model_gguf or model_store.default_gguf_path(),
+                                    settings.local_model_id, settings.model_cache_dir)
+    model, tokenizer, folder = loaded.model, loaded.tokenizer, loaded.folder
+    transformers.set_seed(config.seed)
+    if config.method == "full":
+        items = [tokenize_example(tokenizer, ex, config.max_seq_len)
+                 for ex in data if isinstance(ex, ChatExample)]
+        usable = [item for item in items if item.n_target_tokens > 0]
+        n_truncated = sum(item.truncated for item in items)
+        if not usable:
+            raise TrainingError(f"every example's answer lies beyond max_seq_len="
+                                f"{config.max_seq_len}; raise it")
+    else:
+        from services.finetune.corpus import pack
+
+        texts = [str(t) for t in data]
+        ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+        usable = [TokenizedExample(input_ids=list(b), labels=list(b), truncated=False)
+                  for b in pack(ids, config.max_seq_len, eos)]
+        n_truncated = 0
+        if not usable:
+            raise TrainingError("the corpus holds no tokens to train on")
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    work = checkpoint_dir or Path(tempfile.mkdtemp(prefix="customllm-train-"))
+    try:
+        result = _run(model, tokenizer, folder, usable, config, output_dir, work,
+                      keep_checkpoints=checkpoint_dir is not None, on_progress=on_progress,
+                      should_stop=should_stop, settings=settings, started=started,
+                      n_examples=len(data), n_truncated=n_truncated)
+    finally:
+        if checkpoint_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    tokenizer.save_pretrained(str(output_dir))  # a self-contained model folder (vLLM, TGI)
+    return result
 
 
 def _load_base(settings: Settings, config: TrainingConfig) -> tuple[Any, Any, Path | None]:

@@ -1,5 +1,10 @@
 """The in-process model: SmolLM2 from its GGUF, on the CPU, with LoRA adapters hot-loaded by name.
 
+A registry version of kind ``model`` (full fine-tuning, continued pretraining) named like an
+adapter is loaded as a model of its own and answers in place of the base; the most recently
+used ``MAX_MODEL_VERSIONS`` stay loaded (each costs what the base costs), and a re-promoted
+version is reloaded by its changed weights, like an adapter.
+
 One engine per process (see :func:`shared_engine`) because the model is one object on one CPU:
 loading is serialized (two threads loading at once corrupt each other inside transformers), and
 so is generation (the active adapter is model state, and two generations would only share the
@@ -21,6 +26,7 @@ import secrets
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -46,6 +52,8 @@ from services.common.generation.stops import StopBuffer, truncate_at_stop
 from services.common.logs import log
 
 logger = logging.getLogger(__name__)
+MAX_MODEL_VERSIONS = 1  # full model versions kept loaded beside the base (LRU)
+
 
 class LocalEngine:
     """The model, its tokenizer and its adapters; see the module docstring for the locking."""
@@ -61,6 +69,8 @@ class LocalEngine:
         self.load_error: str | None = None
         self._peft: Any = None  # the PeftModel wrapping the base, once an adapter is attached
         self._attached: dict[str, tuple[str, tuple[int, int]]] = {}  # name → (key, version)
+        # Full model versions: (folder path, weights version) → model, least recently used first.
+        self._models: OrderedDict[tuple[str, tuple[int, int]], Any] = OrderedDict()
         self._keys = itertools.count(1)
         # Async callers queue on a per-loop asyncio lock rather than in worker threads blocked on
         # ``_lock``: a burst of requests must not use up the default thread pool while waiting.
@@ -288,9 +298,42 @@ class LocalEngine:
             if self._peft is None:
                 return base, nullcontext()
             return self._peft, self._peft.disable_adapter()
-        key = self._attach(self.adapters.resolve(adapter))
+        folder = self.adapters.resolve(adapter)
+        if folder.kind == "model":
+            return self._model_version(folder), nullcontext()
+        key = self._attach(folder)
         self._peft.set_adapter(key)
         return self._peft, nullcontext()
+
+    def _model_version(self, folder: AdapterFolder) -> Any:
+        """A full model version, loaded once per weights version (see the module docstring).
+        It keeps the base's tokenizer, so its vocabulary must be the base's."""
+        key = (str(folder.path.resolve()), folder.version)
+        model = self._models.get(key)
+        if model is not None:
+            self._models.move_to_end(key)
+            return model
+        from transformers import AutoModelForCausalLM
+
+        started = time.perf_counter()
+        try:
+            model = AutoModelForCausalLM.from_pretrained(folder.path, local_files_only=True)
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+            raise GenerationError(f"model version {folder.name!r} in {folder.path} could not be "
+                                  f"loaded: {exc}") from exc
+        base_vocab = self._require().model.config.vocab_size
+        if model.config.vocab_size != base_vocab:
+            raise GenerationError(f"model version {folder.name!r} has a vocabulary of "
+                                  f"{model.config.vocab_size}, the base's tokenizer "
+                                  f"{base_vocab}: it was not trained from {self.model_id}")
+        for stale in [k for k in self._models if k[0] == key[0]]:
+            del self._models[stale]  # an older version of the same folder
+        while len(self._models) >= MAX_MODEL_VERSIONS:
+            self._models.popitem(last=False)
+        self._models[key] = model.eval()
+        log(logger, logging.INFO, "model version loaded", model_version=folder.name,
+            label=folder.label, seconds=round(time.perf_counter() - started, 2))
+        return model
 
     def _attach(self, folder: AdapterFolder) -> str:
         """Load the adapter into the peft model unless this version is loaded already; a

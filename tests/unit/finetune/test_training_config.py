@@ -48,7 +48,7 @@ def test_unknown_hyperparameters_are_named():
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
-    ("method", "full", "method must be"),
+    ("method", "dora", "method must be"),
     ("lora_r", 0, "lora_r must be at least 1"),
     ("learning_rate", 2.0, "learning_rate must be in"),
     ("max_steps", 0, "max_steps must be at least 1"),
