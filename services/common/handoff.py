@@ -244,6 +244,11 @@ class Verifier:
         self.replays.check(message_id, issued)
 
 
+def message_id(payload: dict[str, Any]) -> str:
+    """What the replay guard remembers: both hand-off kinds are one per request."""
+    return str(payload.get("request_id"))
+
+
 def verifier_from_settings(settings: Settings, kind: Kind, signer: str) -> Verifier:
     return Verifier(kind, signer, TrustStore(trust_path(settings)), settings.handoff_max_age_s,
                     ReplayGuard(settings.handoff_max_age_s))

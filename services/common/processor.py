@@ -8,6 +8,10 @@ everything the services used to write four different ways:
 * **Data errors** (:class:`InvalidEvent`: too large, not JSON, schema, bad signature...) go to
   the dead-letter topic with the reason and the original payload, and the requester, if the
   message names one, gets an error reply. The stream moves on.
+* **Signed hand-offs** (a processor declared with ``signed_by``): the message is decoded and its
+  signature, signer, age and first delivery are checked here, once, before ``process`` sees it
+  (as ``Inbound.payload``). Once, because a retry of ``process`` after a bug must not look like
+  a replay; here, so no stage can forget the check or do it after acting on the message.
 * **Infrastructure errors** (the database or the broker unreachable) are retried with
   exponential backoff; when they persist the exception reaches Faust's agent-error hook, which
   exits the worker (see ``streaming.exit_on_agent_error``) with the offset *not* committed, so
@@ -28,7 +32,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import faust
@@ -42,10 +46,11 @@ from tenacity import (
     wait_exponential,
 )
 
-from services.common import metrics, telemetry
+from services.common import handoff, metrics, telemetry
 from services.common.exceptions import InvalidEvent
 from services.common.logs import log
-from services.common.messages import dlq_record
+from services.common.messages import decode_json, dlq_record
+from services.common.topics import spec
 
 logger = logging.getLogger(__name__)
 tracer = telemetry.tracer(__name__)
@@ -61,6 +66,8 @@ class Inbound:
     key: bytes | None
     value: bytes | None
     headers: Any = None
+    # The decoded value, set only when the processor verified it as a signed hand-off.
+    payload: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, event: EventT) -> Inbound:
@@ -155,6 +162,27 @@ class StreamProcessor:
     span_name: str = ""
     concurrency: int = 1
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Messages on ``source`` are believed only with this stage's valid signature (see module doc).
+    signed_by: handoff.Verifier | None = None
+    max_bytes: int | None = None  # decoding cap for signed messages; default: the topic's
+
+
+async def admit(processor: StreamProcessor, message: Inbound) -> Inbound | DeadLetter:
+    """``message`` with its verified payload, or the dead letter saying why it is not believed.
+    A processor without ``signed_by`` admits everything as it is."""
+    verifier = processor.signed_by
+    if verifier is None:
+        return message
+    topic = spec(processor.source)
+    try:
+        if message.value is None:
+            raise InvalidEvent("schema_violation", f"{processor.source} carries no tombstones")
+        payload = decode_json(message.value, processor.max_bytes or topic.max_bytes,
+                              topic.schema or "")
+        verifier.check(payload, handoff.message_id(payload))
+    except InvalidEvent as error:
+        return DeadLetter(error, await _notices(processor, message, error))
+    return replace(message, payload=payload)
 
 
 async def decide(processor: StreamProcessor, message: Inbound) -> Outcome:
@@ -258,7 +286,9 @@ async def handle(processor: StreamProcessor, deliverer: Deliverer, message: Inbo
                     "messaging.kafka.partition": message.partition or 0,
                     "messaging.kafka.offset": message.offset or 0},
     ):
-        outcome = await decide(processor, message)
+        admitted = await admit(processor, message)
+        outcome = (admitted if isinstance(admitted, DeadLetter)
+                   else await decide(processor, admitted))
         await deliverer.deliver(message, outcome)
 
 

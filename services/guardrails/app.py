@@ -39,7 +39,7 @@ from services.common.topics import (
 from services.guardrails import audit, handlers, input_stage, output_stage
 from services.guardrails.checks.canary import new_canary
 from services.guardrails.checks.results import CheckResult, StageVerdict
-from services.guardrails.config import APP_ID, SERVICE_NAME, policy_store
+from services.guardrails.config import APP_ID, MAX_DRAFT_BYTES, SERVICE_NAME, policy_store
 from services.guardrails.policy import DEFAULT_POLICY
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,9 @@ async def screen(message: Inbound) -> Outcome:
 
 
 async def tell_requester(message: Inbound, error: InvalidEvent) -> tuple[Emit, ...]:
-    """A dead-lettered request that names its reply topic gets an error reply saying why."""
+    """A dead-lettered request or draft (forged, malformed, too large, a bug in this stage) that
+    names a client reply topic gets an error reply saying why instead of waiting for its
+    timeout; nothing from the message goes back but its id."""
     routed = handlers.error_reply_for(message.value, error)
     return await _reply(*routed) if routed is not None else ()
 
@@ -147,7 +149,7 @@ def auth_verdict(error: InvalidEvent) -> StageVerdict:
 
 async def finalize(message: Inbound) -> Outcome:
     """Output stage: a verified draft → checked, audited → the requester's reply."""
-    reply_to, draft = handlers.finalize_draft(message.value, draft_verifier)
+    reply_to, draft = handlers.finalize_draft(message.payload or {})
     if not await _reply_topic_exists(reply_to):
         raise InvalidEvent("forbidden", f"reply_to topic {reply_to!r} does not exist")
     span = trace.get_current_span()
@@ -161,14 +163,6 @@ async def finalize(message: Inbound) -> Outcome:
     principal = draft.evidence.principal.id if draft.evidence else None
     return done(*_audit(draft.request_id, verdict, principal, handlers.draft_domain(draft)),
                 *await _reply(reply_to, output_stage.final_reply(draft, verdict, policy)))
-
-
-async def tell_draft_requester(message: Inbound, error: InvalidEvent) -> tuple[Emit, ...]:
-    """A forged draft, or one the stage failed on, still gets its requester an error reply (a
-    draft refused for other reasons names no reply topic worth answering)."""
-    if error.error_type not in ("unauthenticated", "processing_error"):
-        return ()
-    return await tell_requester(message, error)
 
 
 def _record(span: Any, verdict: StageVerdict) -> None:
@@ -253,5 +247,5 @@ attach(app, StreamProcessor(service=SERVICE_NAME, source=RAG_REQUESTS,
                             concurrency=4))
 attach(app, StreamProcessor(service=SERVICE_NAME, source=RAG_DRAFTS,
                             dead_letters=RAG_REQUESTS_DLQ, process=finalize,
-                            on_dead_letter=tell_draft_requester, span_name="guardrails.output",
-                            concurrency=4))
+                            on_dead_letter=tell_requester, span_name="guardrails.output",
+                            concurrency=4, signed_by=draft_verifier, max_bytes=MAX_DRAFT_BYTES))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from services.common import handoff, identity
+from services.common import identity
 from services.common.events import RagReply, RagRequest, Screening
 from services.common.exceptions import InvalidEvent
 from services.common.messages import decode_json, parse_model
@@ -21,9 +21,9 @@ from services.common.reply_routing import (  # noqa: F401 - the stage's routing 
     allowed_reply_topic,
     error_reply_for,
 )
-from services.common.topics import RAG_DRAFTS, RAG_REQUESTS, spec
+from services.common.topics import RAG_REQUESTS, spec
 from services.guardrails.checks.results import StageVerdict
-from services.guardrails.config import MAX_DRAFT_BYTES, MAX_REQUEST_BYTES
+from services.guardrails.config import MAX_REQUEST_BYTES
 from services.guardrails.policy import DEFAULT_POLICY, Policy
 
 
@@ -38,15 +38,9 @@ def screen_request(value: bytes | None) -> RagRequest:
     return request
 
 
-def finalize_draft(value: bytes | None, verifier: handoff.Verifier | None = None
-                   ) -> tuple[str, RagReply]:
-    """(reply topic, reply). The draft's reply_to is routing data, not part of the answer.
-    With a verifier, only a draft the rag worker signed, unaltered and seen once, passes."""
-    if value is None:
-        raise InvalidEvent("schema_violation", "a draft cannot be a tombstone")
-    payload = decode_json(value, MAX_DRAFT_BYTES, spec(RAG_DRAFTS).schema)
-    if verifier is not None:
-        verifier.check(payload, str(payload.get("request_id")))
+def finalize_draft(payload: dict[str, Any]) -> tuple[str, RagReply]:
+    """(reply topic, reply) of a draft whose signature the processor has verified. The draft's
+    reply_to is routing data, not part of the answer."""
     draft = parse_model(RagReply, payload)
     if not draft.reply_to:
         raise InvalidEvent("schema_violation", "draft has no reply_to")

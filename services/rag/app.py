@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from typing import Any
 
 import faust
 from opentelemetry import trace
@@ -71,7 +72,7 @@ async def answer(message: Inbound) -> Outcome:
     """A verified screened request → its draft. A request that cannot be answered (unknown
     adapter, backend down...) still gets a draft saying why: the caller should not have to wait
     for a timeout."""
-    request = screened_request(message.value)
+    request = screened_request(message.payload or {})
     span = trace.get_current_span()
     span.set_attribute("request.id", request.request_id)
     try:
@@ -89,11 +90,9 @@ async def answer(message: Inbound) -> Outcome:
     return done(_draft(reply.model_copy(update={"reply_to": request.reply_to})))
 
 
-def screened_request(value: bytes | None) -> RagRequest:
-    """A screened request is believed only with the input guardrail's valid signature: the
+def screened_request(payload: dict[str, Any]) -> RagRequest:
+    """The request the processor admitted: the input guardrail's signature is valid, so the
     principal, the directives and the question it carries are what that stage decided."""
-    payload = decode_json(value or b"", MAX_REQUEST_BYTES, spec(RAG_SCREENED).schema)
-    screened_verifier.check(payload, str(payload.get("request_id")))
     request = parse_model(RagRequest, payload)
     if request.principal is None or request.screening is None:
         raise InvalidEvent("unauthenticated", "signed request without principal or screening")
@@ -119,7 +118,8 @@ def error_draft(message: Inbound, error: InvalidEvent) -> tuple[Emit, ...]:
 attach(app, StreamProcessor(service=SERVICE_NAME, source=RAG_SCREENED,
                             dead_letters=RAG_REQUESTS_DLQ, process=answer,
                             on_dead_letter=error_draft, span_name="rag.request",
-                            concurrency=4))
+                            concurrency=4, signed_by=screened_verifier,
+                            max_bytes=MAX_REQUEST_BYTES))
 
 
 @functools.cache

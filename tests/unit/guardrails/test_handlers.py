@@ -53,12 +53,12 @@ def test_no_error_reply_without_routing_or_to_a_foreign_topic():
 
 def test_finalize_draft_strips_routing():
     draft = RagReply(request_id="r1", answer="a", reply_to="rag.replies.x")
-    topic, reply = finalize_draft(draft.to_json())
+    topic, reply = finalize_draft(draft.to_dict())
     assert topic == "rag.replies.x" and reply.reply_to is None and reply.answer == "a"
     with pytest.raises(InvalidEvent, match="no reply_to"):
-        finalize_draft(RagReply(request_id="r1", answer="a").to_json())
+        finalize_draft(RagReply(request_id="r1", answer="a").to_dict())
     with pytest.raises(InvalidEvent, match="not a client reply topic"):
-        finalize_draft(RagReply(request_id="r1", answer="a", reply_to="docs.changes").to_json())
+        finalize_draft(RagReply(request_id="r1", answer="a", reply_to="docs.changes").to_dict())
 
 
 def test_authenticate_derives_the_principal_and_drops_the_credential(tmp_path):
