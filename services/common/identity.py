@@ -19,12 +19,14 @@ clearance come from configurable claims.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import os
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,40 +115,57 @@ def add_key(path: Path, key_id: str, principal: Principal,
     """Register a new key (or replace the one with this id); return the plaintext, which is
     shown once and never stored."""
     key = key or new_api_key()
-    data = read_key_file(path)
-    kept = [entry for entry in data.keys if entry.id != key_id]
-    kept.append(ApiKeyEntry(id=key_id, sha256=hash_key(key), principal=principal,
-                            domains=sorted(set(domains)) if domains else None))
-    write_key_file(path, ApiKeyFile(keys=kept))
+    with _editing(path):
+        data = read_key_file(path)
+        kept = [entry for entry in data.keys if entry.id != key_id]
+        kept.append(ApiKeyEntry(id=key_id, sha256=hash_key(key), principal=principal,
+                                domains=sorted(set(domains)) if domains else None))
+        write_key_file(path, ApiKeyFile(keys=kept))
     return key
 
 
 def revoke_key(path: Path, key_id: str) -> bool:
-    data = read_key_file(path)
-    found = False
-    entries = []
-    for entry in data.keys:
-        if entry.id == key_id and not entry.revoked:
-            entry, found = entry.model_copy(update={"revoked": True}), True
-        entries.append(entry)
-    if found:
-        write_key_file(path, ApiKeyFile(keys=entries))
+    with _editing(path):
+        data = read_key_file(path)
+        found = False
+        entries = []
+        for entry in data.keys:
+            if entry.id == key_id and not entry.revoked:
+                entry, found = entry.model_copy(update={"revoked": True}), True
+            entries.append(entry)
+        if found:
+            write_key_file(path, ApiKeyFile(keys=entries))
     return found
+
+
+@contextlib.contextmanager
+def _editing(path: Path) -> Iterator[None]:
+    """One writer at a time across processes: two ``customllm keys add`` (or a launcher and a
+    CLI) reading and rewriting the file together would each drop the other's key."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 @dataclass
 class KeyStore:
-    """Hash → entry, reloaded when the file's modification time or size changes."""
+    """Hash → entry, reloaded when the file changes (replaced, resized or touched)."""
 
     path: Path
     _by_hash: dict[str, ApiKeyEntry] = field(default_factory=dict)
-    _stamp: tuple[float, int] | None = None
+    _stamp: tuple[int, int, int] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _refresh(self) -> None:
         try:
             stat = self.path.stat()
-            stamp: tuple[float, int] | None = (stat.st_mtime, stat.st_size)
+            # The inode too: every write replaces the file, and two writes of the same size
+            # inside one tick of the file system's clock would otherwise look unchanged.
+            stamp: tuple[int, int, int] | None = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
         except FileNotFoundError:
             stamp = None
         if stamp == self._stamp and (stamp is not None or not self._by_hash):

@@ -1,7 +1,9 @@
 """API keys (hashed, revocable, domain-limited) and OIDC tokens against a JWKS."""
 
 import json
+import multiprocessing
 import time
+from pathlib import Path
 
 import jwt
 import pytest
@@ -122,3 +124,31 @@ def test_an_unknown_clearance_claim_falls_back_to_the_default(issuer):
     private, verifier = issuer
     assert verifier.verify(_token(private, clearance="top-secret")).principal.clearance \
         == "public"
+
+
+def _add_keys(path: str, writer: int) -> None:
+    for n in range(8):
+        identity.add_key(Path(path), f"w{writer}-{n}", Principal(id=f"user-{writer}-{n}"))
+
+
+def test_writers_in_several_processes_lose_no_key(tmp_path):
+    path = tmp_path / "keys.yaml"
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_add_keys, args=(str(path), w)) for w in range(4)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(60)
+    assert [w.exitcode for w in writers] == [0, 0, 0, 0]
+    assert len(identity.read_key_file(path).keys) == 32
+
+
+def test_a_key_replaced_within_one_clock_tick_is_seen(tmp_path):
+    path = tmp_path / "keys.yaml"
+    store = identity.KeyStore(path)
+    first = identity.add_key(path, "laptop", ALICE)
+    assert store.verify(first).key_id == "laptop"
+    second = identity.add_key(path, "laptop", ALICE)  # same id, same size, maybe the same mtime
+    with pytest.raises(identity.Unauthenticated):
+        store.verify(first)
+    assert store.verify(second).key_id == "laptop"
