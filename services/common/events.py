@@ -358,7 +358,9 @@ class FinetuneRequest(Event):
     evaluation: FinetuneEvaluation | None = None
     promote: Literal["gate", "never"] = "gate"
     requested_by: str | None = None
-    reason: str | None = None
+    reason: str | None = None  # why a cancel was asked for, or why the policy queued a job
+    # "auto": queued by the finetune worker's retraining policy; absent: by someone.
+    trigger: Literal["manual", "auto"] | None = None
     created_at: datetime = Field(default_factory=utc_now)
     omit_none: ClassVar[bool] = True
 
@@ -377,6 +379,7 @@ class FinetuneEvent(Event):
     promoted: bool | None = None
     error: str | None = None
     message: str | None = None
+    trigger: Literal["manual", "auto"] | None = None  # on queued: who asked for the job
     at: datetime = Field(default_factory=utc_now)
 
 

@@ -85,8 +85,9 @@ SERVICE_GRANTS: dict[str, list[Grant]] = {
     # on the query path; it writes only the feedback it refuses, with the reason.
     "audit": [*_reads(t.RAG_SCREENED, t.RAG_DRAFTS, t.GUARDRAILS_EVENTS, t.RAG_FEEDBACK),
               *_writes(t.RAG_FEEDBACK_DLQ), _group("customllm-audit")],
-    # The promotion gate asks its evaluation questions through the real query path.
-    "finetune": [*_reads(t.FINETUNE_REQUESTS),
+    # The promotion gate asks its evaluation questions through the real query path; the
+    # retraining policy queues its automatic jobs on finetune.requests like anyone else.
+    "finetune": [Grant("topic", t.FINETUNE_REQUESTS, ("read", "write", "describe")),
                  *_writes(t.FINETUNE_EVENTS, t.FINETUNE_REQUESTS_DLQ, t.RAG_REQUESTS),
                  _group("customllm-finetune"), *_own_replies("finetune")],
 }

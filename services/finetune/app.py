@@ -19,14 +19,15 @@ from opentelemetry import trace
 
 from services.common.config import get_settings
 from services.common.db import make_engine
-from services.common.events import FinetuneEvent
+from services.common.events import FinetuneEvent, FinetuneRequest
 from services.common.exceptions import InvalidEvent
 from services.common.logs import log
 from services.common.processor import Emit, Inbound, Outcome, StreamProcessor, attach, done
+from services.common.producer import flush, send
 from services.common.streaming import make_app
 from services.common.topics import FINETUNE_EVENTS, FINETUNE_REQUESTS, FINETUNE_REQUESTS_DLQ
-from services.finetune import handlers, jobs
-from services.finetune.config import APP_ID, SERVICE_NAME, finetune_config
+from services.finetune import auto_retrain, handlers, jobs
+from services.finetune.config import APP_ID, SERVICE_NAME, finetune_config, finetune_settings
 from services.finetune.executor import Executor
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,9 @@ config = finetune_config(settings)
 app = make_app(APP_ID, settings)
 engine = make_engine(settings.sqlalchemy_url, pool_size=4)
 executor = Executor(engine, config, settings)
+policy = auto_retrain.RetrainPolicy.from_settings(finetune_settings())
+if policy.enabled and (policy_problems := auto_retrain.problems(policy, config.base_model)):
+    raise SystemExit("the retraining policy cannot queue valid jobs: " + "; ".join(policy_problems))
 
 
 async def intake(message: Inbound) -> Outcome:
@@ -85,3 +89,40 @@ async def start_executor() -> None:
         await asyncio.Event().wait()
     finally:
         executor.stopping.set()
+
+
+def _publish(request: FinetuneRequest) -> None:
+    """The policy's job goes through finetune.requests like anyone's, as this worker's own
+    identity (its ACL may write that topic); the intake below then queues it once."""
+    assert executor.producer is not None
+    errors: list[str] = []
+    send(executor.producer, FINETUNE_REQUESTS, request.job_id, request.to_json(), errors=errors)
+    flush(executor.producer, errors, timeout_s=30)
+
+
+_last_decision: list[str] = []
+
+
+@app.timer(interval=policy.check_every_s)
+async def retraining_policy() -> None:
+    """Every ``CUSTOMLLM_FINETUNE_AUTO_CHECK_EVERY_S``: queue an automatic job when the
+    retraining policy says so (see ``auto_retrain.py``). A decision that did not change since
+    the previous check is logged at debug level only."""
+    if not policy.enabled:
+        return
+    try:
+        decision = await asyncio.to_thread(auto_retrain.tick, engine, policy, _publish)
+    except Exception as exc:  # noqa: BLE001 - database or broker down: try at the next check
+        log(logger, logging.ERROR, "retraining policy check failed", error=repr(exc))
+        return
+    changed = _last_decision != [decision.code, decision.reason]
+    _last_decision[:] = [decision.code, decision.reason]
+    log(logger, logging.INFO if decision.queue or changed else logging.DEBUG,
+        "automatic fine-tuning job queued" if decision.queue else "no automatic job",
+        adapter=policy.adapter, **auto_retrain.log_fields(decision))
+
+
+@app.task
+async def announce_policy() -> None:
+    if policy.enabled:
+        log(logger, logging.INFO, "retraining policy on", policy=policy.describe())

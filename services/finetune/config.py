@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,6 +57,43 @@ class FinetuneSettings(BaseSettings):
     eval_timeout_s: float = Field(
         default=300.0, description="Per-question reply timeout of the promotion gate's "
         "evaluation runs.")
+    # --- the retraining policy (services/finetune/auto_retrain.py) -------------------------
+    auto_enabled: bool = Field(
+        default=False, description="Queue a fine-tuning job automatically when the retraining "
+        "policy says so (enough newly approved examples, or the schedule).")
+    auto_adapter: str = Field(
+        default="assistant", description="Registry name the automatic jobs train (each "
+        "registers its next version, gated against the promoted one).")
+    auto_min_new_examples: int = Field(
+        default=20, ge=1, description="Queue a job once this many approved examples (matching "
+        "the filter below) are not in the previous automatic job's snapshot.")
+    auto_every_s: float | None = Field(
+        default=None, gt=0, description="Schedule: also queue a job when this long has passed "
+        "since the previous automatic job and at least one new example was approved (null: "
+        "only the threshold triggers).")
+    auto_min_interval_s: float = Field(
+        default=0.0, ge=0, description="Never queue automatic jobs closer together than this.")
+    auto_check_every_s: float = Field(
+        default=60.0, gt=0, description="How often the worker evaluates the policy.")
+    auto_method: Literal["lora", "qlora", "full"] = Field(
+        default="lora", description="Training method of the automatic jobs.")
+    auto_hyperparameters: dict[str, Any] = Field(
+        default_factory=lambda: {"max_steps": 60, "lora_r": 8, "lora_alpha": 16},
+        description="TrainingConfig fields of the automatic jobs (JSON).")
+    auto_sources: list[str] = Field(
+        default_factory=list, description="Approved examples of these sources only (JSON "
+        "list; empty: every source).")
+    auto_tags: list[str] = Field(
+        default_factory=list, description="Approved examples with any of these tags only "
+        "(JSON list; empty: any).")
+    auto_max_privacy: Literal["public", "internal", "confidential", "restricted"] = Field(
+        default="internal", description="Highest privacy class of the examples trained on.")
+    auto_testset: str | None = Field(
+        default=None, description="JSONL test set of the promotion gate (a path the worker "
+        "can read). Without one the automatic versions stay candidates.")
+    auto_evaluation: dict[str, Any] = Field(
+        default_factory=dict, description="Further fields of the gate's evaluation as JSON "
+        "(tolerances, max_tokens, limit, doc_id_prefix, domain, top_k, n_boot).")
     mlflow_tracking_uri: str | None = Field(
         default=None, validation_alias="CUSTOMLLM_MLFLOW_TRACKING_URI",
         description="MLflow tracking URI; default: a local store under <state>/mlflow.")

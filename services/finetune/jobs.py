@@ -87,9 +87,13 @@ def insert_job(engine: Engine, request: FinetuneRequest, base_model: str) -> boo
             {"j": request.job_id, "r": json.dumps(request.to_dict()), "a": request.adapter_name,
              "b": request.base_model or base_model, "m": request.method}).first()
         if inserted is not None:
+            message = f"{request.method} job queued"
+            if request.trigger == "auto":
+                message += f" by the retraining policy: {request.reason or 'policy due'}"
             _outbox(conn, FinetuneEvent(job_id=request.job_id, status="queued",
                                         adapter_name=request.adapter_name,
-                                        message=f"{request.method} job queued"))
+                                        trigger=request.trigger or "manual",
+                                        message=message[:2000]))
     return inserted is not None
 
 

@@ -27,7 +27,8 @@ EVERYONE = [*kafka_acl.SERVICE_GRANTS, kafka_acl.OPERATOR, "source-wiki", "clien
     (t.RAG_DRAFTS, {"rag"}),
     ("rag.replies.client-app-a", {"guardrails"}),
     (t.RAG_REQUESTS, {"gateway", "finetune", "operator", "client-app-a"}),
-    (t.FINETUNE_REQUESTS, {"operator"}),
+    # The finetune worker's retraining policy queues automatic jobs (issue 17, item 3).
+    (t.FINETUNE_REQUESTS, {"operator", "finetune"}),
     (t.RAG_FEEDBACK, {"gateway", "operator", "client-app-a"}),
     (t.RAG_FEEDBACK_DLQ, {"audit"}),
 ])
