@@ -9,6 +9,17 @@ SQuAD articles. Base and adapter answer the same held-out prompts with the same 
 (chat template, greedy); the adapter is trained with the project's ``train_adapter`` and the run
 is tracked in MLflow (local store in the run's state folder). Writes
 docs/benchmarks/finetune.{json,md,png}.
+
+``--methods lora,full,continued_pretraining`` instead compares the registry's methods on the
+same task in the same run: LoRA and full fine-tuning train on the same examples, continued
+pretraining on the knowledge set (every SQuAD passage of the file, no questions, as the job
+reads the indexed chunks). Each method trains and answers in its own child process, so its
+peak RSS is its own; the report gives cost (training time, peak RSS, artifact size) and
+quality on the held-out prompts beside the base model's. Writes
+docs/benchmarks/finetune_methods.{json,md}.
+
+    .venv/bin/python -m benchmarks.finetune --squad ../shared/datasets/squad_v2_dev_5articles.json \
+        --methods lora,full,continued_pretraining --train 32 --heldout 20 --epochs 1
 """
 
 from __future__ import annotations
@@ -49,8 +60,18 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=20)
     parser.add_argument("--state", type=Path, default=None, help="state folder (default: temp)")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    parser.add_argument("--methods", default="",
+                        help="comma-separated methods to compare on the same task "
+                        "(lora, full, continued_pretraining); default: the LoRA-vs-base report")
+    parser.add_argument("--full-lr", type=float, default=5e-5,
+                        help="learning rate of full fine-tuning and continued pretraining")
+    parser.add_argument("--cpt-seq-len", type=int, default=256,
+                        help="continued pretraining block length (tokens)")
     args = parser.parse_args()
     state = _environment(args.state)
+    if args.methods:
+        compare_methods(args, state)
+        return
     results = run(args, state)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "finetune.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -132,6 +153,140 @@ def run(args: argparse.Namespace, state: Path) -> dict[str, Any]:
         "machine": {"cpus": cpu_threads(), "python": platform.python_version(),
                     "torch": torch.__version__, "platform": platform.platform()},
     }
+
+
+# --- comparing methods ----------------------------------------------------------------------
+
+METHODS = ("lora", "full", "continued_pretraining")
+
+
+def compare_methods(args: argparse.Namespace, state: Path) -> dict[str, Any]:
+    """Base once in this process, then each method in a fresh child process (see doc)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise SystemExit(f"unknown methods: {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    started = time.perf_counter()
+    results: dict[str, Any] = {"methods": {}, "args": {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    context = multiprocessing.get_context("spawn")
+    for method in ["base", *methods]:
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            outcome = pool.submit(_method_run, method, vars(args), str(state)).result()
+        results["methods"][method] = outcome
+        print(f"{method}: {json.dumps(outcome['cost'])} {json.dumps(outcome['quality'])}")  # noqa: T201
+        results.setdefault("task", outcome.get("task"))
+    results["total_s"] = round(time.perf_counter() - started, 1)
+    results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
+                          "platform": platform.platform()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "finetune_methods.json").write_text(json.dumps(results, indent=2) + "\n")
+    markdown = methods_markdown(results)
+    (args.out / "finetune_methods.md").write_text(markdown)
+    print(markdown)  # noqa: T201 - the benchmark's report
+    print(f"wrote {args.out}/finetune_methods.json, .md")  # noqa: T201
+    return results
+
+
+def _method_run(method: str, argv: dict[str, Any], state: str) -> dict[str, Any]:
+    """One method in a child process: train (unless base), answer the held-out prompts,
+    measure. Runs with the parent's environment (state folder, offline)."""
+    _environment(Path(state))
+    args = argparse.Namespace(**argv)
+    import torch
+    from peft import PeftModel
+
+    from services.common import model_store
+    from services.common.config import get_settings
+    from services.finetune.hardware import cpu_threads
+    from services.finetune.taskdata import TaskSpec, build_task
+    from services.finetune.taskeval import generate, score_case, summarize
+    from services.finetune.training import TrainingConfig, train_adapter, train_model
+
+    torch.set_num_threads(cpu_threads())
+    settings = get_settings()
+    squad = json.loads(Path(args.squad).read_text())
+    task = build_task(squad, TaskSpec(n_train=args.train, n_heldout=args.heldout,
+                                      window_words=40), squad_path=Path(args.squad))
+    loaded = model_store.load_model(settings.local_model_gguf or model_store.default_gguf_path(),
+                                    settings.local_model_id, settings.model_cache_dir)
+    out = Path(state) / "methods" / method
+    training: dict[str, Any] = {}
+    model = loaded.model
+    if method != "base":
+        common = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed}
+        if method == "lora":
+            config = TrainingConfig(**common, learning_rate=args.lr, max_seq_len=768,
+                                    lora_top_layers=args.top_layers or None)
+            result = train_adapter(task.train, config, out)
+            model = PeftModel.from_pretrained(loaded.model, str(out))
+        else:
+            data: Any = task.train
+            seq = 768
+            if method == "continued_pretraining":
+                data = [p["context"] for article in squad["data"]
+                        for p in article["paragraphs"]]
+                seq = args.cpt_seq_len
+            config = TrainingConfig(**common, method=method, learning_rate=args.full_lr,
+                                    max_seq_len=seq)
+            result = train_model(data, config, out)
+            del model
+            from transformers import AutoModelForCausalLM
+
+            model = AutoModelForCausalLM.from_pretrained(str(out), local_files_only=True)
+        model.eval()
+        training = {"steps": result.steps, "final_loss": result.final_loss,
+                    "train_s": result.extra["train_s"], "tokens": result.train_tokens,
+                    "tokens_per_s": round(result.tokens_per_s, 1),
+                    "n_examples": result.n_examples, "config": config.as_dict()}
+    replies, seconds = generate(model, loaded.tokenizer, task.heldout,
+                                max_new_tokens=args.max_new_tokens)
+    scores = [score_case(c, r, task.no_answer)
+              for c, r in zip(task.heldout_cases, replies, strict=True)]
+    artifact = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) \
+        if out.exists() else 0
+    return {
+        "quality": {k: v for k, v in summarize(scores).items() if k in METRICS},
+        "cost": {"train_s": training.get("train_s", 0.0),
+                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                 "artifact_mb": round(artifact / 2**20, 1), "generate_s": round(seconds, 1)},
+        "training": training, "task": task.summary(),
+        "examples": [{"case_id": c.case_id, "prediction": r}
+                     for c, r in list(zip(task.heldout_cases, replies, strict=True))[:4]],
+    }
+
+
+def methods_markdown(results: dict[str, Any]) -> str:
+    methods = results["methods"]
+    names = list(methods)
+    t = results.get("task") or {}
+    lines = [
+        "# Fine-tuning methods on one task: LoRA, full fine-tuning, continued pretraining", "",
+        f"Task: cited answers from numbered passages; train {t.get('train')} examples, "
+        f"held out {t.get('heldout')} ({t.get('heldout_abstain')} without the gold passage) "
+        "from unseen articles. Continued pretraining reads every passage of the file (the "
+        "knowledge set) without questions. Greedy decoding, the same prompts for all.", "",
+        "| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names),
+    ]
+    for key in METRICS:
+        lines.append(f"| {key} | " + " | ".join(_fmt(methods[n]["quality"].get(key))
+                                               for n in names) + " |")
+    cost_rows = [("training s", "train_s", "{:.0f}"), ("peak RSS MB", "peak_rss_mb", "{:.0f}"),
+                 ("artifact MB", "artifact_mb", "{:.1f}"), ("answering s", "generate_s",
+                                                             "{:.0f}")]
+    for label, key, fmt in cost_rows:
+        lines.append(f"| {label} | " + " | ".join(fmt.format(methods[n]["cost"][key])
+                                                  for n in names) + " |")
+    lines.append("| steps / final loss | " + " | ".join(
+        f"{methods[n]['training']['steps']} / {methods[n]['training']['final_loss']:.3f}"
+        if methods[n]["training"] else "–" for n in names) + " |")
+    lines += ["", f"Whole run {results['total_s']:.0f} s on {results['machine']['cpus']} "
+              "cores; peak RSS per method is its own process (base model, training, answering).",
+              ""]
+    return "\n".join(lines)
 
 
 def report_markdown(results: dict[str, Any]) -> str:
