@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import typer
 import yaml
@@ -35,6 +35,8 @@ from services.common.events import (
 )
 from services.common.exceptions import CustomLLMError
 from services.common.topics import FINETUNE_EVENTS, FINETUNE_REQUESTS
+
+METHODS: tuple[str, ...] = get_args(FinetuneRequest.model_fields["method"].annotation)
 
 finetune_app = typer.Typer(
     no_args_is_help=True, help="Fine-tuning jobs on the finetune.requests queue.")
@@ -110,7 +112,12 @@ def submit(
                                      "of this source now (repeatable)."),
     tag: list[str] = typer.Option([], "--tag", help="... with this tag (repeatable)."),
     max_privacy: str | None = typer.Option(None, help="... up to this privacy class."),
-    method: str = typer.Option("lora", help="lora | qlora (QLoRA needs a CUDA GPU)."),
+    method: str = typer.Option("lora", help="lora | qlora (QLoRA needs a CUDA GPU) | full "
+                               "(all weights, small models) | continued_pretraining (causal "
+                               "LM on the knowledge set's chunks the job may train on)."),
+    license_: list[str] = typer.Option([], "--license", help="continued_pretraining: a "
+                                       "licence that may be trained on (repeatable; default: "
+                                       "the worker's trainable set)."),
     config: Path | None = typer.Option(None, "--config", exists=True, dir_okay=False,
                                        help="YAML of hyperparameters (TrainingConfig fields)."),
     set_: list[str] = typer.Option([], "--set", help="Hyperparameter KEY=VALUE (repeatable), "
@@ -131,11 +138,13 @@ def submit(
     follow: bool = typer.Option(False, "--follow", help="Show progress until the job ends."),
     timeout: float = typer.Option(6 * 3600.0, help="--follow gives up after this many s."),
 ) -> None:
-    """Queue a LoRA/QLoRA job on finetune.requests."""
-    if method not in ("lora", "qlora"):
-        raise fail("--method must be lora or qlora", 2)
+    """Queue a fine-tuning job (LoRA, QLoRA, full or continued pretraining) on
+    finetune.requests; the result is the adapter's (or model's) next version."""
+    if method not in METHODS:
+        raise fail(f"--method must be one of {', '.join(METHODS)}", 2)
     dataset = FinetuneDataset(snapshot_id=snapshot, sources=list(source), tags=list(tag),
-                              max_privacy=max_privacy)  # type: ignore[arg-type]
+                              max_privacy=max_privacy,  # type: ignore[arg-type]
+                              licenses=list(license_) or None)
     try:
         request = FinetuneRequest(
             job_id=job_id or new_job_id(), adapter_name=adapter, base_model=base_model,
@@ -401,5 +410,5 @@ def adapters_show(ref: str = typer.Argument(..., help="NAME (promoted or newest)
     console.print(Markdown(version.card_markdown or f"# {version.ref}\n\n(no card yet)"))
     # Plain echo, not rich: these lines are copied into shells and must never wrap.
     for stack, line in cards.serving_lines(version.ref, version.name, version.path,
-                                           version.base_model).items():
+                                           version.base_model, version.kind).items():
         typer.echo(f"# {stack}\n{line}")

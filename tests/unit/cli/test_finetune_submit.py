@@ -27,8 +27,17 @@ def test_unknown_hyperparameters_and_bad_references_are_refused_up_front(tmp_pat
     assert result.exit_code == 2 and "unknown hyperparameters: max_stepz" in result.output
     result = cli.invoke(app, ["finetune", "submit", "--adapter", "fmt", "--method", "dora"])
     assert result.exit_code == 2
+    assert "lora, qlora, full, continued_pretraining" in result.output
     result = cli.invoke(app, ["adapters", "promote", "fmt"])
     assert result.exit_code == 2 and "fmt@vN" in result.output
+
+
+def test_every_method_of_the_request_schema_is_offered():
+    from services.cli.finetune_cmds import METHODS
+    from services.common import contracts
+
+    schema = contracts.validator("finetune-request.v1").schema
+    assert set(METHODS) == set(schema["properties"]["method"]["enum"])
 
 
 def test_job_ids_are_unique_and_valid():
