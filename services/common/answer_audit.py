@@ -48,7 +48,12 @@ def record_screened(conn: Connection, request: RagRequest) -> None:
 def record_draft(conn: Connection, reply: RagReply) -> None:
     """The generated answer and everything it was made from. Each retrieved chunk is stored
     with its document's version *now* (the chunk id is a content hash, so the version a later
-    edit gives the document no longer holds it)."""
+    edit gives the document no longer holds it).
+
+    An error draft never replaces an answer already recorded for the request: the requester
+    was given the first reply (the gateway resolves on it), and a later error for the same id
+    is a refused copy (a redelivered or forged screened request the rag worker dead-lettered),
+    not a second answer. An answer after an error does replace it."""
     evidence = reply.evidence
     retrieved = [c.model_dump(mode="json") for c in evidence.retrieved] if evidence else []
     doc_ids = sorted({c["doc_id"] for c in retrieved})
@@ -80,7 +85,9 @@ def record_draft(conn: Connection, reply: RagReply) -> None:
             adapter_version = EXCLUDED.adapter_version, usage = EXCLUDED.usage,
             latency_ms = EXCLUDED.latency_ms, cached = EXCLUDED.cached,
             trace_id = coalesce(EXCLUDED.trace_id, answer_audit.trace_id),
-            answered_at = EXCLUDED.answered_at, updated_at = now()"""), {
+            answered_at = EXCLUDED.answered_at, updated_at = now()
+        WHERE EXCLUDED.status <> 'error' OR answer_audit.status IS NULL
+              OR answer_audit.status = 'error'"""), {
         "rid": reply.request_id, "pid": principal.id if principal else None,
         "groups": list(principal.groups) if principal else [],
         "clearance": principal.clearance if principal else None, "status": reply.status,

@@ -71,8 +71,6 @@ class CorpusPolicy:
         """Why this chunk's document may not be trained on, or None when it may."""
         if doc.deleted:
             return "deleted"
-        if self.sources and doc.source not in self.sources:
-            return "source not selected"
         if privacy_rank(doc.privacy_class) > privacy_rank(self.max_privacy):
             return f"privacy class {doc.privacy_class or 'unknown'} above {self.max_privacy}"
         if doc.acl:
@@ -82,6 +80,10 @@ class CorpusPolicy:
         if _norm(doc.license) not in self.licenses:
             return f"licence {doc.license} not trainable"
         return None
+
+    def selects(self, doc: ChunkRow) -> bool:
+        """Whether the chunk is in the knowledge set the job names (all sources if none)."""
+        return not self.sources or doc.source in self.sources
 
     def describe(self) -> dict[str, Any]:
         return {"max_privacy": self.max_privacy, "licenses": sorted(self.licenses),
@@ -132,6 +134,8 @@ def select(rows: Iterable[ChunkRow], policy: CorpusPolicy) -> Corpus:
     excluded_docs: dict[str, str] = {}
     excluded_chunks: Counter[str] = Counter()
     for row in sorted(rows, key=lambda r: (r.doc_id, r.ordinal)):
+        if not policy.selects(row):
+            continue  # outside the sources the job asked for: not an exclusion to report
         reason = policy.exclusion(row)
         if reason is None:
             kept.append(row)
@@ -213,16 +217,19 @@ def pack(token_lists: Sequence[Sequence[int]], block: int, eos_id: int) -> list[
     return [b for b in blocks if len(b) >= 2]
 
 
-def load_candidates(engine: Any) -> list[ChunkRow]:
-    """Every chunk with its document's governance columns (the policy filters in Python, so
-    the data card can count what it excluded)."""
+def load_candidates(engine: Any, sources: Sequence[str] = ()) -> list[ChunkRow]:
+    """The chunks of the named sources (every source if none) with their documents'
+    governance columns. Sources are chosen in SQL; the governance policy filters in Python, so
+    the data card can count what it excluded and why."""
     from sqlalchemy import text
 
+    where = "WHERE d.source = ANY(:sources) " if sources else ""
     with engine.connect() as conn:
         rows = conn.execute(text(
             "SELECT c.chunk_id, c.doc_id, c.ordinal, c.text, c.content_hash, d.source, "
             "d.license, d.privacy_class, d.acl, d.deleted FROM chunks c "
-            "JOIN documents d ON d.doc_id = c.doc_id ORDER BY c.doc_id, c.ordinal")).all()
+            f"JOIN documents d ON d.doc_id = c.doc_id {where}"
+            "ORDER BY c.doc_id, c.ordinal"), {"sources": list(sources)}).all()
     return [ChunkRow(chunk_id=r.chunk_id, doc_id=r.doc_id, ordinal=r.ordinal, text=r.text,
                      content_hash=r.content_hash, source=r.source, license=r.license,
                      privacy_class=r.privacy_class, acl=tuple(r.acl or ()),

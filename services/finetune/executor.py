@@ -374,8 +374,8 @@ class JobRun:
         frozen = self.workdir / "corpus.json"
         if frozen.is_file():
             return corpus.Corpus.from_json(frozen.read_text())
-        selected = corpus.select(corpus.load_candidates(self.x.engine),
-                                 corpus.CorpusPolicy.from_dataset(self.request.dataset))
+        policy = corpus.CorpusPolicy.from_dataset(self.request.dataset)
+        selected = corpus.select(corpus.load_candidates(self.x.engine, policy.sources), policy)
         if not selected.texts:
             raise FinetuneCorpusEmpty(
                 "continued pretraining: no chunk may be trained on under the job's policy "

@@ -99,6 +99,7 @@ class Crash(RuntimeError):
 def test_crashed_reindex_resumes_and_switch_needs_full_coverage(stack, embedder, e5,
                                                                  versioned):
     prefix, original = versioned
+    before = _coverage(stack.engine, original)
 
     def crash(batches: int) -> None:
         if batches == 1:
@@ -109,7 +110,10 @@ def test_crashed_reindex_resumes_and_switch_needs_full_coverage(stack, embedder,
     partial = _coverage(stack.engine, E5_SMALL)
     assert partial.state == "building"
     assert 0 < partial.embedded < partial.total  # one committed batch, nothing half-written
-    assert _coverage(stack.engine, original).complete
+    # The active model loses nothing (other tests of the suite write chunks of their own
+    # models into the shared database, so its coverage is compared, not required complete).
+    after = _coverage(stack.engine, original)
+    assert (after.state, after.embedded) == ("active", before.embedded)
 
     with pytest.raises(registry.SwitchRefused, match="needs 100%"), \
             stack.engine.begin() as conn:
