@@ -60,14 +60,18 @@ async def intake(message: Inbound) -> Outcome:
     return done()
 
 
-def reject(message: Inbound, error: InvalidEvent) -> tuple[Emit, ...]:
+async def reject(message: Inbound, error: InvalidEvent) -> tuple[Emit, ...]:
     """A ``failed`` event for a request that names its job, so whoever submitted it (and is
-    following finetune.events) learns why at once."""
+    following finetune.events) learns why at once. Not when a job of that id is already
+    stored: the refused message did not touch it, and a ``failed`` event would contradict the
+    job's real state for everyone following it (its own events stand; the DLQ keeps why)."""
     try:
         job_id = json.loads(message.value or b"").get("job_id")
     except (ValueError, AttributeError):
         return ()
     if not isinstance(job_id, str) or not job_id:
+        return ()
+    if await asyncio.to_thread(jobs.get_job, engine, job_id) is not None:
         return ()
     failed = FinetuneEvent(job_id=job_id, status="failed", error=f"rejected: {error.reason}"[:4000])
     return (Emit(FINETUNE_EVENTS, job_id.encode(), failed.to_json()),)

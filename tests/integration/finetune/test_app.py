@@ -1,7 +1,8 @@
 """The finetune worker's intake (services/finetune/app.py) on the real broker and database:
 poison requests on ``finetune.requests`` are dead-lettered with the original payload, one that
-names its job gets a ``failed`` event saying why, the job already stored under that id is left
-as it was, and the same process queues the next valid request.
+names a new job gets a ``failed`` event saying why, one that claims the id of a job already
+stored leaves that job and its events as they were, and the same process queues the next valid
+request.
 
 A request that is valid JSON but unrunnable (unknown hyperparameters) is in test_jobs.py. An
 oversized request cannot reach this worker: the broker's message limit on the topic is below
@@ -20,7 +21,7 @@ from services.common.events import FinetuneDataset, FinetuneRequest
 from services.common.topics import FINETUNE_EVENTS, FINETUNE_REQUESTS, FINETUNE_REQUESTS_DLQ
 from tests.support.finetune import job_events
 from tests.support.guarded import records_for
-from tests.support.poison import assert_dead_lettered, worker_pid
+from tests.support.poison import assert_dead_lettered, records_so_far, worker_pid
 from tests.support.stack import Workers
 
 pytestmark = pytest.mark.integration
@@ -57,27 +58,37 @@ def test_poison_requests_are_dead_lettered_and_the_intake_goes_on(stack, finetun
 
     broken_id = f"ft-broken-{uuid.uuid4().hex[:8]}"
     broken = b'{"job_id": "' + broken_id.encode() + b'", "adapter_name": "poi'
-    # Claims the stored job's id, with the wrong types: must change nothing of that job.
-    retyped = json.dumps({**json.loads(stored.to_json()), "method": "full",
-                          "hyperparameters": "as many steps as it takes"}).encode()
-    stack.publish_raw([(broken_id.encode(), broken), (stored.job_id.encode(), retyped)],
-                      topic=FINETUNE_REQUESTS)
+
+    def retyped(job_id: str) -> bytes:
+        return json.dumps({**json.loads(_request(job_id).to_json()), "method": "full",
+                           "hyperparameters": "as many steps as it takes"}).encode()
+
+    # A new job with the wrong types, and the same claiming the stored job's id.
+    fresh_id = f"ft-fresh-{uuid.uuid4().hex[:8]}"
+    fresh, claiming = retyped(fresh_id), retyped(stored.job_id)
+    stack.publish_raw([(broken_id.encode(), broken), (fresh_id.encode(), fresh),
+                       (stored.job_id.encode(), claiming)], topic=FINETUNE_REQUESTS)
 
     [broken_record] = records_for(stack, FINETUNE_REQUESTS_DLQ, broken_id, timeout_s=60)
     assert_dead_lettered(broken_record, service="finetune", source=FINETUNE_REQUESTS,
                          value=broken, error_type="malformed_json")
-    [retyped_record] = records_for(stack, FINETUNE_REQUESTS_DLQ, stored.job_id, timeout_s=60)
-    assert_dead_lettered(retyped_record, service="finetune", source=FINETUNE_REQUESTS,
-                         value=retyped, error_type="schema_violation")
-    # Whoever follows the job learns at once why the request was refused.
+    for job_id, value in ((fresh_id, fresh), (stored.job_id, claiming)):
+        [record] = records_for(stack, FINETUNE_REQUESTS_DLQ, job_id, timeout_s=60)
+        assert_dead_lettered(record, service="finetune", source=FINETUNE_REQUESTS,
+                             value=value, error_type="schema_violation")
+    # Whoever follows a new job learns at once why its request was refused.
     [rejected] = [json.loads(v) for _k, v in stack.read_topic(
-        FINETUNE_EVENTS, lambda k, v: k == stored.job_id.encode() and b"rejected: " in v, 1)]
+        FINETUNE_EVENTS, lambda k, v: k == fresh_id.encode() and b"rejected: " in v, 1)]
     assert rejected["status"] == "failed" and rejected["error"].startswith("rejected: ")
     assert _job_row(stack, stored.job_id) == row_before
-    assert _job_row(stack, broken_id) == []
+    assert _job_row(stack, broken_id) == _job_row(stack, fresh_id) == []
 
     after = _request(f"ft-after-{uuid.uuid4().hex[:8]}")
     stack.publish_raw([(after.job_id.encode(), after.to_json())], topic=FINETUNE_REQUESTS)
     queued = job_events(bootstrap, after.job_id, {"queued"}, 60)
     assert [e.status for e in queued] == ["queued"] and queued[0].adapter_name == "poison-check"
     assert worker_pid(stack, "finetune") == pid, "a poison request restarted finetune"
+    # The intake handles one message at a time, so by now every send for the claiming request
+    # is on the topic: the stored job's followers never saw a "failed" it did not have.
+    stored_events = records_so_far(stack, FINETUNE_EVENTS, stored.job_id)
+    assert not any((e.get("error") or "").startswith("rejected: ") for e in stored_events)
