@@ -38,8 +38,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc),
                                 headers={"WWW-Authenticate": "Bearer"}) from exc
 
+    # No interactive docs: FastAPI serves them outside the app's dependencies, so they would
+    # be the one keyless door of an internal server (the TGI routes are documented by TGI).
     app = FastAPI(title="customllm model server (TGI-compatible)", version="0.1.0",
-                  dependencies=[Depends(require_key)])
+                  dependencies=[Depends(require_key)], docs_url=None, redoc_url=None,
+                  openapi_url=None)
     engine_state.configure(settings)
     app.include_router(tgi_routes.router)
     return app

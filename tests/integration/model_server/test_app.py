@@ -78,6 +78,8 @@ def test_the_app_serves_the_tgi_routes_and_health_only(client):
     routes = {(method.upper(), path) for path, operations in client.app.openapi()["paths"].items()
               for method in operations}
     assert routes == TGI_ROUTES | {("GET", "/health")}
+    for path in ("/docs", "/redoc", "/openapi.json"):  # nothing answers without a key
+        assert client.get(path).status_code == 404, path
 
 
 def test_health_needs_no_key_and_says_which_model_is_loaded(client, settings):
