@@ -25,7 +25,7 @@ from services.common.events import (
     Screening,
 )
 from services.common.producer import flush, make_producer, send
-from tests.support.stack import Workers, wait_for
+from tests.support.stack import Workers, paused, wait_for
 
 ALICE = Principal(id="alice-fb", groups=["employees"], clearance="internal")
 BOB = Principal(id="bob-fb", groups=["employees"], clearance="internal")
@@ -34,13 +34,17 @@ STEWARD = Principal(id="sam-fb", groups=["stewards"], clearance="confidential")
 
 @contextmanager
 def audit_recorder(stack) -> Iterator[Workers]:
-    """The recorder as its own Kafka identity (a subprocess, as `customllm up` runs it)."""
-    running = Workers(stack, {}, names=("audit",))
-    running.start_all()
-    try:
-        yield running
-    finally:
-        running.stop_all()
+    """The recorder as its own Kafka identity (a subprocess, as `customllm up` runs it). The
+    tests put answers on the query-path topics themselves, so any rag and guardrails workers
+    the session runs are paused meanwhile: they would dead-letter those messages and answer
+    with drafts, replies and decisions of their own for the same request ids."""
+    with paused(stack, ("rag", "guardrails")):
+        running = Workers(stack, {}, names=("audit",))
+        running.start_all()
+        try:
+            yield running
+        finally:
+            running.stop_all()
 
 
 def publish(stack, *records: tuple[str, str, bytes]) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,11 +157,13 @@ class Workers:
 
     def start(self, name: str) -> None:
         self.pids[name] = worker_procs.start(self.stack.state, name, env=self.env)
+        _STARTED_BY[name] = self
         self.wait_joined(name)
 
     def start_all(self) -> None:
         for name in self.names:
             self.pids[name] = worker_procs.start(self.stack.state, name, env=self.env)
+            _STARTED_BY[name] = self
         for name in self.names:
             self.wait_joined(name)
 
@@ -192,4 +195,28 @@ class Workers:
     def stop_all(self) -> None:
         for name in self.names:
             worker_procs.stop(self.stack.state, name)
+            if _STARTED_BY.get(name) is self:
+                del _STARTED_BY[name]
         self.pids.clear()
+
+
+# Which Workers started each running worker, so a test that must have a topic to itself can
+# pause the session's workers and start them again exactly as they were (see ``paused``).
+_STARTED_BY: dict[str, Workers] = {}
+
+
+@contextmanager
+def paused(stack: LocalStack, names: Iterable[str]) -> Iterator[None]:
+    """Stop whichever of ``names`` run now (e.g. the end-to-end tests' rag and guardrails
+    workers, which would otherwise answer the messages a test puts on their topics) and start
+    them again afterwards with the settings they were started with."""
+    run_dir = worker_procs.run_dir(stack.state)
+    owners = {name: _STARTED_BY[name] for name in names
+              if name in _STARTED_BY and worker_procs.processes.read_pid(run_dir, name)}
+    for name in owners:
+        worker_procs.stop(stack.state, name)
+    try:
+        yield
+    finally:
+        for name, owner in owners.items():
+            owner.start(name)
