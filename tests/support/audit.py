@@ -85,7 +85,7 @@ def answered(stack, asker: Principal, grounding: str = "allow",
             (t.GUARDRAILS_EVENTS, rid, decision.to_json()))  # redelivered: stored once
     wait_for(lambda: stack.query("SELECT 1 FROM answer_audit WHERE request_id = :r AND "
                                  "question IS NOT NULL AND answer IS NOT NULL", r=rid),
-             60, what="the audit record")
+             120, what="the audit record")  # the first one waits for the recorder to catch up
     wait_for(lambda: stack.query("SELECT 1 FROM guardrail_decisions WHERE request_id = :r",
                                  r=rid), 30, what="the guardrail decision")
     return rid

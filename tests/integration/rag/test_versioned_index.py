@@ -124,7 +124,9 @@ def test_crashed_reindex_resumes_and_switch_needs_full_coverage(stack, embedder,
     report = reindex(stack.engine, e5, batch_size=64)  # resumes: only the missing chunks
     done = _coverage(stack.engine, E5_SMALL)
     assert done.complete and done.index_ready and report.state == "ready"
-    assert report.embedded + report.reused == done.total - partial.embedded
+    # Only the missing chunks (the running embedder may have written some of them meanwhile:
+    # it writes every registered model for the documents it indexes).
+    assert 0 < report.embedded + report.reused <= done.total - partial.embedded
     with stack.engine.connect() as conn:
         dupes = conn.execute(text(
             "SELECT count(*) - count(DISTINCT chunk_id) FROM chunk_embeddings "
