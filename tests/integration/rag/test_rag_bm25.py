@@ -6,7 +6,10 @@ frequencies and the matched rows are then exactly the ones written here, whateve
 shared database holds."""
 
 import math
+import time
 import uuid
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -21,16 +24,33 @@ from tests.integration.rag.rows import Doc, unit_vectors, write_documents
 pytestmark = pytest.mark.integration
 
 READER = scope_for("reader", [], "public")
+T = TypeVar("T")
 WEIGHTS = FusionWeights()
+
+
+N_SQL = text("SELECT greatest(c.reltuples, coalesce(t.n_live_tup, 0), 1) FROM pg_class c "
+             "LEFT JOIN pg_stat_user_tables t ON t.relid = c.oid "
+             "WHERE c.oid = 'chunks'::regclass")
 
 
 def _corpus_size(engine) -> float:
     with engine.begin() as conn:
         conn.execute(text("ANALYZE chunks"))
-        return float(conn.execute(text(
-            "SELECT greatest(c.reltuples, coalesce(t.n_live_tup, 0), 1) FROM pg_class c "
-            "LEFT JOIN pg_stat_user_tables t ON t.relid = c.oid "
-            "WHERE c.oid = 'chunks'::regclass")).scalar())
+        return float(conn.execute(N_SQL).scalar())
+
+
+def _steady(engine, run: Callable[[], T]) -> tuple[float, T]:
+    """(the corpus size the SQL saw, what ``run`` returned). Other tests' workers may still be
+    indexing into the shared table, and Postgres's statistics catch up on their own, so the
+    size is read again after ``run`` and the measure repeated until it held still."""
+    for _ in range(20):
+        n = _corpus_size(engine)
+        result = run()
+        with engine.connect() as conn:
+            if float(conn.execute(N_SQL).scalar()) == n:
+                return n, result
+        time.sleep(0.5)
+    raise AssertionError("the chunk count never held still across a query")
 
 
 def _idf(n: float, df: float) -> float:
@@ -55,8 +75,7 @@ def test_lexical_scores_are_bm25_with_scope_statistics(stack):
         Doc(prefix + "two", ["qwxv plmk plmk plmk plmk"]),  # 5 words: tf(v) = 1
         Doc(prefix + "three", ["plmk plmk"]),               # no question term
     ])
-    n = _corpus_size(stack.engine)
-    scores = _lexical(stack.engine, prefix, "qwxv qwxb")
+    n, scores = _steady(stack.engine, lambda: _lexical(stack.engine, prefix, "qwxv qwxb"))
     # df(v) = 2, df(b) = 1; the matched rows are "one" and "two": mean length (3 + 5) / 2 = 4
     one = _idf(n, 2) * _term(2, 3, 4.0) + _idf(n, 1) * _term(1, 3, 4.0)
     two = _idf(n, 2) * _term(1, 5, 4.0)
@@ -71,8 +90,7 @@ def test_hidden_chunks_do_not_count_in_document_frequency(stack):
         Doc(prefix + "seen", ["qwxh plmk plmk"]),
         *(Doc(prefix + f"hidden{i}", ["qwxh"], acl=("bm25-other-team",)) for i in range(5)),
     ])
-    n = _corpus_size(stack.engine)
-    scores = _lexical(stack.engine, prefix, "qwxh")
+    n, scores = _steady(stack.engine, lambda: _lexical(stack.engine, prefix, "qwxh"))
     assert set(scores) == {"seen"}
     assert scores["seen"] == pytest.approx(_idf(n, 1) * _term(1, 3, 3.0), rel=1e-6)
 
@@ -81,11 +99,12 @@ def test_a_term_past_the_cap_keeps_a_common_terms_idf(stack, monkeypatch):
     prefix = f"bm25-{uuid.uuid4().hex[:8]}/"
     common = [Doc(prefix + f"c{i:02d}", [f"qwxc filler{i}"]) for i in range(40)]
     write_documents(stack.engine, [Doc(prefix + "target", ["qwxc qwxr"]), *common])
-    n = _corpus_size(stack.engine)
-    exact = _lexical(stack.engine, prefix, "qwxc", top=50)["target"]
+    n, exact = _steady(stack.engine,
+                       lambda: _lexical(stack.engine, prefix, "qwxc", top=50)["target"])
     assert exact == pytest.approx(_idf(n, 41) * _term(1, 2, 2.0), rel=1e-6)
     monkeypatch.setattr(retrieval, "DF_CAP", 5)
-    capped = _lexical(stack.engine, prefix, "qwxc", top=50)["target"]
+    n, capped = _steady(stack.engine,
+                        lambda: _lexical(stack.engine, prefix, "qwxc", top=50)["target"])
     # ANALYZE's estimate of df (41 rows) stands in once counting stops at 5: close to the exact
     # idf, far below the idf a df of 5 would give
     assert capped == pytest.approx(exact, rel=0.15)
