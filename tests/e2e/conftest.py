@@ -69,6 +69,15 @@ def model_server_url(stack):
     worker_procs.stop(stack.state, worker_procs.MODEL_SERVER)
 
 
+@pytest.fixture(scope="module")
+def recorder(stack):
+    """The audit recorder, for the modules whose flows read answer audits."""
+    running = Workers(stack, {}, names=("audit",))
+    running.start_all()
+    yield running
+    running.stop_all()
+
+
 @pytest.fixture(scope="session")
 def reply_client(stack, query_workers):
     from services.common.rpc import ReplyClient

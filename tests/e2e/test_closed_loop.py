@@ -20,18 +20,15 @@ import uuid
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from services.common.config import get_settings
 from services.common.events import Principal
-from services.console.app import create_app
-from services.console.config import ConsoleSettings
 from services.finetune import auto_retrain, registry
-from tests.integration.console.conftest import csrf_of
-from tests.support.corpus import corpus
+from tests.support.console_client import console_as, csrf_of
+from tests.support.corpus import indexed_corpus
 from tests.support.documents import unique_prefix
-from tests.support.finetune import TERMINAL, job_events
-from tests.support.keys import bearer, key_for
+from tests.support.feedback import candidate_of, correct
+from tests.support.finetune import LOOSE_TOLERANCES, TERMINAL, job_events, two_question_gate
+from tests.support.keys import bearer
 from tests.support.stack import Workers, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -39,8 +36,6 @@ ASKER = Principal(id="lena-loop", groups=["employees"], clearance="internal")
 SME = Principal(id="sven-sme", groups=["employees", "smes"], clearance="internal")
 QUESTION = "Which plants does the Lisbon office grow on its roof?"
 CORRECTION = "Tomatoes, basil and lemon trees grow in the Lisbon rooftop garden [1]."
-LOOSE = {"f1": 1.0, "exact_match": 1.0, "hit@5": 1.0, "faithfulness": 1.0,
-         "abstention_correct": 1.0, "false_abstention": 1.0, "latency_total_ms": None}
 TINY = {"max_steps": 2, "batch_size": 1, "max_seq_len": 96, "lora_r": 4, "lora_alpha": 8,
         "target_modules": ["q_proj", "v_proj"]}
 
@@ -48,26 +43,8 @@ TINY = {"max_steps": 2, "batch_size": 1, "max_seq_len": 96, "lora_r": 4, "lora_a
 @pytest.fixture(scope="module")
 def facts(stack, workers):
     prefix = unique_prefix("loop")
-    docs = corpus(prefix)
-    stack.publish(docs)
-    stack.wait_indexed({d.doc_id: 1 for d in docs})
+    indexed_corpus(stack, prefix)
     return prefix
-
-
-@pytest.fixture(scope="module")
-def recorder(stack):
-    running = Workers(stack, {}, names=("audit",))
-    running.start_all()
-    yield running
-    running.stop_all()
-
-
-def _console_as(principal: Principal) -> TestClient:
-    client = TestClient(create_app(get_settings(), ConsoleSettings()), follow_redirects=False)
-    token = csrf_of(client.get("/login").text)
-    assert client.post("/login", data={"credential": key_for(principal),
-                                       "csrf": token}).status_code == 303
-    return client
 
 
 def _ask(gateway_url: str, prefix: str, model: str = "customllm") -> dict:
@@ -92,7 +69,8 @@ def _policy_env(adapter: str, prefix: str, testset: str) -> dict[str, str]:
         "CUSTOMLLM_FINETUNE_AUTO_HYPERPARAMETERS": json.dumps(TINY),
         "CUSTOMLLM_FINETUNE_AUTO_TESTSET": testset,
         "CUSTOMLLM_FINETUNE_AUTO_EVALUATION": json.dumps(
-            {"tolerances": LOOSE, "max_tokens": 8, "doc_id_prefix": prefix, "n_boot": 200}),
+            {"tolerances": LOOSE_TOLERANCES, "max_tokens": 8, "doc_id_prefix": prefix,
+             "n_boot": 200}),
     }
 
 
@@ -106,16 +84,12 @@ def test_wrong_answer_feedback_review_automatic_job_gate_promotion_next_answer(
                                  "IS NOT NULL", r=rid), 60, what="the answer's audit record")
 
     # 2. The asker says it is wrong and what it should have said.
-    feedback = httpx.post(f"{gateway_url}/v1/feedback", headers=bearer(ASKER), timeout=30,
-                          json={"request_id": rid, "rating": -1, "correction": CORRECTION})
-    assert feedback.status_code == 202, feedback.text
-    candidate = wait_for(lambda: stack.query(
-        "SELECT example_id, review_status, source, tags FROM sft_examples "
-        "WHERE lineage->>'request_id' = :r", r=rid), 120, what="the candidate example")[0]
+    correct(gateway_url, ASKER, rid, CORRECTION)
+    candidate = candidate_of(stack, rid)
     assert candidate.review_status == "pending" and "correction" in candidate.tags
 
     # 3. An SME approves it in the console's review queue.
-    sme = _console_as(SME)
+    sme = console_as(SME)
     queue = sme.get("/review?source=feedback")
     assert candidate.example_id[:12] in queue.text
     approved = sme.post(f"/review/{candidate.example_id}",  # as htmx posts the row's form
@@ -130,11 +104,8 @@ def test_wrong_answer_feedback_review_automatic_job_gate_promotion_next_answer(
     #    against the served version (the base: nothing of this name is promoted) and promoted.
     adapter = f"loop{uuid.uuid4().hex[:6]}"
     testset = tmp_path / "gate.jsonl"
-    testset.write_text("".join(json.dumps(case) + "\n" for case in [
-        {"id": "garden", "question": "What grows in the Lisbon rooftop garden?",
-         "answers": ["tomatoes, basil and lemon trees"], "gold_doc_ids": [f"{facts}garden"]},
-        {"id": "reactor", "question": "Who designed the Zorblax reactor?",
-         "answers": ["Miriam Okafor"], "gold_doc_ids": [f"{facts}reactor"]}]))
+    testset.write_text("".join(json.dumps(case) + "\n"
+                               for case in two_question_gate(facts).cases))
     worker = Workers(stack, _policy_env(adapter, facts, str(testset)), names=("finetune",))
     worker.start_all()
     try:
@@ -164,7 +135,7 @@ def test_wrong_answer_feedback_review_automatic_job_gate_promotion_next_answer(
         assert version is not None and version.ref == f"{adapter}@v1"
 
         # 5. Each decision in the console: the automatic job, why, the gate, the promotion.
-        viewer = _console_as(ASKER)
+        viewer = console_as(ASKER)
         listing = viewer.get("/adapters").text
         assert f'data-job="{job_id}"' in listing and "reached the threshold of 1" in listing
         page = viewer.get(f"/adapters/jobs/{job_id}").text

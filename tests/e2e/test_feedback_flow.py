@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from services.common.config import get_settings
 from services.common.events import Principal
-from services.console.app import create_app
-from services.console.config import ConsoleSettings
-from tests.integration.console.conftest import STEWARD, csrf_of
-from tests.support.corpus import corpus
+from tests.integration.console.conftest import STEWARD
+from tests.support.console_client import console_as
+from tests.support.corpus import indexed_corpus
 from tests.support.documents import unique_prefix
-from tests.support.keys import bearer, key_for
-from tests.support.stack import Workers, wait_for
+from tests.support.feedback import candidate_of, correct
+from tests.support.keys import bearer
+from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.e2e
 ASKER = Principal(id="fiona-feedback", groups=["employees"], clearance="internal")
@@ -26,26 +24,8 @@ ASKER = Principal(id="fiona-feedback", groups=["employees"], clearance="internal
 @pytest.fixture(scope="module")
 def facts(stack, workers):
     prefix = unique_prefix("feedback")
-    docs = corpus(prefix)
-    stack.publish(docs)
-    stack.wait_indexed({d.doc_id: 1 for d in docs})
+    indexed_corpus(stack, prefix)
     return prefix
-
-
-@pytest.fixture(scope="module")
-def recorder(stack):
-    running = Workers(stack, {}, names=("audit",))
-    running.start_all()
-    yield running
-    running.stop_all()
-
-
-def _console_as(principal: Principal) -> TestClient:
-    client = TestClient(create_app(get_settings(), ConsoleSettings()), follow_redirects=False)
-    token = csrf_of(client.get("/login").text)
-    assert client.post("/login", data={"credential": key_for(principal),
-                                       "csrf": token}).status_code == 303
-    return client
 
 
 def test_a_corrected_real_answer_reaches_the_audit_the_review_queue_and_the_console(
@@ -72,21 +52,12 @@ def test_a_corrected_real_answer_reaches_the_audit_the_review_queue_and_the_cons
         "SELECT DISTINCT stage FROM guardrail_decisions WHERE request_id = :r", r=rid)}
     assert {"input", "output"} <= stages
 
-    feedback = httpx.post(f"{gateway_url}/v1/feedback", headers=bearer(ASKER), timeout=30,
-                          json={"request_id": rid, "rating": -1,
-                                "correction": "Tomatoes and lemon trees grow there."})
-    assert feedback.status_code == 202, feedback.text
-
-    def candidate() -> list:
-        return stack.query("SELECT example_id, review_status, messages, privacy_class FROM "
-                           "sft_examples WHERE lineage->>'request_id' = :r", r=rid)
-
-    wait_for(candidate, 120, what="the candidate example")
-    (example,) = candidate()
+    correct(gateway_url, ASKER, rid, "Tomatoes and lemon trees grow there.")
+    example = candidate_of(stack, rid)
     assert example.review_status == "pending"
     assert example.messages[1]["content"] == "Tomatoes and lemon trees grow there."
 
-    own = _console_as(ASKER).get(f"/audits/{rid}")
+    own = console_as(ASKER).get(f"/audits/{rid}")
     assert own.status_code == 200 and "Tomatoes and lemon trees grow there." in own.text
-    queue = _console_as(STEWARD).get("/review?source=feedback")
+    queue = console_as(STEWARD).get("/review?source=feedback")
     assert example.example_id[:12] in queue.text and f"/audits/{rid}" in queue.text

@@ -25,3 +25,11 @@ def corpus(prefix: str, version: int = 1, **overrides: dict) -> list[DocChange]:
                   **{"privacy_class": "public", **overrides.get(name, {})})
         for name, text in FACTS.items()
     ]
+
+
+def indexed_corpus(stack, prefix: str) -> list[DocChange]:
+    """The corpus under ``prefix``, published and waited for until every chunk is indexed."""
+    docs = corpus(prefix)
+    stack.publish(docs)
+    stack.wait_indexed({d.doc_id: 1 for d in docs})
+    return docs

@@ -8,8 +8,19 @@ import uuid
 from confluent_kafka import Consumer, TopicPartition
 
 from services.common import kafka_auth
-from services.common.events import FinetuneEvent
-from services.common.topics import FINETUNE_EVENTS
+from services.common.events import (
+    FinetuneEvaluation,
+    FinetuneEvent,
+    FinetuneRequest,
+    Principal,
+    RagFilters,
+    RagOptions,
+    RagRequest,
+)
+from services.common.producer import flush, make_producer, send
+from services.common.rpc import new_request_id
+from services.common.topics import FINETUNE_EVENTS, FINETUNE_REQUESTS
+from tests.support.keys import key_for
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 
@@ -36,3 +47,57 @@ def job_events(bootstrap: str, job_id: str, until: set[str] | frozenset[str],
         consumer.close()
     raise AssertionError(f"no {sorted(until)} event for {job_id} in {timeout_s}s; saw "
                          f"{[(e.status, e.message, e.error) for e in found]}")
+
+
+# The gate is the real one, but a two-step adapter cannot be held to real tolerances: these let
+# promotion be decided by the gate's error checks alone.
+LOOSE_TOLERANCES = {"f1": 1.0, "exact_match": 1.0, "hit@5": 1.0, "faithfulness": 1.0,
+                    "abstention_correct": 1.0, "false_abstention": 1.0, "latency_total_ms": None}
+FOUR_PAIRS = [("Who designed the Zorblax reactor?", "Miriam Okafor designed it [1]."),
+              ("When is the reactor inspected?", "In March and in September [1]."),
+              ("What grows in the Lisbon rooftop garden?", "Tomatoes, basil and lemon trees [1]."),
+              ("When are Quillon salaries paid?", "On the twenty-fifth of each month [1].")]
+
+
+def four_example_snapshot(engine, source: str, question_suffix: str = "") -> str:
+    """A supervision snapshot of four approved examples about ``tests.support.corpus``'s facts.
+
+    Examples are unique by content across the session, so a test that needs its own set passes
+    a ``question_suffix``."""
+    from services.finetune import supervision
+    from services.finetune.examples import ChatExample
+
+    for question, answer in FOUR_PAIRS:
+        supervision.add_example(engine, ChatExample(messages=[
+            {"role": "user", "content": question + question_suffix},
+            {"role": "assistant", "content": answer}]),
+            source=source, approved_by="tests", privacy_class="public")
+    return supervision.create_snapshot(engine, sources=[source]).snapshot_id
+
+
+def two_question_gate(prefix: str) -> FinetuneEvaluation:
+    """The gate's evaluation: two questions about the corpus under ``prefix``, short answers."""
+    return FinetuneEvaluation(
+        cases=[{"id": "reactor", "question": "Who designed the Zorblax reactor?",
+                "answers": ["Miriam Okafor"], "gold_doc_ids": [f"{prefix}reactor"]},
+               {"id": "garden", "question": "What grows in the Lisbon rooftop garden?",
+                "answers": ["tomatoes, basil and lemon trees"],
+                "gold_doc_ids": [f"{prefix}garden"]}],
+        tolerances=LOOSE_TOLERANCES, doc_id_prefix=prefix, max_tokens=8, n_boot=200)
+
+
+def submit(bootstrap: str, request: FinetuneRequest) -> None:
+    producer, errors = make_producer(bootstrap, "tests-e2e"), []
+    send(producer, FINETUNE_REQUESTS, request.job_id, request.to_json(), errors=errors)
+    flush(producer, errors)
+
+
+def ask_reactor(reply_client, prefix: str, adapter: str, max_tokens: int = 8):
+    """The reactor question, asked over Kafka with ``adapter`` and no cache, as a reader with
+    every clearance (so only the adapter decides the outcome)."""
+    return reply_client.request(RagRequest(
+        request_id=new_request_id(), reply_to="rag.replies.any",
+        question="Who designed the Zorblax reactor?",
+        credential=key_for(Principal(id="tests", clearance="restricted")),
+        options=RagOptions(adapter=adapter, use_cache=False, max_tokens=max_tokens,
+                           filters=RagFilters(doc_id_prefix=prefix))), 180)

@@ -14,30 +14,21 @@ import uuid
 
 import pytest
 
-from services.common.events import (
-    FinetuneDataset,
-    FinetuneEvaluation,
-    FinetuneRequest,
-    Principal,
-    RagFilters,
-    RagOptions,
-    RagRequest,
-)
-from services.common.producer import flush, make_producer, send
-from services.common.rpc import new_request_id
-from services.common.topics import FINETUNE_REQUESTS
+from services.common.events import FinetuneDataset, FinetuneRequest
 from services.finetune import registry
-from tests.support.corpus import corpus
+from tests.support.corpus import indexed_corpus
 from tests.support.documents import unique_prefix
-from tests.support.finetune import TERMINAL, job_events
-from tests.support.keys import key_for
+from tests.support.finetune import (
+    TERMINAL,
+    ask_reactor,
+    four_example_snapshot,
+    job_events,
+    submit,
+    two_question_gate,
+)
 from tests.support.stack import Workers
 
 pytestmark = pytest.mark.e2e
-
-LOOSE = {"f1": 1.0, "exact_match": 1.0, "hit@5": 1.0, "faithfulness": 1.0,
-         "abstention_correct": 1.0, "false_abstention": 1.0, "latency_total_ms": None}
-
 
 @pytest.fixture(scope="module")
 def finetune_worker(stack, query_workers):
@@ -50,45 +41,19 @@ def finetune_worker(stack, query_workers):
     running.stop_all()
 
 
-def _snapshot(stack, prefix: str) -> str:
-    from services.finetune import supervision
-    from services.finetune.examples import ChatExample
-
-    source = f"tests-e2e-full-{prefix}"
-    pairs = [("Who designed the Zorblax reactor?", "Miriam Okafor designed it [1]."),
-             ("When is the reactor inspected?", "In March and in September [1]."),
-             ("What grows in the Lisbon rooftop garden?", "Tomatoes, basil and lemon trees [1]."),
-             ("When are Quillon salaries paid?", "On the twenty-fifth of each month [1].")]
-    for question, answer in pairs:  # examples are unique by content across the session
-        supervision.add_example(stack.engine, ChatExample(messages=[
-            {"role": "user", "content": f"{question} ({prefix})"},
-            {"role": "assistant", "content": answer}]),
-            source=source, approved_by="tests", privacy_class="public")
-    return supervision.create_snapshot(stack.engine, sources=[source]).snapshot_id
-
-
 def test_a_full_fine_tune_is_gated_promoted_and_served_by_name(stack, finetune_worker,
                                                                 reply_client):
     prefix = unique_prefix("ftfull")
-    docs = corpus(prefix)
-    stack.publish(docs)
-    stack.wait_indexed({d.doc_id: 1 for d in docs})
+    indexed_corpus(stack, prefix)
     name = f"whole{uuid.uuid4().hex[:6]}"
     request = FinetuneRequest(
         job_id=f"ft-e2e-full-{uuid.uuid4().hex[:8]}", adapter_name=name, method="full",
-        dataset=FinetuneDataset(snapshot_id=_snapshot(stack, prefix)),
+        dataset=FinetuneDataset(snapshot_id=four_example_snapshot(
+            stack.engine, f"tests-e2e-full-{prefix}", question_suffix=f" ({prefix})")),
         hyperparameters={"max_steps": 2, "batch_size": 2, "max_seq_len": 96,
                          "save_steps": 1000},
-        evaluation=FinetuneEvaluation(
-            cases=[{"id": "reactor", "question": "Who designed the Zorblax reactor?",
-                    "answers": ["Miriam Okafor"], "gold_doc_ids": [f"{prefix}reactor"]},
-                   {"id": "garden", "question": "What grows in the Lisbon rooftop garden?",
-                    "answers": ["tomatoes, basil and lemon trees"],
-                    "gold_doc_ids": [f"{prefix}garden"]}],
-            tolerances=LOOSE, doc_id_prefix=prefix, max_tokens=8, n_boot=200))
-    producer, errors = make_producer(stack.settings.kafka_bootstrap, "tests-e2e"), []
-    send(producer, FINETUNE_REQUESTS, request.job_id, request.to_json(), errors=errors)
-    flush(producer, errors)
+        evaluation=two_question_gate(prefix))
+    submit(stack.settings.kafka_bootstrap, request)
 
     events = job_events(stack.settings.kafka_bootstrap, request.job_id, TERMINAL, 900)
     done = events[-1]
@@ -107,22 +72,12 @@ def test_a_full_fine_tune_is_gated_promoted_and_served_by_name(stack, finetune_w
     assert [r[0] for r in runs] == [None, f"{name}@v1"]
 
     # Served by name by the running rag worker (no restart), which names the version.
-    reply = reply_client.request(RagRequest(
-        request_id=new_request_id(), reply_to="rag.replies.any",
-        question="Who designed the Zorblax reactor?",
-        credential=key_for(Principal(id="tests", clearance="restricted")),
-        options=RagOptions(adapter=name, use_cache=False, max_tokens=8,
-                           filters=RagFilters(doc_id_prefix=prefix))), 180)
+    reply = ask_reactor(reply_client, prefix, adapter=name)
     assert reply.status == "ok", reply.error
     assert (reply.adapter, reply.adapter_version) == (name, "v1")
 
     # Only promoted versions serve: once retired, its exact version answers no one.
     registry.retire(stack.engine, name, 1,
                     stack.settings.adapters_dir or stack.state / "adapters")
-    refused = reply_client.request(RagRequest(
-        request_id=new_request_id(), reply_to="rag.replies.any",
-        question="Who designed the Zorblax reactor?",
-        credential=key_for(Principal(id="tests", clearance="restricted")),
-        options=RagOptions(adapter=f"{name}@v1", use_cache=False, max_tokens=4,
-                           filters=RagFilters(doc_id_prefix=prefix))), 180)
+    refused = ask_reactor(reply_client, prefix, adapter=f"{name}@v1", max_tokens=4)
     assert refused.status == "error" and "retired" in refused.error, refused

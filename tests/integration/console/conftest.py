@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from fastapi.testclient import TestClient
 
@@ -12,19 +10,13 @@ from services.common.config import get_settings
 from services.common.events import Principal
 from services.console.app import create_app
 from services.console.config import ConsoleSettings
-from tests.support.keys import key_for
+from tests.support.console_client import csrf_of, signed_in
 
 VIEWER = Principal(id="vera-viewer", groups=["employees"], clearance="internal")
 OTHER_VIEWER = Principal(id="otto-viewer", groups=["employees"], clearance="internal")
 SME = Principal(id="sita-sme", groups=["employees", "smes"], clearance="internal")
 STEWARD = Principal(id="stan-steward", groups=["stewards"], clearance="restricted")
-CSRF = re.compile(r'name="csrf" value="([^"]+)"')
-
-
-def csrf_of(html: str) -> str:
-    found = CSRF.search(html)
-    assert found, "no CSRF token on the page"
-    return found.group(1)
+__all__ = ["OTHER_VIEWER", "SME", "STEWARD", "VIEWER", "csrf_of", "post_form"]
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +30,9 @@ def browser(console_app):
     opened: list[TestClient] = []
 
     def open_as(principal: Principal | None) -> TestClient:
-        client = TestClient(console_app, follow_redirects=False)
+        client = (TestClient(console_app, follow_redirects=False) if principal is None
+                  else signed_in(console_app, principal, next_page="/catalog"))
         opened.append(client)
-        if principal is not None:
-            token = csrf_of(client.get("/login").text)
-            response = client.post("/login", data={"credential": key_for(principal),
-                                                   "csrf": token, "next": "/catalog"})
-            assert response.status_code == 303, response.text
         return client
 
     yield open_as
