@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import FastAPI, Form, HTTPException, Request, Response, status
+from fastapi import FastAPI, Form, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 from services.common import identity
 from services.common.config import Settings, get_settings
@@ -125,6 +126,8 @@ def _safe_next(target: str) -> str:
 
 
 def _error_pages(app: FastAPI) -> None:
+    # Starlette's class, not FastAPI's subclass: the router's own 404 and 405 (no such page,
+    # wrong method) are raised as Starlette's and must get the same HTML page as the handlers'.
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         if exc.status_code == status.HTTP_303_SEE_OTHER and exc.headers:

@@ -65,6 +65,13 @@ def test_every_kind_of_response_carries_the_security_headers(client):
             assert response.headers.get(name) == value, (kind, name)
 
 
+def test_an_unknown_page_or_method_gets_the_console_error_page_not_json(client):
+    for response, code in [(client.get("/no-such-page"), 404), (client.put("/login"), 405)]:
+        assert response.status_code == code
+        assert response.headers["content-type"].startswith("text/html")
+        assert f"<title>{code} · customllm</title>" in response.text
+
+
 def test_static_files_are_served_without_a_login(client):
     css = client.get("/static/console.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
