@@ -16,6 +16,7 @@ from services.cli import (
     ops_cmds,
     publish,
     reconcile_cmd,
+    retrain_cmd,
     security_cmds,
     source_cmds,
     stack_cmds,
@@ -47,6 +48,7 @@ app.add_typer(eval_cmds.app, name="eval")
 app.add_typer(index_cmds.app, name="index")
 app.add_typer(guardrails_cmds.app, name="guardrails")
 app.add_typer(examples_cmds.app, name="examples")
+finetune_cmds.finetune_app.command("policy")(retrain_cmd.policy)
 app.add_typer(finetune_cmds.finetune_app, name="finetune")
 app.add_typer(finetune_cmds.adapters_app, name="adapters")
 
