@@ -1,4 +1,4 @@
-"""Answers benchmark: free generation (the baseline) beside answers constrained to the evidence.
+"""Answers benchmark: the base model and the shipped answer adapter, free and constrained.
 
     .venv/bin/python -m benchmarks.answers \
         --squad ../shared/datasets/squad_v11_train_11articles.json \
@@ -9,11 +9,19 @@ makes in its generation stage), not through Kafka and Postgres: on two shared co
 and the database would only add noise to a generation benchmark. Retrieval top 3 is simulated
 (``benchmarks.answers_data``): the question's own paragraph and two others of its article.
 
-1. **Calibration** (calibration articles only): constrained answers without the abstention
-   check; the "don't know" margin is chosen there (:func:`calibrate`) and nowhere else.
-2. **Held out** (other articles), same questions for every mode, in one run: the base model
-   generating freely with the v1 prompt (the baseline), the base model constrained, and the
-   constrained model with the calibrated abstention check. torch uses one thread.
+Articles are split as the adapter's training split (``services.finetune.answer_data.SPLIT``):
+nothing here is from a training article. In one run:
+
+1. **Calibration** (calibration articles only): the adapter under the constraint; the "don't
+   know" margin on its own first-step scores is chosen there (:func:`calibrate`), nowhere else.
+2. **Held out** (other articles), the same questions for every mode: the base model generating
+   freely with the v1 prompt (the baseline), the base model constrained (full prompt, "N/A"
+   prior), the adapter generating freely on its compact prompt, the adapter constrained, and
+   the adapter constrained with the calibrated abstention check (the served default).
+
+``--gate`` writes the adapter's gate record (``gate.json``: held-out figures, the calibrated
+margin, passed = the adapter + constraint beats the base + constraint on F1 and EM) beside the
+shipped weights; the serving default reads its margin from there.
 """
 
 from __future__ import annotations
@@ -23,18 +31,20 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.answers_data import Case, load_cases, split
-from benchmarks.answers_report import summarize, write_plot, write_table
+from benchmarks.answers_data import Case, load_cases, split_named
+from benchmarks.answers_report import GOALS, summarize, write_plot, write_table
 
 OUT = Path("docs/benchmarks")
 BASELINE_MAX_TOKENS = 64  # as in the README's earlier evaluation; 256 would loop for minutes
 FALSE_NO_ANSWER_BUDGET = 0.10
+ADAPTER = "answers"
 
 logger = logging.getLogger(__name__)
 
@@ -53,20 +63,30 @@ class Outcome:
 
 
 async def run_case(backend: Any, case: Case, mode: str, template: Any) -> Outcome:
-    """One question through the local backend: "free" (v1 prompt) or "extractive"."""
+    """One question through the local backend in ``mode``: "free" (base, v1 prompt),
+    "extractive" (the backend's extractive path: the base, or the adapter when the backend
+    serves one) or "adapter_free" (the adapter on its compact prompt, unconstrained)."""
     from services.common.generation.base import Extractive, GenerationRequest
+    from services.common.generation.evidence_prompt import compact_messages, compact_passages
     from services.common.prompting.prompts import load_template, render
     from services.rag.answer_mode import EXTRACTIVE_MAX_TOKENS
 
-    extractive = mode == "extractive"
-    prompt_template = template if extractive else load_template("default", 1)
-    messages = render(prompt_template, case.question, case.passages, extractive=extractive)
-    spec = Extractive(passages=tuple((p.n, p.text) for p in case.passages),
-                      no_answer=template.no_answer, abstain_margin=None,
-                      question=case.question) if extractive else None
-    request = GenerationRequest(
-        messages=messages, max_tokens=EXTRACTIVE_MAX_TOKENS if extractive else BASELINE_MAX_TOKENS,
-        extractive=spec)
+    passages = tuple((p.n, p.text) for p in case.passages)
+    if mode == "adapter_free":
+        messages = compact_messages(case.question, compact_passages(case.question, passages),
+                                    template.no_answer)
+        request = GenerationRequest(messages=messages, max_tokens=EXTRACTIVE_MAX_TOKENS,
+                                    adapter=ADAPTER)
+    else:
+        extractive = mode == "extractive"
+        prompt_template = template if extractive else load_template("default", 1)
+        messages = render(prompt_template, case.question, case.passages, extractive=extractive)
+        spec = Extractive(passages=passages, no_answer=template.no_answer, abstain_margin=None,
+                          question=case.question) if extractive else None
+        request = GenerationRequest(
+            messages=messages,
+            max_tokens=EXTRACTIVE_MAX_TOKENS if extractive else BASELINE_MAX_TOKENS,
+            extractive=spec)
     started = time.perf_counter()
     result = await backend.generate(request)
     return Outcome(case.qid, case.answerable, case.answers, case.gold_n, result.text.strip(),
@@ -125,10 +145,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--squad", type=Path, required=True)
     parser.add_argument("--unanswerable", type=Path, required=True)
-    parser.add_argument("--calibration", type=int, nargs=2, default=(40, 40),
+    parser.add_argument("--calibration", type=int, nargs=2, default=(40, 30),
                         metavar=("ANSWERABLE", "UNANSWERABLE"))
-    parser.add_argument("--held-out", type=int, nargs=2, default=(100, 50),
+    parser.add_argument("--held-out", type=int, nargs=2, default=(50, 25),
                         metavar=("ANSWERABLE", "UNANSWERABLE"))
+    parser.add_argument("--adapter-dir", type=Path, default=None,
+                        help="the adapter to measure (default: the shipped one)")
+    parser.add_argument("--gate", action="store_true",
+                        help="write gate.json beside the adapter (the shipped default's gate)")
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
@@ -137,60 +162,105 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 async def _run(args: argparse.Namespace) -> None:
+    import tempfile
+
     import torch
 
     from services.common.config import Settings
+    from services.common.generation.answer_adapter import SHIPPED_DIR, AnswerAdapter
     from services.common.generation.local_backend import LocalBackend
     from services.common.generation.local_engine import LocalEngine
     from services.common.prompting.prompts import load_template
+    from services.finetune.answer_data import SPLIT
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
+    adapter_dir = args.adapter_dir or SHIPPED_DIR
     answerable = load_cases(args.squad, unanswerable=False, seed=args.seed)
     unanswerable = load_cases(args.unanswerable, unanswerable=True, seed=args.seed)
-    cal_a, held_a = split(answerable, 3, (args.calibration[0], args.held_out[0]), args.seed)
-    cal_u, held_u = split(unanswerable, 2, (args.calibration[1], args.held_out[1]), args.seed)
-    engine = LocalEngine.from_settings(Settings())
-    backend = LocalBackend(engine)
+    cal_a, held_a = split_named(answerable, SPLIT["squad_v11"]["calibration"],
+                                SPLIT["squad_v11"]["heldout"],
+                                (args.calibration[0], args.held_out[0]), args.seed)
+    cal_u, held_u = split_named(unanswerable, SPLIT["squad_v2"]["calibration"],
+                                SPLIT["squad_v2"]["heldout"],
+                                (args.calibration[1], args.held_out[1]), args.seed)
+    library = Path(tempfile.mkdtemp(prefix="customllm-answers-"))
+    shutil.copytree(adapter_dir, library / ADAPTER)  # a folder placed by hand: served by name
+    engine = LocalEngine.from_settings(Settings(adapters_dir=library))
+    base = LocalBackend(engine)
+    tuned = LocalBackend(engine, answer_adapter=AnswerAdapter(ADAPTER, None))
     started = time.perf_counter()
-    backend.warm_up()
+    tuned.warm_up()
     warm_s = time.perf_counter() - started
     template = load_template("default")
     args.out.mkdir(parents=True, exist_ok=True)
     progress = args.out / "answers_progress.jsonl"
     progress.write_text("")
-    calibration = await run_all(backend, cal_a + cal_u, "extractive", template, "calibration",
+    calibration = await run_all(tuned, cal_a + cal_u, "extractive", template, "calibration",
                                 progress)
     margin = calibrate(calibration)
     held = held_a + held_u
-    constrained = await run_all(backend, held, "extractive", template, "constrained", progress)
-    free = await run_all(backend, held, "free", template, "free", progress)
+    runs = {
+        "adapter_constrained": await run_all(tuned, held, "extractive", template,
+                                             "adapter_constrained", progress),
+        "adapter_free": await run_all(tuned, held, "adapter_free", template, "adapter_free",
+                                      progress),
+        "constrained": await run_all(base, held, "extractive", template, "constrained",
+                                     progress),
+        "free": await run_all(base, held, "free", template, "free", progress),
+    }
+    no_answer = template.no_answer
     rows = {
-        "base, free generation (baseline)": summarize(free, template.no_answer),
-        "base + constraint": summarize(with_margin(constrained, None, template.no_answer),
-                                       template.no_answer),
-        "base + constraint + abstention check": summarize(
-            with_margin(constrained, margin, template.no_answer), template.no_answer),
+        "base, free generation (baseline)": summarize(runs["free"], no_answer),
+        "base + constraint": summarize(runs["constrained"], no_answer),
+        "adapter, free generation": summarize(runs["adapter_free"], no_answer),
+        "adapter + constraint": summarize(runs["adapter_constrained"], no_answer),
+        "adapter + constraint + abstention (default)": summarize(
+            with_margin(runs["adapter_constrained"], margin, no_answer), no_answer),
     }
     report = {
-        "command": "python -m benchmarks.answers --squad ... --unanswerable ...",
+        "command": "python -m benchmarks.answers --squad ../shared/datasets/squad_v11_train_"
+                   "11articles.json --unanswerable ../shared/datasets/squad_v2_dev_5articles"
+                   f".json --calibration {args.calibration[0]} {args.calibration[1]} "
+                   f"--held-out {args.held_out[0]} {args.held_out[1]}"
+                   + (" --gate" if args.gate else ""),
         "path": "LocalBackend.generate (no Kafka, no Postgres); retrieval top 3 simulated",
-        "threads": 1, "cpu_count": os.cpu_count(), "load_average": os.getloadavg(),
-        "warm_up_s": round(warm_s, 2), "seed": args.seed,
+        "threads": args.threads, "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(), "warm_up_s": round(warm_s, 2), "seed": args.seed,
+        "split": SPLIT,
         "calibration": {"answerable": len(cal_a), "unanswerable": len(cal_u),
-                        "articles": "first 3 (SQuAD 1.1) / first 2 (SQuAD 2.0) by title",
                         "margin": margin,
-                        "rows": summarize(with_margin(calibration, margin, template.no_answer),
-                                          template.no_answer)},
+                        "rows": summarize(with_margin(calibration, margin, no_answer),
+                                          no_answer)},
         "held_out": {"answerable": len(held_a), "unanswerable": len(held_u)},
         "baseline_max_tokens": BASELINE_MAX_TOKENS,
+        "goals": GOALS,
         "rows": rows,
-        "outcomes": {"free": [asdict(o) for o in free],
-                     "constrained": [asdict(o) for o in constrained]},
+        "outcomes": {mode: [asdict(o) for o in outcomes] for mode, outcomes in runs.items()},
     }
     (args.out / "answers.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
     write_plot(rows, args.out / "answers.png")
+    table = write_table(rows, margin)
+    (args.out / "answers_table.md").write_text(table + "\n")
+    if args.gate:
+        write_gate(adapter_dir, rows, margin, report)
     progress.unlink()  # everything it held is in answers.json now
-    logger.warning("\n%s", write_table(rows, margin))
+    shutil.rmtree(library, ignore_errors=True)
+    logger.warning("\n%s", table)
+
+
+def write_gate(adapter_dir: Path, rows: dict[str, dict[str, float]], margin: float,
+               report: dict[str, Any]) -> None:
+    """The adapter's gate: it becomes the served default only if, on the held-out articles,
+    the adapter + constraint beats the base + constraint on both F1 and EM."""
+    base, tuned = rows["base + constraint"], rows["adapter + constraint"]
+    served = rows["adapter + constraint + abstention (default)"]
+    gate = {"passed": tuned["token_f1"] > base["token_f1"]
+            and tuned["exact_match"] > base["exact_match"],
+            "rule": "adapter + constraint beats base + constraint on held-out F1 and EM",
+            "abstain_margin": margin, "metrics": served,
+            "compared": {"base + constraint": base, "adapter + constraint": tuned},
+            "held_out": report["held_out"], "command": report["command"]}
+    (adapter_dir / "gate.json").write_text(json.dumps(gate, indent=1))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,18 @@ def _case(rng: random.Random, title: str, paragraphs: list[dict], index: int, qa
     return Case(qid=qa["id"], article=title, question=qa["question"],
                 answers=() if qa.get("is_impossible") else answers, passages=items,
                 gold_n=chosen.index(index) + 1)
+
+
+def split_named(by_article: dict[str, list[Case]], calibration: Sequence[str],
+                heldout: Sequence[str], per_part: tuple[int, int],
+                seed: int) -> tuple[list[Case], list[Case]]:
+    """(calibration, held_out) from the named articles (the answer adapter's split,
+    ``services.finetune.answer_data.SPLIT``: its training articles are in neither part)."""
+    rng = random.Random(seed)
+    cal = [c for t in sorted(calibration) for c in by_article.get(t, [])]
+    held = [c for t in sorted(heldout) for c in by_article.get(t, [])]
+    return (rng.sample(cal, min(per_part[0], len(cal))),
+            rng.sample(held, min(per_part[1], len(held))))
 
 
 def split(by_article: dict[str, list[Case]], calibration_articles: int, per_part: tuple[int, int],

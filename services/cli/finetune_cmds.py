@@ -412,3 +412,22 @@ def adapters_show(ref: str = typer.Argument(..., help="NAME (promoted or newest)
     for stack, line in cards.serving_lines(version.ref, version.name, version.path,
                                            version.base_model, version.kind).items():
         typer.echo(f"# {stack}\n{line}")
+
+
+@finetune_app.command("build-default")
+def build_default(
+    squad: Path = typer.Option(..., "--squad", exists=True, dir_okay=False,
+                               help="SQuAD 1.1 file (squad_v11_train_11articles.json)."),
+    squad2: Path = typer.Option(..., "--squad2", exists=True, dir_okay=False,
+                                help="SQuAD 2.0 file (squad_v2_dev_5articles.json)."),
+    out: Path | None = typer.Option(None, help="Folder to write (default: the shipped one)."),
+) -> None:
+    """Rebuild the shipped answer adapter (data, seeded LoRA training, data card); then run
+    `python -m benchmarks.answers ... --gate` to measure it and write its gate."""
+    from services.finetune import default_adapter
+
+    target = out or default_adapter.SHIPPED_DIR / default_adapter.ADAPTER_NAME
+    card = default_adapter.build_default(target, squad, squad2)
+    console.print(f"built {target}: {card['counts']['total']} examples, "
+                  f"{card['training']['steps']} steps, final loss "
+                  f"{card['training']['final_loss']}")

@@ -21,6 +21,11 @@ from services.common.generation.base import Extractive
 from services.common.generation.constrained import ConstrainedLogits, continuation_logprobs
 from services.common.generation.engine_types import GenerationHooks, RawCompletion, SamplingParams
 from services.common.generation.evidence import Fixed, cited
+from services.common.generation.evidence_prompt import (
+    FOCUS_SENTENCES,
+    compact_messages,
+    compact_passages,
+)
 from services.common.generation.evidence_tokens import build_constraint
 from services.common.generation.local_engine import LocalEngine
 from services.common.generation.prior import StartPrior, null_messages
@@ -55,19 +60,31 @@ class _Run:
 
 async def answer_extractive(engine: LocalEngine, messages: Sequence[dict[str, str]],
                             spec: Extractive, max_new_tokens: int,
-                            adapter: str | None = None) -> ExtractiveAnswer:
-    """Generate the constrained answer and decide between it and "don't know"."""
+                            adapter: str | None = None, *,
+                            compact: bool = False) -> ExtractiveAnswer:
+    """Generate the constrained answer and decide between it and "don't know".
+
+    ``compact``: ask on the answer adapter's short prompt (the sentences about the question,
+    :mod:`evidence_prompt`) instead of ``messages``, without the "N/A" prior (the adapter was
+    trained without it); the constraint is built over the same sentences."""
     import asyncio
 
+    passages = spec.passages
+    focus_sentences = 2
+    prior_weight = spec.prior_weight
+    if compact and spec.question and spec.passages:
+        passages = compact_passages(spec.question, spec.passages)
+        messages = compact_messages(spec.question, passages, spec.no_answer)
+        focus_sentences, prior_weight = FOCUS_SENTENCES, 0.0
     prompt = await asyncio.to_thread(engine.chat_prompt, messages)
     prompt_ids = await asyncio.to_thread(engine.encode, prompt)
     constraint = await asyncio.to_thread(
-        build_constraint, engine.tokenizer, spec.passages, spec.no_answer, engine.end_ids,
-        spec.max_span_tokens, spec.question)
-    run = _Run(ConstrainedLogits(constraint, len(prompt_ids), prior_weight=spec.prior_weight),
+        build_constraint, engine.tokenizer, passages, spec.no_answer, engine.end_ids,
+        spec.max_span_tokens, spec.question, focus_sentences)
+    run = _Run(ConstrainedLogits(constraint, len(prompt_ids), prior_weight=prior_weight),
                constraint.no_answer)
     prepare = None
-    nulls = null_messages(messages, spec.question) if spec.prior_weight and spec.question \
+    nulls = null_messages(messages, spec.question) if prior_weight and spec.question \
         else None
     if nulls is not None:
         null_ids = await asyncio.to_thread(engine.encode,
@@ -84,7 +101,11 @@ def decide(run: _Run, completion: RawCompletion, spec: Extractive) -> Extractive
     """The span, or "don't know" when the model wrote it or prefers it by the margin."""
     processor = run.processor
     if _wrote_no_answer(processor):
-        return ExtractiveAnswer(spec.no_answer, True, completion, {"chose_no_answer": 1.0})
+        scores = {"chose_no_answer": 1.0}
+        choice = _choice_margin(processor, run.no_answer)
+        if choice is not None:
+            scores["decision"] = choice
+        return ExtractiveAnswer(spec.no_answer, True, completion, scores)
     span = _span_logprobs(processor)
     scores = {"span_first": span[0] if span else 0.0,
               "span_mean": sum(span) / len(span) if span else 0.0,

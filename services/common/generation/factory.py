@@ -14,10 +14,14 @@ def backend_from_settings(settings: Settings) -> GenerationBackend:
     """The configured backend, not yet warmed up (call ``warm_up`` before serving)."""
     kind = settings.generation_backend
     if kind == "local":
+        from services.common.generation import answer_adapter
         from services.common.generation.local_backend import LocalBackend
         from services.common.generation.local_engine import shared_engine
 
-        return LocalBackend(shared_engine(settings), timeout_s=settings.generation_timeout_s)
+        adapter = answer_adapter.from_settings()
+        install = (lambda: answer_adapter.install_from_settings(settings)) if adapter else None
+        return LocalBackend(shared_engine(settings), timeout_s=settings.generation_timeout_s,
+                            answer_adapter=adapter, install=install)
     if kind == "tgi":
         from services.common.generation.tgi_backend import TgiBackend
 

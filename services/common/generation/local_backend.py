@@ -3,31 +3,65 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Callable
 
-from services.common.generation.base import GenerationError, GenerationRequest, GenerationResult
+from services.common.generation.answer_adapter import AnswerAdapter
+from services.common.generation.base import (
+    GenerationError,
+    GenerationRequest,
+    GenerationResult,
+    UnknownAdapter,
+)
 from services.common.generation.engine_types import SamplingParams
 from services.common.generation.local_engine import LocalEngine
+from services.common.logs import log
+
+logger = logging.getLogger(__name__)
 
 
 class LocalBackend:
     """Chat completions from the local engine. ``timeout_s`` bounds a whole ``generate`` call,
     waiting for the model included; on expiry the generation is stopped, not left running.
-    ``stream`` has no deadline: its consumer decides, and leaving the loop stops generation."""
+    ``stream`` has no deadline: its consumer decides, and leaving the loop stops generation.
+
+    ``answer_adapter``: extractive requests that name no adapter are answered by it on its
+    compact prompt (:mod:`services.common.generation.answer_adapter`), when the adapters
+    directory serves it; otherwise by the base model under the constraint. ``install`` runs at
+    warm-up (registers and promotes the shipped adapter)."""
 
     name = "local"
     constrains = True  # honours GenerationRequest.extractive
 
-    def __init__(self, engine: LocalEngine, timeout_s: float | None = None) -> None:
+    def __init__(self, engine: LocalEngine, timeout_s: float | None = None,
+                 answer_adapter: AnswerAdapter | None = None,
+                 install: Callable[[], object] | None = None) -> None:
         self.engine = engine
         self.timeout_s = timeout_s
+        self.answer_adapter = answer_adapter
+        self.install = install
 
     def warm_up(self) -> None:
-        """Load the model and run one tiny generation: the first call into torch pays for
-        allocating and tuning its kernels, which the first user question should not."""
+        """Load the model (and the answer adapter) and run one tiny generation: the first call
+        into torch pays for allocating and tuning its kernels, which the first user question
+        should not."""
+        if self.install is not None:
+            self.install()
         self.engine.load()
+        adapter = self.default_adapter()
         self.engine.generate_chat([{"role": "user", "content": "Hi"}],
-                                  SamplingParams(max_new_tokens=2))
+                                  SamplingParams(max_new_tokens=2), adapter)
+
+    def default_adapter(self) -> str | None:
+        """The answer adapter's name when the adapters directory serves it, else None."""
+        if self.answer_adapter is None:
+            return None
+        try:
+            self.engine.adapters.resolve(self.answer_adapter.name)
+        except UnknownAdapter:
+            return None
+        return self.answer_adapter.name
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         try:
@@ -42,12 +76,28 @@ class LocalBackend:
         if request.extractive is not None:
             from services.common.generation.extractive import answer_extractive
 
-            answer = await answer_extractive(self.engine, request.messages, request.extractive,
-                                             request.max_tokens, request.adapter)
+            spec, adapter, compact = request.extractive, request.adapter, False
+            if adapter is None and self.answer_adapter is not None:
+                adapter = await asyncio.to_thread(self.default_adapter)
+                if adapter is not None:
+                    compact = True
+                    spec = dataclasses.replace(
+                        spec, abstain_margin=self.answer_adapter.abstain_margin)
+            try:
+                answer = await answer_extractive(self.engine, request.messages, spec,
+                                                 request.max_tokens, adapter, compact=compact)
+            except GenerationError as exc:
+                if not compact:
+                    raise
+                log(logger, logging.WARNING, "answer adapter failed; base model answers",
+                    adapter=adapter, error=str(exc)[:300])
+                adapter, compact = None, False
+                answer = await answer_extractive(self.engine, request.messages,
+                                                 request.extractive, request.max_tokens)
             return GenerationResult(
                 text=answer.text, prompt_tokens=len(answer.completion.prompt_ids),
                 completion_tokens=answer.completion.completion_tokens,
-                model=self.engine.model_id, adapter=request.adapter, finish_reason="stop",
+                model=self.engine.model_id, adapter=adapter, finish_reason="stop",
                 abstained=answer.abstained, scores=answer.scores)
         params = SamplingParams.chat(request.max_tokens, request.temperature, request.stop)
         completion = await self.engine.agenerate_chat(request.messages, params, request.adapter)

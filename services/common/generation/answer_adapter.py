@@ -1,0 +1,164 @@
+"""The shipped answer adapter: served by default for extractive answers of the local engine.
+
+The adapter (``shipped/answers/``, built by ``customllm finetune build-default``, see
+:mod:`services.finetune.default_adapter`) was trained on the compact prompt
+(:mod:`evidence_prompt`) to copy the answer and cite it, or to say the "don't know" text. When a
+request asks for no adapter and its answer is extractive, the local backend answers with it;
+a request that names an adapter gets that one (on the full prompt, as before), and free
+generation never uses it (it was trained for one format only).
+
+At worker start it is registered in the adapter registry as a version of ``answers`` and, when
+its gate passed and no version of that name is promoted yet, promoted: so it shows in the
+console and the CLI like any trained version, a person can retire it or promote a retrained
+one, and the start never undoes that (registration is keyed by the weights' hash, so restarts
+add nothing). Without the registry (no database), nothing is served by that name and answers
+come from the base model under the constraint.
+
+Settings (environment): ``CUSTOMLLM_ANSWER_ADAPTER_ENABLED`` (default true; false serves the
+base model under the constraint), ``CUSTOMLLM_ANSWER_ADAPTER_NAME`` (the registry name served,
+default ``answers``), ``CUSTOMLLM_ANSWER_ADAPTER_ABSTAIN_MARGIN`` (the "don't know" threshold
+on the adapter's own first-step scores; default: the one calibrated with the shipped adapter,
+recorded in ``shipped/answers/gate.json``; ``none`` turns the check off).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.logs import log
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped" / "answers"
+GATE_FILE = "gate.json"
+DATACARD_FILE = "datacard.json"
+WEIGHTS = "adapter_model.safetensors"
+
+logger = logging.getLogger(__name__)
+
+
+def shipped_gate(folder: Path = SHIPPED_DIR) -> dict[str, Any]:
+    """The gate record written by the answers benchmark beside the shipped weights."""
+    try:
+        return json.loads((folder / GATE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+class AnswerAdapterSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CUSTOMLLM_ANSWER_ADAPTER_", extra="ignore")
+
+    enabled: bool = True
+    name: str = "answers"
+    abstain_margin: float | None = None
+    use_calibrated_margin: bool = True  # None above: take gate.json's calibrated margin
+
+    @field_validator("abstain_margin", mode="before")
+    @classmethod
+    def _none(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("none", "off", ""):
+            return None
+        return value
+
+
+@dataclass(frozen=True)
+class AnswerAdapter:
+    """What the local backend needs to answer with the adapter."""
+
+    name: str
+    abstain_margin: float | None
+
+
+def from_settings(settings: AnswerAdapterSettings | None = None) -> AnswerAdapter | None:
+    settings = settings or AnswerAdapterSettings()
+    if not settings.enabled:
+        return None
+    margin = settings.abstain_margin
+    if margin is None and settings.use_calibrated_margin and "abstain_margin" not in \
+            settings.model_fields_set:
+        value = shipped_gate().get("abstain_margin")
+        margin = float(value) if isinstance(value, int | float) else None
+    return AnswerAdapter(settings.name, margin)
+
+
+def weights_hash(folder: Path = SHIPPED_DIR) -> str:
+    return hashlib.sha256((folder / WEIGHTS).read_bytes()).hexdigest()
+
+
+def install(db: Any, adapters_dir: Path, name: str = "answers", base_model: str = "",
+            folder: Path = SHIPPED_DIR) -> str:
+    """Register the shipped adapter as a version of ``name`` (once per weights) and promote it
+    when its gate passed and nothing of that name is promoted. Returns what happened."""
+    from services.common import adapter_registry as registry
+
+    if not (folder / WEIGHTS).is_file():
+        return "absent"
+    gate = shipped_gate(folder)
+    card = _card(folder)
+    job_id = f"shipped-{name}-{weights_hash(folder)[:16]}"
+    version = registry.register(
+        db, name=name, source_dir=folder, adapters_dir=adapters_dir,
+        base_model=base_model or card.get("base_model", ""), method="lora", job_id=job_id,
+        snapshot_id=None, dataset_hash=_data_hash(card),
+        hyperparameters=card.get("training", {}))
+    if not version.gate:
+        registry.record_evaluation(db, name, version.version, gate.get("metrics", {}),
+                                   {"passed": bool(gate.get("passed")), **gate},
+                                   _card_markdown(card, gate))
+    if registry.promoted(db, name) is not None or version.status != "candidate":
+        return f"registered {version.ref} ({version.status})"
+    if not gate.get("passed"):
+        return f"registered {version.ref} (gate not passed: not promoted)"
+    registry.promote(db, name, version.version, adapters_dir)
+    return f"promoted {version.ref}"
+
+
+def install_from_settings(settings: Any) -> str:
+    """:func:`install` against the configured database and adapters directory; a database
+    that cannot be reached is logged, not raised (the base model still answers)."""
+    from services.common.db import make_engine
+
+    adapters_dir = settings.adapters_dir or settings.state_path / "adapters"
+    answer = AnswerAdapterSettings()
+    try:
+        db = make_engine(settings.sqlalchemy_url, pool_size=1)
+        try:
+            outcome = install(db, adapters_dir, answer.name, settings.local_model_id)
+        finally:
+            db.dispose()
+    except Exception as exc:  # noqa: BLE001 - serving must start without the registry
+        outcome = f"not installed: {type(exc).__name__}: {str(exc)[:200]}"
+    log(logger, logging.INFO, "answer adapter", outcome=outcome)
+    return outcome
+
+
+def _card(folder: Path) -> dict[str, Any]:
+    try:
+        return json.loads((folder / DATACARD_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _data_hash(card: dict[str, Any]) -> str | None:
+    sources = card.get("sources") or {}
+    joined = "".join(str(s.get("sha256", "")) for s in sources.values())
+    return hashlib.sha256(joined.encode()).hexdigest() if joined else None
+
+
+def _card_markdown(card: dict[str, Any], gate: dict[str, Any]) -> str:
+    counts = card.get("counts", {})
+    lines = [f"# {card.get('adapter', 'answers')} (shipped)", "",
+             f"Base: {card.get('base_model', '?')}. Licence of the data: "
+             f"{card.get('licence', '?')}.", "",
+             f"Split: {card.get('split', '?')}.", "",
+             f"Examples: {counts.get('total', '?')} "
+             f"({json.dumps({k: v for k, v in counts.items() if isinstance(v, dict)})}).", "",
+             f"Gate (held-out articles): {json.dumps(gate.get('metrics', {}))}; "
+             f"passed: {bool(gate.get('passed'))}."]
+    return "\n".join(lines)

@@ -1,0 +1,217 @@
+"""Training examples of the default answer adapter, as token ids, exactly as serving sees them.
+
+An example is a question and three passages of one article (retrieval top 3 simulated: the
+question's paragraph and two others, in a seeded order, as ``benchmarks/answers_data.py``
+does), reduced to the sentences about the question (:mod:`evidence_prompt`), rendered with the
+tokenizer's chat template and encoded the way :class:`LocalEngine` encodes a prompt. The target
+is the token sequence the constrained decoder would have to write: the answer's tokens *as they
+are in the passage* (so the first one keeps its leading space, the way the automaton offers
+it), the passage's marker `` [n]`` and end of turn; or the "don't know" text and end of turn.
+Every answerable target is replayed through the evidence automaton of that very prompt
+(:func:`evidence.walk`), so the adapter is only ever taught answers it can give at serving.
+
+Unanswerable examples come in two kinds: SQuAD 2.0's unanswerable questions (written to look
+answerable from their paragraph) with that paragraph among the three, and SQuAD 1.1 questions
+whose own paragraph is left out (three other paragraphs of the article, none containing the
+answer). Their share is kept moderate: the adapter must learn "don't know" without saying it on
+answerable questions.
+
+Articles are split once, here (:data:`SPLIT`): training articles, calibration articles (the
+abstention threshold is chosen on them) and held-out articles (the benchmark reports on them
+and nothing is tuned there).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from services.common.generation.evidence import Fixed, walk
+from services.common.generation.evidence_prompt import (
+    FOCUS_SENTENCES,
+    compact_messages,
+    compact_passages,
+)
+from services.common.generation.evidence_tokens import build_constraint
+from services.finetune.chat_data import IGNORE_INDEX, TokenizedExample
+
+MAX_SPAN_TOKENS = 10  # as Extractive.max_span_tokens: longer answers cannot be served
+# Article titles per part. SQuAD 1.1 (11 articles of the train set) gives answerable questions,
+# SQuAD 2.0 (5 articles of the dev set) answerable and unanswerable ones.
+SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
+    "squad_v11": {
+        "train": ("2008_Sichuan_earthquake", "Beyoncé", "Frédéric_Chopin", "IPod",
+                  "Sino-Tibetan_relations_during_the_Ming_dynasty", "University_of_Notre_Dame"),
+        "calibration": ("Spectre_(2015_film)", "The_Legend_of_Zelda:_Twilight_Princess"),
+        "heldout": ("Antibiotics", "Genocide", "Montana"),
+    },
+    "squad_v2": {
+        "train": ("Computational_complexity_theory", "Southern_California"),
+        "calibration": ("Sky_(United_Kingdom)",),
+        "heldout": ("Normans", "Victoria_(Australia)"),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question with its simulated retrieval (``(n, text)`` passages)."""
+
+    qid: str
+    article: str
+    question: str
+    answers: tuple[str, ...]  # empty: the passages do not hold the answer
+    passages: tuple[tuple[int, str], ...]
+    gold_n: int | None  # the question's own paragraph, None when it was left out
+    kind: str  # "answerable", "squad2_unanswerable", "gold_left_out"
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """How many examples of each kind; every draw is seeded."""
+
+    answerable: int = 340
+    squad2_unanswerable: int = 70
+    gold_left_out: int = 38
+    seed: int = 20261202
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def questions(path: Path, titles: Iterable[str], seed: int, *,
+              gold_left_out: bool = False) -> list[Question]:
+    """Every question of the named articles with three passages of its article: its own
+    paragraph and two others (or, with ``gold_left_out``, three others that do not contain
+    any of its answers; answerable questions only)."""
+    wanted = set(titles)
+    rng = random.Random(seed)
+    out: list[Question] = []
+    for article in json.loads(path.read_text(encoding="utf-8"))["data"]:
+        if article["title"] not in wanted:
+            continue
+        paragraphs = article["paragraphs"]
+        for index, paragraph in enumerate(paragraphs):
+            for qa in paragraph["qas"]:
+                impossible = bool(qa.get("is_impossible", False))
+                answers = tuple(dict.fromkeys(a["text"] for a in qa.get("answers", [])))
+                if gold_left_out and (impossible or not answers):
+                    continue
+                others = [i for i in range(len(paragraphs)) if i != index]
+                if gold_left_out:
+                    others = [i for i in others if not any(
+                        a.lower() in paragraphs[i]["context"].lower() for a in answers)]
+                    chosen = rng.sample(others, min(3, len(others)))
+                else:
+                    chosen = [index, *rng.sample(others, min(2, len(others)))]
+                rng.shuffle(chosen)
+                passages = tuple((n, paragraphs[i]["context"])
+                                 for n, i in enumerate(chosen, start=1))
+                gold = None if gold_left_out or impossible else chosen.index(index) + 1
+                kind = ("gold_left_out" if gold_left_out else
+                        "squad2_unanswerable" if impossible else "answerable")
+                out.append(Question(str(qa["id"]), article["title"], qa["question"],
+                                    () if gold is None else answers, passages, gold, kind))
+    return out
+
+
+def prompt_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[int]:
+    """What ``LocalEngine.chat_prompt`` + ``encode`` give for these messages."""
+    prompt = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True,
+                                           tokenize=False)
+    return list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+
+def end_of_turn(tokenizer: Any, end_ids: frozenset[int]) -> int:
+    token = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    return int(token) if isinstance(token, int) and token in end_ids else min(end_ids)
+
+
+def encode_example(tokenizer: Any, end_ids: frozenset[int], q: Question,
+                   no_answer: str) -> TokenizedExample | None:
+    """The example's ids and labels (loss on the target only), or None when the answer is not
+    in the kept sentences or the automaton could not produce it (never a wrong label)."""
+    compact = compact_passages(q.question, q.passages)
+    if not compact:
+        return None
+    messages = compact_messages(q.question, compact, no_answer)
+    constraint = build_constraint(tokenizer, compact, no_answer, end_ids, MAX_SPAN_TOKENS,
+                                  q.question, FOCUS_SENTENCES)
+    end = end_of_turn(tokenizer, end_ids)
+    if q.gold_n is None:
+        target = [*constraint.no_answer, end]
+    else:
+        found = _answer_tokens(tokenizer, compact, constraint, q)
+        if found is None:
+            return None
+        target = [*found, end]
+    ids = prompt_ids(tokenizer, messages)
+    return TokenizedExample(input_ids=ids + target,
+                            labels=[IGNORE_INDEX] * len(ids) + target, truncated=False)
+
+
+def _answer_tokens(tokenizer: Any, compact: Sequence[tuple[int, str]], constraint: Any,
+                   q: Question) -> list[int] | None:
+    """The gold passage's tokens covering an answer, then its marker; replayed through the
+    automaton (which also checks the span may be written: focus, question words, length)."""
+    p = next((i for i, (n, _) in enumerate(compact) if n == q.gold_n), None)
+    if p is None:
+        return None
+    text = compact[p][1]
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = list(encoded["input_ids"]), list(encoded["offset_mapping"])
+    for answer in q.answers:
+        at = text.find(answer.strip())
+        if at < 0:
+            continue
+        stop = at + len(answer.strip())
+        inside = [i for i, (a, b) in enumerate(offsets)
+                  if b > a and at <= a + (len(text[a:b]) - len(text[a:b].lstrip())) < stop]
+        if not inside or inside != list(range(inside[0], inside[-1] + 1)):
+            continue
+        target = [*ids[inside[0]:inside[-1] + 1], *constraint.passages[p].marker]
+        state = walk(constraint, [*target, min(constraint.end_ids)])
+        marker_len = len(constraint.passages[p].marker)
+        if any(isinstance(t, Fixed) and t.kind == "marker" and t.p == p
+               and t.j == marker_len + 1 for t in state.threads):
+            return target
+    return None
+
+
+def build(tokenizer: Any, end_ids: frozenset[int], squad11: Path, squad2: Path, no_answer: str,
+          spec: DataSpec) -> tuple[list[TokenizedExample], dict[str, Any]]:
+    """The training examples (shuffled) and their counts, from the training articles only."""
+    rng = random.Random(spec.seed)
+    train11, train2 = SPLIT["squad_v11"]["train"], SPLIT["squad_v2"]["train"]
+    pool = questions(squad11, train11, spec.seed) + questions(squad2, train2, spec.seed)
+    answerable = [q for q in pool if q.kind == "answerable"]
+    impossible = [q for q in pool if q.kind == "squad2_unanswerable"]
+    left_out = questions(squad11, train11, spec.seed + 1, gold_left_out=True)
+    counts: dict[str, Any] = {}
+    examples: list[TokenizedExample] = []
+    for name, items, wanted in (("answerable", answerable, spec.answerable),
+                                ("squad2_unanswerable", impossible, spec.squad2_unanswerable),
+                                ("gold_left_out", left_out, spec.gold_left_out)):
+        rng.shuffle(items)
+        kept, skipped = 0, 0
+        for q in items:
+            if kept >= wanted:
+                break
+            encoded = encode_example(tokenizer, end_ids, q, no_answer)
+            if encoded is None:
+                skipped += 1
+                continue
+            examples.append(encoded)
+            kept += 1
+        counts[name] = {"available": len(items), "used": kept, "skipped": skipped}
+    rng.shuffle(examples)
+    counts["total"] = len(examples)
+    counts["prompt_tokens_mean"] = round(
+        sum(len(e.input_ids) - e.n_target_tokens for e in examples) / max(1, len(examples)), 1)
+    return examples, counts

@@ -1,0 +1,63 @@
+"""The answer adapter's training examples: the split by article, and targets that the evidence
+automaton of the very same prompt accepts (so the adapter learns only answers it can give)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.common.generation.evidence import Fixed, walk
+from services.common.generation.evidence_prompt import (
+    FOCUS_SENTENCES,
+    compact_messages,
+    compact_passages,
+)
+from services.common.generation.evidence_tokens import build_constraint
+from services.finetune.answer_data import SPLIT, Question, encode_example, end_of_turn
+
+pytestmark = pytest.mark.unit
+
+NO_ANSWER = "I don't know based on the provided documents."
+ENDS = frozenset({0, 1, 2})
+PASSAGES = ((1, "The tower was built in 1889. It is made of iron and painted brown."),
+            (2, "Gustave Eiffel's company designed the tower. Many artists criticised it."))
+
+
+def test_articles_are_in_one_part_only():
+    for parts in SPLIT.values():
+        seen = [t for titles in parts.values() for t in titles]
+        assert len(seen) == len(set(seen))
+        assert set(parts) == {"train", "calibration", "heldout"}
+
+
+def test_an_answerable_target_is_the_passage_tokens_its_marker_and_end(smol_tokenizer):
+    q = Question("q1", "Eiffel", "Whose company designed the tower?", ("Gustave Eiffel",),
+                 PASSAGES, 2, "answerable")
+    example = encode_example(smol_tokenizer, ENDS, q, NO_ANSWER)
+    assert example is not None
+    target = [t for t in example.labels if t != -100]
+    assert smol_tokenizer.decode(target[:-1]).strip() == "Gustave Eiffel [2]"
+    assert target[-1] == end_of_turn(smol_tokenizer, ENDS)
+    compact = compact_passages(q.question, q.passages)
+    constraint = build_constraint(smol_tokenizer, compact, NO_ANSWER, ENDS, 10, q.question,
+                                  FOCUS_SENTENCES)
+    state = walk(constraint, target)
+    assert any(isinstance(t, Fixed) and t.kind == "marker" for t in state.threads)
+    prompt = smol_tokenizer.apply_chat_template(
+        compact_messages(q.question, compact, NO_ANSWER), add_generation_prompt=True,
+        tokenize=False)
+    assert example.input_ids[:-len(target)] == list(
+        smol_tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+
+def test_an_unanswerable_target_is_the_no_answer_text(smol_tokenizer):
+    q = Question("q2", "Eiffel", "Who painted the tower green?", (), PASSAGES, None,
+                 "squad2_unanswerable")
+    example = encode_example(smol_tokenizer, ENDS, q, NO_ANSWER)
+    target = [t for t in example.labels if t != -100]
+    assert smol_tokenizer.decode(target[:-1]) == NO_ANSWER
+
+
+def test_an_answer_the_automaton_cannot_write_is_skipped(smol_tokenizer):
+    q = Question("q3", "Eiffel", "When was the tower built?", ("the tower was built",),
+                 PASSAGES, 1, "answerable")  # runs through the question's own words
+    assert encode_example(smol_tokenizer, ENDS, q, NO_ANSWER) is None
