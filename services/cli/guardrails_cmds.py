@@ -79,8 +79,8 @@ def check(
                                  help="Do not use the database (similarity check skipped)."),
 ) -> None:
     """Run every input check on TEXT and show each verdict, score and action."""
-    from services.common.embeddings import embedder_from_settings
     from services.guardrails.config import policy_store
+    from services.guardrails.encoder import head_encoder
     from services.guardrails.input_stage import InputDeps, screen_input
     from services.guardrails.policy import PolicyError
 
@@ -90,8 +90,9 @@ def check(
     except PolicyError as exc:
         raise _fail(str(exc)) from exc
     engine, why = (None, "--offline") if offline else _reachable_engine()
-    deps = InputDeps(engine=engine, embed=embedder_from_settings(settings).encode,
-                     state_dir=settings.state_path)
+    encoder = head_encoder()
+    deps = InputDeps(engine=engine, embed=encoder.encode, state_dir=settings.state_path,
+                     encoder_id=encoder.model_id)
     try:
         verdict = screen_input(text, policy, deps)
     except CustomLLMError as exc:
@@ -150,13 +151,14 @@ def train(
     rate, FPR, F1 and ROC-AUC at the calibrated threshold; then fit on all the data and save."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from services.common.embeddings import embedder_from_settings
     from services.guardrails import classifier, hate, linear_head
+    from services.guardrails.encoder import head_encoder
 
     if task not in ("injection", "hate"):
         raise _fail(f"--task must be injection or hate, not {task!r}")
     settings = get_settings()
-    embed = embedder_from_settings(settings).encode
+    encoder = head_encoder()  # the encoder the stage scores the head with
+    embed = encoder.encode
     try:
         texts: list[str] = []
         labels: list[int] = []
@@ -172,7 +174,7 @@ def train(
             bar = progress.add_task("embedding and cross-validating", total=folds)
             trainer = classifier.train if task == "injection" else hate.train
             head, report = trainer(texts, labels, embed, folds=folds,
-                                   sources=[p.name for p in data],
+                                   sources=[p.name for p in data], encoder=encoder.model_id,
                                    progress=lambda done, _t: progress.update(bar, completed=done))
         name = classifier.MODEL_FILE if task == "injection" else hate.MODEL_FILE
         path = linear_head.save(head, out or settings.state_path / "guardrails" / name)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import dataclasses
 import functools
 import logging
 from collections.abc import Callable
@@ -59,7 +58,8 @@ embedder = embedder_from_settings(settings)
 
 @functools.cache
 def _input_deps() -> input_stage.InputDeps:
-    return dataclasses.replace(input_stage.load_input_deps(settings), embed=embedder.encode)
+    # The heads' own encoder (services.guardrails.encoder), not the output stage's.
+    return input_stage.load_input_deps(settings)
 
 
 @functools.cache

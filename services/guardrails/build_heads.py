@@ -27,20 +27,21 @@ MODELS = Path(__file__).parent / "models"
 SEED = 0
 
 
-def build_injection(embed: CachedEmbed, deepset: Path, squad: Path, pii: Path) -> Path:
+def build_injection(embed: CachedEmbed, deepset: Path, squad: Path, pii: Path,
+                    encoder: str | None = None) -> Path:
     named = sources.injection_sources(deepset, squad, pii)
     texts = [t for s in named.values() for t in s.texts]
     labels = [y for s in named.values() for y in s.labels]
     head, report = classifier.train(texts, labels, embed, seed=SEED,
                                     sources=[f"{s.name}: {len(s.texts)} texts, "
                                              f"{sum(s.labels)} attacks"
-                                             for s in named.values()])
+                                             for s in named.values()], encoder=encoder)
     log(logger, logging.INFO, "injection head", threshold=round(head.threshold, 4),
         **{k: v["detection_rate"] for k, v in report.metrics.items()})
     return linear_head.save(head, MODELS / "injection_head.json")
 
 
-def build_hate(embed: CachedEmbed, tweets_path: Path) -> Path:
+def build_hate(embed: CachedEmbed, tweets_path: Path, encoder: str | None = None) -> Path:
     """Tweets plus the hand-written training cases (weighted); the functional cases stay out,
     so the benchmark's figures on them are held out for the shipped recipe."""
     tweets, own = sources.tweets(tweets_path), sources.hate_train()
@@ -50,7 +51,7 @@ def build_hate(embed: CachedEmbed, tweets_path: Path) -> Path:
     weights = [1.0] * len(tweets.texts) + [hate.PROJECT_WEIGHT] * len(own.texts)
     head, report = hate.train(texts, labels, embed, seed=SEED, weights=weights,
                               sources=[f"{s.name}: {len(s.texts)} texts, {sum(s.labels)} hate"
-                                       for s in parts])
+                                       for s in parts], encoder=encoder)
     log(logger, logging.INFO, "hate head", threshold=round(head.threshold, 4),
         **{k: v["detection_rate"] for k, v in report.metrics.items()})
     return linear_head.save(head, MODELS / "hate_head.json")
@@ -63,17 +64,20 @@ def main() -> None:
     parser.add_argument("--pii", type=Path, required=True)
     parser.add_argument("--tweets", type=Path, required=True)
     parser.add_argument("--cache", type=Path, default=None,
-                        help="embedding cache (npz) shared with the benchmark")
+                        help="embedding cache (npz) shared with the benchmark; one per encoder")
+    parser.add_argument("--encoder", default=None,
+                        help="shipped encoder to train on (default: the guardrails encoder, "
+                             "CUSTOMLLM_GUARDRAILS_ENCODER, MiniLM int8)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from services.common.config import get_settings
-    from services.common.embeddings import embedder_from_settings
+    from services.guardrails.encoder import head_encoder
 
-    embed = CachedEmbed(embedder_from_settings(get_settings()).encode, args.cache)
+    encoder = head_encoder(args.encoder)
+    embed = CachedEmbed(encoder.encode, args.cache)
     try:
-        build_injection(embed, args.injections, args.squad, args.pii)
-        build_hate(embed, args.tweets)
+        build_injection(embed, args.injections, args.squad, args.pii, encoder.model_id)
+        build_hate(embed, args.tweets, encoder.model_id)
     finally:
         embed.save()
 

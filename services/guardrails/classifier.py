@@ -5,8 +5,9 @@ A trained head ships inside the package (``models/injection_head.json``, data ca
 FILE.jsonl`` retrains it from a user's data and the state folder's copy then takes precedence.
 
 A text is scored on several *views* of its readable form (``readable``: encoded blobs decoded
-in place, homoglyphs / leetspeak / spacing undone): the whole of it and each sentence of a
-longer text, and the highest view counts: an attack appended
+in place, homoglyphs / leetspeak / spacing undone): the whole of it (in windows of whole
+sentences when it is long, so every part is read at a cost linear in its length) and each
+sentence of a longer text, and the highest view counts: an attack appended
 to a harmless question, or hidden in an encoding, is scored on what it says. The head is
 fitted on the first view (the whole readable text); all views are applied in cross-validation
 exactly as at run time, so the calibrated threshold (the lowest one holding out-of-fold false
@@ -39,6 +40,7 @@ PACKAGED_MODEL = Path(__file__).parent / "models" / "injection_head.json"
 MIN_PER_CLASS = 4
 TARGET_FPR = 0.02  # out-of-fold false positives the calibrated threshold allows
 C = 3.0
+WINDOW_CHARS = 600  # ~140 tokens: a view of a long text (see ``windows``)
 
 metrics_at = head_training.metrics_at  # the benchmark and the tests read it here
 
@@ -73,10 +75,36 @@ def readable(text: str) -> str:
     return " ".join(p for p in parts if p)
 
 
+def windows(read: str, size: int = WINDOW_CHARS) -> list[str]:
+    """``read`` whole when it is at most ``size`` characters, else consecutive runs of whole
+    sentences of at most ``size`` characters (a longer sentence cut at spaces) covering all of
+    it. Why: the encoder reads at most 256 tokens (~1,100 characters), so the middle and end of
+    a long text were never scored; windows cover every character at a cost linear in the
+    length, and a short window keeps one injected sentence from being averaged away."""
+    if len(read) <= size:
+        return [read]
+    pieces: list[str] = []
+    for sentence in _SENTENCE_END.split(read):
+        while len(sentence) > size:
+            cut = sentence.rfind(" ", size // 2, size)
+            cut = cut if cut > 0 else size
+            pieces.append(sentence[:cut])
+            sentence = sentence[cut:].lstrip()
+        if sentence:
+            pieces.append(sentence)
+    out: list[str] = []
+    for piece in pieces:
+        if out and len(out[-1]) + 1 + len(piece) <= size:
+            out[-1] = f"{out[-1]} {piece}"
+        else:
+            out.append(piece)
+    return out
+
+
 def views(text: str) -> list[str]:
-    """What the head scores for one text: its readable form, and each sentence of it when there
-    are several (the first and last two of a long text: injections are usually prepended or
-    appended to an ordinary question)."""
+    """What the head scores for one text: its readable form (in ``windows`` when long), and
+    each sentence of it when there are several (the first and last two of a long text:
+    injections are usually prepended or appended to an ordinary question)."""
     read = readable(normalize(text).text.strip())
     if not read:
         return []
@@ -85,7 +113,7 @@ def views(text: str) -> list[str]:
     if len(sentences) > MAX_SEGMENTS:
         half = MAX_SEGMENTS // 2
         sentences = sentences[:half] + sentences[-half:]
-    return list(dict.fromkeys([read, *(sentences if len(sentences) > 1 else [])]))
+    return list(dict.fromkeys([*windows(read), *(sentences if len(sentences) > 1 else [])]))
 
 
 def predict_proba(head: LinearHead, texts: Sequence[str], embed: EmbedFn) -> np.ndarray:
@@ -150,14 +178,19 @@ def cross_validate(texts: Sequence[str], labels: Sequence[int], embed: EmbedFn,
 
 def train(texts: Sequence[str], labels: Sequence[int], embed: EmbedFn, seed: int = 0,
           folds: int = 5, sources: Sequence[str] = (),
-          progress: Callable[[int, int], None] | None = None) -> tuple[LinearHead, CvReport]:
-    """Cross-validate (threshold calibration and held-out quality), then fit on all the data."""
+          progress: Callable[[int, int], None] | None = None,
+          encoder: str | None = None) -> tuple[LinearHead, CvReport]:
+    """Cross-validate (threshold calibration and held-out quality), then fit on all the data.
+    ``encoder``: the model id behind ``embed``, recorded so the stage refuses the head under
+    another encoder."""
     _check_data(labels, folds)
     data = head_training.embed_texts(texts, embed, views)
     meta: dict[str, Any] = {
         "task": "prompt injection (1) vs benign (0)",
         "data_sha256": data_hash(texts, labels), "sources": list(sources),
     }
+    if encoder:
+        meta["encoder"] = encoder
     return head_training.train(data, labels, C, TARGET_FPR, seed, folds, meta, progress)
 
 

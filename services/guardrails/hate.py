@@ -25,7 +25,7 @@ from services.common.exceptions import CustomLLMError
 from services.common.text_normalize import normalize
 from services.guardrails import head_training, linear_head
 from services.guardrails.attack_corpus import EmbedFn
-from services.guardrails.classifier import readable
+from services.guardrails.classifier import readable, windows
 from services.guardrails.head_training import CvReport
 from services.guardrails.linear_head import HeadError, LinearHead
 
@@ -55,9 +55,10 @@ def clean(text: str) -> str:
 
 def views(text: str) -> list[str]:
     """The cleaned text in the readable form the injection head reads too (a slur in
-    leetspeak or spaced out reads as the word; a question embeds once for both heads)."""
+    leetspeak or spaced out reads as the word; a question embeds once for both heads), in the
+    same windows when long (every part read, the same vectors as the injection head's)."""
     read = readable(clean(text))
-    return [read] if read else []
+    return windows(read) if read else []
 
 
 def predict_proba(head: LinearHead, texts: Sequence[str], embed: EmbedFn) -> np.ndarray:
@@ -86,14 +87,18 @@ def read_jsonl(path: Path) -> tuple[list[str], list[int], list[str]]:
 def train(texts: Sequence[str], labels: Sequence[int], embed: EmbedFn, seed: int = 0,
           folds: int = 5, sources: Sequence[str] = (),
           progress: Callable[[int, int], None] | None = None,
-          weights: Sequence[float] | None = None) -> tuple[LinearHead, CvReport]:
+          weights: Sequence[float] | None = None,
+          encoder: str | None = None) -> tuple[LinearHead, CvReport]:
     """``weights`` per text (default 1): the shipped head counts each hand-written case
-    ``PROJECT_WEIGHT`` times, clean labels among noisy crowd ones."""
+    ``PROJECT_WEIGHT`` times, clean labels among noisy crowd ones. ``encoder``: the model id
+    behind ``embed``, recorded in the head."""
     if min(sum(labels), len(labels) - sum(labels)) < folds:
         raise HateModelError(f"need at least {folds} hateful and {folds} other texts")
     data = head_training.embed_texts(texts, embed, views)
     meta: dict[str, Any] = {"task": "hate (1) vs offensive or neither (0)",
                             "sources": list(sources)}
+    if encoder:
+        meta["encoder"] = encoder
     w = None if weights is None else np.asarray(weights, dtype=np.float64)
     return head_training.train(data, labels, C, TARGET_FPR, seed, folds, meta, progress, w)
 

@@ -130,8 +130,11 @@ def train(data: Embedded, labels: Sequence[int], c: float, target_fpr: float, se
     y = np.asarray(labels)
     report = cross_validate(data, y, folds, c, target_fpr, seed, progress, weights)
     coef, intercept = linear_head.fit(data.whole, y, c, seed, weights)
-    full_meta = {**meta, "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                 "encoder": ENCODER, "examples": int(len(y)), "positives": int(y.sum()),
+    # ``meta`` names the encoder (a model id) when the caller knows it; ENCODER is the
+    # description older heads carry (all trained on the torch MiniLM).
+    full_meta = {"encoder": ENCODER, **meta,
+                 "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                 "examples": int(len(y)), "positives": int(y.sum()),
                  "c": c, "seed": seed, "target_fpr": target_fpr,
                  "cv": {"folds": folds, "metrics": report.metrics}}
     return LinearHead(coef, intercept, report.threshold, full_meta), report

@@ -35,6 +35,7 @@ from services.guardrails.checks.normalize import length_result, normalize_result
 from services.guardrails.checks.pii import check_pii
 from services.guardrails.checks.results import CheckResult, StageVerdict
 from services.guardrails.checks.toxicity import check_toxicity
+from services.guardrails.encoder import check_head, head_encoder
 from services.guardrails.linear_head import LinearHead, head_path
 from services.guardrails.policy import Policy
 
@@ -59,6 +60,9 @@ class InputDeps:
     classifier: LinearHead | None = None
     hate_head: LinearHead | None = None
     state_dir: Path | None = None
+    # The model id behind ``embed``: a head trained on another encoder is refused. None: not
+    # known (tests, benchmarks that pin their own heads).
+    encoder_id: str | None = None
     _local: threading.local = field(default_factory=threading.local, init=False, repr=False)
 
     @property
@@ -72,27 +76,29 @@ class InputDeps:
     def classifier_for(self, policy: Policy) -> LinearHead | None:
         if self.classifier is not None:
             return self.classifier
-        return classifier_mod.load_cached(head_path(
+        head = classifier_mod.load_cached(head_path(
             policy.input.injection_classifier.model, self.state_dir, classifier_mod.MODEL_FILE,
             classifier_mod.PACKAGED_MODEL))
+        return None if head is None else check_head(head, self.encoder_id, "injection")
 
     def hate_head_for(self, policy: Policy) -> LinearHead | None:
         if self.hate_head is not None:
             return self.hate_head
-        return hate_mod.load_cached(head_path(policy.input.hate.model, self.state_dir,
+        head = hate_mod.load_cached(head_path(policy.input.hate.model, self.state_dir,
                                               hate_mod.MODEL_FILE, hate_mod.PACKAGED_MODEL))
+        return None if head is None else check_head(head, self.encoder_id, "hate")
 
 
 def load_input_deps(settings: Settings, with_database: bool = True) -> InputDeps:
-    """Deps for a running service: the shared database (attack corpus) and the packaged
-    MiniLM embedder, loaded lazily on first use (the learned heads need it even without a
-    database)."""
+    """Deps for a running service: the shared database (attack corpus) and the heads' encoder
+    (``services.guardrails.encoder``: MiniLM int8 on ONNX Runtime unless configured), loaded
+    lazily on first use (the learned heads need it even without a database)."""
     from services.common.db import make_engine
-    from services.common.embeddings import embedder_from_settings
 
     engine = make_engine(settings.sqlalchemy_url, pool_size=4) if with_database else None
-    embed = embedder_from_settings(settings).encode
-    return InputDeps(engine=engine, embed=embed, state_dir=settings.state_path)
+    encoder = head_encoder()
+    return InputDeps(engine=engine, embed=encoder.encode, state_dir=settings.state_path,
+                     encoder_id=encoder.model_id)
 
 
 def warm_up(deps: InputDeps, policy: Policy) -> None:

