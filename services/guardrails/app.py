@@ -15,6 +15,7 @@ import asyncio
 import contextvars
 import functools
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -155,14 +156,20 @@ async def finalize(message: Inbound) -> Outcome:
     span = trace.get_current_span()
     span.set_attribute("request.id", draft.request_id)
     policy = policies.get(handlers.output_policy_name(draft))
+    started = time.perf_counter()
     try:
         verdict = await _in_thread(output_stage.screen_output, draft, policy, _output_deps())
     except Exception as exc:  # noqa: BLE001 - fail closed: an unchecked answer never leaves
         return done(*await _fail_closed(draft.request_id, reply_to, "output", exc))
+    checked_ms = round((time.perf_counter() - started) * 1000, 3)
     _record(span, verdict)
     principal = draft.evidence.principal.id if draft.evidence else None
+    reply = output_stage.final_reply(draft, verdict, policy)
+    # The output checks' own time beside the rag worker's stages, so a slow answer shows where.
+    reply = reply.model_copy(update={"latency_ms": {**reply.latency_ms,
+                                                    "guardrails_output": checked_ms}})
     return done(*_audit(draft.request_id, verdict, principal, handlers.draft_domain(draft)),
-                *await _reply(reply_to, output_stage.final_reply(draft, verdict, policy)))
+                *await _reply(reply_to, reply))
 
 
 def _record(span: Any, verdict: StageVerdict) -> None:

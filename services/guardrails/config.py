@@ -28,6 +28,11 @@ class GuardrailsSettings(BaseSettings):
     guardrails_policy_dir: Path | None = Field(
         default=None, description="Folder of YAML policies (<domain>.yaml); default: the "
         "packaged policies in services/guardrails/policies.")
+    guardrails_pii_findings_lookup: bool = Field(
+        default=True, description="The output stage looks cited chunks' PII findings up in "
+        "the database (stored at ingest) instead of analysing every chunk of every answer; "
+        "false: analyse them all (the behaviour before the store, kept as the benchmark's "
+        "baseline).")
 
 
 @lru_cache(maxsize=1)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from opentelemetry import trace
 
 from services.common.events import Citation, Decision, RagReply, RetrievedChunk
 from services.guardrails import hate
@@ -28,8 +29,11 @@ from services.guardrails.checks.results import CheckResult, StageVerdict
 from services.guardrails.config import JUDGE_MAX_TOKENS, JUDGE_TIMEOUT_S
 from services.guardrails.linear_head import LinearHead, head_path
 from services.guardrails.policy import CheckPolicy, Policy
+from services.guardrails.stored_pii import StoredDetector
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from services.common.config import Settings
 
 Embed = Callable[[list[str]], np.ndarray]
@@ -39,7 +43,8 @@ Embed = Callable[[list[str]], np.ndarray]
 class OutputDeps:
     """What the checks call: embeddings (grounding, the hate head), the PII detector, the
     toxicity scorer, the hate head and an optional judge (``ask(prompt) -> reply``); all
-    swappable in tests."""
+    swappable in tests. ``pii_store``: the database holding the PII findings stored at ingest
+    (``services.common.pii_findings``); without it every cited text is analysed."""
 
     embed: Embed | None
     find_pii: FindPii
@@ -47,17 +52,27 @@ class OutputDeps:
     hate_head: LinearHead | None = None
     judge: Ask | None = None
     no_answer_for: Callable[[str | None], str | None] = field(default=lambda _t: None)
+    pii_store: Engine | None = None
 
 
 def load_output_deps(settings: Settings, loop: asyncio.AbstractEventLoop | None = None,
-                     embed: Embed | None = None) -> OutputDeps:
+                     embed: Embed | None = None,
+                     stored_findings: bool | None = None) -> OutputDeps:
     """The real detectors, loaded lazily (``warm_up`` loads them before the first draft). The
     judge goes through the configured generation backend, built only when first needed: on
     ``loop`` when the caller runs one (the service: checks run in worker threads), else on a
-    loop of its own (the replay CLI)."""
+    loop of its own (the replay CLI). ``stored_findings`` (default: the
+    ``CUSTOMLLM_GUARDRAILS_PII_FINDINGS_LOOKUP`` setting) looks cited chunks' PII up in the
+    database instead of analysing them again."""
+    from services.common.db import make_engine
     from services.common.embeddings import embedder_from_settings
     from services.common.pii import find_pii
     from services.guardrails.checks.toxicity import toxicity_score
+    from services.guardrails.config import guardrails_settings
+
+    if stored_findings is None:
+        stored_findings = guardrails_settings().guardrails_pii_findings_lookup
+    store = make_engine(settings.sqlalchemy_url, pool_size=4) if stored_findings else None
 
     embed = embed or embedder_from_settings(settings).encode
     backend: list[Any] = []
@@ -80,7 +95,8 @@ def load_output_deps(settings: Settings, loop: asyncio.AbstractEventLoop | None 
     hate_head = hate.load_cached(head_path(None, settings.state_path, hate.MODEL_FILE,
                                            hate.PACKAGED_MODEL))
     return OutputDeps(embed=embed, find_pii=find_pii, toxicity=toxicity_score,
-                      hate_head=hate_head, judge=judge, no_answer_for=no_answer_for)
+                      hate_head=hate_head, judge=judge, no_answer_for=no_answer_for,
+                      pii_store=store)
 
 
 def warm_up(deps: OutputDeps) -> None:
@@ -133,8 +149,13 @@ def screen_output(draft: RagReply, policy: Policy, deps: OutputDeps) -> StageVer
     answer, citations = draft.answer, list(draft.citations)
     if citations_result.triggered and citations_result.action == "redact":
         answer, citations = without_invalid(answer, citations, retrieved)
+    find, stored = _pii_detector(deps, out.pii.enabled, out.pii.min_score,
+                                 [c.text for c in retrieved] + [c.text for c in citations])
     pii = redact_output(answer, citations, retrieved, clearance, out.pii,
-                        with_policy_patterns(deps.find_pii, out.pii))
+                        with_policy_patterns(find, out.pii))
+    if stored is not None:
+        stored.flush()
+        trace.get_current_span().set_attributes(stored.stats.attributes())
     pii_result = CheckResult(pii.result.check, pii.result.score, pii.result.triggered,
                              pii.result.action, pii.result.reason,
                              {**pii.result.details, "citations": pii.citations})
@@ -153,6 +174,17 @@ def screen_output(draft: RagReply, policy: Policy, deps: OutputDeps) -> StageVer
     else:
         text = pii.answer
     return StageVerdict("output", version, text, tuple(results))
+
+
+def _pii_detector(deps: OutputDeps, enabled: bool, min_score: float,
+                  indexed: list[str | None]) -> tuple[FindPii, StoredDetector | None]:
+    """The detector the PII check calls: the stored findings of the indexed texts (fetched now,
+    one query) in front of the real one, when a store is configured."""
+    if deps.pii_store is None or not enabled:
+        return deps.find_pii, None
+    stored = StoredDetector(deps.find_pii, deps.pii_store, min_score)
+    stored.prefetch(t for t in indexed if t)
+    return stored, stored
 
 
 def _cited_context(citations: list[Citation], retrieved: list[RetrievedChunk]) -> list[str]:

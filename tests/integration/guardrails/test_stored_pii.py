@@ -1,0 +1,195 @@
+"""PII findings stored by content hash (issue #13 item 4), on the real Postgres: the output
+stage uses stored findings instead of analysing cited chunks again, re-analyses findings of
+another detector version, analyses and stores a miss, and redacts exactly as without the
+store; the ingest worker stores every new chunk's findings once."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import Counter
+
+import pytest
+from sqlalchemy import text
+
+from services.common import pii_findings
+from services.common.events import (
+    Citation,
+    DraftEvidence,
+    Principal,
+    RagReply,
+    RetrievedChunk,
+    Screening,
+)
+from services.common.pii import PiiFinding
+from services.guardrails.output_stage import OutputDeps, screen_output
+from services.guardrails.policy import PACKAGED_POLICIES, load_policy_file
+from tests.support.documents import change, unique_prefix
+
+pytestmark = pytest.mark.integration
+
+POLICY = load_policy_file(PACKAGED_POLICIES / "default.yaml")
+VERSION = pii_findings.detector_version(POLICY.output.pii.min_score)
+PATTERNS = {"EMAIL_ADDRESS": r"[\w.]+@[\w.]+\.\w+", "PERSON": r"\bMarta Quell\b",
+            "US_SSN": r"\b\d{3}-\d{2}-\d{4}\b"}
+
+
+class CountingDetector:
+    """A deterministic stand-in for Presidio that records which texts it was asked about."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
+    def __call__(self, value: str, entities=None, min_score: float = 0.5) -> list[PiiFinding]:
+        self.calls[value] += 1
+        return sorted((PiiFinding(entity, m.start(), m.end(), 0.9)
+                       for entity, pattern in PATTERNS.items()
+                       for m in re.finditer(pattern, value)), key=lambda f: f.start)
+
+
+def _chunks() -> list[RetrievedChunk]:
+    """Texts unique to the test run, so rows from other runs never answer for them."""
+    tag = uuid.uuid4().hex[:8]
+    return [
+        RetrievedChunk(chunk_id=f"r-{tag}", doc_id="hr", privacy_class="restricted",
+                       text=f"Incident {tag}: lead Marta Quell, mail marta.quell@quillon.example, "
+                            "SSN 123-45-6789."),
+        RetrievedChunk(chunk_id=f"p-{tag}", doc_id="press", privacy_class="public",
+                       text=f"Press release {tag}: write to press@quillon.example."),
+    ]
+
+
+def _draft(chunks: list[RetrievedChunk], answer: str = "") -> RagReply:
+    """A retrieval-only draft (no answer text) as the rag worker sends it: every retrieved
+    chunk cited with its text, read by a public principal."""
+    citations = [Citation(n=i + 1, chunk_id=c.chunk_id, chunk_ids=[c.chunk_id], doc_id=c.doc_id,
+                          text=c.text) for i, c in enumerate(chunks)]
+    screening = Screening(policy_version=POLICY.policy_version, above_clearance="redact_pii")
+    return RagReply(request_id=f"req-{uuid.uuid4().hex[:8]}", answer=answer,
+                    citations=citations, reply_to="rag.replies", template_version="default/v1",
+                    evidence=DraftEvidence(principal=Principal(id="u", clearance="public"),
+                                           screening=screening, retrieved=chunks))
+
+
+def _deps(detector: CountingDetector, engine) -> OutputDeps:
+    return OutputDeps(embed=None, find_pii=detector, toxicity=None, pii_store=engine)
+
+
+def _rows(stack, value: str) -> dict[str, list[PiiFinding]]:
+    found = stack.query("SELECT detector_version, findings::text FROM chunk_pii_findings "
+                        "WHERE content_hash = :h", h=pii_findings.text_hash(value))
+    return {version: pii_findings.from_json(payload) for version, payload in found}
+
+
+def _texts(verdict, reply_citations) -> tuple[str, list[str]]:
+    return verdict.text, [c.text for c in reply_citations]
+
+
+def _pii_citations(verdict) -> list[Citation]:
+    return next(r for r in verdict.results if r.check == "output_pii").details["citations"]
+
+
+def test_stored_findings_are_used_and_the_redaction_is_the_same(stack):
+    chunks = _chunks()
+    draft = _draft(chunks, answer="Ask Marta Quell.")
+    without = screen_output(draft, POLICY, _deps(CountingDetector(), None))
+    detector = CountingDetector()
+    pii_findings.store(stack.engine, {pii_findings.text_hash(c.text): detector(c.text)
+                                      for c in chunks}, VERSION)
+    detector.calls.clear()
+
+    verdict = screen_output(draft, POLICY, _deps(detector, stack.engine))
+
+    # Only the answer's own text went to the detector; the chunks came from the store.
+    assert set(detector.calls) == {draft.answer}
+    assert _texts(verdict, _pii_citations(verdict)) == _texts(without, _pii_citations(without))
+    redacted = _pii_citations(verdict)[0].text
+    assert "<PERSON>" in redacted and "<US_SSN>" in redacted and "marta.quell" not in redacted
+    assert verdict.text == "Ask <PERSON>."
+
+
+def test_findings_of_another_detector_version_are_not_used(stack):
+    chunks = _chunks()
+    restricted = chunks[0]
+    # An "old detector" that found nothing: used, it would leak the restricted chunk's PII.
+    pii_findings.store(stack.engine, {pii_findings.text_hash(c.text): [] for c in chunks},
+                       "an-older-detector@0.5")
+    detector = CountingDetector()
+
+    verdict = screen_output(_draft(chunks), POLICY, _deps(detector, stack.engine))
+
+    assert detector.calls[restricted.text] == 1
+    assert "marta.quell" not in _pii_citations(verdict)[0].text
+    rows = _rows(stack, restricted.text)
+    assert rows["an-older-detector@0.5"] == []
+    assert rows[VERSION] == CountingDetector()(restricted.text)
+
+
+def test_a_miss_is_analysed_stored_and_then_found(stack):
+    chunks = _chunks()
+    detector = CountingDetector()
+    first = screen_output(_draft(chunks), POLICY, _deps(detector, stack.engine))
+    assert all(detector.calls[c.text] >= 1 for c in chunks)
+    for chunk in chunks:
+        assert _rows(stack, chunk.text)[VERSION] == CountingDetector()(chunk.text)
+
+    detector.calls.clear()
+    second = screen_output(_draft(chunks), POLICY, _deps(detector, stack.engine))
+    # Retrieval-only: only the (empty) answer is left for the detector.
+    assert set(detector.calls) <= {""}
+    assert [c.text for c in _pii_citations(second)] == [c.text for c in _pii_citations(first)]
+
+
+def test_the_real_detector_redacts_the_same_from_the_store(stack):
+    """Presidio itself: findings stored by the ingest path give the reply the direct analysis
+    gives, character for character."""
+    from services.common.pii import find_pii
+
+    chunks = _chunks()
+    draft = _draft(chunks, answer="Marta Quell leads the incident.")
+    direct = screen_output(draft, POLICY, _deps(find_pii, None))
+    counts = pii_findings.analyse_missing(stack.engine, [c.text for c in chunks], find_pii,
+                                          POLICY.output.pii.min_score)
+    assert counts == {"texts": 2, "analysed": 2, "stored": 2}
+    stored = screen_output(draft, POLICY, _deps(find_pii, stack.engine))
+    assert stored.text == direct.text
+    assert [c.text for c in _pii_citations(stored)] == [c.text for c in _pii_citations(direct)]
+    assert "marta.quell" not in _pii_citations(stored)[0].text
+
+
+def test_storing_is_idempotent_and_only_missing_texts_are_analysed(stack):
+    chunks = _chunks()
+    detector = CountingDetector()
+    texts = [c.text for c in chunks]
+    first = pii_findings.analyse_missing(stack.engine, texts, detector)
+    again = pii_findings.analyse_missing(stack.engine, texts, detector)
+    assert first == {"texts": 2, "analysed": 2, "stored": 2}
+    assert again == {"texts": 2, "analysed": 0, "stored": 0}
+    # Two writers racing on the same rows (a redelivery after a crash): no error, no duplicate.
+    rows = {pii_findings.text_hash(t): detector(t) for t in texts}
+    assert pii_findings.store(stack.engine, rows, pii_findings.detector_version()) == 0
+    assert all(len(_rows(stack, t)) == 1 for t in texts)
+
+
+def test_the_version_follows_the_minimum_score_and_is_stable():
+    assert pii_findings.detector_version(0.5) == pii_findings.detector_version(0.5)
+    assert pii_findings.detector_version(0.5) != pii_findings.detector_version(0.6)
+
+
+def test_the_ingest_worker_stores_each_new_chunks_findings(stack, workers):
+    doc_id = unique_prefix("pii-store") + "contacts"
+    body = (f"Escalations for case {uuid.uuid4().hex[:8]} go to Marta Quell, "
+            "marta.quell@quillon.com, phone +1 202 555 0143, who answers within a day.")
+    stack.publish([change(doc_id, 1, [body])])
+    stack.wait_indexed({doc_id: 1})
+    hashes = [row[0] for row in stack.query(
+        "SELECT content_hash FROM chunks WHERE doc_id = :d", d=doc_id)]
+    assert hashes
+    with stack.engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT content_hash, findings::text FROM chunk_pii_findings "
+            "WHERE content_hash = ANY(:h) AND detector_version = :v"),
+            {"h": hashes, "v": VERSION}).all()
+    assert {row[0] for row in rows} == set(hashes)
+    types = {f.entity_type for row in rows for f in pii_findings.from_json(row[1])}
+    assert {"PERSON", "EMAIL_ADDRESS"} <= types
