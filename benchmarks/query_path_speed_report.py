@@ -1,0 +1,89 @@
+"""Markdown table and chart for ``benchmarks.query_path_speed`` results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+LABELS = {"stored": "stored findings (default)",
+          "baseline": "baseline: every cited chunk analysed"}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    corpus = results.get("corpus", {})
+    lines = [
+        "## Query path speed: retrieval-only through the gateway, both guardrail stages",
+        "",
+        "    .venv/bin/python -m benchmarks.query_path_speed",
+        "",
+        f"Corpus: {corpus.get('docs')} SQuAD v1.1 paragraphs ({corpus.get('chunks')} chunks), "
+        f"published and indexed in {corpus.get('publish_to_indexed_s')} s "
+        f"({corpus.get('paragraphs_per_s')} paragraphs/s, PII findings stored at ingest); "
+        f"stored findings cover {results.get('findings', {}).get('with_findings')} of "
+        f"{results.get('findings', {}).get('chunk_texts')} chunk texts. Requests: the official "
+        "`openai` client, `retrieval_only`, top 10, no cache, questions of the published set "
+        "(nothing tuned on them).",
+        "",
+        "| mode | single p50 ms | single p95 ms | 8 concurrent p50 ms | p95 ms | req/s "
+        "| output stage p50 ms | rag worker p50 ms | rest p50 ms |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for mode, found in results.get("modes", {}).items():
+        s, c = found["single"], found["concurrent"]
+        stages = s["stages_p50_ms"]
+        lines.append(
+            f"| {LABELS.get(mode, mode)} | {s['p50_ms']} | {s['p95_ms']} | {c['p50_ms']} | "
+            f"{c['p95_ms']} | {c.get('rps')} | {stages.get('guardrails_output')} | "
+            f"{stages.get('total')} | {stages.get('rest')} |")
+    inp = results.get("input_stage", {})
+    lines += [
+        "",
+        "*rest* = end to end − rag worker − output stage: the input stage, four Kafka hops and "
+        "the gateway. Stage times are single-request medians.",
+        f"Input stage alone (same questions, in process, default policy): p50 "
+        f"{inp.get('p50_ms')} ms, p95 {inp.get('p95_ms')} ms.",
+        "",
+        f"Goals (issue #13 item 4): single p50 ≤ 60 ms, ≥ 20 req/s at 8 concurrent on 2 cores. "
+        f"The machine's 2 cores are shared with other sessions: load average "
+        f"{_load(results.get('load_start'))} at the start, {_load(results.get('load_end'))} at "
+        "the end; per phase in the JSON.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _load(value: Any) -> str:
+    if not value:
+        return "?"
+    return " / ".join(f"{v:.2f}" for v in value)
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = list(results.get("modes", {}))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    stages = ("total", "guardrails_output", "rest")
+    names = {"total": "rag worker", "guardrails_output": "output stage",
+             "rest": "input stage + Kafka + gateway"}
+    bottom = [0.0] * len(modes)
+    for stage in stages:
+        values = [results["modes"][m]["single"]["stages_p50_ms"].get(stage) or 0.0
+                  for m in modes]
+        left.bar(modes, values, bottom=bottom, label=names[stage])
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    left.axhline(60, color="black", linestyle="--", linewidth=1, label="goal p50 60 ms")
+    left.set_ylabel("ms (single request, medians)")
+    left.set_title("where a retrieval-only request spends its time")
+    left.legend(fontsize=8)
+    rps = [results["modes"][m]["concurrent"].get("rps") or 0.0 for m in modes]
+    right.bar(modes, rps, color="tab:green")
+    right.axhline(20, color="black", linestyle="--", linewidth=1, label="goal 20 req/s")
+    right.set_ylabel("requests/s at 8 concurrent")
+    right.set_title("throughput")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
