@@ -178,12 +178,15 @@ async def _retrieve(request: RagRequest, plan: Plan, vector: np.ndarray, vector_
                               plan.top_k, filters, "hybrid", deps.config.retrieval_candidates,
                               deps.reranker, DEFAULT_WEIGHTS, vector_model)
     span.set_attributes({"retrieval.chunks": len(chunks), "embedding.model": vector_model})
-    best = await _in_thread(best_similarity, deps.engine, vector, [c.chunk_id for c in chunks],
-                            vector_model)
+    # Whether to abstain only matters to generation: a retrieval-only reply lists what was
+    # found either way, so it does not pay the relevance query's round trip.
+    abstain = False if options.retrieval_only else handlers.should_abstain(
+        await _in_thread(best_similarity, deps.engine, vector, [c.chunk_id for c in chunks],
+                         vector_model), deps.config.min_relevance)
     items = screening.fence(build_context(chunks, deps.config.context_token_budget), chunks,
                             directives)
     return Retrieved(chunks, items, screening.evidence(plan.principal, directives, chunks, items),
-                     handlers.should_abstain(best, deps.config.min_relevance))
+                     abstain)
 
 
 async def _generate(request: RagRequest, plan: Plan, found: Retrieved, deps: RagDeps,
