@@ -12,6 +12,7 @@ bundled snapshot instead.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -60,9 +61,17 @@ def _analyzer() -> AnalyzerEngine:
     from presidio_analyzer.nlp_engine import SpacyNlpEngine
 
     _tldextract_offline()
+    # The guardrails' recognizers (international phone numbers, address parts, names by
+    # context, long card numbers) belong to the one detector every path runs: a question, a
+    # cited chunk stored at ingest and a training example must lose the same entities. They
+    # live beside the guardrails' checks (and are part of the stored findings' version hash,
+    # ``pii_findings.DETECTOR_SOURCES``); the import is here, not at module level, so this
+    # module stays light.
+    from services.guardrails.checks.pii_recognizers import extra_recognizers
+
     engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": str(spacy_model_path())}])
     analyzer = AnalyzerEngine(nlp_engine=engine, supported_languages=["en"])
-    for recognizer in domain_recognizers():
+    for recognizer in [*domain_recognizers(), *extra_recognizers()]:
         analyzer.registry.add_recognizer(recognizer)
     return analyzer
 
@@ -130,9 +139,13 @@ def domain_recognizers() -> list:  # noqa: ANN201 - presidio PatternRecognizer i
         PatternRecognizer(supported_entity=SECRET_ENTITY, patterns=patterns(SECRET_PATTERNS),
                           context=["key", "token", "secret", "password", "credential", "api",
                                    "auth"], name="SecretRecognizer"),
+        # Case-sensitive, unlike Presidio's default flags: the patterns tell a street name
+        # by its capitals, and case-blind they read "a 5 GB hard drive" or "explo-ring 1970s"
+        # as streets.
         PatternRecognizer(supported_entity=ADDRESS_ENTITY, patterns=patterns(ADDRESS_PATTERNS),
                           context=["address", "live", "lives", "street", "ship", "deliver",
-                                   "mail", "located", "apartment"], name="AddressRecognizer"),
+                                   "mail", "located", "apartment"], name="AddressRecognizer",
+                          global_regex_flags=re.MULTILINE | re.DOTALL),
         PatternRecognizer(supported_entity="PHONE_NUMBER", patterns=patterns(PHONE_PATTERNS),
                           context=["phone", "call", "tel", "telephone", "mobile", "cell", "fax",
                                    "number", "reach", "contact", "dial", "whatsapp"],
@@ -151,8 +164,6 @@ class PatternSpec:
 
 def find_patterns(text: str, specs: Sequence[PatternSpec]) -> list[PiiFinding]:
     """Findings for configured patterns (plain regular expressions, no NLP)."""
-    import re
-
     found = []
     for spec in specs:
         for match in re.finditer(spec.pattern, text):
@@ -174,14 +185,17 @@ def analyzer() -> AnalyzerEngine:
 
 def find_pii(text: str, entities: Iterable[str] | None = None,
              min_score: float = DEFAULT_MIN_SCORE) -> list[PiiFinding]:
-    """Findings sorted by position, overlaps resolved in favour of the higher score."""
+    """Findings sorted by position, overlaps resolved in favour of the higher score; the
+    named-entity model's non-names dropped or retyped first (``pii_recognizers.refine``)."""
+    from services.guardrails.checks.pii_recognizers import refine
+
     if not text.strip():
         return []
     results = analyzer().analyze(text=text, language="en",
                                  entities=list(entities) if entities is not None else None,
                                  score_threshold=min_score)
     findings = [PiiFinding(r.entity_type, r.start, r.end, float(r.score)) for r in results]
-    return _without_overlaps(findings)
+    return _without_overlaps(refine(text, findings))
 
 
 def _without_overlaps(findings: Sequence[PiiFinding]) -> list[PiiFinding]:

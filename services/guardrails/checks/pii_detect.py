@@ -1,5 +1,6 @@
-"""The guardrails' PII detector: the shared Presidio analyzer's recognizers plus
-``pii_recognizers``, run fast enough to screen every question.
+"""The guardrails' PII detector: the shared Presidio analyzer's recognizers (Presidio's, the
+shared domain patterns and ``pii_recognizers``), with the same refinement of the named-entity
+model's findings (``pii_recognizers.refine``), run fast enough to screen every question.
 
 What the shared ``services.common.pii.find_pii`` spends its time on, on a 2,000-character
 text, is spaCy's whole pipeline over the whole text at once. Here:
@@ -24,6 +25,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from services.common.pii import DEFAULT_MIN_SCORE, PiiFinding, analyzer
+from services.guardrails.checks.pii_recognizers import refine
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine
@@ -42,13 +44,10 @@ _LOCK = threading.Lock()
 def _engine() -> AnalyzerEngine:
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
 
-    from services.guardrails.checks.pii_recognizers import extra_recognizers
-
-    base = analyzer()
+    base = analyzer()  # its registry holds ``pii_recognizers.extra_recognizers()`` too
     wrap = {"PhoneRecognizer": _DigitGated, "UrlRecognizer": _PerToken}
     recognizers = [wrap[r.name](r) if r.name in wrap else r for r in base.registry.recognizers]
-    registry = RecognizerRegistry(recognizers=[*recognizers, *extra_recognizers()],
-                                  supported_languages=["en"])
+    registry = RecognizerRegistry(recognizers=recognizers, supported_languages=["en"])
     return AnalyzerEngine(registry=registry, nlp_engine=base.nlp_engine,
                           supported_languages=["en"])
 
@@ -140,7 +139,7 @@ def find_pii_fast(text: str, min_score: float = DEFAULT_MIN_SCORE,
         found += [PiiFinding(r.entity_type, offset + r.start, offset + r.end, float(r.score))
                   for r in results]
     by_type: dict[str, list[PiiFinding]] = {}
-    for finding in found:
+    for finding in refine(text, found):
         by_type.setdefault(finding.entity_type, []).append(finding)
     return sorted((f for group in by_type.values() for f in joined(group)),
                   key=lambda f: (f.start, f.end))

@@ -78,7 +78,8 @@ def test_cards_presidio_misses_need_luhn_issuer_and_a_cue() -> None:
     ("ZIP: 11164", "11164"),
 ])
 def test_street_address_parts(text: str, address: str) -> None:
-    assert address in spans(AddressPartsRecognizer(), text)
+    # the span may run on into the town or postcode after the street ("87 Jakobi 69, Laane")
+    assert any(address in found for found in spans(AddressPartsRecognizer(), text))
 
 
 @pytest.mark.parametrize("text", [
