@@ -111,8 +111,8 @@ def run(state: Path, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"corpus": indexed, "modes": {}}
     for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
         restart_guardrails(state, lookup=mode != "baseline")
-        out["modes"][mode] = measure_mode(gateway, key, settings.local_model_id, asked, args,
-                                          mode)
+        out["modes"][mode] = measure_mode(state, gateway, key, settings.local_model_id, asked,
+                                          args, mode)
     out["input_stage"] = measure_input_stage(questions[:args.single])
     out["findings"] = findings_coverage()
     return out
@@ -167,7 +167,7 @@ def restart_guardrails(state: Path, lookup: bool) -> None:
     time.sleep(3)  # the worker's warm-up task (models) runs once it has joined
 
 
-def measure_mode(gateway: str, key: str, model: str, questions: list[str],
+def measure_mode(state: Path, gateway: str, key: str, model: str, questions: list[str],
                  args: argparse.Namespace, mode: str) -> dict[str, Any]:
     from openai import OpenAI
 
@@ -177,9 +177,12 @@ def measure_mode(gateway: str, key: str, model: str, questions: list[str],
     for question in warm:
         ask(client, model, question, args.top_k)
     load_single = os.getloadavg()
+    before = cpu_seconds(state)
     single = [ask(client, model, q, args.top_k) for q in single_q]
     load_concurrent = os.getloadavg()
+    middle = cpu_seconds(state)
     concurrent, wall = ask_concurrently(gateway, key, model, concurrent_q, args)
+    after = cpu_seconds(state)
     from benchmarks.query_path_timeline import timeline
     from services.common.config import get_settings
 
@@ -187,13 +190,16 @@ def measure_mode(gateway: str, key: str, model: str, questions: list[str],
     result = {"single": {**summary(single, None), "timeline_p50_ms": timeline(bootstrap, single)},
               "concurrent": {**summary(concurrent, wall),
                              "timeline_p50_ms": timeline(bootstrap, concurrent)},
+              "cpu_ms_per_request": {"single": cpu_per_request(before, middle, single),
+                                     "concurrent": cpu_per_request(middle, after, concurrent)},
               "load_single": load_single, "load_concurrent": load_concurrent,
               "load_after": os.getloadavg()}
     s, c = result["single"], result["concurrent"]
     print(f"{mode}: single p50 {s['p50_ms']} ms p95 {s['p95_ms']} ms; {args.concurrency} "
           f"concurrent p50 {c['p50_ms']} ms, {c['rps']} req/s; load {load_single}; stages "
           f"(single, p50 ms) {s['stages_p50_ms']} {s['timeline_p50_ms']}; concurrent "
-          f"{c['stages_p50_ms']} {c['timeline_p50_ms']}", flush=True)
+          f"{c['stages_p50_ms']} {c['timeline_p50_ms']}; CPU ms per request "
+          f"{result['cpu_ms_per_request']}", flush=True)
     return result
 
 
@@ -241,6 +247,47 @@ def ask_concurrently(gateway: str, key: str, model: str, questions: list[str],
     for thread in threads:
         thread.join()
     return done, time.perf_counter() - started
+
+
+def cpu_seconds(state: Path) -> dict[str, float]:
+    """CPU time (user + system) so far of every process of the stack, children included
+    (Postgres' backends), and of this client process."""
+    import psutil
+
+    from benchmarks.footprint import processes
+
+    found: dict[str, float] = {}
+    for name, pid in processes(state).items():
+        total = 0.0
+        try:
+            root = psutil.Process(pid)
+            times = root.cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
+            for child in root.children(recursive=True):
+                try:
+                    times = child.cpu_times()
+                    total += times.user + times.system
+                except psutil.NoSuchProcess:
+                    continue
+        except psutil.NoSuchProcess:
+            continue
+        found[name] = total
+    own = os.times()
+    found["client"] = own.user + own.system
+    return found
+
+
+def cpu_per_request(before: dict[str, float], after: dict[str, float],
+                    outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    """CPU milliseconds each process spent per answered request over a phase, and what that
+    allows on 2 cores of its own (other tenants' load does not change CPU time much, only
+    the wait for it)."""
+    ok = max(1, sum(1 for o in outcomes if o["status"] == "ok"))
+    per = {name: round((after[name] - before.get(name, 0.0)) * 1000 / ok, 1)
+           for name in after}
+    stack = sum(v for name, v in per.items() if name != "client")
+    return {**per, "stack_total": round(stack, 1),
+            "capacity_rps_on_2_cores": round(2000 / stack, 1) if stack > 0 else None}
 
 
 def summary(outcomes: list[dict[str, Any]], wall_s: float | None) -> dict[str, Any]:

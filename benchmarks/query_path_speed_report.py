@@ -35,6 +35,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {LABELS.get(mode, mode)} | {s['p50_ms']} | {s['p95_ms']} | {c['p50_ms']} | "
             f"{c['p95_ms']} | {c.get('rps')} | {stages.get('guardrails_output')} | "
             f"{stages.get('total')} | {stages.get('rest')} |")
+    lines += _cpu_table(results)
+    lines += _timeline_table(results)
     inp = results.get("input_stage", {})
     lines += [
         "",
@@ -49,6 +51,43 @@ def markdown(results: dict[str, Any]) -> str:
         "the end; per phase in the JSON.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _cpu_table(results: dict[str, Any]) -> list[str]:
+    """CPU per request by process in the concurrent phase: what the path costs whatever the
+    other tenants do, and the throughput 2 cores of its own would allow."""
+    modes = {m: f.get("cpu_ms_per_request", {}).get("concurrent") for m, f in
+             results.get("modes", {}).items()}
+    modes = {m: v for m, v in modes.items() if v}
+    if not modes:
+        return []
+    names = sorted({n for v in modes.values() for n in v
+                    if n not in ("stack_total", "capacity_rps_on_2_cores", "client")})
+    lines = ["", "CPU milliseconds per request, by process (8-concurrent phase; the client's "
+             "own is left out of the total):", "",
+             "| mode | " + " | ".join(names) + " | stack total | req/s 2 idle cores allow |",
+             "|---|" + "---|" * (len(names) + 2)]
+    for mode, cpu in modes.items():
+        lines.append(f"| {LABELS.get(mode, mode)} | "
+                     + " | ".join(str(cpu.get(n, "")) for n in names)
+                     + f" | {cpu['stack_total']} | {cpu['capacity_rps_on_2_cores']} |")
+    return lines
+
+
+def _timeline_table(results: dict[str, Any]) -> list[str]:
+    """Medians of the request's segments, from the Kafka records' timestamps."""
+    lines = ["", "Where the time goes (medians, ms; from the timestamps of the request's Kafka "
+             "records: gateway in, input stage + its audit events + hop, rag worker + hop, "
+             "output stage + its audit events + hop, reply hop + gateway out):", "",
+             "| mode | phase | gateway in | input stage | rag worker | output stage "
+             "| gateway out |", "|---|---|---|---|---|---|---|"]
+    for mode, found in results.get("modes", {}).items():
+        for phase in ("single", "concurrent"):
+            t = found[phase].get("timeline_p50_ms") or {}
+            lines.append(f"| {LABELS.get(mode, mode)} | {phase} | {t.get('gateway_in')} | "
+                         f"{t.get('input_stage')} | {t.get('rag_worker')} | "
+                         f"{t.get('output_stage')} | {t.get('gateway_out')} |")
+    return lines
 
 
 def _load(value: Any) -> str:
