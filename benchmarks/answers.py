@@ -154,6 +154,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--gate", action="store_true",
                         help="write gate.json beside the adapter (the shipped default's gate)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--wait-for-adapter", type=float, default=0.0, metavar="SECONDS",
+                        help="run the base modes first, then wait up to this long for the "
+                             "adapter folder's datacard.json (an adapter still training)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
@@ -184,30 +187,29 @@ async def _run(args: argparse.Namespace) -> None:
                                 SPLIT["squad_v2"]["heldout"],
                                 (args.calibration[1], args.held_out[1]), args.seed)
     library = Path(tempfile.mkdtemp(prefix="customllm-answers-"))
-    shutil.copytree(adapter_dir, library / ADAPTER)  # a folder placed by hand: served by name
     engine = LocalEngine.from_settings(Settings(adapters_dir=library))
     base = LocalBackend(engine)
     tuned = LocalBackend(engine, answer_adapter=AnswerAdapter(ADAPTER, None))
     started = time.perf_counter()
-    tuned.warm_up()
+    base.warm_up()
     warm_s = time.perf_counter() - started
     template = load_template("default")
     args.out.mkdir(parents=True, exist_ok=True)
     progress = args.out / "answers_progress.jsonl"
     progress.write_text("")
+    held = held_a + held_u
+    runs = {"constrained": await run_all(base, held, "extractive", template, "constrained",
+                                         progress)}
+    await wait_for(adapter_dir, args.wait_for_adapter)
+    shutil.copytree(adapter_dir, library / ADAPTER)  # a folder placed by hand: served by name
     calibration = await run_all(tuned, cal_a + cal_u, "extractive", template, "calibration",
                                 progress)
     margin = calibrate(calibration)
-    held = held_a + held_u
-    runs = {
-        "adapter_constrained": await run_all(tuned, held, "extractive", template,
-                                             "adapter_constrained", progress),
-        "adapter_free": await run_all(tuned, held, "adapter_free", template, "adapter_free",
-                                      progress),
-        "constrained": await run_all(base, held, "extractive", template, "constrained",
-                                     progress),
-        "free": await run_all(base, held, "free", template, "free", progress),
-    }
+    runs["adapter_constrained"] = await run_all(tuned, held, "extractive", template,
+                                                "adapter_constrained", progress)
+    runs["adapter_free"] = await run_all(tuned, held, "adapter_free", template, "adapter_free",
+                                         progress)
+    runs["free"] = await run_all(base, held, "free", template, "free", progress)
     no_answer = template.no_answer
     rows = {
         "base, free generation (baseline)": summarize(runs["free"], no_answer),
@@ -246,6 +248,15 @@ async def _run(args: argparse.Namespace) -> None:
     progress.unlink()  # everything it held is in answers.json now
     shutil.rmtree(library, ignore_errors=True)
     logger.warning("\n%s", table)
+
+
+async def wait_for(adapter_dir: Path, seconds: float) -> None:
+    """Until the adapter folder is complete (its data card is written last) or time is up."""
+    deadline = time.monotonic() + seconds
+    while not (adapter_dir / "datacard.json").is_file() and time.monotonic() < deadline:
+        await asyncio.sleep(10)
+    if not (adapter_dir / "adapter_model.safetensors").is_file():
+        raise SystemExit(f"no adapter in {adapter_dir}")
 
 
 def write_gate(adapter_dir: Path, rows: dict[str, dict[str, float]], margin: float,

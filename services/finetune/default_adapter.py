@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from services.finetune.answer_data import SPLIT, DataSpec, build, file_sha256
-from services.finetune.training import TrainingConfig
+from services.finetune.training import TrainingCancelled, TrainingConfig
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "common" / "generation" / "shipped"
 ADAPTER_NAME = "answers"
@@ -37,6 +37,9 @@ CONFIG = TrainingConfig(
     lora_dropout=0.05, target_modules=ALL_LINEAR, max_seq_len=512, batch_size=8,
     grad_accum=1, warmup_ratio=0.05, seed=20261202, lr_scheduler="linear",
     lora_top_layers=16, save_steps=8)
+# The 45-minute CPU budget on two shared cores: the linear schedule spans the epoch (56 steps of
+# 8), training stops after this many (the last checkpoint is the adapter).
+STOP_AFTER_STEPS = 24
 LICENCE = "CC BY-SA 4.0 (SQuAD 1.1 and SQuAD 2.0, Rajpurkar et al.)"
 
 logger = logging.getLogger(__name__)
@@ -67,10 +70,56 @@ def build_default(out_dir: Path, squad11: Path, squad2: Path, *,
     logger.warning("data: %s (%.0f s)", counts, time.perf_counter() - started)
     model = _with_lora(model, config, folder)
     work = out_dir.parent / f".{out_dir.name}-work"
-    result = _run(model, tokenizer, folder, examples, config, out_dir, work,
-                  keep_checkpoints=True, on_progress=_log_progress, should_stop=None,
-                  settings=settings, started=started, n_examples=len(examples), n_truncated=0)
-    shutil.rmtree(work, ignore_errors=True)  # checkpoints: only to salvage a cut-short run
+    shutil.rmtree(work, ignore_errors=True)  # a stale checkpoint would be resumed
+    try:
+        result = _run(model, tokenizer, folder, examples, config, out_dir, work,
+                      keep_checkpoints=True, on_progress=_log_progress,
+                      should_stop=_StopAfter(STOP_AFTER_STEPS), settings=settings,
+                      started=started, n_examples=len(examples), n_truncated=0)
+        steps, final_loss = result.steps, result.final_loss
+    except TrainingCancelled as cut:
+        if cut.checkpoint is None:
+            raise
+        steps, final_loss = from_checkpoint(cut.checkpoint, out_dir)
+    shutil.rmtree(work, ignore_errors=True)
+    training = {"steps": steps, "final_loss": final_loss,
+                "train_s": round(time.perf_counter() - started, 1), "device": "cpu"}
+    return finalize(out_dir, squad11, squad2, spec, config, counts, training)
+
+
+class _StopAfter:
+    """``should_stop`` of the training loop: true after ``steps`` optimizer steps (the
+    schedule still spans the whole epoch, so the stop is part of the recipe)."""
+
+    def __init__(self, steps: int | None) -> None:
+        self.steps, self.calls = steps, 0
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        return self.steps is not None and self.calls >= self.steps
+
+
+def from_checkpoint(checkpoint: Path, out_dir: Path) -> tuple[int, float | None]:
+    """The adapter files of a trainer checkpoint into ``out_dir``; (step, last logged loss)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copyfile(checkpoint / name, out_dir / name)
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    losses = [(e["step"], e["loss"]) for e in state.get("log_history", []) if "loss" in e]
+    (out_dir / "customllm-training.json").write_text(json.dumps(
+        {"steps": state.get("global_step"), "loss_curve": losses}, indent=1))
+    return int(state.get("global_step", 0)), (losses[-1][1] if losses else None)
+
+
+def finalize(out_dir: Path, squad11: Path, squad2: Path, spec: DataSpec,
+             config: TrainingConfig, counts: dict[str, Any],
+             training: dict[str, Any]) -> dict[str, Any]:
+    """float16 weights, a portable config, the data card (JSON and README.md)."""
+    from services.common.config import get_settings
+    from services.common.prompting.prompts import load_template
+
+    settings = get_settings()
+    no_answer = load_template("default").no_answer
     _to_float16(out_dir)
     _portable_config(out_dir)
     card = {
@@ -88,14 +137,53 @@ def build_default(out_dir: Path, squad11: Path, squad2: Path, *,
         "split": "by article: training articles only; calibration articles choose the "
                  "abstention threshold; held-out articles are what the benchmark reports",
         "data_spec": asdict(spec), "counts": counts,
-        "training": {**config.as_dict(), "steps": result.steps,
-                     "final_loss": result.final_loss, "train_s": round(result.duration_s, 1),
-                     "train_tokens": result.train_tokens, "device": result.device},
+        "training": {**config.as_dict(), "stop_after_steps": STOP_AFTER_STEPS, **training},
         "files": {p.name: file_sha256(p) for p in sorted(out_dir.iterdir()) if p.is_file()
                   and p.name != "datacard.json"},
     }
     (out_dir / "datacard.json").write_text(json.dumps(card, indent=1, ensure_ascii=False))
+    write_card_markdown(out_dir, card)
     return card
+
+
+def write_card_markdown(out_dir: Path, card: dict[str, Any]) -> None:
+    """``README.md`` of the folder (over peft's template): what a reader of the repository
+    needs to trust or rebuild it; the gate's figures are added by the benchmark."""
+    counts, training = card["counts"], card["training"]
+    rows = "\n".join(f"| {kind} | {c['available']} | {c['used']} | {c['skipped']} |"
+                     for kind, c in counts.items() if isinstance(c, dict))
+    sources = "\n".join(
+        f"- `{s['file']}` (sha256 `{s['sha256'][:16]}…`): train "
+        f"{', '.join(s['articles']['train'])}; calibration "
+        f"{', '.join(s['articles']['calibration'])}; held out "
+        f"{', '.join(s['articles']['heldout'])}" for s in card["sources"].values())
+    text = f"""# Shipped answer adapter `{card['adapter']}`
+
+LoRA on `{card['base_model']}` for {card['task']}.
+Rebuild: `customllm finetune build-default --squad
+../shared/datasets/squad_v11_train_11articles.json --squad2
+../shared/datasets/squad_v2_dev_5articles.json` (seed {training['seed']}).
+
+**Licence of the training data:** {card['licence']}.
+
+**Split:** {card['split']}.
+
+{sources}
+
+| examples | available | used | skipped (answer not writable under the constraint) |
+|---|---|---|---|
+{rows}
+
+{counts['total']} examples, mean prompt {counts['prompt_tokens_mean']} tokens. LoRA r
+{training['lora_r']}, alpha {training['lora_alpha']}, modules
+{', '.join(training['target_modules'])}, top {training['lora_top_layers']} layers, lr
+{training['learning_rate']}, batch
+{training['batch_size']}, {training['steps']} steps, final loss {training['final_loss']},
+{training['train_s']} s on {training['device']}. Weights stored in float16.
+
+Gate and held-out figures: `gate.json` (written by `python -m benchmarks.answers ... --gate`).
+"""
+    (out_dir / "README.md").write_text(text)
 
 
 def _log_progress(progress: Any) -> None:

@@ -93,24 +93,33 @@ def weights_hash(folder: Path = SHIPPED_DIR) -> str:
 
 def install(db: Any, adapters_dir: Path, name: str = "answers", base_model: str = "",
             folder: Path = SHIPPED_DIR) -> str:
-    """Register the shipped adapter as a version of ``name`` (once per weights) and promote it
-    when its gate passed and nothing of that name is promoted. Returns what happened."""
+    """Register the shipped adapter as a version of ``name`` (once per weights: the version's
+    hyperparameters record their hash) and promote it when its gate passed and nothing of that
+    name is promoted. Returns what happened."""
     from services.common import adapter_registry as registry
 
     if not (folder / WEIGHTS).is_file():
         return "absent"
+    from sqlalchemy import text
+
     gate = shipped_gate(folder)
     card = _card(folder)
-    job_id = f"shipped-{name}-{weights_hash(folder)[:16]}"
-    version = registry.register(
-        db, name=name, source_dir=folder, adapters_dir=adapters_dir,
-        base_model=base_model or card.get("base_model", ""), method="lora", job_id=job_id,
-        snapshot_id=None, dataset_hash=_data_hash(card),
-        hyperparameters=card.get("training", {}))
-    if not version.gate:
-        registry.record_evaluation(db, name, version.version, gate.get("metrics", {}),
-                                   {"passed": bool(gate.get("passed")), **gate},
-                                   _card_markdown(card, gate))
+    digest = weights_hash(folder)
+    with db.begin() as conn:  # one installer at a time (the rag and guardrails workers start)
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('customllm.shipped:' || :n))"),
+                     {"n": name})
+        version = next((v for v in registry.list_versions(db, name)
+                        if v.hyperparameters.get("shipped_weights_sha256") == digest), None)
+        if version is None:
+            version = registry.register(
+                db, name=name, source_dir=folder, adapters_dir=adapters_dir,
+                base_model=base_model or card.get("base_model", ""), method="lora",
+                job_id=None, snapshot_id=None, dataset_hash=_data_hash(card),
+                hyperparameters={**card.get("training", {}), "shipped_weights_sha256": digest})
+        if not version.gate:
+            registry.record_evaluation(db, name, version.version, gate.get("metrics", {}),
+                                       {**gate, "passed": bool(gate.get("passed"))},
+                                       _card_markdown(card, gate))
     if registry.promoted(db, name) is not None or version.status != "candidate":
         return f"registered {version.ref} ({version.status})"
     if not gate.get("passed"):

@@ -97,7 +97,9 @@ def _ask(deps, prefix: str, question: str, principal: Principal):
 @pytest.mark.parametrize(("question", "principal", "expected", "doc"), [
     ("How long does production access last before it must be renewed?", EMPLOYEE,
      "sixty days", "onboarding.md"),
-    ("Within how many hours must regulators be notified?", SECURITY, "seventy-two hours",
+    # "hours" is the question's own word: the constraint never copies it, so the span is
+    # "seventy-two" (a reader still sees "seventy-two [1]" for "how many hours")
+    ("Within how many hours must regulators be notified?", SECURITY, "seventy-two",
      "incident-response.txt"),
     ("I am <PERSON> (<EMAIL_ADDRESS>): how long does production access last before it must "
      "be renewed?", EMPLOYEE, "sixty days", "onboarding.md"),
