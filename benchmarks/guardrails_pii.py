@@ -392,6 +392,36 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def wilson(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson interval of a proportion: a few dozen spans per entity leave the figures
+    a few points either way."""
+    if not total:
+        return (0.0, 1.0)
+    p = successes / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * ((p * (1 - p) / total + z * z / (4 * total * total)) ** 0.5) / (1 + z * z / total)
+    return (round(max(0.0, centre - half), 3), round(min(1.0, centre + half), 3))
+
+
+def goals_md(results: dict[str, Any], detector: str = "guardrails detector") -> list[str]:
+    """The issue's goals against the held-out figures of ``detector``, with intervals."""
+    lines = [f"## Goals, {detector}, held-out", "",
+             "| entity | goal (recall) | recall [95% CI] | precision [95% CI] | met |",
+             "|---|---:|---:|---:|---|"]
+    table = results["pii"]["held-out"][detector]
+    for entity, goal in GOALS.items():
+        row = table.get(entity)
+        if row is None:
+            continue
+        tp, fn, fp = row["tp"], row["fn"], row["fp"]
+        recall, precision = row["recall"], row["precision"]
+        met = (recall is not None and recall >= goal
+               and (precision is None or precision >= PRECISION_GOAL))
+        lines.append(f"| {entity} | {goal} | {recall} {list(wilson(tp, tp + fn))} | "
+                     f"{precision} {list(wilson(tp, tp + fp))} | {'yes' if met else 'no'} |")
+    return [*lines, "", f"Precision goal: {PRECISION_GOAL} for every entity.", ""]
+
+
 def _cell(value: float | None) -> str:
     return "–" if value is None else f"{value}"
 
@@ -402,6 +432,7 @@ def report_md(results: dict[str, Any]) -> str:
              "Data:", ""]
     lines += [f"* {key}: {value}" for key, value in results["data"].items()]
     lines.append("")
+    lines += goals_md(results)
     titles = {"held-out": "Held-out (reported): public held-out half + generated, seed "
                           f"{results['seeds']['reported']}",
               "held-out, public, unseen templates": "Held-out public records whose sentence "
@@ -411,8 +442,8 @@ def report_md(results: dict[str, Any]) -> str:
         if part not in results["pii"]:
             continue
         lines += [f"## PII, {title}", "",
-                  "| entity | goal | " + " | ".join(results["pii"][part]) + " |",
-                  "|---|---:|" + "---:|" * len(results["pii"][part])]
+                  "| entity | gold spans | goal | " + " | ".join(results["pii"][part]) + " |",
+                  "|---|---:|---:|" + "---:|" * len(results["pii"][part])]
         table = results["pii"][part]
         entities = sorted({e for d in table.values() for e in d})
         for entity in entities:
@@ -423,7 +454,9 @@ def report_md(results: dict[str, Any]) -> str:
                              f"{_cell(row['recall'])} / {_cell(row['precision'])} "
                              f"({_cell(row.get('char_recall'))})")
             goal = GOALS.get(entity)
-            lines.append(f"| {entity} | {goal or ''} | " + " | ".join(cells) + " |")
+            gold = max((r[entity]["tp"] + r[entity]["fn"] for r in table.values()
+                        if entity in r), default=0)
+            lines.append(f"| {entity} | {gold} | {goal or ''} | " + " | ".join(cells) + " |")
         lines += ["", "Cells: span recall / precision (character recall: share of the gold "
                   "spans' characters a finding covers).", ""]
     lines += ["## Redaction kept exact", "", f"{results['leaks']}", "", "## Latency (ms)", ""]

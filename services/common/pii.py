@@ -185,8 +185,12 @@ def analyzer() -> AnalyzerEngine:
 
 def find_pii(text: str, entities: Iterable[str] | None = None,
              min_score: float = DEFAULT_MIN_SCORE) -> list[PiiFinding]:
-    """Findings sorted by position, overlaps resolved in favour of the higher score; the
-    named-entity model's non-names dropped or retyped first (``pii_recognizers.refine``)."""
+    """Findings sorted by position, without overlaps: the named-entity model's non-names
+    dropped or retyped first (``pii_recognizers.refine``), then overlapping findings joined
+    into one span typed after the best of them, an identifier before a context type (a
+    phone number spaCy also reads as a date stays a phone number, whole), then the higher
+    score. Dropping the loser instead would leave the characters only it covered in the text,
+    or let an allowed type carry an identifier through."""
     from services.guardrails.checks.pii_recognizers import refine
 
     if not text.strip():
@@ -195,7 +199,31 @@ def find_pii(text: str, entities: Iterable[str] | None = None,
                                  entities=list(entities) if entities is not None else None,
                                  score_threshold=min_score)
     findings = [PiiFinding(r.entity_type, r.start, r.end, float(r.score)) for r in results]
-    return _without_overlaps(refine(text, findings))
+    return _joined(refine(text, findings))
+
+
+# Entity types that are not personal data on their own (what the packaged policies allow):
+# in an overlap with an identifier, the identifier names the joined span.
+CONTEXT_TYPES = frozenset({"DATE_TIME", "NRP", "LOCATION", "ORGANIZATION", "URL"})
+
+
+def _joined(findings: Sequence[PiiFinding]) -> list[PiiFinding]:
+    groups: list[list[PiiFinding]] = []
+    end = -1
+    for finding in sorted(findings, key=lambda f: (f.start, -f.end)):
+        if groups and finding.start < end:
+            groups[-1].append(finding)
+            end = max(end, finding.end)
+        else:
+            groups.append([finding])
+            end = finding.end
+    out = []
+    for group in groups:
+        best = max(group, key=lambda f: (f.entity_type not in CONTEXT_TYPES, f.score,
+                                         f.end - f.start))
+        out.append(PiiFinding(best.entity_type, min(f.start for f in group),
+                              max(f.end for f in group), best.score))
+    return out
 
 
 def _without_overlaps(findings: Sequence[PiiFinding]) -> list[PiiFinding]:
