@@ -39,7 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.answers_data import Case, load_cases, split_named
-from benchmarks.answers_report import GOALS, summarize, write_plot, write_table
+from benchmarks.answers_report import (
+    GOALS,
+    summarize,
+    write_markdown,
+    write_plot,
+    write_table,
+)
 
 OUT = Path("docs/benchmarks")
 BASELINE_MAX_TOKENS = 64  # as in the README's earlier evaluation; 256 would loop for minutes
@@ -242,7 +248,7 @@ async def _run(args: argparse.Namespace) -> None:
     (args.out / "answers.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
     write_plot(rows, args.out / "answers.png")
     table = write_table(rows, margin)
-    (args.out / "answers_table.md").write_text(table + "\n")
+    write_markdown(report, args.out / "answers.md")
     if args.gate:
         write_gate(adapter_dir, rows, margin, report)
     progress.unlink()  # everything it held is in answers.json now

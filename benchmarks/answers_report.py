@@ -99,3 +99,44 @@ def write_plot(rows: Mapping[str, Mapping[str, float]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def write_markdown(report: Mapping[str, Any], path: Path) -> None:
+    """docs/benchmarks/answers.md: the command, the split, the table with the goals."""
+    rows = report["rows"]
+    held, cal = report["held_out"], report["calibration"]
+    split = report.get("split", {})
+    table = write_table(rows, cal["margin"])
+    met = {c: rows["adapter + constraint + abstention (default)"][c] for c in COLUMNS[:6]}
+    verdict = ", ".join(f"{c} {'met' if _meets(c, v) else 'missed'} ({v:.3f})"
+                        for c, v in met.items())
+    text = f"""# Answers from the embedded default: base model and shipped adapter
+
+```bash
+{report['command']}
+```
+
+Through `LocalBackend.generate` (the rag worker's generation call; no Kafka or Postgres),
+retrieval top 3 simulated (the question's paragraph and two others of its article, seeded
+order), torch on {report['threads']} threads, machine shared (load average at the end
+{', '.join(f'{x:.1f}' for x in report['load_average'])} on {report['cpu_count']} cores).
+Held out: {held['answerable']} answerable questions (SQuAD 1.1 articles
+{', '.join(split.get('squad_v11', {}).get('heldout', ()))}) and {held['unanswerable']}
+unanswerable ones (SQuAD 2.0 articles {', '.join(split.get('squad_v2', {}).get('heldout', ()))}),
+the same for every row, none from an article the adapter trained on. The abstention margin was
+calibrated on other articles ({cal['answerable']} + {cal['unanswerable']} questions of
+{', '.join(split.get('squad_v11', {}).get('calibration', ()))} /
+{', '.join(split.get('squad_v2', {}).get('calibration', ()))}): {cal['margin']:.2f}.
+
+{table}
+
+The served default (last adapter row) against the goals: {verdict}.
+Raw outcomes: [answers.json](answers.json); plot: [answers.png](answers.png).
+"""
+    path.write_text(text)
+
+
+def _meets(column: str, value: float) -> bool:
+    if column in ("false_no_answer", "p50_s"):
+        return value <= GOALS[column]
+    return value >= GOALS[column]
