@@ -270,6 +270,16 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, default=None,
                         help="embedding cache (npz), e.g. shared with build_heads")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    parser.add_argument("--encoder", default=None,
+                        help="encoder of the learned heads (default: the guardrails encoder, "
+                             "MiniLM int8 on ONNX Runtime; 'minilm' for the torch MiniLM)")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="only the input-stage latency by text length "
+                             "(docs/benchmarks/input_screening.*)")
+    parser.add_argument("--latency-encoders", default="minilm,minilm-int8",
+                        help="encoder paths timed side by side in the latency-by-length part")
+    parser.add_argument("--per-band", type=int, default=40,
+                        help="texts per length band up to 2,000 characters")
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="torch intra-op threads, as the worker runs (1: on a shared "
                              "2-core machine 2 threads made one query ~50x slower)")
@@ -282,17 +292,25 @@ def main() -> None:
 
     import torch
 
-    from benchmarks import guardrails_hate, guardrails_loso
+    from benchmarks import guardrails_hate, guardrails_latency, guardrails_loso
     from benchmarks.guardrails_report import report
-    from services.common.config import get_settings
-    from services.common.embeddings import embedder_from_settings
     from services.guardrails import sources
     from services.guardrails.embed_cache import CachedEmbed
+    from services.guardrails.encoder import head_encoder
     from services.guardrails.policy import PACKAGED_POLICIES, load_policy_file
 
     torch.set_num_threads(args.torch_threads)
+    timed = [e.strip() for e in args.latency_encoders.split(",") if e.strip()]
+    if timed:
+        print("== input-stage latency by text length ==")
+        by_length = guardrails_latency.run(args.injections, args.pii, args.squad, timed,
+                                           args.per_band)
+        by_length["machine"] = _machine()
+        print(guardrails_latency.write_report(by_length, args.out).read_text())
+    if args.latency_only:
+        return
     policy = load_policy_file(PACKAGED_POLICIES / "default.yaml")
-    encoder = embedder_from_settings(get_settings())
+    encoder = head_encoder(args.encoder)
     embed = CachedEmbed(encoder.encode, args.cache)
     try:
         print("== injection: leave one source out ==")
@@ -324,7 +342,7 @@ def main() -> None:
     latency = {"input": input_latency(sample, encoder.encode),
                "output": output_latency([r["full_text"] for r in pii_records][:100])}
     results = {"injections": injections, "hate": hate, "documents": documents, "pii": pii,
-               "latency": latency,
+               "latency": latency, "encoder": encoder.model_id,
                "datasets": {"injections": args.injections.name, "squad": args.squad.name,
                             "tweets": args.tweets.name, "pii": args.pii.name},
                "machine": _machine()}

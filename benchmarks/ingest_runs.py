@@ -10,7 +10,7 @@ from sqlalchemy import text
 from benchmarks.ingest import fixed_windows, percentile
 from services.common.config import get_settings
 from services.common.db import make_engine
-from services.common.embeddings import embedder_from_settings
+from services.common.embeddings import embedder_for, embedder_from_settings
 from services.common.events import DocChange
 from services.common.producer import flush, make_producer, send
 from services.common.topics import DOCS_CHANGES
@@ -49,7 +49,7 @@ def _doc(doc_id: str, version: int, paras: list[str]) -> DocChange:
                      source="benchmark", license="CC-BY-SA-4.0")
 
 
-def throughput(paragraphs: list[str], docs: int) -> dict:
+def throughput(paragraphs: list[str], docs: int, references: list[str] | None = None) -> dict:
     salt = uuid.uuid4().hex[:6]
     def body(i: int) -> list[str]:
         # The salt makes every chunk new, so the run measures embedding, not the cache.
@@ -61,16 +61,71 @@ def throughput(paragraphs: list[str], docs: int) -> dict:
              for c in chunk_document(change.content or "", "text/plain", ChunkingConfig())]
     model = embedder_from_settings(settings)
     model.warm_up()
-    started = time.perf_counter()
-    model.encode(texts)
-    raw_s = time.perf_counter() - started
+    model.encode_passages(texts[:8])
+
+    def raw() -> float:
+        started = time.perf_counter()
+        model.encode_passages(texts)
+        return time.perf_counter() - started
+
+    cpu_started = time.process_time()
+    raw_before = raw()
+    raw_cpu_s = time.process_time() - cpu_started
+    stack_cpu = _stack_cpu_s()
     started = time.perf_counter()
     _publish(changes)
     _wait([c.doc_id for c in changes], 1)
     pipeline_s = time.perf_counter() - started
-    return {"docs": docs, "chunks": len(texts), "raw_s": raw_s, "pipeline_s": pipeline_s,
+    stack_cpu_s = _stack_cpu_s() - stack_cpu
+    raw_after = raw()
+    raw_s = (raw_before + raw_after) / 2
+    reference: dict[str, float] = {}
+    for name in references or []:
+        other = embedder_for(name)
+        other.warm_up()
+        other.encode_passages(texts[:8])
+        started = time.perf_counter()
+        other.encode_passages(texts)
+        reference[other.model_id] = len(texts) / (time.perf_counter() - started)
+    return {"docs": docs, "chunks": len(texts), "model_id": model.model_id, "raw_s": raw_s,
+            "raw_s_before_after": [raw_before, raw_after], "pipeline_s": pipeline_s,
             "raw_chunks_per_s": len(texts) / raw_s,
-            "pipeline_chunks_per_s": len(texts) / pipeline_s}
+            "pipeline_chunks_per_s": len(texts) / pipeline_s,
+            # CPU-seconds: the raw encode (this process, all threads) against every process of
+            # the stack during the pipeline run (workers, Kafka, Postgres). Their ratio is the
+            # share of the stack's work that is encoding, what pipeline/raw tends to on a
+            # CPU-bound machine with nothing else running.
+            "raw_cpu_s": raw_cpu_s, "stack_cpu_s": stack_cpu_s,
+            "cpu_ratio": raw_cpu_s / stack_cpu_s if stack_cpu_s else None,
+            "stack_cpu_by_process_s": _LAST_BY_PROCESS.copy(),
+            "reference_chunks_per_s": reference}
+
+
+_LAST_BY_PROCESS: dict[str, float] = {}
+_FIRST_BY_PROCESS: dict[str, float] = {}
+
+
+def _stack_cpu_s() -> float:
+    """CPU-seconds so far of the private stack's processes (pid files under the state folder,
+    and their children: Postgres backends, Kafka's JVM)."""
+    import psutil
+
+    totals: dict[str, float] = {}
+    for pid_file in settings.state_path.rglob("*.pid"):
+        try:
+            root = psutil.Process(int(pid_file.read_text().split()[0]))
+            for proc in [root, *root.children(recursive=True)]:
+                times = proc.cpu_times()
+                name = pid_file.stem if proc.pid == root.pid else f"{pid_file.stem}/children"
+                totals[name] = totals.get(name, 0.0) + times.user + times.system
+        except (ValueError, IndexError, OSError, psutil.Error):
+            continue
+    if _FIRST_BY_PROCESS:
+        _LAST_BY_PROCESS.update({k: round(v - _FIRST_BY_PROCESS.get(k, 0.0), 2)
+                                 for k, v in totals.items()})
+    else:
+        _FIRST_BY_PROCESS.update(totals)
+    return sum(totals.values())
 
 
 def freshness(paragraphs: list[str], samples: int) -> dict:
@@ -91,7 +146,7 @@ def freshness(paragraphs: list[str], samples: int) -> dict:
         latencies.append((time.perf_counter() - started) * 1000)
         chunks = chunk_document(change.content or "", "text/plain", ChunkingConfig())
         started = time.perf_counter()
-        model.encode([c.text for c in chunks])
+        model.encode_passages([c.text for c in chunks])
         raw.append((time.perf_counter() - started) * 1000)
     return {"samples": samples, "doc_bytes": size, "p50_ms": percentile(latencies, 50),
             "p95_ms": percentile(latencies, 95), "raw_p50_ms": percentile(raw, 50),

@@ -73,6 +73,15 @@ class InputDeps:
             self._local.timings = {}
         return self._local.timings
 
+    @property
+    def cpu_ms(self) -> dict[str, float]:
+        """CPU milliseconds of this thread per check, same call: what each check costs on one
+        core whatever else the machine runs (the models run on the calling thread: one
+        intra-op thread), where wall time also counts waiting for a busy CPU."""
+        if not hasattr(self._local, "cpu"):
+            self._local.cpu = {}
+        return self._local.cpu
+
     def classifier_for(self, policy: Policy) -> LinearHead | None:
         if self.classifier is not None:
             return self.classifier
@@ -110,13 +119,18 @@ def warm_up(deps: InputDeps, policy: Policy) -> None:
 def screen_input(question: str, policy: Policy, deps: InputDeps) -> StageVerdict:
     """Run every input check; ``verdict.text`` is the normalized, PII-redacted question."""
     inp = policy.input
-    timings = deps.timings_ms
+    timings, cpu = deps.timings_ms, deps.cpu_ms
     timings.clear()
+    cpu.clear()
     started = time.perf_counter()
+    cpu_started = cpu_last = time.thread_time()
 
     def timed(name: str, since: float) -> float:
-        now = time.perf_counter()
+        nonlocal cpu_last
+        now, cpu_now = time.perf_counter(), time.thread_time()
         timings[name] = round((now - since) * 1000, 3)
+        cpu[name] = round((cpu_now - cpu_last) * 1000, 3)
+        cpu_last = cpu_now
         return now
 
     embed = _embedded_once(deps.embed)
@@ -146,6 +160,7 @@ def screen_input(question: str, policy: Policy, deps: InputDeps) -> StageVerdict
     results.append(pii_result)
     t = timed("pii", t)
     timings["total"] = round((t - started) * 1000, 3)
+    cpu["total"] = round((cpu_last - cpu_started) * 1000, 3)
     return StageVerdict(stage="input", policy_version=policy.policy_version, text=redacted,
                         results=tuple(results))
 
