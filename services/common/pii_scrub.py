@@ -9,11 +9,13 @@ every example before it can reach training. The detector is the one the guardrai
 learned at training time.
 
 The policy: identifiers that are personal in any context (e-mail, phone, card, IBAN, SSN, IP,
-passport, licence and bank numbers) are always redacted; person names are redacted too, except
-in examples whose privacy class is ``public``, where names are part of the public record the
-example teaches (who won, who wrote). Entities such as dates, places, organisations and URLs
-are left alone: they carry the facts the model must learn to cite. Every finding is counted per
-entity type for the data card, redacted or not.
+passport, licence and bank numbers) are always redacted; person names and street addresses are
+redacted too, except in examples whose privacy class is ``public``, where names are part of the
+public record the example teaches (who won, who wrote) and an address is an office's or a
+landmark's (a home address learned by a model is as personal as a phone number). Entities
+such as dates, places, organisations and URLs are left alone: they carry the facts the model
+must learn to cite. Every finding is counted per entity type for the data card, redacted or
+not.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ ALWAYS_REDACT = frozenset({
     "US_PASSPORT", "US_DRIVER_LICENSE", "US_BANK_NUMBER", "US_ITIN", "UK_NHS", "CRYPTO",
     "MEDICAL_LICENSE",
 })
-PERSONAL_NAMES = frozenset({"PERSON"})
+# Names and street addresses: personal unless the example is public (the policy's ``names``).
+PERSONAL_NAMES = frozenset({"PERSON", "ADDRESS"})
 
 
 @dataclass(frozen=True)
