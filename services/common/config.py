@@ -55,7 +55,10 @@ class Settings(BaseSettings):
 
 
     # Embeddings (the library every model-running service shares)
-    embedding_model_id: str = "sentence-transformers/all-MiniLM-L6-v2"
+    # MiniLM int8 on ONNX Runtime (services/common/onnx_encoder.py): held-out hit@5 equal to
+    # the torch MiniLM's, several times faster; "sentence-transformers/all-MiniLM-L6-v2" (alias
+    # minilm) is the torch model. docs/benchmarks/encoder_speed.md has the figures.
+    embedding_model_id: str = "sentence-transformers/all-MiniLM-L6-v2+onnx-int8"
     embedding_model_path: Path | None = Field(
         default=None, description="sentence-transformers folder; defaults to the packaged MiniLM."
     )

@@ -80,6 +80,9 @@ async def embed(messages: Sequence[Inbound]) -> list[Outcome]:
     if works:
         items = [work for _, _, work in works]
         written = await with_db_retry(models.current)
+        if len(written) == 1:
+            await _embed_overlapped(works, written[0], outcomes)
+            return [outcome for outcome in outcomes if outcome is not None]
         started = time.time_ns()
         by_model: dict[str, dict] = {}
         fresh_by_model: dict[str, set] = {}
@@ -98,6 +101,60 @@ async def embed(messages: Sequence[Inbound]) -> list[Outcome]:
             outcomes[index] = await index_one(message, work, by_model, embedded,
                                               (started, finished))
     return [outcome for outcome in outcomes if outcome is not None]
+
+
+async def _embed_overlapped(works: list[tuple[int, Inbound, ChunkWork]], model_id: str,
+                            outcomes: list[Outcome | None]) -> None:
+    """One model, the common case: the batch's new chunks are encoded in slices of
+    ``embed_slice_chunks`` (in document order), and while one slice is encoded the documents
+    the previous slices completed are written, so Postgres (inserts, HNSW) and the encoder
+    work at the same time instead of taking turns. Documents are still written in order, one
+    transaction each, and a document only once all its chunks have vectors."""
+    items = [work for _, _, work in works]
+    encoder = models.encoder(model_id)
+    cached = await with_db_retry(lambda: _cached(items, model_id))
+    plan = handlers.plan_embeddings(items, set(cached))
+    vectors: dict = dict(cached)
+    credits = handlers.credit_embedded(items, set(plan.hashes))
+    started = time.time_ns()
+    writer: asyncio.Task | None = None
+    written_upto = 0
+    size = max(1, config.embed_slice_chunks)
+    try:
+        for begin in range(0, max(len(plan.texts), 1), size):
+            hashes, texts = plan.hashes[begin:begin + size], plan.texts[begin:begin + size]
+            encoded = await asyncio.get_running_loop().run_in_executor(
+                None, encoder.encode_passages, texts)
+            fresh = dict(zip(hashes, encoded, strict=True))
+            vectors.update(fresh)
+            ready = written_upto
+            while ready < len(works) and (works[ready][2].op != "upsert" or all(
+                    c.content_hash in vectors for c in works[ready][2].chunks)):
+                ready += 1
+            if writer is not None:
+                await writer  # in order; a failure surfaces here and the batch is retried
+            writer = asyncio.create_task(_write_slice(
+                works[written_upto:ready], credits[written_upto:ready], fresh, model_id,
+                vectors, (started, time.time_ns()), outcomes))
+            written_upto = ready
+        if writer is not None:
+            await writer
+    finally:
+        # An encoder failure while a slice is being written: that write finishes (or fails)
+        # before the batch is retried, never concurrently with the retry.
+        if writer is not None and not writer.done():
+            await asyncio.gather(writer, return_exceptions=True)
+    if written_upto < len(works):  # cannot happen: every upsert chunk is cached or planned
+        raise AssertionError("documents left without vectors")
+
+
+async def _write_slice(works: list[tuple[int, Inbound, ChunkWork]], credits: list[int],
+                       fresh: dict, model_id: str, vectors: dict,
+                       encode_window: tuple[int, int], outcomes: list[Outcome | None]) -> None:
+    await with_db_retry(lambda: _cache(fresh, model_id))
+    for (index, message, work), embedded in zip(works, credits, strict=True):
+        outcomes[index] = await index_one(message, work, {model_id: vectors}, embedded,
+                                          encode_window)
 
 
 def _cached(items: list[ChunkWork], for_model: str) -> dict:

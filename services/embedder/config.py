@@ -20,6 +20,9 @@ class EmbedderSettings(BaseSettings):
     embed_batch_size: int = Field(default=64, description="Work items per model call.")
     embed_batch_window_s: float = Field(
         default=0.2, description="How long a batch waits to fill before it is embedded.")
+    embed_slice_chunks: int = Field(
+        default=64, description="Chunks per model call within a batch: the next slice is "
+        "encoded while the previous slice's documents are written to Postgres.")
     embed_db_retry_attempts: int = Field(
         default=8, description="Tries per database write while Postgres is unreachable, with "
         "backoff; then the worker exits and the batch is re-read.")
