@@ -114,6 +114,7 @@ def run(state: Path, args: argparse.Namespace) -> dict[str, Any]:
         out["modes"][mode] = measure_mode(state, gateway, key, settings.local_model_id, asked,
                                           args, mode)
     out["input_stage"] = measure_input_stage(questions[:args.single])
+    out["ingest_pii"] = measure_ingest_pii([d.content for d in docs[:args.single]])
     out["findings"] = findings_coverage()
     return out
 
@@ -330,6 +331,22 @@ def measure_input_stage(questions: list[str]) -> dict[str, Any]:
         times.append((time.perf_counter() - started) * 1000)
     times.sort()
     return {"questions": len(times), "p50_ms": _pct(times, 50), "p95_ms": _pct(times, 95),
+            "load": os.getloadavg()}
+
+
+def measure_ingest_pii(paragraphs: list[str]) -> dict[str, Any]:
+    """What storing findings costs ingest: the detector's time per paragraph (the same call
+    the ingest worker makes), in this process."""
+    from services.common.pii import find_pii
+
+    find_pii("warm up")
+    times = []
+    for paragraph in paragraphs:
+        started = time.perf_counter()
+        find_pii(paragraph)
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return {"paragraphs": len(times), "p50_ms": _pct(times, 50), "p95_ms": _pct(times, 95),
             "load": os.getloadavg()}
 
 
