@@ -84,7 +84,20 @@ def ensure_artifact(source_dir: Path, quantized: bool = True, out_dir: Path | No
     target = out_dir / f"{stem}.onnx"
     if target.is_file():
         return target
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".{os.getpid()}.probe"
+        probe.touch()
+        probe.unlink()
+    except OSError:
+        # A read-only home (containers): build under the temporary folder instead.
+        import tempfile
+
+        out_dir = Path(tempfile.gettempdir()) / "customllm-onnx"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        target = out_dir / f"{stem}.onnx"
+        if target.is_file():
+            return target
     with (out_dir / f"{stem}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits, then finds the file
         if target.is_file():
