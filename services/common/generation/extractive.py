@@ -13,6 +13,7 @@ text and the span are scored too (``no_answer_mean``, ``span_mean``), for analys
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,7 +53,8 @@ class _Run:
     def after(self, model: Any, output: Any) -> None:
         prompt_len = self.processor.prompt_len
         self.processor.finish(output.sequences[0, prompt_len:].tolist())
-        if not _wrote_no_answer(self.processor) and self.processor.first_step is not None:
+        if self.no_answer and not _wrote_no_answer(self.processor) \
+                and self.processor.first_step is not None:
             self.no_answer_logprobs = continuation_logprobs(
                 model, output.past_key_values, prompt_len, self.processor.first_step,
                 self.no_answer)
@@ -94,7 +96,19 @@ async def answer_extractive(engine: LocalEngine, messages: Sequence[dict[str, st
                                                spec.max_span_tokens + MARKER_AND_END))
     completion = await engine.agenerate_raw(
         prompt, params, adapter, GenerationHooks((run.processor,), run.after, prepare))
-    return decide(run, completion, spec)
+    answer = decide(run, completion, spec)
+    if not (compact and answer.abstained and spec.abstain_margin is not None
+            and answer.scores.get("decision", float("inf")) <= spec.abstain_margin):
+        return answer
+    # The adapter wrote "don't know" but not by the calibrated margin: its best span instead
+    # (the margin decides both ways; the adapter alone says it too often on answerable ones).
+    forced = _Run(ConstrainedLogits(dataclasses.replace(constraint, no_answer=()),
+                                    len(prompt_ids)), ())
+    again = await engine.agenerate_raw(prompt, params, adapter,
+                                       GenerationHooks((forced.processor,), forced.after, None))
+    span = decide(forced, again, dataclasses.replace(spec, abstain_margin=None))
+    return ExtractiveAnswer(span.text, False, again, {**span.scores, **answer.scores,
+                                                      "forced_span": 1.0})
 
 
 def decide(run: _Run, completion: RawCompletion, spec: Extractive) -> ExtractiveAnswer:
