@@ -61,9 +61,17 @@ def _sha256(path: Path) -> str:
 
 
 def _tool_versions() -> dict[str, str]:
-    from importlib.metadata import version
+    """Read from the installed metadata: nothing is imported (a process whose artifact is built
+    never loads torch)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {name: version(name) for name in ("torch", "onnx", "onnxruntime", "transformers")}
+    found = {}
+    for name in ("torch", "onnx", "onnxruntime", "transformers"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "absent"
+    return found
 
 
 def artifact_key(source_dir: Path, quantized: bool) -> tuple[str, dict[str, Any]]:
