@@ -166,6 +166,23 @@ def restart_guardrails(state: Path, lookup: bool) -> None:
     _wait_group(admin, "customllm-guardrails", 1, lambda: name in procs.running(state))
     del admin
     time.sleep(3)  # the worker's warm-up task (models) runs once it has joined
+    if lookup:
+        wait_for_findings()
+
+
+def wait_for_findings(timeout_s: float = 1800) -> dict[str, Any]:
+    """Until the guardrails worker's background indexer has stored findings for every indexed
+    chunk text, so the stored mode measures lookups, not first-citation analyses."""
+    started = time.monotonic()
+    while True:
+        coverage = findings_coverage()
+        if coverage["with_findings"] >= coverage["chunk_texts"]:
+            print(f"PII findings: {coverage} after {time.monotonic() - started:.0f} s",
+                  flush=True)
+            return coverage
+        if time.monotonic() - started > timeout_s:
+            raise SystemExit(f"PII findings incomplete after {timeout_s:.0f} s: {coverage}")
+        time.sleep(2)
 
 
 def measure_mode(state: Path, gateway: str, key: str, model: str, questions: list[str],
@@ -335,8 +352,8 @@ def measure_input_stage(questions: list[str]) -> dict[str, Any]:
 
 
 def measure_ingest_pii(paragraphs: list[str]) -> dict[str, Any]:
-    """What storing findings costs ingest: the detector's time per paragraph (the same call
-    the ingest worker makes), in this process."""
+    """What storing findings costs, once per chunk text: the detector's time per paragraph (the
+    call the guardrails worker's background indexer makes), in this process."""
     from services.common.pii import find_pii
 
     find_pii("warm up")

@@ -42,8 +42,9 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "What the stored findings change: the output stage used to run Presidio over every "
         "cited chunk of every answer (~70 ms a SQuAD paragraph on this CPU, ten per "
-        "retrieval-only reply). Now the ingest worker analyses each new chunk text once and "
-        "stores the findings by content hash and detector version (`chunk_pii_findings`, "
+        "retrieval-only reply). Now the guardrails worker's background indexer analyses each "
+        "indexed chunk text once, newest first, and stores the findings by content hash and "
+        "detector version (`chunk_pii_findings`, "
         "migration 0012); the output stage fetches the cited chunks' findings in one query and "
         "analyses only the answer's own text and what it does not find (storing that too). "
         "Redaction is computed from the same findings either way. Also on this path: a stage's "
@@ -56,10 +57,11 @@ def markdown(results: dict[str, Any]) -> str:
         "the gateway. Stage times are single-request medians.",
         f"Input stage alone (same questions, in process, default policy): p50 "
         f"{inp.get('p50_ms')} ms, p95 {inp.get('p95_ms')} ms.",
-        f"What ingest pays instead: the detector on one paragraph, p50 "
-        f"{results.get('ingest_pii', {}).get('p50_ms')} ms, p95 "
-        f"{results.get('ingest_pii', {}).get('p95_ms')} ms (once per new chunk text; "
-        "`CUSTOMLLM_INGEST_PII_FINDINGS=false` leaves it to the output stage's first use).",
+        f"What the indexer pays instead, in the background: the detector on one paragraph, "
+        f"p50 {results.get('ingest_pii', {}).get('p50_ms')} ms, p95 "
+        f"{results.get('ingest_pii', {}).get('p95_ms')} ms (once per chunk text; "
+        "`CUSTOMLLM_GUARDRAILS_PII_INDEXER=false` leaves it to the output stage's first "
+        "citation).",
         "",
         f"Goals (issue #13 item 4): single p50 ≤ 60 ms, ≥ 20 req/s at 8 concurrent on 2 cores. "
         f"The machine's 2 cores are shared with other sessions: load average "

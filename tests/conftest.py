@@ -26,6 +26,10 @@ os.environ.update({
     "CUSTOMLLM_KAFKA_SASL_MECHANISM": "PLAIN",  # the admin is defined in the broker's config
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
+    # The guardrails worker's background PII indexer would analyse every chunk the suite writes
+    # (thousands, ~80 ms each) beside the tests; the output stage analyses what it cites instead.
+    # Its own tests turn it on (tests/integration/guardrails/test_stored_pii.py).
+    "CUSTOMLLM_GUARDRAILS_PII_INDEXER": "0",
 })
 os.environ["CUSTOMLLM_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{os.environ['CUSTOMLLM_KAFKA_PORT']}"
 os.environ.pop("CUSTOMLLM_DATABASE_URL", None)

@@ -63,7 +63,7 @@ def _analyzer() -> AnalyzerEngine:
     _tldextract_offline()
     # The guardrails' recognizers (international phone numbers, address parts, names by
     # context, long card numbers) belong to the one detector every path runs: a question, a
-    # cited chunk stored at ingest and a training example must lose the same entities. They
+    # cited chunk's stored findings and a training example must lose the same entities. They
     # live beside the guardrails' checks (and are part of the stored findings' version hash,
     # ``pii_findings.DETECTOR_SOURCES``); the import is here, not at module level, so this
     # module stays light.

@@ -2,10 +2,11 @@
 
 A chunk's text does not change while its hash stays the same, and the detector's output on it
 does not change while the detector stays the same: so the output stage need not re-run
-Presidio over every cited chunk of every answer (≈70 ms a paragraph on this CPU). The ingest
-worker analyses each new chunk once and stores what it found; the output stage looks the
-cited chunks up (one query per answer) and analyses only what it does not find, storing that
-too, so a chunk indexed before the table existed, or a detector change, converges.
+Presidio over every cited chunk of every answer (≈70 ms a paragraph on this CPU). The
+guardrails worker's background indexer analyses each indexed chunk text once and stores what
+it found; the output stage looks the cited chunks up (one query per answer) and analyses only
+what it does not find, storing that too, so a chunk indexed before the table existed, or a
+detector change, converges.
 
 **The version** is a hash of everything the findings depend on: the source of the detector
 modules (``services/common/pii.py``, ``pii_recognizers.py``, ``pii_detect.py``), the Presidio,
@@ -129,7 +130,7 @@ def store(engine: Engine, findings: Mapping[str, Sequence[PiiFinding]], version:
 def analyse_missing(engine: Engine, texts: Iterable[str], detect: Detect,
                     min_score: float = DEFAULT_MIN_SCORE) -> dict[str, int]:
     """Analyse and store the texts whose findings are not stored under the current version:
-    what the ingest worker runs on a document's chunks. Counts: texts seen, analysed, stored."""
+    for a batch of texts at once. Counts: texts seen, analysed, stored."""
     version = detector_version(min_score)
     by_hash = {text_hash(t): t for t in texts if t.strip()}
     todo = missing(engine, by_hash, version)

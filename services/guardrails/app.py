@@ -36,10 +36,16 @@ from services.common.topics import (
     RAG_REQUESTS_DLQ,
     RAG_SCREENED,
 )
-from services.guardrails import audit, handlers, input_stage, output_stage
+from services.guardrails import audit, handlers, input_stage, output_stage, pii_indexer
 from services.guardrails.checks.canary import new_canary
 from services.guardrails.checks.results import CheckResult, StageVerdict
-from services.guardrails.config import APP_ID, MAX_DRAFT_BYTES, SERVICE_NAME, policy_store
+from services.guardrails.config import (
+    APP_ID,
+    MAX_DRAFT_BYTES,
+    SERVICE_NAME,
+    guardrails_settings,
+    policy_store,
+)
 from services.guardrails.policy import DEFAULT_POLICY
 
 logger = logging.getLogger(__name__)
@@ -76,6 +82,25 @@ async def warm_up() -> None:
     deps = _output_deps()
     await _in_thread(input_stage.warm_up, _input_deps(), policies.get())
     await _in_thread(output_stage.warm_up, deps)
+
+
+@app.task
+async def index_pii_findings() -> None:
+    """The cited chunks' PII findings, computed in the background (``pii_indexer``): the
+    output stage then looks them up instead of analysing every chunk of every answer."""
+    own = guardrails_settings()
+    deps = _output_deps()
+    if not own.guardrails_pii_indexer or deps.pii_store is None:
+        return
+    min_score = policies.get().output.pii.min_score
+    while True:
+        await asyncio.sleep(own.guardrails_pii_index_every_s)
+        try:
+            await _in_thread(pii_indexer.index_all, deps.pii_store, deps.find_pii, min_score,
+                             own.guardrails_pii_index_batch, lambda: time.sleep(0.2))
+        except Exception as exc:  # noqa: BLE001 - a missed pass is redone; answers never wait
+            log(logger, logging.WARNING, "PII indexing pass failed; retrying later",
+                error=repr(exc)[:300])
 
 
 def _single_threaded_torch() -> None:

@@ -33,6 +33,16 @@ class GuardrailsSettings(BaseSettings):
         "the database (stored at ingest) instead of analysing every chunk of every answer; "
         "false: analyse them all (the behaviour before the store, kept as the benchmark's "
         "baseline).")
+    guardrails_pii_indexer: bool = Field(
+        default=True, description="Analyse indexed chunks for PII in the background and store "
+        "the findings the output stage looks up (services/guardrails/pii_indexer.py); false: "
+        "each chunk is analysed when it is first cited, and stored then.")
+    guardrails_pii_index_every_s: float = Field(
+        default=5.0, gt=0, description="How often the indexer looks for chunks without "
+        "findings.")
+    guardrails_pii_index_batch: int = Field(
+        default=32, ge=1, le=1000, description="Chunks analysed per batch (one transaction); "
+        "the indexer pauses between batches so questions keep the CPU.")
 
 
 @lru_cache(maxsize=1)

@@ -43,7 +43,7 @@ Embed = Callable[[list[str]], np.ndarray]
 class OutputDeps:
     """What the checks call: embeddings (grounding, the hate head), the PII detector, the
     toxicity scorer, the hate head and an optional judge (``ask(prompt) -> reply``); all
-    swappable in tests. ``pii_store``: the database holding the PII findings stored at ingest
+    swappable in tests. ``pii_store``: the database holding the PII findings stored per chunk text
     (``services.common.pii_findings``); without it every cited text is analysed."""
 
     embed: Embed | None

@@ -1,11 +1,12 @@
-"""The output stage's PII detector with the findings stored at ingest in front of it.
+"""The output stage's PII detector with the stored findings of indexed chunks in front of it.
 
 ``redact_output`` asks the detector about the answer, the above-clearance chunks and every
 citation text. Chunk and citation texts come from the index, so their findings were stored by
-the ingest worker (``services.common.pii_findings``): here they are fetched for one answer in
-one query, before the checks run, and the detector runs only on the answer's own text and on
-what the store does not hold (a chunk indexed before the table existed, a citation that joins
-two chunks, a detector change). What it had to analyse it stores, so the next answer finds it.
+the background indexer (``pii_indexer``, ``services.common.pii_findings``): here they are
+fetched for one answer in one query, before the checks run, and the detector runs only on the
+answer's own text and on what the store does not hold (a chunk the indexer has not reached
+yet, a citation that joins two chunks, a detector change). What it had to analyse it stores,
+so the next answer finds it.
 
 The redaction logic does not change: it sees the same findings, whichever way they came, as
 long as the version matches (same detector source, packages and minimum score). A store that

@@ -1,6 +1,5 @@
-"""The ingest stream processor: ``docs.changes`` → ``chunks.embed`` (+ DLQ). The embedder, on
-the same ordered path per document, decides and records the index state; the only thing ingest
-writes to the database is the PII findings of new chunk texts (``pii_index``), best effort.
+"""The ingest stream processor: ``docs.changes`` → ``chunks.embed`` (+ DLQ). It needs no
+database: the embedder, on the same ordered path per document, decides and records the rest.
 
 The shared stream processor (``services.common.processor``) runs ``ingest`` under the one error
 policy; the decisions are the pure functions in ``handlers.py``. Run it with
@@ -9,18 +8,11 @@ policy; the decisions are the pure functions in ``handlers.py``. Run it with
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import functools
 import logging
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 from opentelemetry import trace
-from sqlalchemy.engine import Engine
 
 from services.common.config import get_settings
-from services.common.db import make_engine
 from services.common.events import ChunkWork
 from services.common.exceptions import InvalidEvent
 from services.common.logs import log
@@ -34,7 +26,7 @@ from services.common.processor import (
 )
 from services.common.streaming import make_app
 from services.common.topics import CHUNKS_EMBED, DOCS_CHANGES, DOCS_CHANGES_DLQ
-from services.ingest import handlers, pii_index
+from services.ingest import handlers
 from services.ingest.config import APP_ID, SERVICE_NAME, ingest_settings
 from services.ingest.parsers import NoTextLayer
 
@@ -43,14 +35,6 @@ settings = get_settings()
 config = ingest_settings()
 files = config.file_access(settings.state_path)
 app = make_app(APP_ID, settings)
-T = TypeVar("T")
-
-
-@app.task
-async def warm_up() -> None:
-    """Load the PII detector (spaCy, ~4 s) before the first document, not inside it."""
-    if config.ingest_pii_findings:
-        await _in_thread(pii_index.detector)
 
 
 async def ingest(message: Inbound) -> Outcome:
@@ -72,22 +56,7 @@ async def ingest(message: Inbound) -> Outcome:
             version=change.version, reason=str(exc)[:300])
         return done(_to_embedder(handlers.failed_work(change.doc_id, change.version, str(exc))))
     span.set_attribute("chunks.total", len(work.chunks))
-    if config.ingest_pii_findings and work.chunks:
-        counts = await _in_thread(pii_index.index_chunks, _engine(),
-                                  [c.text for c in work.chunks], config.ingest_pii_min_score)
-        span.set_attributes({f"pii.{name}": value for name, value in counts.items()})
     return done(_to_embedder(work))
-
-
-@functools.cache
-def _engine() -> Engine:
-    return make_engine(settings.sqlalchemy_url, pool_size=1)
-
-
-async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
-    """Presidio is CPU-bound: off the event loop, so the consumer's heartbeats go on."""
-    ctx = contextvars.copy_context()
-    return await asyncio.to_thread(ctx.run, fn, *args)
 
 
 def report_dead_letter(message: Inbound, error: InvalidEvent) -> tuple[Emit, ...]:

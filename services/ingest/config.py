@@ -11,7 +11,6 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.common.pii import DEFAULT_MIN_SCORE
 from services.ingest.chunking import ChunkingConfig
 from services.ingest.content import DEFAULT_MAX_FILE_BYTES, FileAccess
 
@@ -33,14 +32,6 @@ class IngestSettings(BaseSettings):
         "default <state>/files, a folder only the platform's own tools write to.")
     ingest_max_file_bytes: int = Field(
         default=DEFAULT_MAX_FILE_BYTES, description="Largest file a content_ref may name.")
-    ingest_pii_findings: bool = Field(
-        default=True, description="Analyse each new chunk text for PII once, here, and store "
-        "the findings by content hash for the output stage to look up (see "
-        "services/ingest/pii_index.py).")
-    ingest_pii_min_score: float = Field(
-        default=DEFAULT_MIN_SCORE, ge=0.0, le=1.0, description="The detector's minimum score "
-        "for stored findings; the same as the output policy's pii.min_score, or the output "
-        "stage will not find them (and analyses the chunks itself).")
 
     @property
     def chunking(self) -> ChunkingConfig:

@@ -1,7 +1,7 @@
 """PII findings stored by content hash (issue #13 item 4), on the real Postgres: the output
 stage uses stored findings instead of analysing cited chunks again, re-analyses findings of
 another detector version, analyses and stores a miss, and redacts exactly as without the
-store; the ingest worker stores every new chunk's findings once."""
+store; the guardrails worker's background indexer stores every indexed chunk's findings once."""
 
 from __future__ import annotations
 
@@ -22,9 +22,12 @@ from services.common.events import (
     Screening,
 )
 from services.common.pii import PiiFinding
+from services.guardrails import pii_indexer
 from services.guardrails.output_stage import OutputDeps, screen_output
 from services.guardrails.policy import PACKAGED_POLICIES, load_policy_file
 from tests.support.documents import change, unique_prefix
+from tests.support.guarded import swapped_workers
+from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -176,8 +179,9 @@ def test_the_version_follows_the_minimum_score_and_is_stable():
     assert pii_findings.detector_version(0.5) != pii_findings.detector_version(0.6)
 
 
-def test_the_ingest_worker_stores_each_new_chunks_findings(stack, workers):
-    doc_id = unique_prefix("pii-store") + "contacts"
+def _contacts_document(stack, prefix: str) -> list[str]:
+    """A published, indexed document with personal data; the content hashes of its chunks."""
+    doc_id = unique_prefix(prefix) + "contacts"
     body = (f"Escalations for case {uuid.uuid4().hex[:8]} go to Marta Quell, "
             "marta.quell@quillon.com, phone +1 202 555 0143, who answers within a day.")
     stack.publish([change(doc_id, 1, [body])])
@@ -185,11 +189,52 @@ def test_the_ingest_worker_stores_each_new_chunks_findings(stack, workers):
     hashes = [row[0] for row in stack.query(
         "SELECT content_hash FROM chunks WHERE doc_id = :d", d=doc_id)]
     assert hashes
+    return hashes
+
+
+def _stored(stack, hashes: list[str], version: str) -> dict[str, list[PiiFinding]]:
     with stack.engine.connect() as conn:
         rows = conn.execute(text(
             "SELECT content_hash, findings::text FROM chunk_pii_findings "
             "WHERE content_hash = ANY(:h) AND detector_version = :v"),
-            {"h": hashes, "v": VERSION}).all()
-    assert {row[0] for row in rows} == set(hashes)
-    types = {f.entity_type for row in rows for f in pii_findings.from_json(row[1])}
-    assert {"PERSON", "EMAIL_ADDRESS"} <= types
+            {"h": hashes, "v": version}).all()
+    return {row[0]: pii_findings.from_json(row[1]) for row in rows}
+
+
+def test_the_indexer_analyses_each_pending_chunk_once(stack, workers):
+    hashes = _contacts_document(stack, "pii-index")
+    detector = CountingDetector()
+    # A minimum score of its own: a version no one else uses, so the stand-in's findings are
+    # never read by another test's output stage (every chunk of the shared table is pending).
+    min_score, version = 0.4321, pii_findings.detector_version(0.4321)
+    assert set(hashes) <= {h for h, _ in pii_indexer.pending(stack.engine, version, 100_000)}
+    assert pii_indexer.index_all(stack.engine, detector, min_score, batch_size=500) >= len(hashes)
+    stored = _stored(stack, hashes, version)
+    assert set(stored) == set(hashes)
+    assert {f.entity_type for found in stored.values() for f in found} >= {"PERSON",
+                                                                            "EMAIL_ADDRESS"}
+    assert not set(hashes) & {h for h, _ in pii_indexer.pending(stack.engine, version, 100_000)}
+    pii_indexer.index_all(stack.engine, detector, min_score, batch_size=500)
+    assert set(detector.calls.values()) == {1}  # chunks written meanwhile at most, once each
+
+
+def test_a_replica_skips_while_another_holds_the_indexing_lock(stack):
+    with stack.engine.begin() as conn:
+        assert conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"),
+                            {"k": pii_indexer.LOCK_KEY}).scalar_one()
+        result = pii_indexer.index_batch(stack.engine, CountingDetector(), 0.4322, 8)
+    assert result.skipped and result.analysed == 0
+
+
+def test_the_guardrails_worker_indexes_new_chunks_in_the_background(stack, workers,
+                                                                    otlp_receiver):
+    env = {"CUSTOMLLM_OTEL_EXPORTER": "otlp", "CUSTOMLLM_OTEL_ENDPOINT": otlp_receiver.endpoint}
+    with swapped_workers(stack, ("guardrails",), {**env, "CUSTOMLLM_GUARDRAILS_PII_INDEXER": "1",
+                                                  "CUSTOMLLM_GUARDRAILS_PII_INDEX_EVERY_S": "0.5"},
+                         restore_env=env):
+        hashes = _contacts_document(stack, "pii-worker")
+        stored = wait_for(lambda: (found := _stored(stack, hashes, VERSION)) and
+                          set(found) == set(hashes) and found, 180,
+                          what="the worker's stored findings")
+    types = {f.entity_type for found in stored.values() for f in found}
+    assert {"PERSON", "EMAIL_ADDRESS"} <= types  # real Presidio, the output stage's detector
