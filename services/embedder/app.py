@@ -127,10 +127,7 @@ async def _embed_overlapped(works: list[tuple[int, Inbound, ChunkWork]], model_i
                 None, encoder.encode_passages, texts)
             fresh = dict(zip(hashes, encoded, strict=True))
             vectors.update(fresh)
-            ready = written_upto
-            while ready < len(works) and (works[ready][2].op != "upsert" or all(
-                    c.content_hash in vectors for c in works[ready][2].chunks)):
-                ready += 1
+            ready = handlers.ready_upto(items, written_upto, vectors)
             if writer is not None:
                 await writer  # in order; a failure surfaces here and the batch is retried
             writer = asyncio.create_task(_write_slice(

@@ -6,7 +6,7 @@ documents); the cache lookup makes republishing and small edits nearly free.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
 from services.common.events import ChunkWork
@@ -58,3 +58,15 @@ def credit_embedded(works: Sequence[ChunkWork], embedded: set[str]) -> list[int]
                 count += 1
         counts.append(count)
     return counts
+
+
+def ready_upto(works: Sequence[ChunkWork], start: int, have: Container[str]) -> int:
+    """The end of the run of documents from ``start`` that can be written now: each has a
+    vector for every chunk (``have``: cached or encoded so far), or needs none (deletes, ACL
+    changes, failures). It stops at the first document still waiting, so documents are
+    written in their order."""
+    end = start
+    while end < len(works) and (works[end].op != "upsert" or all(
+            c.content_hash in have for c in works[end].chunks)):
+        end += 1
+    return end
