@@ -212,6 +212,10 @@ def build(tokenizer: Any, end_ids: frozenset[int], squad11: Path, squad2: Path, 
         counts[name] = {"available": len(items), "used": kept, "skipped": skipped}
     rng.shuffle(examples)
     counts["total"] = len(examples)
+    digest = hashlib.sha256()
+    for example in examples:  # a rebuild must give these very ids in this order
+        digest.update(json.dumps([example.input_ids, example.labels]).encode())
+    counts["examples_sha256"] = digest.hexdigest()
     counts["prompt_tokens_mean"] = round(
         sum(len(e.input_ids) - e.n_target_tokens for e in examples) / max(1, len(examples)), 1)
     return examples, counts
