@@ -179,7 +179,9 @@ Rebuild: `customllm finetune build-default --squad
 {', '.join(training['target_modules'])}, top {training['lora_top_layers']} layers, lr
 {training['learning_rate']}, batch
 {training['batch_size']}, {training['steps']} steps, final loss {training['final_loss']},
-{training['train_s']} s on {training['device']}. Weights stored in float16.
+{training['train_s']} s on {training['device']}. Weights stored in float16. The schedule
+spans the epoch; training stops after {training['stop_after_steps']} steps. Examples' ids hash
+(a rebuild must match): `{counts.get('examples_sha256', '?')}`.
 
 Gate and held-out figures: `gate.json` (written by `python -m benchmarks.answers ... --gate`).
 """
