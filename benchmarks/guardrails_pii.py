@@ -6,7 +6,7 @@ Data, split so nothing is reported on what it was tuned on:
 
 * the public set (Presidio-research's generated sentences) is split in two by a hash of each
   text: the ``tune`` half is what the recognizers in
-  ``services/guardrails/checks/pii_recognizers.py`` were written against; the figures are
+  ``services/common/pii_recognizers.py`` were written against; the figures are
   reported on the ``held-out`` half (the tune half is printed too, marked as such). The
   records come from sentence templates (``template_id``) and a hash split puts one template's
   records on both sides, so the held-out records whose template has no tune record are also

