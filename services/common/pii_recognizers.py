@@ -1,4 +1,8 @@
-"""Recognizers the guardrails add to Presidio's for better PII recall.
+"""Recognizers added to Presidio's for better PII recall, on every path that looks for PII.
+
+A library module, not a guardrails one: the question's screening, the cited chunks' stored
+findings and the training-data scrub must find the same entities (``services.common.pii``
+loads these for all of them).
 
 Presidio's defaults miss what #14 measured: phone numbers in international and local formats
 (its phone recognizer tries eight regions, and only the formats ``phonenumbers`` validates
