@@ -66,6 +66,7 @@ class Plan:
     scope: AccessScope
     top_k: int
     mode: str  # "extractive" or "free"
+    adapter: str | None  # the one that answers: the request's, or the backend's default one
     adapter_version: str | None  # resolved now: a promotion must not be served from cache
     cache_context: str
 
@@ -140,9 +141,10 @@ async def _plan(request: RagRequest, deps: RagDeps) -> Plan:
                                   request.screening)
     top_k = options.top_k or deps.config.retrieval_top_k
     mode = answer_mode.resolve(options.answer_mode, template, deps.backend)
-    adapter_version = served_version(deps.backend, options.adapter)
+    adapter = options.adapter or await _default_adapter(deps.backend, mode)
+    adapter_version = served_version(deps.backend, adapter)
     context = cache.context_key({
-        "scope": scope_key(scope), "adapter": options.adapter,
+        "scope": scope_key(scope), "adapter": adapter,
         "adapter_version": adapter_version, "template": template.id,
         "model": deps.model_id, "backend": deps.backend.name, "top_k": top_k,
         "filters": options.filters.model_dump(), "max_tokens": options.max_tokens,
@@ -151,7 +153,17 @@ async def _plan(request: RagRequest, deps: RagDeps) -> Plan:
         "history": [turn.model_dump() for turn in request.history],
         "guardrails": screening.cache_directives(request.screening),
     })
-    return Plan(principal, template, scope, top_k, mode, adapter_version, context)
+    return Plan(principal, template, scope, top_k, mode, adapter, adapter_version, context)
+
+
+async def _default_adapter(backend: object, mode: str) -> str | None:
+    """The adapter a backend answers extractive requests with when none is named (the local
+    engine's shipped answer adapter): named in the reply and the audit, and part of the cache
+    key, so answers of a newly promoted version are never served from the previous one's."""
+    default = getattr(backend, "default_adapter", None)
+    if mode != "extractive" or default is None:
+        return None
+    return await _in_thread(default)
 
 
 def _from_cache(hit: cache.CacheHit, request: RagRequest, plan: Plan) -> RagReply:
@@ -197,7 +209,7 @@ async def _generate(request: RagRequest, plan: Plan, found: Retrieved, deps: Rag
     messages = messages[:1] + [turn.model_dump() for turn in request.history] + messages[1:]
     span.set_attributes({"gen_ai.system": deps.backend.name,
                          "gen_ai.request.model": deps.model_id,
-                         "gen_ai.request.adapter": options.adapter or "",
+                         "gen_ai.request.adapter": plan.adapter or "",
                          "gen_ai.request.adapter_version": plan.adapter_version or ""})
     result = await deps.backend.generate(GenerationRequest(
         messages=messages, max_tokens=options.max_tokens or (
@@ -217,7 +229,7 @@ async def _generate(request: RagRequest, plan: Plan, found: Retrieved, deps: Rag
 
 def _reply_fields(request: RagRequest, plan: Plan, deps: RagDeps) -> dict[str, Any]:
     return {"template_version": plan.template.id, "backend": deps.backend.name,
-            "model": deps.model_id, "adapter": request.options.adapter,
+            "model": deps.model_id, "adapter": plan.adapter,
             "adapter_version": plan.adapter_version}
 
 
