@@ -81,7 +81,7 @@ def test_wrong_answer_feedback_review_automatic_job_gate_promotion_next_answer(
     rid = first["request_id"]
     assert first["adapter"] in (None, "answers")  # the served default, not the loop's adapter
     wait_for(lambda: stack.query("SELECT 1 FROM answer_audit WHERE request_id = :r AND answer "
-                                 "IS NOT NULL", r=rid), 60, what="the answer's audit record")
+                                 "IS NOT NULL", r=rid), 120, what="the answer's audit record")
 
     # 2. The asker says it is wrong and what it should have said.
     correct(gateway_url, ASKER, rid, CORRECTION)

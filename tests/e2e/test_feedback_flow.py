@@ -42,7 +42,7 @@ def test_a_corrected_real_answer_reaches_the_audit_the_review_queue_and_the_cons
         return stack.query("SELECT * FROM answer_audit WHERE request_id = :r AND question IS "
                            "NOT NULL AND answer IS NOT NULL", r=rid)
 
-    wait_for(audited, 60, what="the real answer's audit record")
+    wait_for(audited, 120, what="the real answer's audit record")
     (audit,) = audited()
     assert audit.principal_id == "fiona-feedback" and "garden" in audit.question
     assert audit.template_version and audit.trace_id and audit.model
