@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -208,6 +208,16 @@ CONTEXT_TYPES = frozenset({"DATE_TIME", "NRP", "LOCATION", "ORGANIZATION", "URL"
 
 
 def _joined(findings: Sequence[PiiFinding]) -> list[PiiFinding]:
+    return joined(findings, lambda f: (f.entity_type not in CONTEXT_TYPES, f.score,
+                                       f.end - f.start))
+
+
+def joined(findings: Sequence[PiiFinding],
+           rank: Callable[[PiiFinding], tuple[float, ...]] | None = None) -> list[PiiFinding]:
+    """Overlapping findings as one: the union of their spans, typed after the one ``rank``
+    puts first (default: the highest score, then the longest). Redacting the union leaks no
+    character any of them covered."""
+    key = rank or (lambda f: (f.score, f.end - f.start))
     groups: list[list[PiiFinding]] = []
     end = -1
     for finding in sorted(findings, key=lambda f: (f.start, -f.end)):
@@ -219,8 +229,7 @@ def _joined(findings: Sequence[PiiFinding]) -> list[PiiFinding]:
             end = finding.end
     out = []
     for group in groups:
-        best = max(group, key=lambda f: (f.entity_type not in CONTEXT_TYPES, f.score,
-                                         f.end - f.start))
+        best = max(group, key=key)
         out.append(PiiFinding(best.entity_type, min(f.start for f in group),
                               max(f.end for f in group), best.score))
     return out

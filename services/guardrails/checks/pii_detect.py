@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING
 
-from services.common.pii import DEFAULT_MIN_SCORE, PiiFinding, analyzer
+from services.common.pii import DEFAULT_MIN_SCORE, PiiFinding, analyzer, joined
 from services.common.pii_recognizers import refine
 
 if TYPE_CHECKING:
@@ -143,27 +143,3 @@ def find_pii_fast(text: str, min_score: float = DEFAULT_MIN_SCORE,
         by_type.setdefault(finding.entity_type, []).append(finding)
     return sorted((f for group in by_type.values() for f in joined(group)),
                   key=lambda f: (f.start, f.end))
-
-
-def joined(findings: Sequence[PiiFinding],
-           rank: Callable[[PiiFinding], tuple[float, ...]] | None = None) -> list[PiiFinding]:
-    """Overlapping findings as one: the union of their spans, typed after the one ``rank``
-    puts first (default: the highest score, then the longest). Redacting the union leaks no
-    character any of them covered."""
-    key = rank or (lambda f: (f.score, f.end - f.start))
-    ordered = sorted(findings, key=lambda f: (f.start, -f.end))
-    groups: list[list[PiiFinding]] = []
-    end = -1
-    for finding in ordered:
-        if groups and finding.start < end:
-            groups[-1].append(finding)
-            end = max(end, finding.end)
-        else:
-            groups.append([finding])
-            end = finding.end
-    out = []
-    for group in groups:
-        best = max(group, key=key)
-        out.append(PiiFinding(best.entity_type, min(f.start for f in group),
-                              max(f.end for f in group), best.score))
-    return out
