@@ -1,12 +1,10 @@
 """The embedder's batch arithmetic: embed each missing text once per batch, and credit it to
 exactly one document so status counts add up."""
 
-import hashlib
 import json
 
 import pytest
 
-from services.common.events import ChunkWork, DocumentInfo, WorkChunk
 from services.common.exceptions import InvalidEvent
 from services.embedder.handlers import (
     EmbedPlan,
@@ -14,19 +12,10 @@ from services.embedder.handlers import (
     decode_work,
     plan_embeddings,
 )
+from tests.support.chunk_work import sha as _sha
+from tests.support.chunk_work import work as _work
 
 pytestmark = pytest.mark.unit
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _work(doc_id: str, texts: list[str], op: str = "upsert") -> ChunkWork:
-    chunks = [WorkChunk(chunk_id=f"{doc_id}-{i}", ordinal=i, content_hash=_sha(t), text=t,
-                        word_count=len(t.split()), embed=True) for i, t in enumerate(texts)]
-    return ChunkWork(doc_id=doc_id, version=1, op=op, content_hash=_sha("|".join(texts)),
-                     document=DocumentInfo(), chunks=chunks)
 
 
 def test_plan_skips_cached_dedupes_and_keeps_first_seen_order():

@@ -1,25 +1,14 @@
 """The embedder's overlap of encoding and writing: which documents of a batch can be written
 after each encoded slice (all their chunks have vectors), in order, never one still waiting."""
 
-import hashlib
 
 import pytest
 
-from services.common.events import ChunkWork, DocumentInfo, WorkChunk
 from services.embedder.handlers import plan_embeddings, ready_upto
+from tests.support.chunk_work import sha as _sha
+from tests.support.chunk_work import work as _work
 
 pytestmark = pytest.mark.unit
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _work(doc_id: str, texts: list[str], op: str = "upsert") -> ChunkWork:
-    chunks = [WorkChunk(chunk_id=f"{doc_id}-{i}", ordinal=i, content_hash=_sha(t), text=t,
-                        word_count=len(t.split()), embed=True) for i, t in enumerate(texts)]
-    return ChunkWork(doc_id=doc_id, version=1, op=op, content_hash=_sha("|".join(texts)),
-                     document=DocumentInfo(), chunks=chunks)
 
 
 def test_documents_become_writable_slice_by_slice_in_order():
