@@ -47,7 +47,7 @@ def running_stack(state: Path, workers: dict[str, int], kafka_heap: str = "1g"
         kafka.start(state, settings.kafka_port, settings.kafka_controller_port, kafka_heap)
         security.provision_all(settings)
         postgres.start(state, settings.postgres_port)
-        migrate.upgrade(settings.sqlalchemy_url)
+        migrate.upgrade(settings.sqlalchemy_url, embedding_model_id=settings.embedding_model_id)
         kafka_admin.ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, 1)
         for name, replicas in workers.items():
             for index in range(replicas):

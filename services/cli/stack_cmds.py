@@ -121,7 +121,7 @@ def _state(pid: int | None) -> str:
 def migrate_cmd() -> None:
     """Apply database migrations (Alembic) up to head."""
     settings = get_settings()
-    migrate.upgrade(settings.sqlalchemy_url)
+    migrate.upgrade(settings.sqlalchemy_url, embedding_model_id=settings.embedding_model_id)
     console.print(f"database at revision {migrate.current_revision(settings.sqlalchemy_url)}")
 
 

@@ -275,3 +275,35 @@ class ActiveModel:
     def invalidate(self) -> None:
         with self._lock:
             self._value = None
+
+
+def adopt_when_empty(engine: Engine, model_id: str, by: str = "configuration") -> str | None:
+    """Make ``model_id`` the active model if the index holds no chunk at all; the previous
+    active model (which then has no vectors) is retired. Returns the previous model when it
+    switched, None when nothing changed.
+
+    Why: migration 0010 registered the encoder configured *when it ran* (then the torch MiniLM).
+    An index with chunks keeps its model until an operator re-indexes and switches (its
+    vectors would not match another model's queries), but an empty one has nothing to keep
+    consistent, so a fresh install, or one whose configuration changed before anything was
+    published, serves the configured encoder instead of whatever the first migration found.
+    Concurrent callers are serialized by the table lock; a chunk written meanwhile makes the
+    switch refuse (coverage below 100 %), and nothing changes."""
+    checked_model_id(model_id)
+    with engine.begin() as conn:
+        conn.execute(text("LOCK TABLE index_models IN SHARE ROW EXCLUSIVE MODE"))
+        previous = active_model(conn)
+        if previous == model_id or conn.execute(text("SELECT EXISTS (SELECT 1 FROM chunks)")
+                                                ).scalar_one():
+            return None
+        register(conn, model_id)
+        finish_build(conn, model_id)
+    ensure_index(engine, model_id)
+    try:
+        with engine.begin() as conn:
+            result = switch(conn, model_id, by)
+            if result.previous and result.previous != model_id:
+                retire(conn, result.previous)
+    except SwitchRefused:
+        return None
+    return result.previous

@@ -52,7 +52,7 @@ class LocalStack:
                         settings.kafka_heap)
             security.provision_all(settings)
             postgres.start(state, settings.postgres_port)
-            migrate.upgrade(settings.sqlalchemy_url)
+            migrate.upgrade(settings.sqlalchemy_url, embedding_model_id=settings.embedding_model_id)
             kafka_admin.ensure_topics(settings.kafka_bootstrap, settings.topic_partitions,
                                       settings.topic_replication)
         except BaseException:
