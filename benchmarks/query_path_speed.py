@@ -368,7 +368,9 @@ def measure_ingest_pii(paragraphs: list[str]) -> dict[str, Any]:
 
 
 def findings_coverage() -> dict[str, Any]:
-    """How many indexed chunk texts have stored findings under the current version."""
+    """How many indexed chunk texts have stored findings under the current version, and how
+    many texts have findings in all (more than the chunk texts: the output stage analysed
+    texts the index does not hold as they are, e.g. citations joining chunks)."""
     from sqlalchemy import text
 
     from benchmarks import query_runs as q
@@ -379,7 +381,10 @@ def findings_coverage() -> dict[str, Any]:
             "SELECT count(DISTINCT c.content_hash), count(DISTINCT f.content_hash) "
             "FROM chunks c LEFT JOIN chunk_pii_findings f ON f.content_hash = c.content_hash "
             "AND f.detector_version = :version"), {"version": detector_version()}).one()
-    return {"chunk_texts": chunks, "with_findings": covered}
+        stored = conn.execute(text("SELECT count(*) FROM chunk_pii_findings "
+                                   "WHERE detector_version = :version"),
+                              {"version": detector_version()}).scalar_one()
+    return {"chunk_texts": chunks, "with_findings": covered, "stored_texts": stored}
 
 
 def _pct(values: list[float], pct: float) -> float | None:

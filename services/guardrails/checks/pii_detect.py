@@ -2,13 +2,11 @@
 shared domain patterns and ``pii_recognizers``), with the same refinement of the named-entity
 model's findings (``pii_recognizers.refine``), run fast enough to screen every question.
 
-What the shared ``services.common.pii.find_pii`` spends its time on, on a 2,000-character
-text, is spaCy's whole pipeline over the whole text at once. Here:
+Both run only the spaCy component the recognizers read, the named-entity model
+(``pii.UNUSED_PIPES``). Beyond that, here:
 
-* **Only what the recognizers use runs.** spaCy's dependency parser feeds no recognizer (the
-  named-entity model has its own token vectors, so its output is the same without it) and is
-  skipped. A chunk with no letter at all (digits, codes) gets no spaCy pass beyond the
-  tokenizer: the NER labels nothing there that the pattern recognizers don't.
+* **A chunk with no letter at all** (digits, codes) gets no spaCy pass beyond the tokenizer:
+  the NER labels nothing there that the pattern recognizers don't.
 * **Long texts are chunked** at sentence or line ends (``CHUNK_CHARS``), and the chunks go
   through spaCy in one batch (``nlp.pipe``), so the cost grows linearly with the length.
 * **Nothing the shared detector redacts is lost.** Its recognizers all run here, on the same
@@ -24,14 +22,20 @@ from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING
 
-from services.common.pii import DEFAULT_MIN_SCORE, PiiFinding, analyzer, joined
+from services.common.pii import (
+    DEFAULT_MIN_SCORE,
+    UNUSED_PIPES,
+    PiiFinding,
+    analyzer,
+    joined,
+    with_text_lemmas,
+)
 from services.common.pii_recognizers import refine
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine
 
 CHUNK_CHARS = 600
-_SKIPPED_PIPES = ("parser",)
 _BOUNDARY = re.compile(r"(?<=[.!?])\s+|\n+")
 _LETTER = re.compile(r"[^\W\d_]")
 _DIGITS = re.compile(r"\d")
@@ -125,13 +129,14 @@ def find_pii_fast(text: str, min_score: float = DEFAULT_MIN_SCORE,
     pieces = [(offset, piece) for offset, piece in chunks(text) if piece.strip()]
     with_words = [i for i, (_, piece) in enumerate(pieces) if _LETTER.search(piece)]
     docs = dict(zip(with_words, nlp.pipe([pieces[i][1] for i in with_words],
-                                         disable=list(_SKIPPED_PIPES), batch_size=16),
+                                         disable=list(UNUSED_PIPES), batch_size=16),
                     strict=True))
     found: list[PiiFinding] = []
     for i, (offset, piece) in enumerate(pieces):
         doc = docs.get(i)
         if doc is None:
             doc = nlp.make_doc(piece)
+        with_text_lemmas(doc)
         artifacts = nlp_engine._doc_to_nlp_artifact(doc, "en")  # noqa: SLF001
         results = eng.analyze(text=piece, language="en", nlp_artifacts=artifacts,
                               entities=list(entities) if entities is not None else None,

@@ -38,3 +38,20 @@ def test_check_applies_policy():
     assert flagged.action == "flag"
     assert check_toxicity("thanks for the help", CheckPolicy()).action == "allow"
     assert check_toxicity("anything", CheckPolicy(enabled=False)).action == "skip"
+
+
+def test_folded_model_gives_the_library_probabilities():
+    """The one-matrix form of the model is a speed-up, not a new model: the same probability
+    as the library's own ``predict_prob`` on texts drawn from its whole vocabulary."""
+    import random
+
+    from profanity_check import predict_prob
+    from profanity_check import profanity_check as library
+
+    from services.guardrails.checks.toxicity import _model
+
+    vocabulary = sorted(library.vectorizer.vocabulary_)
+    rng = random.Random(7)
+    texts = ["you moron", "How do I kill a stuck process on Linux?", "f*** off", ""]
+    texts += [" ".join(rng.sample(vocabulary, rng.randint(1, 30))) for _ in range(300)]
+    assert _model().predict_prob(texts) == pytest.approx(predict_prob(texts), abs=1e-9)
