@@ -308,8 +308,16 @@ def injection_score(text: str) -> InjectionScore:
     """Score ``text`` (already normalized) on every view; ``rules`` names what matched."""
     by_view: dict[str, list[str]] = {}
     plain: set[str] = set()
+    matched_by_form: dict[str, set[str]] = {}
     for name, view in views(text):
-        hits = _matching(view) | _matching(light_fold(view))
+        hits: set[str] = set()
+        for form in (view, light_fold(view)):
+            # Every rule ignores case, so an ASCII text and its lower case match the same
+            # rules: the text, its skeleton and their folds are mostly one form, matched once.
+            key = form.lower() if form.isascii() else form
+            if key not in matched_by_form:
+                matched_by_form[key] = _matching(key)
+            hits |= matched_by_form[key]
         if hits:
             by_view[name] = sorted(hits)
         if name == "text":
