@@ -18,9 +18,13 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Corpus: {corpus.get('docs')} SQuAD v1.1 paragraphs ({corpus.get('chunks')} chunks), "
         f"published and indexed in {corpus.get('publish_to_indexed_s')} s "
-        f"({corpus.get('paragraphs_per_s')} paragraphs/s, PII findings stored at ingest); "
-        f"stored findings cover {results.get('findings', {}).get('with_findings')} of "
-        f"{results.get('findings', {}).get('chunk_texts')} chunk texts. Requests: the official "
+        f"({corpus.get('paragraphs_per_s')} paragraphs/s; PII findings stored by the guardrails "
+        f"worker's background indexer); findings cover "
+        f"{results.get('findings', {}).get('with_findings')} of "
+        f"{results.get('findings', {}).get('chunk_texts')} chunk texts, and "
+        f"{results.get('findings', {}).get('stored_texts')} texts in all after the requests "
+        "(the output stage stores what it analysed: citations that join chunks). Requests: the "
+        "official "
         "`openai` client, `retrieval_only`, top 10, no cache, questions of the published set "
         "(nothing tuned on them).",
         "",
