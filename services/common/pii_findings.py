@@ -140,10 +140,15 @@ def analyse_missing(engine: Engine, texts: Iterable[str], detect: Detect,
             "stored": store(engine, found, version)}
 
 
-def prune(engine: Engine, keep_version: str) -> int:
-    """Delete rows of other detector versions (they are never read again)."""
+def prune(engine: Engine, older_than_s: float) -> int:
+    """Delete findings of other detector builds (another source, package or model version:
+    the part of the version before ``@``) stored more than ``older_than_s`` seconds ago. They
+    are never read again by this build, and every detector change would otherwise leave a full
+    copy behind. Versions of this build with another minimum score (another policy) stay; the
+    age keeps the rows a replica of the previous build still reads during a rolling upgrade."""
     with engine.begin() as conn:
         result = conn.execute(text(
-            f"DELETE FROM {TABLE} WHERE detector_version <> :version"),  # noqa: S608
-            {"version": keep_version})
+            f"DELETE FROM {TABLE} WHERE split_part(detector_version, '@', 1) <> :build "  # noqa: S608
+            "AND created_at < now() - make_interval(secs => :age)"),
+            {"build": _base_version(), "age": float(older_than_s)})
     return max(result.rowcount or 0, 0)

@@ -56,6 +56,7 @@ policies = policy_store()
 authenticator = identity.authenticator_from_settings(settings)
 draft_verifier = handoff.verifier_from_settings(settings, "draft", signer="rag")
 T = TypeVar("T")
+PRUNE_EVERY_S = 3600.0  # how often stored PII findings of older detector builds are pruned
 
 
 # One embedding model for both stages: loading two at once in threads corrupts both (see
@@ -93,11 +94,17 @@ async def index_pii_findings() -> None:
     if not own.guardrails_pii_indexer or deps.pii_store is None:
         return
     min_score = policies.get().output.pii.min_score
+    pruned_at = float("-inf")
     while True:
         await asyncio.sleep(own.guardrails_pii_index_every_s)
         try:
             await _in_thread(pii_indexer.index_all, deps.pii_store, deps.find_pii, min_score,
                              own.guardrails_pii_index_batch, lambda: time.sleep(0.2))
+            if (own.guardrails_pii_prune_after_h > 0
+                    and time.monotonic() - pruned_at >= PRUNE_EVERY_S):
+                pruned_at = time.monotonic()
+                await _in_thread(pii_indexer.prune_stale, deps.pii_store,
+                                 own.guardrails_pii_prune_after_h * 3600)
         except Exception as exc:  # noqa: BLE001 - a missed pass is redone; answers never wait
             log(logger, logging.WARNING, "PII indexing pass failed; retrying later",
                 error=repr(exc)[:300])

@@ -40,6 +40,10 @@ class GuardrailsSettings(BaseSettings):
     guardrails_pii_index_every_s: float = Field(
         default=5.0, gt=0, description="How often the indexer looks for chunks without "
         "findings.")
+    guardrails_pii_prune_after_h: float = Field(
+        default=24.0, ge=0, description="Stored PII findings of an older detector build are "
+        "deleted this many hours after they were stored (checked hourly; the delay covers a "
+        "rolling upgrade's old replicas); 0: never deleted.")
     guardrails_pii_index_batch: int = Field(
         default=32, ge=1, le=1000, description="Chunks analysed per batch (one transaction); "
         "the indexer pauses between batches so questions keep the CPU.")

@@ -86,3 +86,12 @@ def index_all(engine: Engine, detect: pii_findings.Detect, min_score: float,
                 log(logger, logging.INFO, "PII findings indexed", chunks=total)
             return total
         between_batches()
+
+
+def prune_stale(engine: Engine, older_than_s: float) -> int:
+    """Findings of older detector builds deleted (``pii_findings.prune``); logged when any."""
+    deleted = pii_findings.prune(engine, older_than_s)
+    if deleted:
+        log(logger, logging.INFO, "stale PII findings pruned", rows=deleted,
+            older_than_h=round(older_than_s / 3600, 2))
+    return deleted

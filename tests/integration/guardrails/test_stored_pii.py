@@ -238,3 +238,24 @@ def test_the_guardrails_worker_indexes_new_chunks_in_the_background(stack, worke
                           what="the worker's stored findings")
     types = {f.entity_type for found in stored.values() for f in found}
     assert {"PERSON", "EMAIL_ADDRESS"} <= types  # real Presidio, the output stage's detector
+
+
+def test_findings_of_older_detector_builds_are_pruned_after_the_delay(stack):
+    """Another build's rows go once they are older than the delay; this build's rows stay
+    whatever their minimum score (another policy) and age, and so do another build's recent
+    rows (a rolling upgrade's old replicas still read them)."""
+    tag = uuid.uuid4().hex
+    build = VERSION.split("@", 1)[0]
+    older = "0" * 16 + "@0.5"
+    rows = {f"old-{tag}": (older, "3 days"), f"recent-{tag}": (older, "1 hour"),
+            f"mine-{tag}": (VERSION, "3 days"), f"other-policy-{tag}": (f"{build}@0.8", "3 days")}
+    with stack.engine.begin() as conn:
+        for content_hash, (version, age) in rows.items():
+            conn.execute(text(
+                "INSERT INTO chunk_pii_findings (content_hash, detector_version, findings, "
+                "created_at) VALUES (:h, :v, '[]', now() - CAST(:age AS interval))"),
+                {"h": content_hash, "v": version, "age": age})
+    assert pii_indexer.prune_stale(stack.engine, older_than_s=24 * 3600) >= 1
+    left = {r[0] for r in stack.query("SELECT content_hash FROM chunk_pii_findings "
+                                       "WHERE content_hash LIKE :t", t=f"%-{tag}")}
+    assert left == {f"recent-{tag}", f"mine-{tag}", f"other-policy-{tag}"}
