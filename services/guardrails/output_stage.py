@@ -29,7 +29,7 @@ from services.guardrails.checks.results import CheckResult, StageVerdict
 from services.guardrails.config import JUDGE_MAX_TOKENS, JUDGE_TIMEOUT_S
 from services.guardrails.linear_head import LinearHead, head_path
 from services.guardrails.policy import CheckPolicy, Policy
-from services.guardrails.stored_pii import StoredDetector
+from services.guardrails.stored_pii import StoredDetector, joined_citations
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -150,7 +150,9 @@ def screen_output(draft: RagReply, policy: Policy, deps: OutputDeps) -> StageVer
     if citations_result.triggered and citations_result.action == "redact":
         answer, citations = without_invalid(answer, citations, retrieved)
     find, stored = _pii_detector(deps, out.pii.enabled, out.pii.min_score,
-                                 [c.text for c in retrieved] + [c.text for c in citations])
+                                 [c.text for c in retrieved] + [c.text for c in citations],
+                                 joined_citations(citations, {c.chunk_id: c.text
+                                                              for c in retrieved if c.text}))
     pii = redact_output(answer, citations, retrieved, clearance, out.pii,
                         with_policy_patterns(find, out.pii))
     if stored is not None:
@@ -177,13 +179,15 @@ def screen_output(draft: RagReply, policy: Policy, deps: OutputDeps) -> StageVer
 
 
 def _pii_detector(deps: OutputDeps, enabled: bool, min_score: float,
-                  indexed: list[str | None]) -> tuple[FindPii, StoredDetector | None]:
+                  indexed: list[str | None], joins: dict[str, list[str]]
+                  ) -> tuple[FindPii, StoredDetector | None]:
     """The detector the PII check calls: the stored findings of the indexed texts (fetched now,
-    one query) in front of the real one, when a store is configured."""
+    one query) in front of the real one, when a store is configured; merged citations
+    (``joins``) from their chunks' findings."""
     if deps.pii_store is None or not enabled:
         return deps.find_pii, None
     stored = StoredDetector(deps.find_pii, deps.pii_store, min_score)
-    stored.prefetch(t for t in indexed if t)
+    stored.prefetch((t for t in indexed if t), joins)
     return stored, stored
 
 

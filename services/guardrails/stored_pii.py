@@ -5,8 +5,12 @@ citation text. Chunk and citation texts come from the index, so their findings w
 the background indexer (``pii_indexer``, ``services.common.pii_findings``): here they are
 fetched for one answer in one query, before the checks run, and the detector runs only on the
 answer's own text and on what the store does not hold (a chunk the indexer has not reached
-yet, a citation that joins two chunks, a detector change). What it had to analyse it stores,
-so the next answer finds it.
+yet, a detector change). What it had to analyse it stores, so the next answer finds it.
+
+A citation of neighbouring chunks merged into one item is their texts joined
+(``CHUNK_JOINER``): its findings are theirs, each shifted to where its text starts, so such a
+citation is a lookup too (and its redaction is the same as when each chunk is cited alone,
+instead of depending on which neighbours a question happened to retrieve together).
 
 The redaction logic does not change: it sees the same findings, whichever way they came, as
 long as the version matches (same detector source, packages and minimum score). A store that
@@ -17,14 +21,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
 from services.common import pii_findings
+from services.common.events import Citation
 from services.common.logs import log
 from services.common.pii import DEFAULT_MIN_SCORE, PiiFinding
+from services.common.prompting.context_item import CHUNK_JOINER
 from services.guardrails.checks.output_pii import FindPii
 
 logger = logging.getLogger(__name__)
@@ -36,6 +42,7 @@ class LookupStats:
 
     texts: int = 0
     hits: int = 0
+    joined: int = 0  # merged citations answered from their chunks' findings
     analysed: int = 0
     stored: int = 0
     lookup_ms: float = 0.0
@@ -44,6 +51,7 @@ class LookupStats:
     def attributes(self) -> dict[str, int | float | str]:
         found: dict[str, int | float | str] = {
             "pii.stored.texts": self.texts, "pii.stored.hits": self.hits,
+            "pii.stored.joined": self.joined,
             "pii.stored.analysed": self.analysed, "pii.stored.written": self.stored,
             "pii.stored.lookup_ms": round(self.lookup_ms, 3)}
         if self.error:
@@ -63,6 +71,7 @@ class StoredDetector:
     engine: Engine | None
     min_score: float
     indexed: dict[str, str] = field(default_factory=dict)  # hash → text
+    joins: dict[str, list[str]] = field(default_factory=dict)  # merged text's hash → parts
     known: dict[str, list[PiiFinding]] = field(default_factory=dict)
     new: dict[str, list[PiiFinding]] = field(default_factory=dict)
     stats: LookupStats = field(default_factory=LookupStats)
@@ -71,9 +80,14 @@ class StoredDetector:
     def version(self) -> str:
         return pii_findings.detector_version(self.min_score)
 
-    def prefetch(self, texts: Iterable[str]) -> StoredDetector:
-        """One query for every indexed text of this answer."""
-        self.indexed = {pii_findings.text_hash(t): t for t in texts if t and t.strip()}
+    def prefetch(self, texts: Iterable[str],
+                 joins: Mapping[str, Sequence[str]] | None = None) -> StoredDetector:
+        """One query for every indexed text of this answer; ``joins``: merged citation texts →
+        the chunk texts they join (looked up too)."""
+        self.joins = {pii_findings.text_hash(text): list(parts)
+                      for text, parts in (joins or {}).items()}
+        wanted = [*texts, *(part for parts in self.joins.values() for part in parts)]
+        self.indexed = {pii_findings.text_hash(t): t for t in wanted if t and t.strip()}
         self.stats.texts = len(self.indexed)
         if self.engine is None or not self.indexed:
             return self
@@ -98,6 +112,10 @@ class StoredDetector:
         if key in self.known:
             self.stats.hits += 1
             return list(self.known[key])
+        parts = self.joins.get(key)
+        if parts and all(pii_findings.text_hash(p) in self.known for p in parts):
+            self.stats.joined += 1
+            return _shifted(parts, [self.known[pii_findings.text_hash(p)] for p in parts])
         found = self.detect(text, min_score=min_score)
         self.stats.analysed += 1
         self.known[key] = self.new[key] = found
@@ -113,3 +131,31 @@ class StoredDetector:
             self.stats.error = type(exc).__name__
             log(logger, logging.WARNING, "could not store PII findings", error=repr(exc)[:300])
         self.new = {}
+
+
+def joined_citations(citations: Iterable[Citation], chunk_texts: Mapping[str, str]
+                     ) -> dict[str, list[str]]:
+    """Citation texts that are exactly their chunks' texts joined (a merged context item) →
+    those texts, in order. Anything else (a truncated item, a text the store never saw) is
+    not composed and goes to the detector."""
+    found: dict[str, list[str]] = {}
+    for citation in citations:
+        text, ids = citation.text, citation.chunk_ids
+        if not text or len(ids) < 2 or not all(i in chunk_texts for i in ids):
+            continue
+        parts = [chunk_texts[i] for i in ids]
+        if CHUNK_JOINER.join(parts) == text:
+            found[text] = parts
+    return found
+
+
+def _shifted(parts: Sequence[str], findings: Sequence[Sequence[PiiFinding]]
+             ) -> list[PiiFinding]:
+    """Each part's findings moved to where the part starts in the joined text."""
+    out: list[PiiFinding] = []
+    offset = 0
+    for part, found in zip(parts, findings, strict=True):
+        out += [PiiFinding(f.entity_type, f.start + offset, f.end + offset, f.score)
+                for f in found]
+        offset += len(part) + len(CHUNK_JOINER)
+    return out

@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from services.common.prompting.context_item import ContextItem
+from services.common.prompting.context_item import CHUNK_JOINER, ContextItem
 from services.rag.retrieval import RetrievedChunk
 
 TRUNCATION_MARK = " …"
@@ -69,7 +69,7 @@ def build_context(
     items: list[ContextItem] = []
     used = 0
     for group in groups:
-        text = "\n\n".join(c.text for c in group.chunks)
+        text = CHUNK_JOINER.join(c.text for c in group.chunks)
         cost = count_tokens(text)
         if used + cost > token_budget:
             if not items:
@@ -154,4 +154,4 @@ def _prefix(parts: Sequence[Sequence[str]], words: int) -> str:
             break
         texts.append(" ".join(part[:left]))
         left -= len(part)
-    return "\n\n".join(texts) + TRUNCATION_MARK
+    return CHUNK_JOINER.join(texts) + TRUNCATION_MARK

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Between the chunks of one item: neighbouring chunks of a document merge into one item (the rag
+# worker's context builder), and the output stage recognizes such an item's text by it.
+CHUNK_JOINER = "\n\n"
+
 
 @dataclass(frozen=True)
 class ContextItem:

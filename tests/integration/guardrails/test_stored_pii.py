@@ -111,6 +111,32 @@ def test_stored_findings_are_used_and_the_redaction_is_the_same(stack):
     assert verdict.text == "Ask <PERSON>."
 
 
+def test_a_merged_citation_is_answered_from_its_chunks_findings(stack):
+    """Neighbouring chunks cited as one item (their texts joined): no analysis of the joined
+    text, and the same redaction as the detector run on it."""
+    tag = uuid.uuid4().hex[:8]
+    texts = [f"Incident {tag}: lead Marta Quell.",
+             f"Mail marta.quell@quillon.example, SSN 123-45-6789 ({tag})."]
+    chunks = [RetrievedChunk(chunk_id=f"hr-{tag}#{i}", doc_id=f"hr-{tag}",
+                             privacy_class="restricted", text=text)
+              for i, text in enumerate(texts)]
+    merged = Citation(n=1, chunk_id=chunks[0].chunk_id, chunk_ids=[c.chunk_id for c in chunks],
+                      doc_id=chunks[0].doc_id, text="\n\n".join(c.text for c in chunks))
+    draft = _draft(chunks).model_copy(update={"citations": [merged]})
+    without = screen_output(draft, POLICY, _deps(CountingDetector(), None))
+    detector = CountingDetector()
+    pii_findings.store(stack.engine, {pii_findings.text_hash(c.text): detector(c.text)
+                                      for c in chunks}, VERSION)
+    detector.calls.clear()
+
+    verdict = screen_output(draft, POLICY, _deps(detector, stack.engine))
+
+    assert merged.text not in detector.calls and set(detector.calls) <= {""}
+    assert _texts(verdict, _pii_citations(verdict)) == _texts(without, _pii_citations(without))
+    redacted = _pii_citations(verdict)[0].text
+    assert "<PERSON>" in redacted and "<US_SSN>" in redacted and "marta.quell" not in redacted
+
+
 def test_findings_of_another_detector_version_are_not_used(stack):
     chunks = _chunks()
     restricted = chunks[0]
