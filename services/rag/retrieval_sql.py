@@ -120,6 +120,9 @@ weighted AS MATERIALIZED (
     FROM estimated e, corpus n
     WHERE e.counted > 0
 ),
+wanted AS MATERIALIZED (
+    SELECT coalesce(array_agg(lexeme), CAST('{{}}' AS text[])) AS lexemes FROM weighted
+),
 any_term AS (
     SELECT CAST(string_agg(CAST(w.tq AS text), ' | ') AS tsquery) AS tq
     FROM weighted w
@@ -133,12 +136,20 @@ matched AS MATERIALIZED (
 mean AS MATERIALIZED (SELECT greatest(coalesce(avg(word_count), 1), 1) AS words FROM matched)
 """
 
+# The question's weighted lexemes of one row ``m``, with their positions: the row's tsvector
+# filtered down to them (``setweight`` marks them 'A' in a tsvector whose lexemes are all 'D', as
+# the generated column makes them; ``ts_filter`` keeps the marked ones) before it is unnested,
+# instead of unnesting all of its lexemes to join a handful (the same rows; a fifth off a
+# hybrid query).
+QUESTION_LEXEMES = ("unnest(ts_filter(setweight(m.tsv, 'A', (SELECT lexemes FROM wanted)), "
+                    "'{{a}}')) AS u")
+
 # BM25 of one row ``m`` (columns tsv, word_count) against ``weighted`` and ``mean``.
 BM25_SCORE = """
 (SELECT sum(w.idf * (cardinality(u.positions) * (:k1 + 1))
             / (cardinality(u.positions)
                + :k1 * (1 - :b + :b * m.word_count / mean.words)))
- FROM unnest(m.tsv) AS u JOIN weighted w ON w.lexeme = u.lexeme)
+ FROM """ + QUESTION_LEXEMES + """ JOIN weighted w ON w.lexeme = u.lexeme)
 """
 
 RESULT_COLUMNS = (
@@ -183,7 +194,7 @@ SELECT """ + RESULT_COLUMNS + """, p.vrank, p.lrank,
        coalesce(1 - (m.embedding <=> :q), 0) AS cosine,
        coalesce(""" + BM25_SCORE + """, 0) AS bm25,
        (SELECT coalesce(jsonb_object_agg(u.lexeme, u.positions), '{{}}'::jsonb)
-        FROM unnest(m.tsv) AS u JOIN weighted w ON w.lexeme = u.lexeme) AS positions,
+        FROM """ + QUESTION_LEXEMES + """ JOIN weighted w ON w.lexeme = u.lexeme) AS positions,
        (SELECT coalesce(jsonb_object_agg(w.lexeme, w.idf), '{{}}'::jsonb) FROM weighted w)
            AS idf
 FROM pool p
