@@ -206,12 +206,16 @@ def with_text_lemmas(doc: Doc) -> Doc:
     return doc
 
 
+def doc_artifacts(doc: Doc) -> NlpArtifacts:
+    """What the recognizers read of a document made with ``UNUSED_PIPES`` left out."""
+    engine = analyzer().nlp_engine
+    return engine._doc_to_nlp_artifact(with_text_lemmas(doc), "en")  # noqa: SLF001 - Presidio's
+
+
 def nlp_artifacts(text: str) -> NlpArtifacts:
     """What the recognizers read of ``text``: the named-entity model's output, nothing more."""
-    engine = analyzer().nlp_engine
-    nlp = engine.get_nlp("en")
-    doc = with_text_lemmas(nlp(text, disable=list(UNUSED_PIPES)))
-    return engine._doc_to_nlp_artifact(doc, "en")  # noqa: SLF001 - Presidio's own converter
+    nlp = analyzer().nlp_engine.get_nlp("en")
+    return doc_artifacts(nlp(text, disable=list(UNUSED_PIPES)))
 
 
 def find_pii(text: str, entities: Iterable[str] | None = None,

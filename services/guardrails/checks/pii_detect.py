@@ -27,8 +27,8 @@ from services.common.pii import (
     UNUSED_PIPES,
     PiiFinding,
     analyzer,
+    doc_artifacts,
     joined,
-    with_text_lemmas,
 )
 from services.common.pii_recognizers import refine
 
@@ -77,9 +77,9 @@ class _PerToken(_DigitGated):
     """A recognizer whose matches never contain white space (Presidio's URL pattern), run on
     each white-space-delimited token that holds a ``.`` or ``:`` followed by something other
     than another one (a host name or a scheme; not a word ending a sentence or a label)
-    instead of the whole text. The
-    findings are the same; the time is not (the URL pattern costs ~0.1 ms a character on
-    text full of digits and capitals, almost all of it on tokens that cannot be URLs)."""
+    instead of the whole text. The findings are the same; the time is not (the URL pattern
+    costs ~0.1 ms a character on text full of digits and capitals, almost all of it on tokens
+    that cannot be URLs)."""
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: object = None) -> list:
         results = []
@@ -126,8 +126,7 @@ def find_pii_fast(text: str, min_score: float = DEFAULT_MIN_SCORE,
     if not text.strip():
         return []
     eng = engine()
-    nlp_engine = eng.nlp_engine
-    nlp = nlp_engine.get_nlp("en")
+    nlp = eng.nlp_engine.get_nlp("en")
     pieces = [(offset, piece) for offset, piece in chunks(text) if piece.strip()]
     with_words = [i for i, (_, piece) in enumerate(pieces) if _LETTER.search(piece)]
     docs = dict(zip(with_words, nlp.pipe([pieces[i][1] for i in with_words],
@@ -136,10 +135,7 @@ def find_pii_fast(text: str, min_score: float = DEFAULT_MIN_SCORE,
     found: list[PiiFinding] = []
     for i, (offset, piece) in enumerate(pieces):
         doc = docs.get(i)
-        if doc is None:
-            doc = nlp.make_doc(piece)
-        with_text_lemmas(doc)
-        artifacts = nlp_engine._doc_to_nlp_artifact(doc, "en")  # noqa: SLF001
+        artifacts = doc_artifacts(doc if doc is not None else nlp.make_doc(piece))
         results = eng.analyze(text=piece, language="en", nlp_artifacts=artifacts,
                               entities=list(entities) if entities is not None else None,
                               score_threshold=min_score)

@@ -92,16 +92,21 @@ def _pii_citations(verdict) -> list[Citation]:
     return next(r for r in verdict.results if r.check == "output_pii").details["citations"]
 
 
-def test_stored_findings_are_used_and_the_redaction_is_the_same(stack):
-    chunks = _chunks()
-    draft = _draft(chunks, answer="Ask Marta Quell.")
+def _screened_with_stored_chunks(stack, draft: RagReply, chunks: list[RetrievedChunk]):
+    """(verdict without a store, verdict with every chunk's findings stored, the detector the
+    second run asked): what the store changes for one draft."""
     without = screen_output(draft, POLICY, _deps(CountingDetector(), None))
     detector = CountingDetector()
     pii_findings.store(stack.engine, {pii_findings.text_hash(c.text): detector(c.text)
                                       for c in chunks}, VERSION)
     detector.calls.clear()
+    return without, screen_output(draft, POLICY, _deps(detector, stack.engine)), detector
 
-    verdict = screen_output(draft, POLICY, _deps(detector, stack.engine))
+
+def test_stored_findings_are_used_and_the_redaction_is_the_same(stack):
+    chunks = _chunks()
+    draft = _draft(chunks, answer="Ask Marta Quell.")
+    without, verdict, detector = _screened_with_stored_chunks(stack, draft, chunks)
 
     # Only the answer's own text went to the detector; the chunks came from the store.
     assert set(detector.calls) == {draft.answer}
@@ -123,13 +128,7 @@ def test_a_merged_citation_is_answered_from_its_chunks_findings(stack):
     merged = Citation(n=1, chunk_id=chunks[0].chunk_id, chunk_ids=[c.chunk_id for c in chunks],
                       doc_id=chunks[0].doc_id, text="\n\n".join(c.text for c in chunks))
     draft = _draft(chunks).model_copy(update={"citations": [merged]})
-    without = screen_output(draft, POLICY, _deps(CountingDetector(), None))
-    detector = CountingDetector()
-    pii_findings.store(stack.engine, {pii_findings.text_hash(c.text): detector(c.text)
-                                      for c in chunks}, VERSION)
-    detector.calls.clear()
-
-    verdict = screen_output(draft, POLICY, _deps(detector, stack.engine))
+    without, verdict, detector = _screened_with_stored_chunks(stack, draft, chunks)
 
     assert merged.text not in detector.calls and set(detector.calls) <= {""}
     assert _texts(verdict, _pii_citations(verdict)) == _texts(without, _pii_citations(without))
