@@ -1,4 +1,13 @@
-"""Topic contracts: the JSON Schemas in ``schemas/``, compiled once and checked on both ends."""
+"""Topic contracts: the JSON Schemas in ``schemas/``, compiled once and checked on both ends.
+
+Every event is checked twice (by its producer and by its consumer), so the check sits on the
+query path several times per request: the Python ``jsonschema`` walk of one ten-citation reply
+takes ~2.6 ms on this CPU, ``jsonschema-rs`` (Rust, same Draft 2020-12 semantics) ~0.01 ms. A
+payload the fast validator accepts is accepted; one it rejects is judged again by ``jsonschema``,
+which words the errors (the DLQ reasons people read) and has the last word on rejection, so a
+stricter corner of the fast one (ECMA ``$`` never matching before a final newline) changes
+nothing that was accepted before.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +15,7 @@ import json
 from functools import cache
 from typing import Any
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator, FormatChecker
 
 from services.common.config import REPO_ROOT
@@ -23,8 +33,18 @@ def validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(schema, format_checker=FormatChecker())
 
 
+@cache
+def fast_validator(name: str) -> jsonschema_rs.Draft202012Validator:
+    validator(name)  # the schema itself checked against the meta-schema, once
+    path = SCHEMA_DIR / f"{name}.json"
+    return jsonschema_rs.Draft202012Validator(json.loads(path.read_text()),
+                                              validate_formats=True)
+
+
 def validate(name: str, payload: Any) -> None:
     """Raise ContractError naming every violation with its JSON path."""
+    if fast_validator(name).is_valid(payload):
+        return
     errors = sorted(validator(name).iter_errors(payload), key=lambda e: list(e.absolute_path))
     if errors:
         details = "; ".join(

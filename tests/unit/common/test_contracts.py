@@ -130,7 +130,7 @@ def test_every_topic_names_an_existing_schema():
 VALID = {"doc_id": "a/b.md", "version": 7, "op": "upsert", "content": "hello"}
 
 
-@pytest.mark.parametrize("change, fragment", [
+_INVALID_CHANGES = [
     ({"doc_id": "a", "op": "delete"}, "<root>: 'version' is a required property"),
     ({**VALID, "version": "7"}, "version: '7' is not of type 'integer'"),
     ({**VALID, "op": "merge"}, "op: 'merge' is not one of"),
@@ -146,12 +146,27 @@ VALID = {"doc_id": "a/b.md", "version": 7, "op": "upsert", "content": "hello"}
     ({**VALID, "content_type": "application/pdf"}, "should not be valid under"),  # PDF as text
     ({**VALID, "version": -1}, "version: -1 is less than the minimum of 0"),
     ({**VALID, "acl": [""]}, "acl/0: '' should be non-empty"),
-])
+]
+
+
+@pytest.mark.parametrize("change, fragment", _INVALID_CHANGES)
 def test_invalid_doc_changes_are_rejected_naming_the_path(change, fragment):
     with pytest.raises(ContractError) as caught:
         contracts.validate("doc-change.v1", change)
     assert str(caught.value).startswith("doc-change.v1: ")
     assert fragment in str(caught.value)
+
+
+def test_the_fast_validator_agrees_with_jsonschema_on_every_case_above():
+    # validate() trusts jsonschema-rs's acceptance: it must reject whatever jsonschema rejects.
+    bad = [change for change, _ in _INVALID_CHANGES]
+    fast = contracts.fast_validator("doc-change.v1")
+    reference = contracts.validator("doc-change.v1")
+    assert [fast.is_valid(c) for c in bad] == [False] * len(bad)
+    assert [reference.is_valid(c) for c in bad] == [False] * len(bad)
+    for event in _events():
+        document = json.loads(event.to_json())
+        assert contracts.fast_validator(event.schema_name).is_valid(document)
 
 
 def test_valid_payloads_pass_and_delete_needs_no_content():
