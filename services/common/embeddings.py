@@ -184,9 +184,12 @@ def embedder_for(model_id: str, path: Path | str | None = None, dim: int = 384) 
     )
 
 
-def embedder_from_settings(settings: Settings) -> Embedder:
-    return embedder_for(settings.embedding_model_id, settings.embedding_model_path,
-                        settings.embedding_dim)
+def embedder_from_settings(settings: Settings, threads: int | None = None) -> Embedder:
+    """``threads``: the model's intra-op threads (None or 0: one per core)."""
+    embedder = embedder_for(settings.embedding_model_id, settings.embedding_model_path,
+                            settings.embedding_dim)
+    embedder.threads = threads or None
+    return embedder
 
 
 class EmbedderPool:

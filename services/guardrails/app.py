@@ -60,8 +60,9 @@ PRUNE_EVERY_S = 3600.0  # how often stored PII findings of older detector builds
 
 
 # One embedding model for both stages: loading two at once in threads corrupts both (see
-# services.common.embeddings), and one copy is enough memory.
-embedder = embedder_from_settings(settings)
+# services.common.embeddings), and one copy is enough memory. One model thread, as for torch
+# below: the stage's calls are a few short texts each.
+embedder = embedder_from_settings(settings, threads=1)
 
 
 @functools.cache

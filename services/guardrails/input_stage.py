@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from services.common.config import Settings
 from services.common.events import Screening
 from services.common.text_normalize import normalize
+from services.guardrails import attack_corpus
 from services.guardrails import classifier as classifier_mod
 from services.guardrails import hate as hate_mod
 from services.guardrails.attack_corpus import EmbedFn
@@ -166,12 +167,16 @@ def screen_input(question: str, policy: Policy, deps: InputDeps) -> StageVerdict
 
 
 def _embed_in_one_batch(text: str, policy: Policy, deps: InputDeps, embed: EmbedFn) -> None:
-    """One encoder call for every text the learned heads will score (the injection head's
-    readable form and sentences, the hate head's view), so the checks after it find their
-    vectors in ``embed``'s memory instead of each calling the model. Its time is recorded as
-    ``embed (one batch)``; the heads' own times are then the scoring alone."""
+    """One encoder call for every text the checks after it will embed (the similarity
+    layer's queries, the injection head's readable form and sentences, the hate head's view),
+    so they find their vectors in ``embed``'s memory instead of each calling the model: for a
+    one-sentence question the raw and the readable form in one batch cost 6.9 ms, in two calls
+    12.0 ms (MiniLM int8, one thread). Its time is recorded as ``embed (one batch)``; the
+    checks' own times are then the scoring (and the corpus query) alone."""
     inp = policy.input
     wanted: list[str] = []
+    if inp.injection_similarity.enabled and deps.engine is not None:
+        wanted += attack_corpus.query_texts(text)
     if inp.injection_classifier.enabled and deps.classifier_for(policy) is not None:
         wanted += classifier_mod.views(text)
     if inp.hate.enabled and deps.hate_head_for(policy) is not None:

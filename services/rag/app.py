@@ -47,7 +47,7 @@ tracer = telemetry.tracer(__name__)
 config = rag_settings()
 deps = pipeline.RagDeps(
     engine=make_engine(settings.sqlalchemy_url, pool_size=8),
-    embedder=embedder_from_settings(settings),
+    embedder=embedder_from_settings(settings, threads=config.rag_encoder_threads),
     backend=backend_from_settings(settings),
     config=config,
     model_id=settings.served_model_id,

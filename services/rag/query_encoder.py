@@ -30,6 +30,7 @@ class QueryEncoder:
             found = self._models.get(model_id)
             if found is None:
                 found = self._models[model_id] = embedder_for(model_id, dim=self.configured.dim)
+                found.threads = self.configured.threads
         return found
 
     def encode(self, question: str) -> tuple[str, np.ndarray]:
