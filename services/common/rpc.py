@@ -59,7 +59,10 @@ class ReplyClient:
         self._consumer = Consumer({
             **config, "group.id": f"customllm-{who}-{client_id}-{uuid.uuid4().hex}",
             "enable.auto.commit": False, "auto.offset.reset": "latest",
-            "fetch.wait.max.ms": 10, "fetch.max.bytes": MAX_REPLY_BYTES,
+            # The broker answers a waiting fetch as soon as a reply lands, so a short wait buys
+            # no latency; 10 ms made an idle client send the broker 100 fetches a second (no
+            # faster on a round trip: p50 7.5 ms at 500 against 8.8 at 10).
+            "fetch.wait.max.ms": 500, "fetch.max.bytes": MAX_REPLY_BYTES,
         })
         self._pending: dict[str, Future[RagReply]] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
