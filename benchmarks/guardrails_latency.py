@@ -105,7 +105,7 @@ def run(injections: Path, pii: Path, squad: Path, encoders: Sequence[str],
         encoder = head_encoder(name)
         # Heads pinned from the package: the timing does not depend on which encoder they
         # were fitted on, and the previous encoder's path must still run.
-        deps = InputDeps(embed=encoder.encode)
+        deps = InputDeps(embed=encoder.encode, same_input=encoder.same_input_key)
         deps.classifier, deps.hate_head = deps.classifier_for(policy), deps.hate_head_for(policy)
         paths[encoder.model_id] = deps
         screen_input("warm up the input checks", policy, deps)

@@ -91,8 +91,8 @@ def check(
         raise _fail(str(exc)) from exc
     engine, why = (None, "--offline") if offline else _reachable_engine()
     encoder = head_encoder()
-    deps = InputDeps(engine=engine, embed=encoder.encode, state_dir=settings.state_path,
-                     encoder_id=encoder.model_id)
+    deps = InputDeps(engine=engine, embed=encoder.encode, same_input=encoder.same_input_key,
+                     state_dir=settings.state_path, encoder_id=encoder.model_id)
     try:
         verdict = screen_input(text, policy, deps)
     except CustomLLMError as exc:

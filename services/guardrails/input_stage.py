@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +58,9 @@ class InputDeps:
 
     engine: Engine | None = None
     embed: EmbedFn | None = None
+    # Texts with one key are one input to ``embed`` (``Embedder.same_input_key``); None: the
+    # text itself.
+    same_input: Callable[[str], str] | None = None
     classifier: LinearHead | None = None
     hate_head: LinearHead | None = None
     state_dir: Path | None = None
@@ -107,8 +110,8 @@ def load_input_deps(settings: Settings, with_database: bool = True) -> InputDeps
 
     engine = make_engine(settings.sqlalchemy_url, pool_size=4) if with_database else None
     encoder = head_encoder()
-    return InputDeps(engine=engine, embed=encoder.encode, state_dir=settings.state_path,
-                     encoder_id=encoder.model_id)
+    return InputDeps(engine=engine, embed=encoder.encode, same_input=encoder.same_input_key,
+                     state_dir=settings.state_path, encoder_id=encoder.model_id)
 
 
 def warm_up(deps: InputDeps, policy: Policy) -> None:
@@ -134,7 +137,7 @@ def screen_input(question: str, policy: Policy, deps: InputDeps) -> StageVerdict
         cpu_last = cpu_now
         return now
 
-    embed = _embedded_once(deps.embed)
+    embed = _embedded_once(deps.embed, deps.same_input)
     normalized = normalize(question)
     results: list[CheckResult] = [normalize_result(normalized)]
     length = length_result(normalized, inp)
@@ -181,7 +184,8 @@ def _embed_in_one_batch(text: str, policy: Policy, deps: InputDeps, embed: Embed
         wanted += classifier_mod.views(text)
     if inp.hate.enabled and deps.hate_head_for(policy) is not None:
         wanted += hate_mod.views(text)
-    for group in length_groups(list(dict.fromkeys(wanted))):
+    key = deps.same_input or (lambda t: t)
+    for group in length_groups(list({key(t): t for t in wanted}.values())):
         embed(group)
 
 
@@ -198,19 +202,26 @@ def length_groups(texts: list[str], ratio: float = LENGTH_GROUP_RATIO) -> list[l
     return groups
 
 
-def _embedded_once(embed: EmbedFn | None) -> EmbedFn | None:
+def _embedded_once(embed: EmbedFn | None,
+                   same_input: Callable[[str], str] | None = None) -> EmbedFn | None:
     """``embed`` with a memory for one question: the similarity layer, the injection head and
     the hate head score overlapping texts (the question itself above all), and the encoder is
-    the stage's main cost."""
+    the stage's main cost. Keyed on ``same_input``: the similarity layer's raw sentences and
+    the heads' readable ones are mostly one input to an uncased encoder, embedded once."""
     if embed is None:
         return None
+    key = same_input or (lambda text: text)
     known: dict[str, np.ndarray] = {}
 
     def cached(texts: list[str]) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        keys = [key(t) for t in texts]
+        missing: dict[str, str] = {}
+        for text, k in zip(texts, keys, strict=True):
+            if k not in known:
+                missing.setdefault(k, text)
         if missing:
-            known.update(zip(missing, embed(missing), strict=True))
-        return np.stack([known[t] for t in texts]) if texts else embed([])
+            known.update(zip(missing, embed(list(missing.values())), strict=True))
+        return np.stack([known[k] for k in keys]) if texts else embed([])
 
     return cached
 

@@ -6,10 +6,11 @@ import pytest
 
 from services.common.embeddings import MINILM, MINILM_INT8
 from services.guardrails import classifier, hate, linear_head
-from services.guardrails.encoder import check_head, trained_for
-from services.guardrails.input_stage import InputDeps, screen_input
+from services.guardrails.encoder import check_head, head_encoder, trained_for
+from services.guardrails.input_stage import InputDeps, _embedded_once, screen_input
 from services.guardrails.linear_head import HeadError, LinearHead
 from services.guardrails.policy import PACKAGED_POLICIES, load_policy_file
+from tests.unit.guardrails.conftest import fake_embed
 
 pytestmark = pytest.mark.unit
 
@@ -64,3 +65,30 @@ def test_an_injection_in_the_middle_of_a_long_text_is_in_a_view():
     # (views are the readable form: lower-cased skeleton)
     assert any(attack.lower() in view.lower() for view in classifier.views(text))
     assert any(attack.lower() in view.lower() for view in hate.views(text))
+
+
+def test_forms_of_a_text_that_are_one_input_are_embedded_once():
+    calls: list[list[str]] = []
+
+    def counting(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
+        return fake_embed(texts)
+
+    cached = _embedded_once(counting, str.lower)
+    vectors = cached(["Reset my password", "reset my password", "RESET MY PASSWORD"])
+    again = cached(["reset MY password", "Where is the office?"])
+    assert calls == [["Reset my password"], ["Where is the office?"]]
+    assert np.allclose(vectors, vectors[0]) and np.allclose(again[0], vectors[0])
+
+
+def test_the_int8_encoder_keys_a_question_and_its_skeleton_as_one_input():
+    # The similarity layer embeds the question, the heads its readable skeleton (lower-cased,
+    # accents undone): MiniLM's tokenizer normalizes both to the same input.
+    encoder = head_encoder(MINILM_INT8)
+    question = "When did Beyoncé start becoming popular?"
+    skeleton = classifier.views(question)[0]
+    assert skeleton != question
+    assert encoder.same_input_key(question) == encoder.same_input_key(skeleton)
+    first, second = encoder.encode([question, skeleton])
+    assert float(first @ second) > 0.9999
+    assert encoder.same_input_key("Paris") != encoder.same_input_key("London")
