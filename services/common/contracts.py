@@ -43,8 +43,11 @@ def fast_validator(name: str) -> jsonschema_rs.Draft202012Validator:
 
 def validate(name: str, payload: Any) -> None:
     """Raise ContractError naming every violation with its JSON path."""
-    if fast_validator(name).is_valid(payload):
-        return
+    try:
+        if fast_validator(name).is_valid(payload):
+            return
+    except ValueError:  # not a JSON value (a non-string key): jsonschema says what is wrong
+        pass
     errors = sorted(validator(name).iter_errors(payload), key=lambda e: list(e.absolute_path))
     if errors:
         details = "; ".join(
