@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.harness import cpu_probe_s
+
 BANDS = ((0, 100), (100, 250), (250, 500), (500, 1000), (1000, 2000))
 LONG = (3000, 4000, 8000, 16000)
 
@@ -120,7 +122,8 @@ def run(injections: Path, pii: Path, squad: Path, encoders: Sequence[str],
             "paths_cpu": {name: summarize(rows) for name, rows in per_text_cpu.items()},
             "texts": {"up_to_2000": len(short), "longer": len(long),
                       "bands": [f"{lo + 1}-{hi}" for lo, hi in BANDS], "long": list(LONG)},
-            "load_average": [round(x, 2) for x in os.getloadavg()]}
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+            "cpu_probe_s": cpu_probe_s()}
 
 
 def write_report(results: dict[str, Any], out: Path) -> Path:
@@ -128,7 +131,9 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
     one core, whatever else the machine runs) and wall time (what a caller waited here)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "input_screening.json").write_text(json.dumps(results, indent=1) + "\n")
-    text = [f"Load average during the run: {results.get('load_average')}", "",
+    text = [f"Load average during the run: {results.get('load_average')}; CPU probe "
+            f"{results.get('cpu_probe_s', '?')} s (benchmarks.harness.cpu_probe_s: 0.36 s on a "
+            "quiet day)", "",
             "### CPU time per screening (ms on one core)", "",
             _tables(results["paths_cpu"]), "", "### Wall time (ms, on the shared machine)", "",
             _tables(results["paths"])]

@@ -17,6 +17,20 @@ PORTS = {"CUSTOMLLM_KAFKA_PORT": "39192", "CUSTOMLLM_KAFKA_CONTROLLER_PORT": "39
          "CUSTOMLLM_POSTGRES_PORT": "35532"}
 
 
+def cpu_probe_s(repeat: int = 3) -> float:
+    """Seconds one core takes for a fixed pure-Python loop, best of ``repeat``: how fast the
+    shared machine was during a run. The load average says how many processes wanted a core,
+    not how fast the cores were; on this host the same code measured twice as slow on slow
+    days (0.36 s on a quiet day, 0.45–0.64 s on others), so figures of two runs compare only
+    with their probes beside them."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        sum(i * i for i in range(5_000_000))
+        best = min(best, time.perf_counter() - started)
+    return round(best, 3)
+
+
 def configure_environment() -> Path:
     """Must run before any project module reads its settings."""
     state = Path(tempfile.mkdtemp(prefix="customllm-bench-"))

@@ -42,7 +42,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import configure_environment, running_stack
+from benchmarks.harness import configure_environment, cpu_probe_s, running_stack
 
 PORTS = {"CUSTOMLLM_KAFKA_PORT": "52192", "CUSTOMLLM_KAFKA_CONTROLLER_PORT": "52193",
          "CUSTOMLLM_POSTGRES_PORT": "52532", "CUSTOMLLM_GATEWAY_PORT": "52781"}
@@ -71,12 +71,14 @@ def main() -> None:
     os.environ["CUSTOMLLM_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{PORTS['CUSTOMLLM_KAFKA_PORT']}"
     started = time.perf_counter()
     results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()},
-                               "cpus": os.cpu_count(), "load_start": os.getloadavg()}
+                               "cpus": os.cpu_count(), "load_start": os.getloadavg(),
+                               "cpu_probe_start_s": cpu_probe_s()}
     with running_stack(state, WORKERS):
         print(f"stack up in {time.perf_counter() - started:.0f} s", flush=True)
         results.update(run(state, args))
     results["wall_s"] = round(time.perf_counter() - started, 1)
     results["load_end"] = os.getloadavg()
+    results["cpu_probe_end_s"] = cpu_probe_s()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "query_path_speed.json").write_text(json.dumps(results, indent=2))
     from benchmarks.query_path_speed_report import chart, markdown

@@ -70,7 +70,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"Goals (issue #13 item 4): single p50 ≤ 60 ms, ≥ 20 req/s at 8 concurrent on 2 cores. "
         f"The machine's 2 cores are shared with other sessions: load average "
         f"{_load(results.get('load_start'))} at the start, {_load(results.get('load_end'))} at "
-        "the end; per phase in the JSON.",
+        "the end; per phase in the JSON. CPU probe (`benchmarks.harness.cpu_probe_s`, a fixed "
+        f"Python loop; 0.36 s on a quiet day): {results.get('cpu_probe_start_s', '?')} s at the "
+        f"start, {results.get('cpu_probe_end_s', '?')} s at the end.",
     ]
     return "\n".join(lines) + "\n"
 
