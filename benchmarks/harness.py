@@ -18,11 +18,11 @@ PORTS = {"CUSTOMLLM_KAFKA_PORT": "39192", "CUSTOMLLM_KAFKA_CONTROLLER_PORT": "39
 
 
 def cpu_probe_s(repeat: int = 3) -> float:
-    """Seconds one core takes for a fixed pure-Python loop, best of ``repeat``: how fast the
-    shared machine was during a run. The load average says how many processes wanted a core,
-    not how fast the cores were; on this host the same code measured twice as slow on slow
-    days (0.36 s on a quiet day, 0.45–0.64 s on others), so figures of two runs compare only
-    with their probes beside them."""
+    """Seconds one core takes for a fixed pure-Python loop, best of ``repeat``: a rough gauge of
+    how fast the shared machine was during a run (0.36 s on a quiet day, up to 0.64 s on a busy
+    one). The load average says how many processes wanted a core, not how fast the cores were.
+    Only a gauge: on one busy day native code (ONNX, spaCy) slowed 1.5–2× while this moved
+    1.15×; compare code changes in alternating runs on one day, not across days."""
     best = float("inf")
     for _ in range(repeat):
         started = time.perf_counter()
