@@ -11,6 +11,7 @@ from jsonschema import Draft202012Validator
 from services.common import contracts
 from services.common.events import (
     ChunkWork,
+    Citation,
     DlqRecord,
     DocChange,
     DocStatus,
@@ -167,6 +168,47 @@ def test_the_fast_validator_agrees_with_jsonschema_on_every_case_above():
     for event in _events():
         document = json.loads(event.to_json())
         assert contracts.fast_validator(event.schema_name).is_valid(document)
+
+
+def _mutations(document: dict) -> list[dict]:
+    """Broken copies of a valid document: each key dropped, retyped, nulled, given a control
+    character or a trailing newline (where ``$`` differs between Python and ECMA regexes), a
+    bad date-time, and an unknown key; the same one level down in objects and lists."""
+    out: list[dict] = [{**document, "unexpected_field": 1}]
+    for key, value in document.items():
+        out.append({k: v for k, v in document.items() if k != key})
+        for bad in (None, 12345, -1, 1.5, "x", "", [], {}, {"x": 1}, True):
+            out.append({**document, key: bad})
+        if isinstance(value, str):
+            out += [{**document, key: value + "\n"}, {**document, key: value + "\x07"},
+                    {**document, key: "2026-13-45T99:99:99Z"}]
+        if isinstance(value, dict) and value:
+            out += [{**document, key: inner} for inner in _mutations(value)]
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            out += [{**document, key: [inner, *value[1:]]} for inner in _mutations(value[0])]
+    return out
+
+
+def _reply() -> RagReply:
+    citations = [Citation(n=i, chunk_id="c" * 32, doc_id=f"d{i}", text="A passage.", score=0.5)
+                 for i in range(1, 4)]
+    return RagReply(request_id="r-1", answer="Sixty days [1].", citations=citations,
+                    latency_ms={"total": 12.5}, created_at=WHEN)
+
+
+def test_the_fast_validator_never_accepts_what_jsonschema_rejects():
+    # The one direction that would matter: validate() returns at the fast validator's "valid".
+    events = [*_events(), _reply()]
+    checked = rejected = 0
+    for event in events:
+        fast = contracts.fast_validator(event.schema_name)
+        reference = contracts.validator(event.schema_name)
+        for broken in _mutations(json.loads(event.to_json())):
+            checked += 1
+            if not reference.is_valid(broken):
+                rejected += 1
+                assert not fast.is_valid(broken), (event.schema_name, broken)
+    assert checked > 1000 and rejected > 500
 
 
 def test_valid_payloads_pass_and_delete_needs_no_content():
