@@ -105,8 +105,11 @@ class LocalStack:
                           ids=doc_ids)
         return {row[0]: row[1] for row in rows}
 
-    def wait_indexed(self, expected: dict[str, int], timeout_s: float = 180) -> None:
-        """Until every doc's status shows at least the expected version."""
+    def wait_indexed(self, expected: dict[str, int], timeout_s: float = 300) -> None:
+        """Until every doc's status shows at least the expected version. A wait, not a speed
+        check: it returns as soon as the documents are indexed; 180 s ran out once in a
+        fresh-clone CI run on a host at half speed (the suite took 36 min instead of 24) while
+        freshly started workers loaded their models."""
         ids = list(expected)
 
         def done() -> bool:
