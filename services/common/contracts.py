@@ -25,10 +25,14 @@ SCHEMA_DIR = REPO_ROOT / "schemas"
 
 
 @cache
+def _schema(name: str) -> dict[str, Any]:
+    return json.loads((SCHEMA_DIR / f"{name}.json").read_text())
+
+
+@cache
 def validator(name: str) -> Draft202012Validator:
     """Compiling checks the schema itself, so a broken contract fails at start-up, not later."""
-    path = SCHEMA_DIR / f"{name}.json"
-    schema = json.loads(path.read_text())
+    schema = _schema(name)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema, format_checker=FormatChecker())
 
@@ -36,9 +40,7 @@ def validator(name: str) -> Draft202012Validator:
 @cache
 def fast_validator(name: str) -> jsonschema_rs.Draft202012Validator:
     validator(name)  # the schema itself checked against the meta-schema, once
-    path = SCHEMA_DIR / f"{name}.json"
-    return jsonschema_rs.Draft202012Validator(json.loads(path.read_text()),
-                                              validate_formats=True)
+    return jsonschema_rs.Draft202012Validator(_schema(name), validate_formats=True)
 
 
 def validate(name: str, payload: Any) -> None:

@@ -184,9 +184,8 @@ def _embed_in_one_batch(text: str, policy: Policy, deps: InputDeps, embed: Embed
         wanted += classifier_mod.views(text)
     if inp.hate.enabled and deps.hate_head_for(policy) is not None:
         wanted += hate_mod.views(text)
-    key = deps.same_input or (lambda t: t)
-    for group in length_groups(list({key(t): t for t in wanted}.values())):
-        embed(group)
+    for group in length_groups(list(dict.fromkeys(wanted))):
+        embed(group)  # ``embed`` skips what it already holds under the same input key
 
 
 def length_groups(texts: list[str], ratio: float = LENGTH_GROUP_RATIO) -> list[list[str]]:
