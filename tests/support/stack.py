@@ -116,7 +116,23 @@ class LocalStack:
             got = self.indexed_versions(ids)
             return all(got.get(d, -1) >= v for d, v in expected.items())
 
-        wait_for(done, timeout_s, what=f"{len(ids)} document(s) to be indexed")
+        try:
+            wait_for(done, timeout_s, what=f"{len(ids)} document(s) to be indexed")
+        except AssertionError as timeout:
+            raise AssertionError(f"{timeout}\n{self.indexing_report(ids[:5])}") from None
+
+    def indexing_report(self, doc_ids: list[str]) -> str:
+        """What a failed wait saw: the documents' status rows, whether the indexing workers
+        run, and the tail of their logs (a CI log is all there is to read afterwards)."""
+        rows = self.query("SELECT doc_id, state, last_version, error FROM ingestion_status "
+                          "WHERE doc_id = ANY(:ids)", ids=doc_ids)
+        lines = [f"status rows: {[tuple(r) for r in rows]}"]
+        for name in ("ingest", "embedder"):
+            pid = worker_procs.processes.read_pid(worker_procs.run_dir(self.state), name)
+            log = worker_procs.log_path(self.state, name)
+            tail = log.read_text(errors="replace")[-2500:] if log.exists() else "(no log)"
+            lines.append(f"--- {name} (pid {pid}) log tail:\n{tail}")
+        return "\n".join(lines)
 
     def status(self, doc_id: str) -> Any:
         rows = self.query("SELECT * FROM ingestion_status WHERE doc_id = :d", d=doc_id)
