@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -96,7 +97,8 @@ async def answer(request: RagRequest, deps: RagDeps) -> RagReply:
     # (after ``customllm index switch`` the old model's entries are simply not found).
     plan = replace(plan, cache_context=cache.context_key(
         {"plan": plan.cache_context, "embedding_model": vector_model}))
-    if request.options.use_cache:
+    use_cache = request.options.use_cache and screening.may_cache(request.screening)
+    if use_cache:
         with timer.stage("cache_lookup"):
             hit = await _in_thread(cache.lookup, deps.engine, plan.cache_context,
                                    request.question, vector, deps.config.semantic_cache_threshold)
@@ -121,7 +123,7 @@ async def answer(request: RagRequest, deps: RagDeps) -> RagReply:
                                                       generated.abstained, found.chunks),
                      usage=generated.usage, evidence=found.evidence,
                      **{**fields, "model": generated.model})
-    if request.options.use_cache and not screening.leaked_canary(generated.text,
+    if use_cache and not screening.leaked_canary(generated.text,
                                                                   request.screening):
         await _store(reply, request, plan, found, vector, generated.abstained, deps)
     return _finish(reply, timer, started)
@@ -195,8 +197,9 @@ async def _retrieve(request: RagRequest, plan: Plan, vector: np.ndarray, vector_
     abstain = False if options.retrieval_only else handlers.should_abstain(
         await _in_thread(best_similarity, deps.engine, vector, [c.chunk_id for c in chunks],
                          vector_model), deps.config.min_relevance)
-    items = screening.fence(build_context(chunks, deps.config.context_token_budget), chunks,
-                            directives)
+    # The token budget is the prompt's: a retrieval-only reply builds none and lists all top_k.
+    budget = sys.maxsize if options.retrieval_only else deps.config.context_token_budget
+    items = screening.fence(build_context(chunks, budget), chunks, directives)
     return Retrieved(chunks, items, screening.evidence(plan.principal, directives, chunks, items),
                      abstain)
 

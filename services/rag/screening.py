@@ -5,6 +5,7 @@ change retrieval, the prompt and the draft, as pure functions.
   SQL ("exclude"), kept but rendered as fenced untrusted data ("fence"), or used as is ("allow").
 * ``above_clearance: redact_pii``: documents above the principal's clearance become retrievable
   (ACL groups still enforced); the output stage redacts the personal data they hold.
+* a question the input stage redacted is never answered from, or kept in, the answer cache.
 * the draft carries ``evidence`` (principal, directives, the chunks the prompt held with their
   privacy class and text) so the output stage can check the answer against them.
 
@@ -35,6 +36,13 @@ def cache_directives(screening: Screening | None) -> dict[str, Any] | None:
             "marked_chunks": screening.marked_chunks,
             "injection_threshold": screening.injection_threshold,
             "above_clearance": screening.above_clearance}
+
+
+def may_cache(screening: Screening | None) -> bool:
+    """Whether the answer cache may serve or keep this question. Not when the input stage
+    changed it: redaction makes different questions one text ("When was <PERSON> hired?" for
+    every name), so a cached answer to one would be served for all of them."""
+    return screening is None or not screening.question_changed
 
 
 def widen_scope(scope: AccessScope, screening: Screening | None) -> AccessScope:

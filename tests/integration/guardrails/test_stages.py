@@ -59,7 +59,7 @@ def test_an_injection_is_refused_at_once_with_its_decisions_and_audited(stack, c
     assert "injection" in reply.error
     blocking = [d for d in reply.guardrails if d.action == "block"]
     assert blocking and all(d.stage == "input" for d in reply.guardrails)
-    assert all(d.policy_version and d.policy_version.startswith("default@1#")
+    assert all(d.policy_version and d.policy_version.startswith("default@2#")
                for d in reply.guardrails)
     assert time.monotonic() - started < 60
 
@@ -83,7 +83,7 @@ def test_client_screening_is_replaced_and_pii_redacted_before_the_rag_worker(sta
     assert "jane.roe@example.org" not in screened["question"]
     assert "<EMAIL_ADDRESS>" in screened["question"]
     screening = screened["screening"]
-    assert screening["policy_version"].startswith("default@1#")
+    assert screening["policy_version"].startswith("default@2#")
     assert (screening["marked_chunks"], screening["above_clearance"]) == ("fence", "hide")
     assert screening["canary"].startswith("cnry-") and screening["question_changed"]
     assert {d["check"] for d in screening["decisions"]} >= {"pii", "injection_rules"}
@@ -111,4 +111,4 @@ def test_the_domain_policy_is_reloaded_between_two_requests(stack, client, polic
     other = _request(question)
     client.submit(other)
     [passed] = records_for(stack, RAG_SCREENED, other.request_id, timeout_s=60)
-    assert passed["screening"]["policy_version"].startswith("default@1#")
+    assert passed["screening"]["policy_version"].startswith("default@2#")

@@ -106,7 +106,8 @@ def _ask(deps, prefix: str, question: str, principal: Principal):
                  "seventy-two", "incident-response.txt",
                  marks=pytest.mark.xfail(strict=True, reason="the shipped adapter abstains "
                                          "(decision 0.51 > calibrated margin 0.47)")),
-    ("I am <PERSON> (<EMAIL_ADDRESS>): how long does production access last before it must "
+    # As the default input policy passes the demo's third question on: the e-mail redacted.
+    ("I am Jane Doe (<EMAIL_ADDRESS>): how long does production access last before it must "
      "be renewed?", EMPLOYEE, "sixty days", "onboarding.md"),
 ])
 def test_the_demo_questions_are_answered_right(deps, corpus, name, question, principal,

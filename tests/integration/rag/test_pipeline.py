@@ -10,6 +10,7 @@ cache keeps.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 
 import pytest
@@ -57,9 +58,11 @@ def corpus(stack, embedder) -> str:
 
 
 def _ask(deps, prefix: str, question: str, **options) -> object:
+    screening = Screening(policy_version="default@test",
+                          question_changed=options.pop("redacted", False))
     request = RagRequest(request_id=f"pipe-{uuid.uuid4().hex[:10]}", question=question,
                          reply_to="rag.replies.tests", principal=options.pop("principal", READER),
-                         screening=Screening(policy_version="default@test"),
+                         screening=screening,
                          options=RagOptions(filters=RagFilters(doc_id_prefix=prefix),
                                             **options))
     return asyncio.run(pipeline.answer(request, deps))
@@ -82,6 +85,15 @@ def test_retrieval_only_never_calls_the_model(deps, corpus):
     assert reply.citations[0].doc_id == corpus + "garden"
 
 
+def test_retrieval_only_lists_top_k_whatever_the_prompt_budget(deps, corpus):
+    """The token budget bounds a prompt; a retrieval-only reply builds none."""
+    tight = dataclasses.replace(deps, config=deps.config.model_copy(
+        update={"context_token_budget": 5}))
+    reply = _ask(tight, corpus, "Where do the lemon trees grow?", retrieval_only=True, top_k=3)
+    assert len(reply.citations) == 3
+    assert len({c.doc_id for c in reply.citations}) == 3
+
+
 def test_a_document_above_the_readers_clearance_is_never_evidence(deps, corpus):
     question = "What is the merger code name?"
     public = _ask(deps, corpus, question, retrieval_only=True)
@@ -98,6 +110,17 @@ def test_the_same_question_is_answered_from_the_cache_without_the_model(deps, co
     assert not first.cached and second.cached
     assert second.answer == first.answer and "generation" not in second.latency_ms
     assert [c.chunk_id for c in second.citations] == [c.chunk_id for c in first.citations]
+
+
+def test_a_redacted_question_is_neither_served_from_nor_kept_in_the_cache(deps, corpus, stack):
+    """Redaction makes the questions of different people one text: an answer cached for one
+    must not be served for the other."""
+    question = "How long does production access last for <EMPLOYEE_ID>?"
+    first = _ask(deps, corpus, question, redacted=True)
+    second = _ask(deps, corpus, question, redacted=True)
+    assert not first.cached and not second.cached and "generation" in second.latency_ms
+    assert stack.query("SELECT count(*) FROM answer_cache WHERE question = :q",
+                       q=question)[0][0] == 0
 
 
 def test_a_question_about_nothing_in_the_corpus_gets_dont_know_without_the_model(deps, corpus):
