@@ -45,7 +45,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks.harness import configure_environment, running_stack
+from benchmarks.harness import configure_environment, running_stack, wait_http
 
 PORTS = {"CUSTOMLLM_KAFKA_PORT": "19692", "CUSTOMLLM_KAFKA_CONTROLLER_PORT": "19693",
          "CUSTOMLLM_POSTGRES_PORT": "15833", "CUSTOMLLM_GATEWAY_PORT": "18781",
@@ -119,9 +119,9 @@ def run(state: Path, args: argparse.Namespace) -> dict[str, Any]:
     procs.start(state, "gateway")
     procs.start(state, procs.MODEL_SERVER)
     gateway = f"http://127.0.0.1:{gateway_settings().gateway_port}"
-    _wait_http(f"{gateway}/healthz")
+    wait_http(f"{gateway}/healthz")
     # The model server answers /health once its model is loaded.
-    _wait_http(f"http://127.0.0.1:{model_server_settings().model_server_port}/health")
+    wait_http(f"http://127.0.0.1:{model_server_settings().model_server_port}/health")
     print(f"gateway and model server up in {time.perf_counter() - t0:.0f} s", flush=True)
 
     docs, questions = q.squad_corpus(args.squad)
@@ -149,18 +149,6 @@ def run(state: Path, args: argparse.Namespace) -> dict[str, Any]:
     return {"corpus": corpus, "at_rest": at_rest, "after_questions": after,
             "questions": answers, "baseline_imports": baseline}
 
-
-def _wait_http(url: str, timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - localhost
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} did not answer 200 in {timeout_s:.0f} s")
 
 
 def ask_all(gateway: str, key: str, texts: list[str], args: argparse.Namespace

@@ -7,6 +7,8 @@ import os
 import shutil
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +17,20 @@ from services.common import kafka_auth
 
 PORTS = {"CUSTOMLLM_KAFKA_PORT": "39192", "CUSTOMLLM_KAFKA_CONTROLLER_PORT": "39193",
          "CUSTOMLLM_POSTGRES_PORT": "35532"}
+
+
+def wait_http(url: str, timeout_s: float = 300) -> None:
+    """Until ``url`` answers 200 (a service of the private stack has started)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - localhost
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} did not answer 200 in {timeout_s:.0f} s")
 
 
 def cpu_probe_s(repeat: int = 3) -> float:

@@ -37,12 +37,10 @@ import random
 import statistics
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import configure_environment, cpu_probe_s, running_stack
+from benchmarks.harness import configure_environment, cpu_probe_s, running_stack, wait_http
 
 PORTS = {"CUSTOMLLM_KAFKA_PORT": "52192", "CUSTOMLLM_KAFKA_CONTROLLER_PORT": "52193",
          "CUSTOMLLM_POSTGRES_PORT": "52532", "CUSTOMLLM_GATEWAY_PORT": "52781"}
@@ -102,7 +100,7 @@ def run(state: Path, args: argparse.Namespace) -> dict[str, Any]:
                            Principal(id="bench-speed", clearance="public"))
     procs.start(state, "gateway")
     gateway = f"http://127.0.0.1:{gateway_settings().gateway_port}"
-    _wait_http(f"{gateway}/healthz")
+    wait_http(f"{gateway}/healthz")
     docs, questions = corpus(args.squad, args.docs)
     indexed = publish(docs)
     print(f"corpus: {indexed}", flush=True)
@@ -402,18 +400,6 @@ def _count(values: Any) -> dict[str, int]:
         found[str(value)] = found.get(str(value), 0) + 1
     return found
 
-
-def _wait_http(url: str, timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - localhost
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} did not answer 200 in {timeout_s:.0f} s")
 
 
 if __name__ == "__main__":
