@@ -196,7 +196,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
     metrics = ("hit@1", "hit@5", "hit@10", "mrr@10")
     names = list(results["modes"])
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = plt.subplots(figsize=(9, 5))
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         ax.bar([m + i * width for m in range(len(metrics))],
@@ -205,7 +205,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax.set_ylim(0.5, 1.0)
     ax.set_title(f"Retrieval through the gateway vs. direct and naive "
                  f"({results['questions']} held-out questions)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
