@@ -13,8 +13,9 @@ Why it is shaped this way:
 * **Hybrid = one pool, scored on every signal.** The vector list and the lexical list
   (``candidates`` each) are merged into one pool inside one SQL statement; every member gets its
   cosine, its BM25 and the positions of the question's terms, and ``services.rag.fusion`` orders
-  the pool by a weighted sum of the standardized signals (cosine, BM25, term proximity). Ties are
-  broken by ``chunk_id`` so equal inputs always give the same order.
+  the pool by a weighted sum of the standardized signals (cosine, BM25, and how much of the
+  question's idf the chunk holds within a phrase, a sentence and anywhere). Ties are broken by
+  ``chunk_id`` so equal inputs always give the same order.
 * **Vectors are versioned by model.** They are read from ``chunk_embeddings`` for one model
   (the caller's, else the index's active model), through that model's partial HNSW index, so a
   shadow re-index for another model never changes what a query sees until the switch
@@ -26,7 +27,7 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -36,7 +37,7 @@ from sqlalchemy.engine import Connection, Engine
 from services.common import index_registry
 from services.rag import retrieval_sql as sql
 from services.rag.access import AccessScope
-from services.rag.fusion import FusionWeights, fused_scores, proximity
+from services.rag.fusion import FusionWeights, fused_scores, term_signals
 
 if TYPE_CHECKING:
     from services.rag.rerank import Reranker
@@ -200,7 +201,37 @@ def _lexical(conn: Connection, question: str, where: str, params: dict[str, Any]
 
 def _hybrid(conn: Connection, query_vector: np.ndarray, model: str, question: str, where: str,
             params: dict[str, Any], limit: int, weights: FusionWeights) -> list[RetrievedChunk]:
-    """The fused pool, best first (ties: chunk id)."""
+    """The fused pool, best first."""
+    members, signals = _hybrid_pool(conn, query_vector, model, question, where, params, limit,
+                                     weights)
+    return fuse(members, signals, weights)
+
+
+def fuse(members: list[RetrievedChunk], signals: dict[str, list[float]],
+         weights: FusionWeights) -> list[RetrievedChunk]:
+    """Pool members scored by ``weights`` over their signals, best first (ties: chunk id)."""
+    scores = fused_scores(signals, weights)
+    scored = [replace(member, score=score) for member, score in zip(members, scores, strict=True)]
+    return sorted(scored, key=lambda c: (-c.score, c.chunk_id))
+
+
+def hybrid_pool(engine: Engine, query_vector: np.ndarray, question: str, scope: AccessScope,
+                candidates: int = 40, filters: RetrievalFilters = RetrievalFilters(),
+                weights: FusionWeights = DEFAULT_WEIGHTS, model_id: str | None = None,
+                ) -> tuple[list[RetrievedChunk], dict[str, list[float]]]:
+    """The hybrid pool before ordering, with every member's fusion signals (``fusion.SIGNALS``).
+    Why public: fusion weights are tuned by scoring stored pools under many settings
+    (``benchmarks/fusion_grid.py``), one SQL query per question instead of one per setting.
+    ``weights`` matters here only for BM25's k1/b and the term windows."""
+    where, params = _where(scope, filters)
+    with engine.begin() as conn:
+        return _hybrid_pool(conn, query_vector, _model(conn, model_id), question, where, params,
+                            candidates, weights)
+
+
+def _hybrid_pool(conn: Connection, query_vector: np.ndarray, model: str, question: str,
+                 where: str, params: dict[str, Any], limit: int, weights: FusionWeights,
+                 ) -> tuple[list[RetrievedChunk], dict[str, list[float]]]:
     vector = np.asarray(query_vector, dtype=np.float32).reshape(-1)
     ef_search = min(EF_SEARCH_MAX, max(EF_SEARCH_MIN, limit))
     conn.execute(text(sql.SET_HNSW), {"ef_search": str(ef_search),
@@ -211,12 +242,14 @@ def _hybrid(conn: Connection, query_vector: np.ndarray, model: str, question: st
         {**params, "q": vector, "question": question, "limit": limit, "df_cap": DF_CAP,
          "k1": weights.k1, "b": weights.b},
     ).mappings().all()
-    near = [proximity(row["positions"], row["idf"], weights.window) for row in rows]
-    scores = fused_scores([float(r["cosine"]) for r in rows], [float(r["bm25"]) for r in rows],
-                          near, weights)
-    chunks = [_chunk(row, score=score, vector_rank=row["vrank"], lexical_rank=row["lrank"])
-              for row, score in zip(rows, scores, strict=True)]
-    return sorted(chunks, key=lambda c: (-c.score, c.chunk_id))
+    terms = [term_signals(row["positions"], row["idf"], weights) for row in rows]
+    signals = {"vector": [float(r["cosine"]) for r in rows],
+               "lexical": [float(r["bm25"]) for r in rows],
+               "phrase": [t[0] for t in terms], "proximity": [t[1] for t in terms],
+               "coverage": [t[2] for t in terms]}
+    members = [_chunk(row, score=0.0, vector_rank=row["vrank"], lexical_rank=row["lrank"])
+               for row in rows]
+    return members, signals
 
 
 def _chunk(row: Any, score: float, vector_rank: int | None = None,

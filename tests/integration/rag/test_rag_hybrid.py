@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from services.rag.access import scope_for
-from services.rag.retrieval import RetrievalFilters, retrieve
+from services.rag.fusion import SIGNALS, FusionWeights
+from services.rag.retrieval import (
+    DEFAULT_WEIGHTS,
+    RetrievalFilters,
+    fuse,
+    hybrid_pool,
+    retrieve,
+)
 from tests.integration.rag.rows import Doc, unit_vectors, write_documents
 
 pytestmark = pytest.mark.integration
@@ -160,3 +167,24 @@ def test_hybrid_ranks_by_the_fused_score_and_breaks_ties_by_chunk_id(stack, embe
     keys = [(-c.score, c.chunk_id) for c in got]
     assert keys == sorted(keys)
     assert len(got) == len(CORPUS)  # the pool holds every chunk either list found
+
+
+def test_the_pool_with_its_signals_fuses_to_what_retrieve_returns(stack, embedder, corpus):
+    """The tuning script scores stored pools (``benchmarks/fusion_grid.py``): that is only
+    sound if fusing a pool gives exactly what retrieval serves, under the same access scope."""
+    question = "Which device has asset tag QX7731?"
+    vector = embedder.encode([question])[0]
+    scope, filters = scope_for("reader", [], "public"), RetrievalFilters(doc_id_prefix=corpus)
+    members, signals = hybrid_pool(stack.engine, vector, question, scope, filters=filters)
+    assert set(signals) == set(SIGNALS)
+    assert all(len(values) == len(members) for values in signals.values())
+    keyword = members[[m.doc_id for m in members].index(corpus + "keyword")]
+    at = members.index(keyword)
+    assert signals["coverage"][at] >= signals["proximity"][at] >= signals["phrase"][at] > 0
+    served = retrieve(stack.engine, vector, question, scope, len(CORPUS), filters=filters)
+    fused = fuse(members, signals, DEFAULT_WEIGHTS)
+    assert [(c.chunk_id, round(c.score, 9)) for c in fused] == \
+        [(c.chunk_id, round(c.score, 9)) for c in served]
+    lexical_only = fuse(members, signals, FusionWeights(vector=0, lexical=1, phrase=0,
+                                                        proximity=0, coverage=0))
+    assert lexical_only[0].doc_id == corpus + "keyword"
