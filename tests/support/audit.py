@@ -85,7 +85,11 @@ def answered(stack, asker: Principal, grounding: str = "allow",
             (t.GUARDRAILS_EVENTS, rid, decision.to_json()))  # redelivered: stored once
     wait_for(lambda: stack.query("SELECT 1 FROM answer_audit WHERE request_id = :r AND "
                                  "question IS NOT NULL AND answer IS NOT NULL", r=rid),
-             120, what="the audit record")  # the first one waits for the recorder to catch up
+             300, what="the audit record")
+    # 300 s: the first request of a module waits for a freshly started recorder to load its PII
+    # models and read the whole backlog the end-to-end tests left on the four topics, which took
+    # over 120 s on a busy CI machine (the recorder joined its group at once, then read nothing
+    # for 95 s).
     wait_for(lambda: stack.query("SELECT 1 FROM guardrail_decisions WHERE request_id = :r",
                                  r=rid), 30, what="the guardrail decision")
     return rid
