@@ -373,7 +373,6 @@ def _run(model: Any, tokenizer: Any, folder: Path | None, data: list[TokenizedEx
          n_examples: int, n_truncated: int) -> TrainingResult:
     import torch
     from transformers import PrinterCallback, TrainerCallback, TrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
 
     _SftTrainer = _sft_trainer_class()  # noqa: N806 - a class
     cuda = torch.cuda.is_available()
@@ -402,7 +401,7 @@ def _run(model: Any, tokenizer: Any, folder: Path | None, data: list[TokenizedEx
             return control
 
     work.mkdir(parents=True, exist_ok=True)
-    resume = get_last_checkpoint(str(work)) if keep_checkpoints else None
+    resume = last_complete_checkpoint(work) if keep_checkpoints else None
     resumed_step = _checkpoint_step(resume)
     args = TrainingArguments(
         output_dir=str(work), num_train_epochs=config.epochs,
@@ -430,7 +429,7 @@ def _run(model: Any, tokenizer: Any, folder: Path | None, data: list[TokenizedEx
     train_s = time.perf_counter() - train_started
     step = trainer.state.global_step
     if stopped["flag"]:
-        last = get_last_checkpoint(str(work)) if keep_checkpoints else None
+        last = last_complete_checkpoint(work) if keep_checkpoints else None
         raise TrainingCancelled(step, Path(last) if last else None)
 
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -481,6 +480,32 @@ def _sft_trainer_class() -> type:
             return (loss, {"loss": loss}) if return_outputs else loss
 
     return SftTrainer
+
+
+CHECKPOINT_COMPLETE = "trainer_state.json"  # the Trainer writes it last into a checkpoint
+
+
+def last_complete_checkpoint(work: Path) -> str | None:
+    """The newest ``checkpoint-N`` folder the Trainer finished writing; newer unfinished ones
+    are deleted. Why not transformers' ``get_last_checkpoint``: it takes the highest N, and a
+    worker killed while saving leaves a ``checkpoint-N`` without its trainer state, from which
+    the next worker's resume failed (FileNotFoundError) instead of going on from the one before."""
+    found = sorted(((_checkpoint_step(str(path)), path) for path in work.glob("checkpoint-*")
+                    if path.is_dir()), reverse=True)
+    for _, path in found:
+        if _complete(path / CHECKPOINT_COMPLETE):
+            return str(path)
+        shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
+def _complete(state: Path) -> bool:
+    """The trainer state is there and whole (a kill during its own write leaves it cut)."""
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _checkpoint_step(path: str | None) -> int:
