@@ -201,18 +201,25 @@ def _lexical(conn: Connection, question: str, where: str, params: dict[str, Any]
 
 def _hybrid(conn: Connection, query_vector: np.ndarray, model: str, question: str, where: str,
             params: dict[str, Any], limit: int, weights: FusionWeights) -> list[RetrievedChunk]:
-    """The fused pool, best first."""
-    members, signals = _hybrid_pool(conn, query_vector, model, question, where, params, limit,
-                                     weights)
-    return fuse(members, signals, weights)
+    """The fused pool, best first; each chunk is built once, with its score."""
+    rows, signals = _pool_rows(conn, query_vector, model, question, where, params, limit, weights)
+    scores = fused_scores(signals, weights)
+    return _best_first([_chunk(row, score=score, vector_rank=row["vrank"],
+                               lexical_rank=row["lrank"])
+                        for row, score in zip(rows, scores, strict=True)])
 
 
 def fuse(members: list[RetrievedChunk], signals: dict[str, list[float]],
          weights: FusionWeights) -> list[RetrievedChunk]:
-    """Pool members scored by ``weights`` over their signals, best first (ties: chunk id)."""
+    """Stored pool members (``hybrid_pool``) scored by ``weights``, best first: the order
+    ``retrieve`` would serve with those weights."""
     scores = fused_scores(signals, weights)
-    scored = [replace(member, score=score) for member, score in zip(members, scores, strict=True)]
-    return sorted(scored, key=lambda c: (-c.score, c.chunk_id))
+    return _best_first([replace(member, score=score)
+                        for member, score in zip(members, scores, strict=True)])
+
+
+def _best_first(chunks: list[RetrievedChunk]) -> list[RetrievedChunk]:
+    return sorted(chunks, key=lambda c: (-c.score, c.chunk_id))  # ties: chunk id
 
 
 def hybrid_pool(engine: Engine, query_vector: np.ndarray, question: str, scope: AccessScope,
@@ -225,13 +232,16 @@ def hybrid_pool(engine: Engine, query_vector: np.ndarray, question: str, scope: 
     ``weights`` matters here only for BM25's k1/b and the term windows."""
     where, params = _where(scope, filters)
     with engine.begin() as conn:
-        return _hybrid_pool(conn, query_vector, _model(conn, model_id), question, where, params,
-                            candidates, weights)
+        rows, signals = _pool_rows(conn, query_vector, _model(conn, model_id), question, where,
+                                   params, candidates, weights)
+    return [_chunk(row, score=0.0, vector_rank=row["vrank"], lexical_rank=row["lrank"])
+            for row in rows], signals
 
 
-def _hybrid_pool(conn: Connection, query_vector: np.ndarray, model: str, question: str,
-                 where: str, params: dict[str, Any], limit: int, weights: FusionWeights,
-                 ) -> tuple[list[RetrievedChunk], dict[str, list[float]]]:
+def _pool_rows(conn: Connection, query_vector: np.ndarray, model: str, question: str,
+               where: str, params: dict[str, Any], limit: int, weights: FusionWeights,
+               ) -> tuple[list[Any], dict[str, list[float]]]:
+    """The pool's rows and their fusion signals, one list per name of ``fusion.SIGNALS``."""
     vector = np.asarray(query_vector, dtype=np.float32).reshape(-1)
     ef_search = min(EF_SEARCH_MAX, max(EF_SEARCH_MIN, limit))
     conn.execute(text(sql.SET_HNSW), {"ef_search": str(ef_search),
@@ -247,9 +257,7 @@ def _hybrid_pool(conn: Connection, query_vector: np.ndarray, model: str, questio
                "lexical": [float(r["bm25"]) for r in rows],
                "phrase": [t[0] for t in terms], "proximity": [t[1] for t in terms],
                "coverage": [t[2] for t in terms]}
-    members = [_chunk(row, score=0.0, vector_rank=row["vrank"], lexical_rank=row["lrank"])
-               for row in rows]
-    return members, signals
+    return list(rows), signals
 
 
 def _chunk(row: Any, score: float, vector_rank: int | None = None,
