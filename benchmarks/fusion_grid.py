@@ -42,6 +42,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from services.common.embeddings import canonical_model_id
+    from services.rag import passages
     from services.rag.access import scope_for
     from services.rag.fusion import FusionWeights
     from services.rag.retrieval import DEFAULT_WEIGHTS, fuse, hybrid_pool
@@ -51,8 +52,8 @@ def main() -> None:
     os.environ["CUSTOMLLM_EMBEDDING_MODEL_ID"] = canonical_model_id(args.encoder)
     started = time.perf_counter()
     with private_postgres() as engine:
-        passages, _, queries = cached_encoder(args.encoder)
-        load_index(engine, dataset.paragraphs, passages)
+        encode_passages, _, queries = cached_encoder(args.encoder)
+        load_index(engine, dataset.paragraphs, encode_passages)
         scope = scope_for("bench-reader", [], "public")
         pools = [hybrid_pool(engine, vector, q.text, scope, weights=DEFAULT_WEIGHTS)
                  for q, vector in zip(questions, queries([q.text for q in questions]),
@@ -61,7 +62,7 @@ def main() -> None:
           f"{time.perf_counter() - started:.0f} s", flush=True)
 
     def measure(weights: FusionWeights) -> dict[str, float]:
-        ranks = [first_rank(q.doc_id, [c.doc_id for c in fuse(members, signals, weights)])
+        ranks = [first_rank(q.doc_id, passages.doc_ids(fuse(members, signals, weights)))
                  for q, (members, signals) in zip(questions, pools, strict=True)]
         return quality(ranks)
 

@@ -151,6 +151,7 @@ def in_process(engine: Any, dataset: DataSet, questions: list[Question]
     """Direct hybrid (the worker's SQL on the question as asked) and the naive baseline, on
     the same questions and the index the path used."""
     from benchmarks.query_retrieval import cached_encoder
+    from services.rag import passages
     from services.rag.access import scope_for
     from services.rag.retrieval import retrieve
 
@@ -163,8 +164,8 @@ def in_process(engine: Any, dataset: DataSet, questions: list[Question]
     scope = scope_for("bench-gateway-retrieval", [], "public")
     ranks: dict[str, list[int | None]] = {"direct_hybrid": []}
     for question, vector in zip(questions, vectors, strict=True):
-        got = retrieve(engine, vector, question.text, scope, TOP, mode="hybrid")
-        ranks["direct_hybrid"].append(first_rank(question.doc_id, [c.doc_id for c in got]))
+        got = retrieve(engine, vector, question.text, scope, TOP, mode="hybrid", unit="passage")
+        ranks["direct_hybrid"].append(first_rank(question.doc_id, passages.doc_ids(got)))
         for mode, ranked in baseline.rank(question.text, vector).items():
             ranks.setdefault(mode, []).append(first_rank(question.doc_id, ranked))
     return ranks

@@ -10,7 +10,9 @@ the ingest chunker with the configured sizes and embedded with the configured mo
 answerable question retrieves the top 10 through ``services.rag.retrieval.retrieve`` (the SQL the
 rag worker runs, access filter included) in each mode. In the same run the naive baseline
 (``benchmarks.retrieval_baseline``: exact cosine + rank-bm25 + RRF over whole paragraphs) ranks
-the same questions. A question hits when a chunk of its paragraph is in the top k.
+the same questions. Platform results are counted as the query path counts them, in passages
+(``unit="passage"``: a paragraph the chunker split is one result, as it is one citation), and a
+question hits when its paragraph is among the first k.
 
 ``--encoders minilm,e5`` compares encoders in the same run: the first is the active model (and
 the naive baseline's), each other one is indexed beside it the way a shadow re-index leaves it
@@ -259,6 +261,7 @@ def evaluate(engine: Any, baseline: NaiveBaseline, questions: tuple[Question, ..
     """Metrics per platform mode and per naive mode on the same questions; with ``guard``,
     also ``hybrid_guarded``: hybrid on the question as the input stage passes it on; with
     ``extra`` (name → (model id, query encoder)), ``hybrid@NAME`` and ``vector@NAME``."""
+    from services.rag import passages
     from services.rag.access import scope_for
     from services.rag.retrieval import retrieve
 
@@ -278,10 +281,11 @@ def evaluate(engine: Any, baseline: NaiveBaseline, questions: tuple[Question, ..
     for name, mode, texts, mode_vectors, model_id in runs:
         for question, asked, vector in zip(questions, texts, mode_vectors, strict=True):
             started = time.perf_counter()
-            got = retrieve(engine, vector, asked, scope, TOP, mode=mode, model_id=model_id)
+            got = retrieve(engine, vector, asked, scope, TOP, mode=mode, model_id=model_id,
+                           unit="passage")
             latencies[name].append((time.perf_counter() - started) * 1000)
             ranks.setdefault(name, []).append(first_rank(question.doc_id,
-                                                         [c.doc_id for c in got]))
+                                                         passages.doc_ids(got)))
     for question, vector in zip(questions, vectors, strict=True):
         for mode, ranked in baseline.rank(question.text, vector).items():
             ranks.setdefault(mode, []).append(first_rank(question.doc_id, ranked))

@@ -34,7 +34,7 @@ def report(results: dict[str, Any], out: Path) -> None:
            for mode in found["modes"]):
         write_encoder_chart(results, out / "query_retrieval_encoders.png")
     (out / "query_retrieval.md").write_text(markdown(results), encoding="utf-8")
-    print("\n== retrieval benchmark (top 10; hit = a chunk of the gold paragraph) ==")
+    print("\n== retrieval benchmark (top 10 passages; hit = the gold paragraph in the first k) ==")
     for dataset in results["datasets"]:
         print(f"\n{dataset['name']}: {dataset['description']} "
               f"({dataset['paragraphs']} paragraphs, {dataset['chunks']} chunks)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +21,10 @@ class RagSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CUSTOMLLM_", frozen=True, extra="ignore")
 
     retrieval_top_k: int = 5
+    retrieval_unit: Literal["passage", "chunk"] = Field(
+        default="passage", description="What top_k counts: passages (consecutive chunks of a "
+        "document, one citation each) or raw chunks. Passages: a paragraph the chunker split "
+        "takes one slot, not three.")
     retrieval_candidates: int = Field(
         default=40, description="Candidates per ranking (vector and BM25) before fusion.")
     reranker_model_path: Path | None = Field(

@@ -6,7 +6,8 @@
 * **Neighbours merge.** Chunks of one document with consecutive ordinals become one item (text
   in document order, every chunk id kept for citations), because a passage split by the chunker
   reads better, and cites more honestly, as one source. An item takes the rank of its best
-  chunk, so rank order is kept.
+  chunk, so rank order is kept. The rule is ``services.rag.passages``', which retrieval also
+  counts ``top_k`` with, so one item is one of the passages asked for.
 * **The budget is a hard stop.** Items are added in rank order until the next one would exceed
   ``token_budget``; a lower-ranked small item is not slipped in after a big one is refused, so
   the context never favours short chunks over relevant ones. The first item is always kept
@@ -20,9 +21,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from services.common.prompting.context_item import CHUNK_JOINER, ContextItem
+from services.rag import passages
+from services.rag.passages import Passage
 from services.rag.retrieval import RetrievedChunk
 
 TRUNCATION_MARK = " …"
@@ -43,29 +46,13 @@ def fence_marked(items: Sequence[ContextItem], chunks: Sequence[RetrievedChunk],
             for item in items]
 
 
-@dataclass
-class _Group:
-    """Consecutive chunks of one document; ``rank`` is the best rank among them."""
-
-    rank: int
-    chunks: list[RetrievedChunk]
-
-    @property
-    def first(self) -> int:
-        return self.chunks[0].ordinal
-
-    @property
-    def last(self) -> int:
-        return self.chunks[-1].ordinal
-
-
 def build_context(
     chunks: Sequence[RetrievedChunk],
     token_budget: int,
     count_tokens: Callable[[str], int] = approx_tokens,
 ) -> list[ContextItem]:
     """Deduplicate, merge consecutive chunks, and cut at the token budget (see module doc)."""
-    groups = _merge(_dedupe(chunks))
+    groups = passages.group(passages.distinct(chunks))
     items: list[ContextItem] = []
     used = 0
     for group in groups:
@@ -80,39 +67,6 @@ def build_context(
     return items
 
 
-def _dedupe(chunks: Sequence[RetrievedChunk]) -> list[RetrievedChunk]:
-    seen_hashes: set[str] = set()
-    seen_ids: set[str] = set()
-    kept = []
-    for chunk in chunks:
-        if chunk.content_hash in seen_hashes or chunk.chunk_id in seen_ids:
-            continue
-        seen_hashes.add(chunk.content_hash)
-        seen_ids.add(chunk.chunk_id)
-        kept.append(chunk)
-    return kept
-
-
-def _merge(chunks: Sequence[RetrievedChunk]) -> list[_Group]:
-    """Runs of consecutive ordinals per document, ordered by their best member's rank."""
-    by_doc: dict[str, list[tuple[int, RetrievedChunk]]] = {}
-    for rank, chunk in enumerate(chunks):
-        by_doc.setdefault(chunk.doc_id, []).append((rank, chunk))
-    groups: list[_Group] = []
-    for members in by_doc.values():
-        members.sort(key=lambda pair: pair[1].ordinal)
-        current: _Group | None = None
-        for rank, chunk in members:
-            if current is not None and chunk.ordinal == current.last + 1:
-                current.chunks.append(chunk)
-                current.rank = min(current.rank, rank)
-                continue
-            current = _Group(rank=rank, chunks=[chunk])
-            groups.append(current)
-    groups.sort(key=lambda g: g.rank)
-    return groups
-
-
 def _item(n: int, chunks: Sequence[RetrievedChunk], text: str) -> ContextItem:
     head = chunks[0]
     return ContextItem(n=n, chunk_ids=tuple(c.chunk_id for c in chunks), doc_id=head.doc_id,
@@ -120,7 +74,7 @@ def _item(n: int, chunks: Sequence[RetrievedChunk], text: str) -> ContextItem:
                        score=max(c.score for c in chunks))
 
 
-def _truncated(group: _Group, token_budget: int,
+def _truncated(group: Passage, token_budget: int,
                count_tokens: Callable[[str], int]) -> ContextItem:
     """The longest word prefix (plus a mark) that fits; cites only chunks it still reaches."""
     parts = [c.text.split() for c in group.chunks]

@@ -190,7 +190,8 @@ async def _retrieve(request: RagRequest, plan: Plan, vector: np.ndarray, vector_
                          "retrieval.top_k": plan.top_k})
     chunks = await _in_thread(retrieve, deps.engine, vector, request.question, plan.scope,
                               plan.top_k, filters, "hybrid", deps.config.retrieval_candidates,
-                              deps.reranker, DEFAULT_WEIGHTS, vector_model)
+                              deps.reranker, DEFAULT_WEIGHTS, vector_model,
+                              deps.config.retrieval_unit)
     span.set_attributes({"retrieval.chunks": len(chunks), "embedding.model": vector_model})
     # Whether to abstain only matters to generation: a retrieval-only reply lists what was
     # found either way, so it does not pay the relevance query's round trip.

@@ -35,6 +35,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from services.common import index_registry
+from services.rag import passages
 from services.rag import retrieval_sql as sql
 from services.rag.access import AccessScope
 from services.rag.fusion import FusionWeights, fused_scores, term_signals
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 
 Mode = Literal["hybrid", "vector", "lexical", "exact"]
 MODES: tuple[str, ...] = ("hybrid", "vector", "lexical", "exact")
+Unit = Literal["chunk", "passage"]
+UNITS: tuple[str, ...] = ("chunk", "passage")
 EF_SEARCH_MIN = 40
 EF_SEARCH_MAX = 1000  # pgvector's upper bound for hnsw.ef_search
 MAX_SCAN_TUPLES = 20_000  # pgvector's default; caps the work of one iterative scan
@@ -99,20 +102,26 @@ def retrieve(
     reranker: Reranker | None = None,
     weights: FusionWeights = DEFAULT_WEIGHTS,
     model_id: str | None = None,
+    unit: Unit = "chunk",
 ) -> list[RetrievedChunk]:
-    """The ``top_k`` chunks the scope may see, best first.
+    """The best chunks the scope may see, best first: ``top_k`` of them, or with
+    ``unit="passage"`` as many as make ``top_k`` passages (``services.rag.passages``: the
+    citations a reply lists; the query path counts this way).
 
     ``candidates`` is the length of each list before fusion (the pool a ``reranker``
-    reorders is their union); ``top_k`` is what comes back. ``weights`` sets the hybrid fusion
-    and BM25's parameters (the lexical mode uses the same BM25). ``model_id`` names the
-    embedding model ``query_vector`` comes from (its vectors are searched); None: the index's
-    active model, read in the same transaction.
+    reorders is their union). ``weights`` sets the hybrid fusion and BM25's parameters (the
+    lexical mode uses the same BM25). ``model_id`` names the embedding model ``query_vector``
+    comes from (its vectors are searched); None: the index's active model, read in the same
+    transaction.
     """
     if mode not in MODES:
         raise ValueError(f"unknown retrieval mode {mode!r}; expected one of {', '.join(MODES)}")
+    if unit not in UNITS:
+        raise ValueError(f"unknown retrieval unit {unit!r}; expected one of {', '.join(UNITS)}")
     if top_k <= 0:
         return []
-    pool = max(top_k, candidates) if (mode == "hybrid" or reranker is not None) else top_k
+    depth = top_k * passages.DEPTH if unit == "passage" else top_k
+    pool = max(depth, candidates) if (mode == "hybrid" or reranker is not None) else depth
     where, params = _where(scope, filters)
     with engine.begin() as conn:
         model = "" if mode == "lexical" else _model(conn, model_id)
@@ -127,6 +136,8 @@ def retrieve(
             chunks = _vector(conn, query_vector, model, where, params, pool, exact=False)
     if reranker is not None:
         chunks = reranker.rerank(question, chunks)
+    if unit == "passage":
+        return passages.prefix(chunks[:depth], top_k)
     return chunks[:top_k]
 
 

@@ -94,6 +94,30 @@ def test_retrieval_only_lists_top_k_whatever_the_prompt_budget(deps, corpus):
     assert len({c.doc_id for c in reply.citations}) == 3
 
 
+def test_top_k_counts_a_paragraph_the_chunker_split_as_one_citation(deps, stack, embedder):
+    """Three chunks of one paragraph rank first; asking for two results still gets two
+    citations (the paragraph, whole, and the next document), not one."""
+    prefix = f"split-{uuid.uuid4().hex[:8]}/"
+    parts = ["Lemon trees grow in the rooftop garden of the Lisbon office.",
+             "The lemon trees in the rooftop garden are watered every morning.",
+             "Lemon trees and the rooftop garden were planted in 2019."]
+    other = "The Porto office garden has olive trees and lemon trees on the terrace."
+    write_documents(stack.engine, [
+        Doc(prefix + "garden", parts, vectors=embedder.encode_passages(parts)),
+        Doc(prefix + "porto", [other], vectors=embedder.encode_passages([other])),
+        Doc(prefix + "boiler", ["The boiler is serviced in October."],
+            vectors=embedder.encode_passages(["The boiler is serviced in October."]))])
+    reply = _ask(deps, prefix, "Where do the lemon trees of the rooftop garden grow?",
+                 retrieval_only=True, use_cache=False, top_k=2)
+    assert [c.doc_id for c in reply.citations] == [prefix + "garden", prefix + "porto"]
+    assert reply.citations[0].chunk_ids == [f"{prefix}garden#{i}" for i in range(3)]
+    chunked = dataclasses.replace(deps, config=deps.config.model_copy(
+        update={"retrieval_unit": "chunk"}))
+    raw = _ask(chunked, prefix, "Where do the lemon trees of the rooftop garden grow?",
+               retrieval_only=True, use_cache=False, top_k=2)
+    assert {c.doc_id for c in raw.citations} == {prefix + "garden"}  # porto crowded out
+
+
 def test_a_document_above_the_readers_clearance_is_never_evidence(deps, corpus):
     question = "What is the merger code name?"
     public = _ask(deps, corpus, question, retrieval_only=True)
