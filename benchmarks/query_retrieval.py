@@ -302,6 +302,8 @@ def evaluate(engine: Any, baseline: NaiveBaseline, questions: tuple[Question, ..
 def _command(args: argparse.Namespace) -> str:
     parts = [".venv/bin/python -m benchmarks.query_retrieval", f"--train {args.train}",
              f"--dev {args.dev}"]
+    if args.modes != "hybrid,lexical,vector,exact":
+        parts.append(f"--modes {args.modes}")
     if args.encoders != "minilm":
         parts.append(f"--encoders {args.encoders}")
     if args.input_guard:

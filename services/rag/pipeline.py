@@ -149,6 +149,7 @@ async def _plan(request: RagRequest, deps: RagDeps) -> Plan:
         "scope": scope_key(scope), "adapter": adapter,
         "adapter_version": adapter_version, "template": template.id,
         "model": deps.model_id, "backend": deps.backend.name, "top_k": top_k,
+        "retrieval_unit": deps.config.retrieval_unit,
         "filters": options.filters.model_dump(), "max_tokens": options.max_tokens,
         "temperature": options.temperature, "retrieval_only": options.retrieval_only,
         "answer_mode": mode,
