@@ -7,4 +7,4 @@ bash scripts/bootstrap.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 .venv/bin/ruff check .
 .venv/bin/lint-imports --no-cache  # the import contracts in pyproject.toml
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest --durations=30 "$@"  # the slowest tests: what keeps the suite short
