@@ -21,10 +21,12 @@ class RagSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CUSTOMLLM_", frozen=True, extra="ignore")
 
     retrieval_top_k: int = 5
-    retrieval_unit: Literal["passage", "chunk"] = Field(
-        default="passage", description="What top_k counts: passages (consecutive chunks of a "
-        "document, one citation each) or raw chunks. Passages: a paragraph the chunker split "
-        "takes one slot, not three.")
+    retrieval_unit: Literal["auto", "passage", "chunk"] = Field(
+        default="auto", description="What top_k counts: passages (consecutive chunks of a "
+        "document, one citation each; a paragraph the chunker split takes one slot, not three) "
+        "or chunks. auto: passages for a retrieval-only reply, chunks for the context of a "
+        "generated answer (the shipped answer adapter and its abstention margin were "
+        "calibrated on that context; a passage context has not been measured for answers).")
     retrieval_candidates: int = Field(
         default=40, description="Candidates per ranking (vector and BM25) before fusion.")
     reranker_model_path: Path | None = Field(

@@ -4,9 +4,9 @@ Why: the chunker splits a long paragraph into two or three chunks whose vectors 
 together, so a chunk-level top 10 could spend three slots on one paragraph, and the context
 builder merges them back into one citation anyway. A caller asking for ``top_k`` results then
 got fewer citations than it asked for, and the vector mode lost paragraphs to its own
-fragments (held-out hit@10 0.941 against 0.949 with one slot per paragraph). So ``top_k``
-counts passages: retrieval reads a deeper chunk list and keeps its longest best-first prefix
-that holds ``top_k`` passages.
+fragments (held-out hit@10 0.941 against 0.949 with one slot per paragraph). So ``top_k`` of a
+retrieval-only reply counts passages (``RagSettings.retrieval_unit``): retrieval reads a deeper
+chunk list and keeps its longest best-first prefix that holds ``top_k`` passages.
 
 A passage is a run of consecutive ordinals of one document, after dropping a chunk whose exact
 text (``content_hash``) ranked higher elsewhere: the same rule ``services.rag.context`` builds

@@ -34,7 +34,13 @@ from services.rag.context import build_context
 from services.rag.query_encoder import QueryEncoder
 from services.rag.relevance import best_similarity
 from services.rag.rerank import Reranker
-from services.rag.retrieval import DEFAULT_WEIGHTS, RetrievalFilters, RetrievedChunk, retrieve
+from services.rag.retrieval import (
+    DEFAULT_WEIGHTS,
+    RetrievalFilters,
+    RetrievedChunk,
+    Unit,
+    retrieve,
+)
 
 tracer = trace.get_tracer(__name__)
 T = TypeVar("T")
@@ -192,7 +198,7 @@ async def _retrieve(request: RagRequest, plan: Plan, vector: np.ndarray, vector_
     chunks = await _in_thread(retrieve, deps.engine, vector, request.question, plan.scope,
                               plan.top_k, filters, "hybrid", deps.config.retrieval_candidates,
                               deps.reranker, DEFAULT_WEIGHTS, vector_model,
-                              deps.config.retrieval_unit)
+                              _unit(deps.config.retrieval_unit, options.retrieval_only))
     span.set_attributes({"retrieval.chunks": len(chunks), "embedding.model": vector_model})
     # Whether to abstain only matters to generation: a retrieval-only reply lists what was
     # found either way, so it does not pay the relevance query's round trip.
@@ -204,6 +210,13 @@ async def _retrieve(request: RagRequest, plan: Plan, vector: np.ndarray, vector_
     items = screening.fence(build_context(chunks, budget), chunks, directives)
     return Retrieved(chunks, items, screening.evidence(plan.principal, directives, chunks, items),
                      abstain)
+
+
+def _unit(configured: str, retrieval_only: bool) -> Unit:
+    """What ``top_k`` counts for this request (``RagSettings.retrieval_unit``)."""
+    if configured == "auto":
+        return "passage" if retrieval_only else "chunk"
+    return "passage" if configured == "passage" else "chunk"
 
 
 async def _generate(request: RagRequest, plan: Plan, found: Retrieved, deps: RagDeps,

@@ -200,6 +200,7 @@ def _lexical(conn: Connection, question: str, where: str, params: dict[str, Any]
              limit: int, weights: FusionWeights) -> list[RetrievedChunk]:
     if not question.strip():
         return []
+    conn.execute(text(sql.SET_CUSTOM_PLANS))
     rows = conn.execute(
         text(sql.LEXICAL_QUERY.format(columns=sql.CHUNK_COLUMNS, where=where,
                                       access=sql.ACCESS_WHERE)),

@@ -50,3 +50,13 @@ def test_a_short_list_comes_back_whole_and_zero_passages_is_empty():
     ranked = [chunk("a", 0), chunk("a", 1)]
     assert ids(passages.prefix(ranked, 5)) == ["a#0", "a#1"]
     assert passages.prefix(ranked, 0) == []
+
+
+@pytest.mark.parametrize(("configured", "retrieval_only", "unit"), [
+    ("auto", True, "passage"), ("auto", False, "chunk"),
+    ("passage", False, "passage"), ("chunk", True, "chunk")])
+def test_auto_counts_passages_for_a_result_list_and_chunks_for_an_answer(
+        configured, retrieval_only, unit):
+    from services.rag.pipeline import _unit
+
+    assert _unit(configured, retrieval_only) == unit
