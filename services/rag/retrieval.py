@@ -22,6 +22,10 @@ Why it is shaped this way:
   (``services.common.index_registry``).
 * ``mode="exact"`` is the same vector query with index scans disabled (brute force): the
   baseline that recall of the HNSW path is measured against.
+* **Results can count as passages.** With ``unit="passage"`` a paragraph the chunker split
+  takes one of the ``top_k`` places, as it takes one citation (``services.rag.passages``).
+* **Each question is planned anew** (``retrieval_sql.CUSTOM_PLANS``): a cached generic plan
+  of these statements was slower than planning them with the question's own values.
 """
 
 from __future__ import annotations

@@ -4,9 +4,6 @@ hands an index without chunks to the configured one. An index with chunks keeps 
 
 from __future__ import annotations
 
-import uuid
-
-import psycopg
 import pytest
 from sqlalchemy import text
 
@@ -15,6 +12,7 @@ from services.common.db import make_engine
 from services.common.embeddings import E5_SMALL, MINILM, MINILM_INT8
 from services.common.index_registry import active_model, adopt_when_empty, index_name
 from tests.integration.rag.rows import Doc, write_documents
+from tests.support.databases import own_database
 
 pytestmark = pytest.mark.integration
 
@@ -22,18 +20,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def fresh_db(stack):
     """An empty database beside the platform's, dropped after."""
-    base = stack.settings.sqlalchemy_url
-    plain = base.replace("postgresql+psycopg://", "postgresql://")
-    name = f"adopt_{uuid.uuid4().hex[:8]}"
-    admin = plain.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = base.rsplit("/", 1)[0] + f"/{name}"
-    try:
+    with own_database(stack.settings.sqlalchemy_url, "adopt") as url:
         yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def _states(engine) -> dict[str, str]:

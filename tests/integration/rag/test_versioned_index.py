@@ -9,11 +9,18 @@ import hashlib
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
 from services.common import index_registry as registry
+from services.common import migrate
+from services.common.config import Settings
+from services.common.db import make_engine
 from services.common.embeddings import E5_SMALL, embedder_for
 from services.common.events import ChunkWork, DocumentInfo, WorkChunk
 from services.common.reindex import reindex
@@ -23,6 +30,7 @@ from services.rag.access import scope_for
 from services.rag.query_encoder import QueryEncoder
 from services.rag.retrieval import RetrievalFilters, retrieve
 from tests.integration.rag.rows import Doc, write_documents
+from tests.support.databases import own_database
 
 pytestmark = pytest.mark.integration
 
@@ -55,19 +63,42 @@ def _restore(engine, model_id: str) -> None:
                      {"e5": E5_SMALL})
 
 
+@dataclass(frozen=True)
+class OwnIndex:
+    """The stack's Postgres server with a database of this module's own."""
+
+    settings: Settings
+    engine: Engine
+
+
+@pytest.fixture(scope="module")
+def own(stack) -> Iterator[OwnIndex]:
+    """A re-index reads every chunk of the index, and by the time this module runs the shared
+    database holds every other test's chunks: one test spent 13 minutes of a CI run embedding
+    them with e5. Here the index holds this module's documents only."""
+    with own_database(stack.settings.sqlalchemy_url, "vidx") as url:
+        migrate.upgrade(url, embedding_model_id=stack.settings.embedding_model_id)
+        engine = make_engine(url)
+        try:
+            yield OwnIndex(stack.settings.model_copy(update={"database_url": SecretStr(url)}),
+                           engine)
+        finally:
+            engine.dispose()
+
+
 @pytest.fixture
-def versioned(stack, embedder):
+def versioned(own, embedder):
     """A fresh corpus under its own prefix; e5 reset before and after."""
-    with stack.engine.connect() as conn:
+    with own.engine.connect() as conn:
         original = registry.active_model(conn)
-    _restore(stack.engine, original)
+    _restore(own.engine, original)
     prefix = f"vidx-{uuid.uuid4().hex[:8]}/"
     names = list(CORPUS)
     vectors = embedder.encode_passages([CORPUS[n] for n in names])
-    write_documents(stack.engine, [Doc(prefix + n, [CORPUS[n]], vectors=vectors[i:i + 1])
+    write_documents(own.engine, [Doc(prefix + n, [CORPUS[n]], vectors=vectors[i:i + 1])
                                    for i, n in enumerate(names)])
     yield prefix, original
-    _restore(stack.engine, original)
+    _restore(own.engine, original)
 
 
 @pytest.fixture(scope="module")
@@ -96,47 +127,45 @@ class Crash(RuntimeError):
     pass
 
 
-def test_crashed_reindex_resumes_and_switch_needs_full_coverage(stack, embedder, e5,
+def test_crashed_reindex_resumes_and_switch_needs_full_coverage(own, embedder, e5,
                                                                  versioned):
     prefix, original = versioned
-    before = _coverage(stack.engine, original)
+    before = _coverage(own.engine, original)
 
     def crash(batches: int) -> None:
         if batches == 1:
             raise Crash("killed mid re-index")
 
     with pytest.raises(Crash):
-        reindex(stack.engine, e5, batch_size=2, after_batch=crash)
-    partial = _coverage(stack.engine, E5_SMALL)
+        reindex(own.engine, e5, batch_size=2, after_batch=crash)
+    partial = _coverage(own.engine, E5_SMALL)
     assert partial.state == "building"
     assert 0 < partial.embedded < partial.total  # one committed batch, nothing half-written
-    # The active model loses nothing (other tests of the suite write chunks of their own
-    # models into the shared database, so its coverage is compared, not required complete).
-    after = _coverage(stack.engine, original)
+    # The active model loses nothing.
+    after = _coverage(own.engine, original)
     assert (after.state, after.embedded) == ("active", before.embedded)
 
     with pytest.raises(registry.SwitchRefused, match="needs 100%"), \
-            stack.engine.begin() as conn:
+            own.engine.begin() as conn:
         registry.switch(conn, E5_SMALL, "tests")
-    with stack.engine.connect() as conn:
+    with own.engine.connect() as conn:
         assert registry.active_model(conn) == original
 
-    report = reindex(stack.engine, e5, batch_size=64)  # resumes: only the missing chunks
-    done = _coverage(stack.engine, E5_SMALL)
+    report = reindex(own.engine, e5, batch_size=64)  # resumes: only the missing chunks
+    done = _coverage(own.engine, E5_SMALL)
     assert done.complete and done.index_ready and report.state == "ready"
-    # Only the missing chunks (the running embedder may have written some of them meanwhile:
-    # it writes every registered model for the documents it indexes).
-    assert 0 < report.embedded + report.reused <= done.total - partial.embedded
-    with stack.engine.connect() as conn:
+    # Only the missing chunks (no worker writes this module's database).
+    assert report.embedded + report.reused == done.total - partial.embedded > 0
+    with own.engine.connect() as conn:
         dupes = conn.execute(text(
             "SELECT count(*) - count(DISTINCT chunk_id) FROM chunk_embeddings "
             "WHERE model_id = :m"), {"m": E5_SMALL}).scalar_one()
     assert dupes == 0
 
-    with stack.engine.begin() as conn:
+    with own.engine.begin() as conn:
         result = registry.switch(conn, E5_SMALL, "ana")
     assert (result.previous, result.active) == (original, E5_SMALL)
-    with stack.engine.connect() as conn:
+    with own.engine.connect() as conn:
         row = conn.execute(text(
             "SELECT from_model, to_model, switched_by, switched_at FROM index_switches "
             "ORDER BY switch_id DESC LIMIT 1")).one()
@@ -144,7 +173,7 @@ def test_crashed_reindex_resumes_and_switch_needs_full_coverage(stack, embedder,
     assert row[:3] == (original, E5_SMALL, "ana") and row[3] is not None
 
 
-def test_document_published_during_reindex_is_searchable_under_both(stack, embedder, e5,
+def test_document_published_during_reindex_is_searchable_under_both(own, embedder, e5,
                                                                     versioned):
     prefix, original = versioned
     doc_id = prefix + "lighthouse"
@@ -157,7 +186,7 @@ def test_document_published_during_reindex_is_searchable_under_both(stack, embed
                               privacy_class="public", acl=[], lineage={}, metadata={}),
         chunks=[WorkChunk(chunk_id=f"{doc_id}#0", ordinal=0, content_hash=content_hash,
                           text=body, word_count=len(body.split()), embed=True)])
-    models = WrittenModels(stack.engine, embedder)
+    models = WrittenModels(own.engine, embedder)
 
     def publish_midway(batches: int) -> None:
         if batches != 1:
@@ -168,22 +197,22 @@ def test_document_published_during_reindex_is_searchable_under_both(stack, embed
         assert written == [original, E5_SMALL]
         by_model = {m: {content_hash: models.encoder(m).encode_passages([body])[0]}
                     for m in written}
-        with stack.engine.begin() as conn:
+        with own.engine.begin() as conn:
             result = store.apply_work(conn, work, by_model[original], original)
             store.store_model_vectors(conn, work, by_model)
         assert result.state == "indexed"
 
-    reindex(stack.engine, e5, batch_size=2, after_batch=publish_midway)
-    assert _coverage(stack.engine, E5_SMALL).complete
-    encoder = QueryEncoder(stack.engine, embedder, ttl_s=0.0)
+    reindex(own.engine, e5, batch_size=2, after_batch=publish_midway)
+    assert _coverage(own.engine, E5_SMALL).complete
+    encoder = QueryEncoder(own.engine, embedder, ttl_s=0.0)
     question = "who trimmed the lamp wick before the fog?"
-    assert _top(stack.engine, encoder, prefix, question, original)[0] == "lighthouse"
-    assert _top(stack.engine, encoder, prefix, question, E5_SMALL)[0] == "lighthouse"
+    assert _top(own.engine, encoder, prefix, question, original)[0] == "lighthouse"
+    assert _top(own.engine, encoder, prefix, question, E5_SMALL)[0] == "lighthouse"
 
 
-def test_queries_answered_through_reindex_and_switch(stack, embedder, e5, versioned):
+def test_queries_answered_through_reindex_and_switch(own, embedder, e5, versioned):
     prefix, original = versioned
-    encoder = QueryEncoder(stack.engine, embedder, ttl_s=0.05)
+    encoder = QueryEncoder(own.engine, embedder, ttl_s=0.05)
     encoder.embedder(E5_SMALL)  # shares the loaded e5 (same process)
     stop = threading.Event()
     answered: list[tuple[str, str, list[str]]] = []
@@ -194,7 +223,7 @@ def test_queries_answered_through_reindex_and_switch(stack, embedder, e5, versio
             for target, question in QUESTIONS.items():
                 try:
                     model_id, vector = encoder.encode(question)
-                    got = retrieve(stack.engine, vector, question,
+                    got = retrieve(own.engine, vector, question,
                                    scope_for("reader", [], "public"), 3,
                                    RetrievalFilters(doc_id_prefix=prefix), model_id=model_id)
                     answered.append((model_id, target,
@@ -207,8 +236,8 @@ def test_queries_answered_through_reindex_and_switch(stack, embedder, e5, versio
         thread.start()
     try:
         time.sleep(0.5)
-        reindex(stack.engine, e5, batch_size=4)
-        with stack.engine.begin() as conn:
+        reindex(own.engine, e5, batch_size=4)
+        with own.engine.begin() as conn:
             registry.switch(conn, E5_SMALL, "load-test")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not any(m == E5_SMALL for m, _, _ in answered):
@@ -226,14 +255,14 @@ def test_queries_answered_through_reindex_and_switch(stack, embedder, e5, versio
     assert not wrong, wrong[:5]
 
 
-def test_index_commands_reindex_status_and_switch(stack, embedder, versioned, monkeypatch):
+def test_index_commands_reindex_status_and_switch(own, embedder, versioned, monkeypatch):
     from typer.testing import CliRunner
 
     from services.cli import db
     from services.cli.main import app
 
     prefix, original = versioned
-    monkeypatch.setattr(db, "get_settings", lambda: stack.settings)
+    monkeypatch.setattr(db, "get_settings", lambda: own.settings)
     runner = CliRunner()
     refused = runner.invoke(app, ["index", "switch", "--model", "e5", "--by", "ops"])
     assert refused.exit_code == 2, refused.output
@@ -252,5 +281,5 @@ def test_index_commands_reindex_status_and_switch(stack, embedder, versioned, mo
     assert f"active model: {E5_SMALL}" in switched.output
     after = runner.invoke(app, ["index", "status"])
     assert f"switched {original} → {E5_SMALL} by ops" in after.output
-    encoder = QueryEncoder(stack.engine, embedder, ttl_s=0.0)
-    assert _top(stack.engine, encoder, prefix, QUESTIONS["chess"])[0] == "chess"
+    encoder = QueryEncoder(own.engine, embedder, ttl_s=0.0)
+    assert _top(own.engine, encoder, prefix, QUESTIONS["chess"])[0] == "chess"
