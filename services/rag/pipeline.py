@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from opentelemetry import trace
@@ -212,11 +212,11 @@ async def _retrieve(request: RagRequest, plan: Plan, vector: np.ndarray, vector_
                      abstain)
 
 
-def _unit(configured: str, retrieval_only: bool) -> Unit:
+def _unit(configured: Literal["auto", "passage", "chunk"], retrieval_only: bool) -> Unit:
     """What ``top_k`` counts for this request (``RagSettings.retrieval_unit``)."""
     if configured == "auto":
         return "passage" if retrieval_only else "chunk"
-    return "passage" if configured == "passage" else "chunk"
+    return configured
 
 
 async def _generate(request: RagRequest, plan: Plan, found: Retrieved, deps: RagDeps,
