@@ -320,6 +320,7 @@ def main() -> None:
             policy.input.injection_similarity.threshold, DISGUISES, progress=print)
         print("== hate vs offensive ==")
         hate = guardrails_hate.run(sources.tweets(args.tweets), sources.hate_train(),
+                                   sources.hate_templated(), sources.squad_questions(args.squad),
                                    sources.hate_functional(), embed,
                                    policy.input.toxicity.threshold, progress=print)
         documents = None

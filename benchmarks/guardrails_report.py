@@ -83,20 +83,37 @@ def _injection(inj: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _hate(h: dict[str, Any]) -> list[str]:
+def hate_markdown(h: dict[str, Any]) -> list[str]:
     t = h["thresholds"]
     methods = [m for m in h["tweet_test"]]
+    tpl = h.get("templated_cases")
     lines = ["", "## Hate vs. offensive", "",
              f"Tweets: {h['tweets']['train']} for training, {h['tweets']['test']} held out "
              f"({h['tweets']['test_hate']} hate). Project-written training cases: "
              f"{h['own_training_cases']['cases']} ({h['own_training_cases']['hate']} hateful, "
-             f"weight {h['own_training_cases']['weight']:g}). Functional test cases, never "
-             f"trained on: {h['functional_cases']['cases']} ({h['functional_cases']['hate']} "
-             "hateful). "
+             f"weight {h['own_training_cases']['weight']:g})"
+             + (f"; templated: {tpl['cases']} ({tpl['hate']} hateful, weight "
+                f"{tpl['weight']:g})" if tpl else "")
+             + f". Functional test cases, never trained on: {h['functional_cases']['cases']} "
+             f"({h['functional_cases']['hate']} hateful). "
              "Thresholds: " + ", ".join(f"{k} {v}" for k, v in t.items()) + " (learned ones "
-             "calibrated on training folds to 5% false positives; toxicity: the policy's).", "",
-             "| evaluation | method | hate detection | false positives | FPR on hard "
-             "non-hateful | ROC-AUC |", "|---|---|---:|---:|---:|---:|"]
+             "calibrated on training folds to 5% false positives; toxicity: the policy's).", ""]
+    selection = h.get("selection")
+    if selection:
+        lines += ["Recipe chosen first, on held-out templates (trained with one template-"
+                  "disjoint half of the templated cases, scored on the other, both ways; the "
+                  "functional cases play no part):", "",
+                  "| recipe | detection | FPR on non-hateful kinds | margin |",
+                  "|---|---:|---:|---:|"]
+        for name, row in selection.items():
+            if name == "chosen":
+                continue
+            mark = "**" if name == selection["chosen"] else ""
+            lines.append(f"| {mark}{name}{mark} | {row['detection_rate']:.3f} | "
+                         f"{row['fpr_hard']:.3f} | {row['margin']:.3f} |")
+        lines.append("")
+    lines += ["| evaluation | method | hate detection | false positives | FPR on hard "
+              "non-hateful | ROC-AUC |", "|---|---|---:|---:|---:|---:|"]
     names = {"tweet_test": "tweets, held-out 20%", "functional": "functional cases"}
     for key, label in names.items():
         for method in methods:
@@ -104,6 +121,15 @@ def _hate(h: dict[str, Any]) -> list[str]:
             lines.append(f"| {label} | {method} | {_fmt(m['detection_rate'])} | "
                          f"{_fmt(m['fpr'])} | {_fmt(m.get('fpr_hard'))} | "
                          f"{_fmt(m.get('roc_auc'))} |")
+    ordinary = h.get("ordinary_flagged") or {}
+    if ordinary:
+        heads = [m for m in methods if m in next(iter(ordinary.values()))]
+        lines += ["", "Benign texts no head trained on, share flagged (lower is better):", "",
+                  "| texts | n | " + " | ".join(heads) + " |",
+                  "|---|---:|" + "---:|" * len(heads)]
+        for name, row in ordinary.items():
+            lines.append(f"| {name} | {row['n']} | "
+                         + " | ".join(f"{row[m]:.4f}" for m in heads) + " |")
     fn = h["functional"]
     kinds = [k for k, v in fn[methods[0]].items() if isinstance(v, dict)]
     lines += ["", "Share flagged per kind of functional case (hate kinds: higher is better; "
@@ -116,6 +142,37 @@ def _hate(h: dict[str, Any]) -> list[str]:
     return lines
 
 
+def hate_operating_points(ax: Any, h: dict[str, Any]) -> None:  # noqa: ANN401 - an Axes
+    """Each method's detection against its false positives on the hard non-hateful
+    functional cases, with the goal's corner shaded."""
+    ax.axvspan(0, 0.10, ymin=0.80, ymax=1.0, color="#dff0d8", label="goal (≥ 0.80 at ≤ 0.10)")
+    for name, m in h["functional"].items():
+        ax.scatter(m["fpr_hard"], m["detection_rate"], s=40)
+        ax.annotate(name, (m["fpr_hard"], m["detection_rate"]), fontsize=7,
+                    xytext=(4, 3), textcoords="offset points")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("false positives, hard non-hateful cases")
+    ax.set_ylabel("hate detection")
+    ax.set_title("Functional cases (never trained on)")
+    ax.legend(loc="lower right", fontsize=8)
+
+
+def hate_panels(ax_roc: Any, ax_points: Any, h: dict[str, Any]) -> None:  # noqa: ANN401
+    _roc(ax_roc, h["roc"]["y"], {m: v for m, v in h["roc"].items() if m != "y"},
+         "Hate vs. not hate, held-out tweets")
+    hate_operating_points(ax_points, h)
+
+
+def hate_plot(h: dict[str, Any], path: Path) -> Path:
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.5))
+    hate_panels(ax1, ax2, h)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def markdown(results: dict[str, Any]) -> str:
     pii, lat, machine = results["pii"], results["latency"], results["machine"]
     lines = ["# Guardrails benchmark", "",
@@ -123,7 +180,7 @@ def markdown(results: dict[str, Any]) -> str:
              + f". Machine: {machine['cpus']} CPUs, {machine['at']}, load average at the end "
              f"{machine.get('load_average')}, torch threads {machine.get('torch_threads')}.", ""]
     lines += _injection(results["injections"])
-    lines += _hate(results["hate"])
+    lines += hate_markdown(results["hate"])
     docs = results.get("documents")
     if docs:
         lines += ["", f"## Documents: the ingest scan (rules, threshold {docs['threshold']})", "",
@@ -177,7 +234,7 @@ def _roc(ax: Any, y: list[int], scores: dict[str, list[float]], title: str) -> N
 
 def write_chart(results: dict[str, Any], path: Path) -> Path:
     inj, hate = results["injections"], results["hate"]
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(19, 5.5))
+    fig, (ax1, ax2, ax3, ax4) = plt.subplots(1, 4, figsize=(25, 5.5))
     y = inj["roc"]["head"]["y"]
     _roc(ax1, y, {m: inj["roc"][m]["scores"] for m in ("rules", "tfidf_lr", "head",
                                                       "similarity")},
@@ -194,8 +251,7 @@ def write_chart(results: dict[str, Any], path: Path) -> Path:
     ax2.set_ylim(0, 1)
     ax2.set_title("Held-out source: detection (attacks) or 1 − FPR (benign)", fontsize=10)
     ax2.legend(fontsize=8)
-    _roc(ax3, hate["roc"]["y"], {m: v for m, v in hate["roc"].items() if m != "y"},
-         "Hate vs. not hate, held-out tweets")
+    hate_panels(ax3, ax4, hate)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

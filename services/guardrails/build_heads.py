@@ -41,14 +41,18 @@ def build_injection(embed: CachedEmbed, deepset: Path, squad: Path, pii: Path,
     return linear_head.save(head, MODELS / "injection_head.json")
 
 
-def build_hate(embed: CachedEmbed, tweets_path: Path, encoder: str | None = None) -> Path:
-    """Tweets plus the hand-written training cases (weighted); the functional cases stay out,
-    so the benchmark's figures on them are held out for the shipped recipe."""
-    tweets, own = sources.tweets(tweets_path), sources.hate_train()
-    parts = [tweets, own]
+def build_hate(embed: CachedEmbed, tweets_path: Path, squad: Path,
+               encoder: str | None = None) -> Path:
+    """Tweets plus the hand-written and templated training cases and ordinary questions (all
+    three weighted); the functional cases stay out, so the benchmark's figures on them are
+    held out for the shipped recipe."""
+    tweets = sources.tweets(tweets_path)
+    parts = [tweets, sources.hate_train(), sources.hate_templated(),
+             sources.squad_questions(squad)]
     texts = [t for s in parts for t in s.texts]
     labels = [y for s in parts for y in s.labels]
-    weights = [1.0] * len(tweets.texts) + [hate.PROJECT_WEIGHT] * len(own.texts)
+    project = len(texts) - len(tweets.texts)
+    weights = [1.0] * len(tweets.texts) + [hate.PROJECT_WEIGHT] * project
     head, report = hate.train(texts, labels, embed, seed=SEED, weights=weights,
                               sources=[f"{s.name}: {len(s.texts)} texts, {sum(s.labels)} hate"
                                        for s in parts], encoder=encoder)
@@ -77,7 +81,7 @@ def main() -> None:
     embed = CachedEmbed(encoder.encode, args.cache)
     try:
         build_injection(embed, args.injections, args.squad, args.pii, encoder.model_id)
-        build_hate(embed, args.tweets, encoder.model_id)
+        build_hate(embed, args.tweets, args.squad, encoder.model_id)
     finally:
         embed.save()
 

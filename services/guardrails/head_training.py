@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -102,7 +102,8 @@ class CvReport:
 def cross_validate(data: Embedded, labels: Sequence[int], folds: int, c: float,
                    target_fpr: float, seed: int = 0,
                    progress: Callable[[int, int], None] | None = None,
-                   weights: np.ndarray | None = None) -> CvReport:
+                   weights: np.ndarray | None = None, units: int = 0) -> CvReport:
+    """``units``: the hidden layer's size (0: a linear head), as in ``linear_head.fit_head``."""
     from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray(labels)
@@ -110,9 +111,9 @@ def cross_validate(data: Embedded, labels: Sequence[int], folds: int, c: float,
     fold_of = np.zeros(len(y), dtype=int)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for k, (train_idx, test_idx) in enumerate(splitter.split(data.whole, y)):
-        coef, intercept = linear_head.fit(data.whole[train_idx], y[train_idx], c, seed,
-                                          None if weights is None else weights[train_idx])
-        oof[test_idx] = score_embedded(LinearHead(coef, intercept, 0.5), data, test_idx)
+        head = linear_head.fit_head(data.whole[train_idx], y[train_idx], c, seed,
+                                    None if weights is None else weights[train_idx], units)
+        oof[test_idx] = score_embedded(head, data, test_idx)
         fold_of[test_idx] = k
         if progress is not None:
             progress(k + 1, folds)
@@ -125,11 +126,11 @@ def cross_validate(data: Embedded, labels: Sequence[int], folds: int, c: float,
 def train(data: Embedded, labels: Sequence[int], c: float, target_fpr: float, seed: int,
           folds: int, meta: dict[str, Any],
           progress: Callable[[int, int], None] | None = None,
-          weights: np.ndarray | None = None) -> tuple[LinearHead, CvReport]:
+          weights: np.ndarray | None = None, units: int = 0) -> tuple[LinearHead, CvReport]:
     """Cross-validate (calibrated threshold, held-out quality), then fit on all the data."""
     y = np.asarray(labels)
-    report = cross_validate(data, y, folds, c, target_fpr, seed, progress, weights)
-    coef, intercept = linear_head.fit(data.whole, y, c, seed, weights)
+    report = cross_validate(data, y, folds, c, target_fpr, seed, progress, weights, units)
+    fitted = linear_head.fit_head(data.whole, y, c, seed, weights, units)
     # ``meta`` names the encoder (a model id) when the caller knows it; ENCODER is the
     # description older heads carry (all trained on the torch MiniLM).
     full_meta = {"encoder": ENCODER, **meta,
@@ -137,4 +138,7 @@ def train(data: Embedded, labels: Sequence[int], c: float, target_fpr: float, se
                  "examples": int(len(y)), "positives": int(y.sum()),
                  "c": c, "seed": seed, "target_fpr": target_fpr,
                  "cv": {"folds": folds, "metrics": report.metrics}}
-    return LinearHead(coef, intercept, report.threshold, full_meta), report
+    if units:
+        full_meta |= {"hidden_units": units, "alpha": linear_head.MLP_ALPHA,
+                      "epochs": linear_head.MLP_EPOCHS}
+    return replace(fitted, threshold=report.threshold, meta=full_meta), report

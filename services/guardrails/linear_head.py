@@ -1,4 +1,5 @@
-"""A logistic-regression head over sentence embeddings, stored as plain JSON.
+"""A logistic head over sentence embeddings, optionally through one ReLU layer, stored as
+plain JSON.
 
 Why this shape: the platform already loads MiniLM, so features cost one embedding call; a
 linear head on top carries to phrasings its training data never had (paraphrases land near
@@ -9,6 +10,10 @@ diffs and reviews like any other.
 The operating threshold is *calibrated*: chosen on out-of-fold scores of the training data
 (every text scored by a head that never saw it) to meet a target false-positive rate, so it is
 never picked on the data it is later reported on.
+
+The hidden layer exists for stance: "X are vermin" and "saying X are vermin is hateful" lie
+close together in embedding space, and one hyperplane cannot put a negation or a quotation on
+the other side of both; a small ReLU layer can (measured in ``benchmarks/guardrails_hate.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ import numpy as np
 from services.common.exceptions import CustomLLMError
 
 HEAD_FORMAT = "customllm.linear-head/1"
+MLP_EPOCHS = 60
+MLP_ALPHA = 1e-2
+MLP_FORMAT = "customllm.mlp-head/1"  # the same head over one hidden ReLU layer
 
 
 class HeadError(CustomLLMError):
@@ -31,22 +39,40 @@ class HeadError(CustomLLMError):
 
 
 @dataclass(frozen=True)
+class HiddenLayer:
+    """``h = relu(x · weights + bias)``: ``weights`` is (embedding dim, units)."""
+
+    weights: np.ndarray
+    bias: np.ndarray
+
+
+@dataclass(frozen=True)
 class LinearHead:
-    """``p = sigmoid(x · coef + intercept)``; ``threshold`` is the calibrated operating point."""
+    """``p = sigmoid(x · coef + intercept)``, where ``x`` is the embedding or, with ``hidden``,
+    its hidden layer; ``threshold`` is the calibrated operating point."""
 
     coef: np.ndarray
     intercept: float
     threshold: float
     meta: dict[str, Any] = field(default_factory=dict)
+    hidden: HiddenLayer | None = None
+
+    @property
+    def dim(self) -> int:
+        """The embedding size the head reads."""
+        return int((self.hidden.weights if self.hidden is not None else self.coef).shape[0])
 
     def proba(self, features: np.ndarray) -> np.ndarray:
         """Probability of the positive class per row of ``features``."""
         if len(features) == 0:
             return np.zeros(0)
-        if features.shape[1] != self.coef.shape[0]:
-            raise HeadError(f"head expects {self.coef.shape[0]} features, got "
+        if features.shape[1] != self.dim:
+            raise HeadError(f"head expects {self.dim} features, got "
                             f"{features.shape[1]} (trained for another encoder?)")
-        logits = np.asarray(features, dtype=np.float64) @ self.coef + self.intercept
+        x = np.asarray(features, dtype=np.float64)
+        if self.hidden is not None:
+            x = np.maximum(x @ self.hidden.weights + self.hidden.bias, 0.0)
+        logits = x @ self.coef + self.intercept
         return 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
 
 
@@ -60,6 +86,34 @@ def fit(features: np.ndarray, labels: Sequence[int], c: float = 3.0, seed: int =
     model = LogisticRegression(C=c, class_weight="balanced", max_iter=5000, random_state=seed)
     model.fit(features, np.asarray(labels), sample_weight=weights)
     return model.coef_[0].astype(np.float64), float(model.intercept_[0])
+
+
+def fit_mlp(features: np.ndarray, labels: Sequence[int], units: int, alpha: float,
+            seed: int = 0, weights: np.ndarray | None = None,
+            epochs: int = MLP_EPOCHS) -> tuple[HiddenLayer, np.ndarray, float]:
+    """The class-balanced fit of :func:`fit` with one ReLU layer of ``units`` (L2 ``alpha``,
+    Adam, a fixed number of epochs: early stopping would hold out a random tenth, which the
+    cross-validation already does properly). Returns (hidden layer, coef, intercept)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    y = np.asarray(labels)
+    balanced = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
+    balanced = balanced.copy()
+    for cls in (0, 1):
+        mask = y == cls
+        if balanced[mask].sum() > 0:
+            balanced[mask] *= len(y) / (2.0 * balanced[mask].sum())
+    model = MLPClassifier(hidden_layer_sizes=(units,), alpha=alpha, max_iter=epochs,
+                          random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # a fixed budget, by design
+        model.fit(features, y, sample_weight=balanced)
+    hidden = HiddenLayer(model.coefs_[0].astype(np.float64),
+                         model.intercepts_[0].astype(np.float64))
+    return hidden, model.coefs_[1][:, 0].astype(np.float64), float(model.intercepts_[1][0])
 
 
 def threshold_for_fpr(labels: Sequence[int], scores: Sequence[float],
@@ -78,25 +132,61 @@ def threshold_for_fpr(labels: Sequence[int], scores: Sequence[float],
     return float(min(1.0, np.nextafter(cut, np.inf)))
 
 
+def _numbers(values: np.ndarray) -> list[Any]:
+    return np.round(values.astype(np.float64), 7).tolist()
+
+
+def fit_head(features: np.ndarray, labels: Sequence[int], c: float = 3.0, seed: int = 0,
+             weights: np.ndarray | None = None, units: int = 0,
+             alpha: float = MLP_ALPHA) -> LinearHead:
+    """A head of either shape (``units`` 0: linear, with L2 ``c``; else one ReLU layer with L2
+    ``alpha``), at threshold 0.5 until calibrated."""
+    if units <= 0:
+        coef, intercept = fit(features, labels, c, seed, weights)
+        return LinearHead(coef, intercept, 0.5)
+    hidden, coef, intercept = fit_mlp(features, labels, units, alpha, seed, weights)
+    return LinearHead(coef, intercept, 0.5, hidden=hidden)
+
+
 def to_json(head: LinearHead) -> dict[str, Any]:
-    return {"format": HEAD_FORMAT, "dim": int(head.coef.shape[0]),
-            "intercept": head.intercept, "threshold": head.threshold,
-            "coef": [round(float(v), 7) for v in head.coef], "meta": head.meta}
+    raw: dict[str, Any] = {"format": HEAD_FORMAT if head.hidden is None else MLP_FORMAT,
+                           "dim": head.dim, "intercept": head.intercept,
+                           "threshold": head.threshold, "coef": _numbers(head.coef),
+                           "meta": head.meta}
+    if head.hidden is not None:
+        raw["hidden"] = {"weights": _numbers(head.hidden.weights),
+                         "bias": _numbers(head.hidden.bias)}
+    return raw
+
+
+def _hidden_from_json(raw: dict[str, Any], where: str) -> HiddenLayer:
+    weights = np.asarray(raw["weights"], dtype=np.float64)
+    bias = np.asarray(raw["bias"], dtype=np.float64)
+    if weights.ndim != 2 or bias.shape != (weights.shape[1],):
+        raise HeadError(f"{where}: hidden weights {weights.shape} and bias {bias.shape} "
+                        "do not fit together")
+    return HiddenLayer(weights, bias)
 
 
 def from_json(raw: dict[str, Any], where: str = "<head>") -> LinearHead:
     try:
-        if raw["format"] != HEAD_FORMAT:
-            raise HeadError(f"{where}: format {raw['format']!r}, expected {HEAD_FORMAT!r}")
+        if raw["format"] not in (HEAD_FORMAT, MLP_FORMAT):
+            raise HeadError(f"{where}: format {raw['format']!r}, expected {HEAD_FORMAT!r} "
+                            f"or {MLP_FORMAT!r}")
+        hidden = (_hidden_from_json(raw["hidden"], where) if raw["format"] == MLP_FORMAT
+                  else None)
         coef = np.asarray(raw["coef"], dtype=np.float64)
-        if coef.ndim != 1 or coef.shape[0] != int(raw["dim"]):
+        inputs = coef.shape[0] if hidden is None else hidden.weights.shape[1]
+        dim = coef.shape[0] if hidden is None else hidden.weights.shape[0]
+        if coef.ndim != 1 or coef.shape[0] != inputs or dim != int(raw["dim"]):
             raise HeadError(f"{where}: coef has shape {coef.shape}, dim says {raw['dim']}")
         threshold = float(raw["threshold"])
         if not 0.0 <= threshold <= 1.0:
             raise HeadError(f"{where}: threshold {threshold} outside [0, 1]")
-        return LinearHead(coef, float(raw["intercept"]), threshold, dict(raw.get("meta", {})))
+        return LinearHead(coef, float(raw["intercept"]), threshold, dict(raw.get("meta", {})),
+                          hidden)
     except (KeyError, TypeError, ValueError) as exc:
-        raise HeadError(f"{where}: not a linear head file: {exc}") from exc
+        raise HeadError(f"{where}: not a head file: {exc}") from exc
 
 
 def save(head: LinearHead, path: Path) -> Path:

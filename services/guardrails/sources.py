@@ -9,8 +9,10 @@ line and never copied into the project.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,8 @@ HARD_NEGATIVES = DATA / "injection_hard_negatives.jsonl"
 ATTACKS = DATA / "injection_attacks.jsonl"
 HATE_FUNCTIONAL = DATA / "hate_functional.jsonl"
 HATE_TRAIN = DATA / "hate_train.jsonl"
+HATE_TEMPLATES = DATA / "hate_templates.json"
+TEMPLATE_CASES_PER_KIND = 120
 SQUAD_QUESTIONS = 300
 
 
@@ -96,6 +100,44 @@ def hate_functional() -> Source:
 def hate_train() -> Source:
     """Hand-written training cases, disjoint from the functional test cases."""
     return _hate_file("hate_train", HATE_TRAIN)
+
+
+def _filled(template: str, slots: dict[str, list[str]]) -> list[str]:
+    names = re.findall(r"\{(\w+)\}", template)
+    texts = [template.format(**dict(zip(names, values, strict=True)))
+             for values in itertools.product(*(slots[name] for name in names))]
+    return [t[0].upper() + t[1:] for t in texts]
+
+
+def hate_templated(per_kind: int = TEMPLATE_CASES_PER_KIND, seed: int = 0,
+                   fold: tuple[int, int] | None = None) -> Source:
+    """Training cases filled in from ``hate_templates.json``: every template with every value
+    of its slots, then ``per_kind`` per kind, drawn evenly across the kind's templates (a kind
+    with one prolific template would otherwise teach that one sentence). ``fold`` (k, n) keeps
+    only the templates whose position within their kind is k modulo n: template-disjoint
+    halves, for choosing a recipe without the functional test cases."""
+    spec = json.loads(HATE_TEMPLATES.read_text(encoding="utf-8"))
+    by_kind: dict[tuple[str, str], list[list[str]]] = {}
+    for template in spec["templates"]:
+        key = (template["kind"], template["label"])
+        by_kind.setdefault(key, []).append(_filled(template["text"], spec["slots"]))
+    rng = random.Random(seed)
+    texts: list[str] = []
+    labels: list[int] = []
+    kinds: list[str] = []
+    for (kind, label), filled in by_kind.items():
+        if fold is not None:
+            filled = [f for i, f in enumerate(filled) if i % fold[1] == fold[0]]
+        pools = [rng.sample(f, len(f)) for f in filled]
+        picked: list[str] = []
+        while len(picked) < per_kind and any(pools):
+            for pool in pools:
+                if pool and len(picked) < per_kind:
+                    picked.append(pool.pop())
+        texts += picked
+        labels += [hate.HATE_LABELS[label]] * len(picked)
+        kinds += [kind] * len(picked)
+    return Source("hate_templated", texts, labels, kinds)
 
 
 def tweets(path: Path) -> Source:

@@ -73,3 +73,24 @@ def test_hand_written_training_and_test_cases_never_overlap():
     assert not {hate.clean(t).lower() for t in train.texts} & \
         {hate.clean(t).lower() for t in test.texts}
     assert 0 < sum(train.labels) < len(train.labels)
+
+
+def test_templated_cases_are_fixed_balanced_and_never_the_test_cases():
+    templated = sources.hate_templated()
+    assert templated == sources.hate_templated()  # seeded: the shipped head is reproducible
+    kinds = {k: templated.kinds.count(k) for k in set(templated.kinds)}
+    assert max(kinds.values()) == sources.TEMPLATE_CASES_PER_KIND
+    assert {"counter_quote", "negated", "hate_threat", "abuse_not_protected"} <= set(kinds)
+    assert 0.3 < sum(templated.labels) / len(templated.labels) < 0.7
+    test = {hate.clean(t).lower() for t in sources.hate_functional().texts}
+    assert not {hate.clean(t).lower() for t in templated.texts} & test
+
+
+def test_template_halves_share_no_template():
+    """The recipe is chosen on one half's templates while trained on the other's: a filled-in
+    sentence of one half never comes from a template of the other."""
+    halves = [sources.hate_templated(fold=(k, 2)) for k in (0, 1)]
+    assert all(h.texts for h in halves)
+    assert not set(halves[0].texts) & set(halves[1].texts)
+    both = sources.hate_templated(per_kind=10_000)
+    assert set(halves[0].texts) | set(halves[1].texts) <= set(both.texts)

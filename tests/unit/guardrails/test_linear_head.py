@@ -46,7 +46,7 @@ def test_json_round_trip_and_malformed_files(tmp_path):
     for broken, message in (({**raw, "format": "pickle"}, "format"),
                             ({**raw, "dim": 4}, "dim says"),
                             ({**raw, "threshold": 1.5}, "outside"),
-                            ({k: v for k, v in raw.items() if k != "coef"}, "not a linear head")):
+                            ({k: v for k, v in raw.items() if k != "coef"}, "not a head file")):
         path.write_text(json.dumps(broken))
         with pytest.raises(HeadError, match=message):
             linear_head.load(path)
@@ -74,3 +74,37 @@ def test_fit_separates_two_clusters():
     coef, intercept = linear_head.fit(x, y)
     p = LinearHead(coef, intercept, 0.5).proba(x)
     assert (p[:30] > 0.5).all() and (p[30:] < 0.5).all()
+
+
+def test_a_hidden_layer_head_scores_like_the_network_it_was_fitted_as(tmp_path):
+    """An XOR-like stance: neither feature alone says which class, their combination does;
+    no hyperplane separates it, one ReLU layer does, and the saved file scores the same."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(4000, 2))
+    y = ((x[:, 0] > 0) != (x[:, 1] > 0)).astype(int)
+    linear = linear_head.fit_head(x, y, units=0)
+    mlp = linear_head.fit_head(x, y, units=32, alpha=1e-4)
+    assert mlp.hidden is not None and mlp.dim == 2 and mlp.coef.shape == (32,)
+    accuracy = {name: float(((h.proba(x) >= 0.5) == y).mean())
+                for name, h in (("linear", linear), ("mlp", mlp))}
+    assert accuracy["linear"] < 0.7 < 0.9 < accuracy["mlp"]
+    loaded = linear_head.load(linear_head.save(mlp, tmp_path / "mlp.json"))
+    assert json.loads((tmp_path / "mlp.json").read_text())["format"] == linear_head.MLP_FORMAT
+    assert loaded.proba(x) == pytest.approx(mlp.proba(x), abs=1e-6)
+    with pytest.raises(HeadError, match="expects 2 features"):
+        loaded.proba(np.ones((1, 3)))
+
+
+def test_a_hidden_layer_file_that_does_not_fit_together_is_refused(tmp_path):
+    x = np.random.default_rng(1).normal(size=(60, 3))
+    head = linear_head.fit_head(x, (x[:, 0] > 0).astype(int), units=4)
+    path = linear_head.save(head, tmp_path / "h.json")
+    raw = json.loads(path.read_text())
+    for broken, message in (
+            ({**raw, "hidden": {**raw["hidden"], "bias": [0.0]}}, "do not fit together"),
+            ({**raw, "coef": raw["coef"][:2]}, "coef has shape"),
+            ({**raw, "dim": 5}, "dim says"),
+            ({k: v for k, v in raw.items() if k != "hidden"}, "not a head file")):
+        path.write_text(json.dumps(broken))
+        with pytest.raises(HeadError, match=message):
+            linear_head.load(path)
