@@ -302,7 +302,7 @@ def main() -> None:
     command = ["python -m benchmarks.guardrails_hate", f"--tweets {args.tweets}",
                f"--squad {args.squad}"] + [f"--{k} {v}" for k, v in (
                    ("dev", args.dev), ("injections", args.injections)) if v is not None]
-    markdown = "\n".join(["# Hate vs. offensive", "", "    " + " ".join(command), "",
+    markdown = "\n".join(["# Hate vs. offensive", "", "    .venv/bin/" + " ".join(command), "",
                           f"Encoder: {encoder.model_id}."] + hate_markdown(results)[3:]) + "\n"
     (args.out / "guardrails_hate.md").write_text(markdown)
     hate_plot(results, args.out / "guardrails_hate.png")
