@@ -276,8 +276,10 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--latency-only", action="store_true",
                         help="only the input-stage latency by text length "
                              "(docs/benchmarks/input_screening.*)")
-    parser.add_argument("--latency-encoders", default="minilm,minilm-int8",
-                        help="encoder paths timed side by side in the latency-by-length part")
+    parser.add_argument("--latency-encoders", default="minilm-int8,minilm-int8+ner",
+                        help="encoder paths timed side by side in the latency-by-length part "
+                             "(ENCODER+ner: with the named-entity pass a policy acting on "
+                             "names needs)")
     parser.add_argument("--per-band", type=int, default=40,
                         help="texts per length band up to 2,000 characters")
     parser.add_argument("--torch-threads", type=int, default=1,

@@ -8,6 +8,11 @@ questions over ``max_chars`` (4,000) and screens only their first 4,000 characte
 texts run under the same policy with ``max_chars`` raised to 20,000: the checks' own cost at
 that length, not the cut. Both encoder paths run on
 the same texts in the same process, one model thread each (as the guardrails worker runs).
+
+A path named ``ENCODER+ner`` runs that encoder under the default policy with names flagged
+instead of allowed: the PII check then needs the named-entity pass the default policy skips
+(``checks.pii.needs_ner``), so it is the cost of a policy that acts on names, and the default
+path's cost before the skip, in the same run.
 """
 
 from __future__ import annotations
@@ -97,24 +102,26 @@ def run(injections: Path, pii: Path, squad: Path, encoders: Sequence[str],
     from services.guardrails.input_stage import InputDeps, screen_input
     from services.guardrails.policy import PACKAGED_POLICIES, load_policy_file
 
-    policy = load_policy_file(PACKAGED_POLICIES / "default.yaml")
-    wide = policy.model_copy(update={"input": policy.input.model_copy(
-        update={"max_chars": max(LONG) + 4000})})
+    default = load_policy_file(PACKAGED_POLICIES / "default.yaml")
     short, long = latency_texts(injections, pii, squad, per_band, per_long)
     texts = short + long
     paths = {}
     for name in encoders:
-        encoder = head_encoder(name)
+        encoder = head_encoder(name.removesuffix("+ner"))
+        policy = _with_names_flagged(default) if name.endswith("+ner") else default
+        wide = policy.model_copy(update={"input": policy.input.model_copy(
+            update={"max_chars": max(LONG) + 4000})})
         # Heads pinned from the package: the timing does not depend on which encoder they
         # were fitted on, and the previous encoder's path must still run.
         deps = InputDeps(embed=encoder.encode, same_input=encoder.same_input_key)
         deps.classifier, deps.hate_head = deps.classifier_for(policy), deps.hate_head_for(policy)
-        paths[encoder.model_id] = deps
+        label = encoder.model_id + (" + named-entity pass" if name.endswith("+ner") else "")
+        paths[label] = (deps, policy, wide)
         screen_input("warm up the input checks", policy, deps)
     per_text: dict[str, list[tuple[int, dict[str, float]]]] = {name: [] for name in paths}
     per_text_cpu: dict[str, list[tuple[int, dict[str, float]]]] = {name: [] for name in paths}
     for text in texts:
-        for name, deps in paths.items():
+        for name, (deps, policy, wide) in paths.items():
             screen_input(text, policy if len(text) <= BANDS[-1][1] else wide, deps)
             per_text[name].append((len(text), dict(deps.timings_ms)))
             per_text_cpu[name].append((len(text), dict(deps.cpu_ms)))
@@ -124,6 +131,13 @@ def run(injections: Path, pii: Path, squad: Path, encoders: Sequence[str],
                       "bands": [f"{lo + 1}-{hi}" for lo, hi in BANDS], "long": list(LONG)},
             "load_average": [round(x, 2) for x in os.getloadavg()],
             "cpu_probe_s": cpu_probe_s()}
+
+
+def _with_names_flagged(policy: Any) -> Any:  # noqa: ANN401 - a Policy
+    pii = policy.input.pii
+    entities = {**pii.entities, "PERSON": "flag"}
+    return policy.model_copy(update={"input": policy.input.model_copy(
+        update={"pii": pii.model_copy(update={"entities": entities})})})
 
 
 def write_report(results: dict[str, Any], out: Path) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 
 from services.common.pii import PatternSpec, PiiFinding, find_patterns, redact
-from services.guardrails.checks.pii_detect import find_pii_fast, joined
+from services.guardrails.checks.pii_detect import find_pii_fast, joined, ner_entity_types
 from services.guardrails.checks.results import Applied, CheckResult
 from services.guardrails.policy import PiiPolicy
 
@@ -52,8 +52,15 @@ def find_input_pii(text: str, policy: PiiPolicy) -> list[PiiFinding]:
     guardrails' own, ``pii_recognizers``) and the policy's own patterns. Findings of different
     types may overlap; ``acted_on`` decides."""
     specs = [PatternSpec(name, p.pattern, p.score) for name, p in policy.patterns.items()]
-    return sorted([*find_pii_fast(text, min_score=policy.min_score),
+    return sorted([*find_pii_fast(text, min_score=policy.min_score, ner=needs_ner(policy)),
                    *find_patterns(text, specs)], key=lambda f: (f.start, f.end))
+
+
+def needs_ner(policy: PiiPolicy) -> bool:
+    """Whether the named-entity model can find anything this policy acts on; the packaged
+    input policy allows every type it yields (names, places, organisations, dates), so its
+    pass is skipped there, and a domain policy that redacts names gets it back."""
+    return any(policy.action_for(entity) != "allow" for entity in ner_entity_types())
 
 
 def acted_on(findings: list[PiiFinding], policy: PiiPolicy) -> list[PiiFinding]:

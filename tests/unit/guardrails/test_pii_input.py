@@ -101,3 +101,45 @@ def test_phone_formats_presidio_rejects_are_recognized(text):
                                   "Version 2.0 shipped in 1999"])
 def test_numbers_without_phone_shape_or_context_are_not_phones(text):
     assert "PHONE_NUMBER" not in _types(text)
+
+
+# Names, places, organisations and dates beside identifiers, and next to them: what the
+# named-entity pass finds and what the pattern recognizers find in the same sentences.
+MIXED = [
+    "Maria Lopez (maria.lopez@example.com, +44 20 7946 0958) moved to 12 Baker Street, London.",
+    "Did Chopin leave Warsaw in November 1830 for Vienna and Paris?",
+    "Wire it to IBAN DE89370400440532013000 for Acme Corp before 3 March 2024.",
+    "Card 4111 1111 1111 1111 belongs to John Smith of Springfield, SSN 078-05-1120.",
+    "Ask EMP-004211 in Berlin, or call Dr. Ahmed Khan on 415-555-0132 tomorrow.",
+    "Which Swiss and French banks opened offices in Singapore after 2010?",
+    "Send the contract to 221B Baker St, London NW1 6XE, attention Sherlock Holmes.",
+    "api_key = 'sk-abcdefghijklmnopqrstuvwx' was committed by Alice on Friday.",
+]
+
+
+def test_the_packaged_policy_skips_the_entity_pass_with_the_same_results(monkeypatch):
+    """Every type the named-entity model yields is allowed in the packaged input policy, so
+    the pass is skipped there: same result, same redacted text, on sentences where it fires."""
+    from services.guardrails.checks import pii as pii_check
+    from services.guardrails.checks.pii_detect import find_pii_fast, ner_entity_types
+    from services.guardrails.policy import PACKAGED_POLICIES, load_policy_file
+
+    assert {"PERSON", "LOCATION", "ORGANIZATION", "DATE_TIME", "NRP"} == ner_entity_types()
+    policy = load_policy_file(PACKAGED_POLICIES / "default.yaml").input.pii
+    assert not pii_check.needs_ner(policy)
+    skipped = [check_pii(text, policy) for text in MIXED]
+    monkeypatch.setattr(pii_check, "needs_ner", lambda _policy: True)
+    assert [check_pii(text, policy) for text in MIXED] == skipped
+    assert sum(r.action in ("redact", "block") for r, _ in skipped) == 6
+    assert any(f.entity_type in ner_entity_types() for f in find_pii_fast(MIXED[1]))
+    assert not any(f.entity_type in ner_entity_types()
+                   for f in find_pii_fast(MIXED[1], ner=False) if f.entity_type != "DATE_TIME")
+
+
+def test_a_policy_that_redacts_names_gets_the_entity_pass():
+    from services.guardrails.checks import pii as pii_check
+
+    names = PiiPolicy(entities={"PERSON": "redact"})
+    assert pii_check.needs_ner(names)
+    result, redacted = check_pii("Did Chopin leave Warsaw for Vienna?", names)
+    assert result.action == "redact" and "<PERSON>" in redacted and "Chopin" not in redacted
