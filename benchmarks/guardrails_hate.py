@@ -91,12 +91,12 @@ def _tfidf(train_texts: list[str], train_y: np.ndarray) -> tuple[Any, float]:
 
 def _head(data: head_training.Embedded, rows: np.ndarray, y: np.ndarray,
           weights: np.ndarray, units: int) -> LinearHead:
-    """Trained and calibrated exactly as ``hate.train`` does, on ``rows`` only."""
+    """Trained and calibrated exactly as ``hate.train`` does (``head_training.train``), on
+    ``rows`` only."""
     sub = head_training.Embedded(data.whole[rows], [data.view_vectors[i] for i in rows])
-    report = head_training.cross_validate(sub, y[rows], 5, hate.C, hate.TARGET_FPR,
-                                          weights=weights[rows], units=units)
-    fitted = linear_head.fit_head(data.whole[rows], y[rows], hate.C, 0, weights[rows], units)
-    return LinearHead(fitted.coef, fitted.intercept, report.threshold, hidden=fitted.hidden)
+    head, _ = head_training.train(sub, y[rows], hate.C, hate.TARGET_FPR, 0, 5, {},
+                                  weights=weights[rows], units=units)
+    return head
 
 
 def _rates(y: np.ndarray, fired: np.ndarray, kinds: list[str],
