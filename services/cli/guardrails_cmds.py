@@ -146,12 +146,22 @@ def train(
     out: Path | None = typer.Option(None, "--out", help="Head file (JSON); default "
                                     "<state>/guardrails/injection-head.json (or hate-head.json),"
                                     " which then replaces the packaged one."),
+    project_data: bool = typer.Option(
+        True, "--project-data/--no-project-data",
+        help="Add the project's own training cases that ship with the package (injection: "
+             "seed and hand-written attacks, benign look-alikes; hate: hand-written and "
+             "templated counter-speech, negations, neutral mentions) to --data."),
 ) -> None:
     """Train a learned head on MiniLM embeddings; report k-fold held-out precision, detection
-    rate, FPR, F1 and ROC-AUC at the calibrated threshold; then fit on all the data and save."""
+    rate, FPR, F1 and ROC-AUC at the calibrated threshold; then fit on all the data and save.
+
+    The project's packaged cases are added by default: a head retrained on a team's own data
+    alone forgets what that data does not show (the hate head then flags counter-speech and
+    negations again). In the hate task they count ``hate.PROJECT_WEIGHT`` times each, as in the
+    shipped head's recipe."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from services.guardrails import classifier, hate, linear_head
+    from services.guardrails import classifier, hate, linear_head, sources
     from services.guardrails.encoder import head_encoder
 
     if task not in ("injection", "hate"):
@@ -162,6 +172,7 @@ def train(
     try:
         texts: list[str] = []
         labels: list[int] = []
+        names: list[str] = []
         for path in data:
             if task == "injection":
                 more, more_labels = classifier.read_jsonl(path)
@@ -169,13 +180,33 @@ def train(
                 more, more_labels, _ = hate.read_jsonl(path)
             texts += more
             labels += more_labels
+            names.append(f"{path.name}: {len(more)} texts, {sum(more_labels)} positive")
+        weights = [1.0] * len(texts)
+        project = sources.packaged(task) if project_data else []
+        for source in project:
+            texts += source.texts
+            labels += source.labels
+            weights += [hate.PROJECT_WEIGHT if task == "hate" else 1.0] * len(source.texts)
+            names.append(f"project {source.name}: {len(source.texts)} texts, "
+                         f"{sum(source.labels)} positive")
+        if project:
+            console.print("with the project's packaged cases: " + ", ".join(
+                f"{s.name} ({len(s.texts)})" for s in project) + " (--no-project-data: without)")
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       console=console) as progress:
             bar = progress.add_task("embedding and cross-validating", total=folds)
-            trainer = classifier.train if task == "injection" else hate.train
-            head, report = trainer(texts, labels, embed, folds=folds,
-                                   sources=[p.name for p in data], encoder=encoder.model_id,
-                                   progress=lambda done, _t: progress.update(bar, completed=done))
+
+            def report_progress(done: int, _total: int) -> None:
+                progress.update(bar, completed=done)
+
+            if task == "injection":
+                head, report = classifier.train(texts, labels, embed, folds=folds,
+                                                sources=names, encoder=encoder.model_id,
+                                                progress=report_progress)
+            else:
+                head, report = hate.train(texts, labels, embed, folds=folds, sources=names,
+                                          encoder=encoder.model_id, progress=report_progress,
+                                          weights=weights)
         name = classifier.MODEL_FILE if task == "injection" else hate.MODEL_FILE
         path = linear_head.save(head, out or settings.state_path / "guardrails" / name)
     except CustomLLMError as exc:

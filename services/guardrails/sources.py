@@ -66,12 +66,8 @@ def injection_sources(deepset: Path, squad: Path | None,
                       pii: Path | None = None) -> dict[str, Source]:
     """Every source of injection / benign texts, by name."""
     texts, labels = classifier.read_jsonl(deepset)
-    sources = [
-        Source("deepset", texts, labels, ["attack" if y else "benign" for y in labels]),
-        Source("seed_attacks", *_seed()),
-        _project_file("handwritten_attacks", ATTACKS),
-        _project_file("handwritten_hard_negatives", HARD_NEGATIVES),
-    ]
+    sources = [Source("deepset", texts, labels, ["attack" if y else "benign" for y in labels]),
+               *packaged("injection")]
     if squad is not None:
         sources.append(squad_questions(squad))
     if pii is not None:
@@ -138,6 +134,20 @@ def hate_templated(per_kind: int = TEMPLATE_CASES_PER_KIND, seed: int = 0,
         labels += [hate.HATE_LABELS[label]] * len(picked)
         kinds += [kind] * len(picked)
     return Source("hate_templated", texts, labels, kinds)
+
+
+def packaged(task: str) -> list[Source]:
+    """The project-written training sources that ship with the package, for ``customllm
+    guardrails train`` to add to a user's data: a team's own examples rarely show what these
+    teach (attacks in disguise and benign look-alikes; counter-speech, negation and neutral
+    mentions of groups), and a head retrained without them loses it. The functional hate cases
+    are test data and never among them."""
+    if task == "injection":
+        return [Source("seed_attacks", *_seed()), _project_file("handwritten_attacks", ATTACKS),
+                _project_file("handwritten_hard_negatives", HARD_NEGATIVES)]
+    if task == "hate":
+        return [hate_train(), hate_templated()]
+    raise ValueError(f"unknown task {task!r}")
 
 
 def tweets(path: Path) -> Source:
