@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from sqlalchemy.engine import Engine
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from services.common import answer_audit, candidates, roles
@@ -24,24 +26,78 @@ SCHEMAS = {t.RAG_SCREENED: "rag-request.v1", t.RAG_DRAFTS: "rag-reply.v1",
            t.GUARDRAILS_EVENTS: "guardrail-event.v1", t.RAG_FEEDBACK: "feedback.v1"}
 
 
-def record_pipeline(engine: Engine, topic: str, value: bytes) -> None:
-    """A screened request, a draft or a guardrail decision into the audit tables. These come
-    from platform stages only (the broker's ACLs), so a malformed one is a bug to log, not an
-    attack to dead-letter; :class:`InvalidEvent` says so to the caller."""
-    payload = decode_json(value, MAX_BYTES, SCHEMAS[topic])
+@dataclass(frozen=True)
+class Refusal:
+    """A record of a batch that was not stored: its position in the batch and why."""
+
+    index: int
+    error: InvalidEvent
+
+
+def record_pipeline(engine: Engine, records: Sequence[tuple[str, bytes]]) -> list[Refusal]:
+    """Screened requests, drafts and guardrail decisions (``(topic, value)`` pairs) into the
+    audit tables, in one transaction: one commit (one WAL flush) per batch instead of per
+    record, which is what kept the recorder under the rate the query path writes at (a request
+    is a dozen records). Each record is stored under its own savepoint, so one that the
+    database refuses costs only itself; the database being down rolls the batch back and
+    propagates (the loop exits and the batch is read again). These come from platform stages
+    only (the broker's ACLs), so a malformed one is a bug to log, not an attack to
+    dead-letter; the refusals say so to the caller."""
+    refused: list[Refusal] = []
+    request_ids: list[str] = []
     with engine.begin() as conn:
-        if topic == t.RAG_SCREENED:
-            event: RagRequest | RagReply | GuardrailEvent = parse_model(RagRequest, payload)
-            answer_audit.record_screened(conn, event)
-        elif topic == t.RAG_DRAFTS:
-            event = parse_model(RagReply, payload)
-            answer_audit.record_draft(conn, event)
-        else:
-            event = parse_model(GuardrailEvent, payload)
-            answer_audit.record_decision(conn, event)
+        for index, (topic, value) in enumerate(records):
+            try:
+                event = _parse(topic, value)
+                with conn.begin_nested():
+                    _store(conn, topic, event)
+            except InvalidEvent as error:
+                refused.append(Refusal(index, error))
+                continue
+            except OperationalError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bug on one record must not cost the rest
+                log.exception("could not record a %s record", topic)
+                refused.append(Refusal(index, InvalidEvent(
+                    "processing_error", f"{type(exc).__name__}: {exc}")))
+                continue
+            request_ids.append(event.request_id)
     # An ungrounded answer becomes a candidate example once its pieces are all on record. Its
-    # own transaction: a candidate that cannot be made never costs the audit record.
-    _candidate(engine, candidates.from_grounding, event.request_id)
+    # own transaction: a candidate that cannot be made never costs the audit records.
+    for request_id in ungrounded(engine, list(dict.fromkeys(request_ids))):
+        _candidate(engine, candidates.from_grounding, request_id)
+    return refused
+
+
+def _parse(topic: str, value: bytes) -> RagRequest | RagReply | GuardrailEvent:
+    payload = decode_json(value, MAX_BYTES, SCHEMAS[topic])
+    if topic == t.RAG_SCREENED:
+        return parse_model(RagRequest, payload)
+    if topic == t.RAG_DRAFTS:
+        return parse_model(RagReply, payload)
+    return parse_model(GuardrailEvent, payload)
+
+
+def _store(conn: Connection, topic: str, event: RagRequest | RagReply | GuardrailEvent) -> None:
+    if isinstance(event, RagRequest):
+        answer_audit.record_screened(conn, event)
+    elif isinstance(event, RagReply):
+        answer_audit.record_draft(conn, event)
+    else:
+        answer_audit.record_decision(conn, event)
+
+
+def ungrounded(engine: Engine, request_ids: Sequence[str]) -> list[str]:
+    """Which of ``request_ids`` have a triggered grounding decision on record: the only ones
+    that can make a grounding candidate, found in one query for the whole batch."""
+    if not request_ids:
+        return []
+    with engine.connect() as conn:
+        return list(conn.execute(text(
+            "SELECT DISTINCT request_id FROM guardrail_decisions WHERE request_id = ANY(:r) "
+            "AND check_name = :c AND triggered AND action = ANY(:a)"),
+            {"r": list(request_ids), "c": candidates.GROUNDING_CHECK,
+             "a": sorted(candidates.GROUNDING_ACTIONS)}).scalars())
 
 
 def _candidate(engine: Engine, make: Callable[..., str | None], *args: object,

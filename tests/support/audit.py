@@ -54,10 +54,10 @@ def publish(stack, *records: tuple[str, str, bytes]) -> None:
     flush(producer, errors)
 
 
-def answered(stack, asker: Principal, grounding: str = "allow",
-             question: str = "How many days of leave?") -> str:
-    """A request id whose screened request, draft and decisions are on the topics, and whose
-    audit record the recorder has stored."""
+def pipeline_records(stack, asker: Principal, grounding: str = "allow",
+                     question: str = "How many days of leave?") -> tuple[str, list]:
+    """A new request id and its records as the stages write them: ``(topic, key, value)`` of
+    the screened request, the draft and its grounding decision (twice: a redelivery)."""
     rid = f"fb-{uuid.uuid4().hex[:12]}"
     with stack.engine.begin() as conn:
         conn.execute(text("INSERT INTO documents (doc_id, version, privacy_class, license) "
@@ -80,9 +80,17 @@ def answered(stack, asker: Principal, grounding: str = "allow",
                               triggered=grounding != "allow",
                               score=0.91 if grounding == "allow" else 0.12,
                               policy_version="default@1#abc", principal_id=asker.id)
-    publish(stack, (t.RAG_SCREENED, rid, request.to_json()), (t.RAG_DRAFTS, rid, draft.to_json()),
-            (t.GUARDRAILS_EVENTS, rid, decision.to_json()),
-            (t.GUARDRAILS_EVENTS, rid, decision.to_json()))  # redelivered: stored once
+    return rid, [(t.RAG_SCREENED, rid, request.to_json()), (t.RAG_DRAFTS, rid, draft.to_json()),
+                 (t.GUARDRAILS_EVENTS, rid, decision.to_json()),
+                 (t.GUARDRAILS_EVENTS, rid, decision.to_json())]
+
+
+def answered(stack, asker: Principal, grounding: str = "allow",
+             question: str = "How many days of leave?") -> str:
+    """A request id whose screened request, draft and decisions are on the topics, and whose
+    audit record the recorder has stored."""
+    rid, records = pipeline_records(stack, asker, grounding, question)
+    publish(stack, *records)
     wait_for(lambda: stack.query("SELECT 1 FROM answer_audit WHERE request_id = :r AND "
                                  "question IS NOT NULL AND answer IS NOT NULL", r=rid),
              300, what="the audit record")
