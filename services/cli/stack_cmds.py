@@ -10,7 +10,7 @@ from services.common import kafka_admin, migrate
 from services.common.config import Settings, get_settings
 from services.common.kafka_auth import KafkaCredentials
 from services.model_server.config import model_server_settings
-from services.stack import kafka, local_secrets, postgres, security
+from services.stack import kafka, local_secrets, postgres, security, supervisor
 from services.stack import services as workers
 from services.stack.exceptions import StackError
 
@@ -41,18 +41,22 @@ def up(
         migrate_cmd()
         topics_cmd()
         env: dict[str, str] = {}
+        supervised: list[str] = []
         if observe:
             pid = workers.start(state, workers.OBSERVER)
+            supervised.append(workers.OBSERVER)
             viewer = settings.otel_endpoint.removesuffix("/v1/traces")
             env = {"CUSTOMLLM_OTEL_EXPORTER": "otlp"}
             console.print(f"[green]trace viewer[/] pid {pid} on {viewer}/")
         if services:
             for name in workers.WORKERS:
                 pid = workers.start(state, name, env=env)
+                supervised.append(name)
                 console.print(f"[green]{name}[/] worker pid {pid}, log "
                               f"{workers.log_path(state, name)}")
         if model_server:
             pid = workers.start(state, workers.MODEL_SERVER, env=env)
+            supervised.append(workers.MODEL_SERVER)
             server = model_server_settings()
             console.print(f"[green]model server[/] pid {pid} on http://"
                           f"{server.model_server_host}:{server.model_server_port} (TGI API, "
@@ -61,8 +65,13 @@ def up(
             from services.console.config import ConsoleSettings
 
             pid = workers.start(state, workers.CONSOLE, env=env)
+            supervised.append(workers.CONSOLE)
             where = ConsoleSettings()
             console.print(f"[green]web console[/] pid {pid} on http://{where.host}:{where.port}/")
+        if supervised:
+            pid = supervisor.start(state, supervisor.Plan(tuple(supervised), env))
+            console.print(f"[green]supervisor[/] pid {pid}: restarts whatever exits (log "
+                          f"{workers.log_path(state, supervisor.NAME)})")
     except StackError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc
@@ -71,6 +80,8 @@ def up(
 def down() -> None:
     """Stop the workers, Kafka and Postgres (data stays in the state directory)."""
     state = get_settings().state_path
+    if supervisor.stop(state):  # first, or it would start again what is stopped next
+        console.print(f"stopped {supervisor.NAME}")
     for name in reversed(list(workers.running(state))):
         workers.stop(state, name)
         console.print(f"stopped {name}")
@@ -90,11 +101,16 @@ def status() -> None:
     pg_pid = postgres.pid(state)
     table.add_row("postgres", _state(pg_pid), f"127.0.0.1:{settings.postgres_port}")
     running = workers.running(state)
+    restarts = supervisor.read_restarts(state)
     for name in workers.WORKERS:
         replicas = {k: v for k, v in running.items() if k.split("-")[0] == name}
+        restarted = restarts.get(name, {}).get("restarts")
         table.add_row(name, _state(next(iter(replicas.values()), None))
-                      + (f" x{len(replicas)}" if len(replicas) > 1 else ""),
+                      + (f" x{len(replicas)}" if len(replicas) > 1 else "")
+                      + (f", restarted {restarted}x" if restarted else ""),
                       str(workers.log_path(state, name)))
+    table.add_row(supervisor.NAME, _state(supervisor.pid(state)),
+                  str(workers.log_path(state, supervisor.NAME)))
     console.print(table)
     if pg_pid is not None:
         revision = migrate.current_revision(settings.sqlalchemy_url)
