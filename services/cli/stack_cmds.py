@@ -41,7 +41,7 @@ def up(
         migrate_cmd()
         topics_cmd()
         env: dict[str, str] = {}
-        supervised: list[str] = []
+        supervised: list[str] = [supervisor.KAFKA, supervisor.POSTGRES]
         if observe:
             pid = workers.start(state, workers.OBSERVER)
             supervised.append(workers.OBSERVER)
@@ -68,10 +68,9 @@ def up(
             supervised.append(workers.CONSOLE)
             where = ConsoleSettings()
             console.print(f"[green]web console[/] pid {pid} on http://{where.host}:{where.port}/")
-        if supervised:
-            pid = supervisor.start(state, supervisor.Plan(tuple(supervised), env))
-            console.print(f"[green]supervisor[/] pid {pid}: restarts whatever exits (log "
-                          f"{workers.log_path(state, supervisor.NAME)})")
+        pid = supervisor.start(state, supervisor.Plan(tuple(supervised), env))
+        console.print(f"[green]supervisor[/] pid {pid}: restarts whatever of these exits (log "
+                      f"{workers.log_path(state, supervisor.NAME)})")
     except StackError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc
@@ -96,18 +95,22 @@ def status() -> None:
     settings = get_settings()
     state = settings.state_path
     table = Table("component", "state", "where")
-    kafka_pid = kafka.pid(state)
-    table.add_row("kafka", _state(kafka_pid), settings.kafka_bootstrap)
-    pg_pid = postgres.pid(state)
-    table.add_row("postgres", _state(pg_pid), f"127.0.0.1:{settings.postgres_port}")
-    running = workers.running(state)
     restarts = supervisor.read_restarts(state)
+
+    def restarted(name: str) -> str:
+        count = restarts.get(name, {}).get("restarts")
+        return f", restarted {count}x" if count else ""
+
+    kafka_pid = kafka.pid(state)
+    table.add_row("kafka", _state(kafka_pid) + restarted("kafka"), settings.kafka_bootstrap)
+    pg_pid = postgres.pid(state)
+    table.add_row("postgres", _state(pg_pid) + restarted("postgres"),
+                  f"127.0.0.1:{settings.postgres_port}")
+    running = workers.running(state)
     for name in workers.WORKERS:
         replicas = {k: v for k, v in running.items() if k.split("-")[0] == name}
-        restarted = restarts.get(name, {}).get("restarts")
         table.add_row(name, _state(next(iter(replicas.values()), None))
-                      + (f" x{len(replicas)}" if len(replicas) > 1 else "")
-                      + (f", restarted {restarted}x" if restarted else ""),
+                      + (f" x{len(replicas)}" if len(replicas) > 1 else "") + restarted(name),
                       str(workers.log_path(state, name)))
     table.add_row(supervisor.NAME, _state(supervisor.pid(state)),
                   str(workers.log_path(state, supervisor.NAME)))

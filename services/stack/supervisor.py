@@ -1,5 +1,5 @@
-"""Restarts the local stack's workers when they exit, as Compose's and Kubernetes' restart
-policies do for a deployed stack.
+"""Restarts the local stack's processes (Kafka, Postgres, the workers) when they exit, as
+Compose's and Kubernetes' restart policies do for a deployed stack.
 
 The workers' failure policy is to exit and be restarted (a dependency that stays down, a poison
 message budget spent: see the shared processor), which only works with someone to restart
@@ -28,11 +28,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from services.common.config import REPO_ROOT
-from services.stack import processes
+from services.stack import kafka, postgres, processes
 from services.stack import services as workers
 
 log = logging.getLogger(__name__)
 NAME = "supervisor"
+KAFKA, POSTGRES = "kafka", "postgres"  # supervised like the workers
 PLAN_FILE = "supervised.json"
 RESTARTS_FILE = "restarts.json"
 CHECK_EVERY_S = 1.0
@@ -75,12 +76,12 @@ class Plan:
 
 def write_plan(state_dir: Path, plan: Plan) -> None:
     path = workers.run_dir(state_dir) / PLAN_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(path, {"names": list(plan.names), "env": plan.env})
 
 
 def _write_atomic(path: Path, data: object) -> None:
     """Whole or not at all: the supervisor reads these files while ``up`` may write them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2))
     tmp.replace(path)
@@ -98,40 +99,80 @@ def read_restarts(state_dir: Path) -> dict[str, dict[str, object]]:
         return {}
 
 
+def alive(state_dir: Path, name: str) -> bool:
+    if name == KAFKA:
+        return kafka.pid(state_dir) is not None
+    if name == POSTGRES:
+        return postgres.pid(state_dir) is not None
+    return processes.read_pid(workers.run_dir(state_dir), name) is not None
+
+
+def start_process(state_dir: Path, name: str, env: dict[str, str]) -> int:
+    """Start one planned process the way ``customllm up`` did (the broker and the database
+    on the configured ports, a worker with its own identity)."""
+    if name in (KAFKA, POSTGRES):
+        from services.common.config import get_settings
+
+        settings = get_settings()
+        if name == KAFKA:
+            return kafka.start(state_dir, settings.kafka_port, settings.kafka_controller_port,
+                               settings.kafka_heap)
+        return postgres.start(state_dir, settings.postgres_port)
+    return workers.start(state_dir, name, env=env)
+
+
 def supervise_once(state_dir: Path, plan: Plan, tracks: dict[str, Track], now: float,
-                   start: Callable[..., int] = workers.start) -> list[str]:
-    """One look at every planned process: note exits, start those whose backoff is over.
-    Returns the names started."""
+                   start: Callable[[Path, str, dict[str, str]], int] = start_process
+                   ) -> list[str]:
+    """One look at every planned process, in plan order (the broker and the database before
+    the workers that need them): note exits, start those whose backoff is over. A start that
+    fails counts as another exit. Returns the names started."""
     started: list[str] = []
     for name in plan.names:
         track = tracks.setdefault(name, Track())
-        if processes.read_pid(workers.run_dir(state_dir), name) is not None:
+        if alive(state_dir, name):
             track.seen_running(now)
             continue
         if not track.waiting:
             track.seen_exited(now)
             log.warning("%s exited (%s); restart in %.0f s", name, last_log_line(state_dir, name),
                         track.next_start_at - now)
-        if now >= track.next_start_at:
-            new_pid = start(state_dir, name, env=plan.env)
-            track.restarts += 1
-            track.seen_running(now)
-            started.append(name)
-            log.warning("%s restarted (pid %d, restart %d)", name, new_pid, track.restarts)
-            _record_restart(state_dir, name, track, last_log_line(state_dir, name))
+        if now < track.next_start_at:
+            continue
+        track.restarts += 1
+        try:
+            new_pid = start(state_dir, name, plan.env)
+        except Exception as exc:  # noqa: BLE001 - e.g. a port taken: try again after the backoff
+            track.seen_exited(now)
+            log.error("%s could not start (%s); next try in %.0f s", name, exc,
+                      track.next_start_at - now)
+            _record_restart(state_dir, name, track, f"start failed: {exc}")
+            continue
+        track.seen_running(now)
+        started.append(name)
+        log.warning("%s restarted (pid %d, restart %d)", name, new_pid, track.restarts)
+        _record_restart(state_dir, name, track, last_log_line(state_dir, name))
     return started
 
 
 def last_log_line(state_dir: Path, name: str) -> str:
     """The last non-empty line of a process's log: usually the reason it exited."""
     try:
-        with workers.log_path(state_dir, name).open("rb") as handle:
+        with _log_of(state_dir, name).open("rb") as handle:
             handle.seek(0, 2)
             handle.seek(max(0, handle.tell() - 4096))
             lines = [x for x in handle.read().decode("utf-8", "replace").splitlines() if x.strip()]
     except OSError:
         return "no log"
     return lines[-1].strip()[:300] if lines else "empty log"
+
+
+def _log_of(state_dir: Path, name: str) -> Path:
+    if name == KAFKA:
+        return kafka.KafkaPaths(state_dir).logs / "kafka" / "stdout.log"
+    if name == POSTGRES:
+        return postgres.PostgresPaths(state_dir).log
+    return workers.log_path(state_dir, name)
 
 
 def _record_restart(state_dir: Path, name: str, track: Track, reason: str) -> None:
