@@ -30,9 +30,10 @@ from services.common.producer import flush, make_producer, send
 log = logging.getLogger(__name__)
 TOPICS = [t.RAG_SCREENED, t.RAG_DRAFTS, t.GUARDRAILS_EVENTS, t.RAG_FEEDBACK]
 GROUP = "customllm-audit"
-# Pipeline records stored per transaction (a consumed batch is at most 200). 1 is the old
+CONSUME_BATCH = 200  # records read at a time, then committed together
+# Pipeline records stored per transaction: a whole consumed batch. 1 is the old
 # record-at-a-time path, which the throughput benchmark keeps as its baseline.
-BATCH_RECORDS = 200
+BATCH_RECORDS = CONSUME_BATCH
 
 
 class Recorder:
@@ -64,7 +65,7 @@ class Recorder:
         log.info("audit recorder reading %s", ", ".join(TOPICS))
         try:
             while not self.stopping.is_set():
-                batch = [m for m in consumer.consume(200, timeout=1.0) if self._usable(m)]
+                batch = [m for m in consumer.consume(CONSUME_BATCH, timeout=1.0) if self._usable(m)]
                 if not batch:
                     continue
                 # Pipeline records first: feedback in the same batch may be about them.

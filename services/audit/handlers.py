@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
@@ -64,7 +63,9 @@ def record_pipeline(engine: Engine, records: Sequence[tuple[str, bytes]]) -> lis
             request_ids.append(event.request_id)
     # An ungrounded answer becomes a candidate example once its pieces are all on record. Its
     # own transaction: a candidate that cannot be made never costs the audit records.
-    for request_id in ungrounded(engine, list(dict.fromkeys(request_ids))):
+    with engine.connect() as conn:
+        found = candidates.ungrounded(conn, list(dict.fromkeys(request_ids)))
+    for request_id in found:
         _candidate(engine, candidates.from_grounding, request_id)
     return refused
 
@@ -85,19 +86,6 @@ def _store(conn: Connection, topic: str, event: RagRequest | RagReply | Guardrai
         answer_audit.record_draft(conn, event)
     else:
         answer_audit.record_decision(conn, event)
-
-
-def ungrounded(engine: Engine, request_ids: Sequence[str]) -> list[str]:
-    """Which of ``request_ids`` have a triggered grounding decision on record: the only ones
-    that can make a grounding candidate, found in one query for the whole batch."""
-    if not request_ids:
-        return []
-    with engine.connect() as conn:
-        return list(conn.execute(text(
-            "SELECT DISTINCT request_id FROM guardrail_decisions WHERE request_id = ANY(:r) "
-            "AND check_name = :c AND triggered AND action = ANY(:a)"),
-            {"r": list(request_ids), "c": candidates.GROUNDING_CHECK,
-             "a": sorted(candidates.GROUNDING_ACTIONS)}).scalars())
 
 
 def _candidate(engine: Engine, make: Callable[..., str | None], *args: object,

@@ -23,6 +23,7 @@ scrubbed messages, so a redelivered feedback or a second identical correction ad
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,13 +128,27 @@ def from_feedback(conn: Connection, request_id: str, *, feedback_id: str, princi
     return propose(conn, candidate) if candidate else None
 
 
+# A grounding decision that makes its answer a candidate.
+_UNGROUNDED = "check_name = :c AND triggered AND action = ANY(:a)"
+_UNGROUNDED_PARAMS = {"c": GROUNDING_CHECK, "a": sorted(GROUNDING_ACTIONS)}
+
+
+def ungrounded(conn: Connection, request_ids: Sequence[str]) -> list[str]:
+    """Which of ``request_ids`` have such a decision on record: the only ones
+    :func:`from_grounding` can make a candidate of, found in one query for a whole batch."""
+    if not request_ids:
+        return []
+    return list(conn.execute(text(
+        f"SELECT DISTINCT request_id FROM guardrail_decisions WHERE request_id = ANY(:r) AND "
+        f"{_UNGROUNDED}"), {"r": list(request_ids), **_UNGROUNDED_PARAMS}).scalars())
+
+
 def from_grounding(conn: Connection, request_id: str) -> str | None:
     """A candidate once an answer whose grounding check triggered is complete on record
     (its decision, question and answer may arrive in any order)."""
     decision = conn.execute(text(
-        "SELECT score, action, reason FROM guardrail_decisions WHERE request_id = :r AND "
-        "check_name = :c AND triggered AND action = ANY(:a) LIMIT 1"),
-        {"r": request_id, "c": GROUNDING_CHECK, "a": sorted(GROUNDING_ACTIONS)}).first()
+        f"SELECT score, action, reason FROM guardrail_decisions WHERE request_id = :r AND "
+        f"{_UNGROUNDED} LIMIT 1"), {"r": request_id, **_UNGROUNDED_PARAMS}).first()
     if decision is None:
         return None
     audit = audit_row(conn, request_id)

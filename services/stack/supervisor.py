@@ -169,7 +169,7 @@ def last_log_line(state_dir: Path, name: str) -> str:
 
 def _log_of(state_dir: Path, name: str) -> Path:
     if name == KAFKA:
-        return kafka.KafkaPaths(state_dir).logs / "kafka" / "stdout.log"
+        return kafka.KafkaPaths(state_dir).logs / "kafka" / "server.log"  # log4j's, not stdout
     if name == POSTGRES:
         return postgres.PostgresPaths(state_dir).log
     return workers.log_path(state_dir, name)

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from services.audit import handlers
-from services.common import answer_audit
+from services.common import answer_audit, candidates
 from services.common import topics as t
 from tests.support.audit import ALICE, BOB, pipeline_records
 
@@ -33,7 +33,8 @@ def test_a_batch_stores_every_good_record_and_refuses_the_malformed_one(stack):
                        "WHERE request_id = ANY(:r) ORDER BY question", r=[first, second])
     assert [(r.request_id, r.question, r.answer) for r in rows] == [
         (second, "How many days of leave?", "25 days [1]"), (first, asked, "25 days [1]")]
-    assert handlers.ungrounded(stack.engine, [first, second]) == [first]
+    with stack.engine.connect() as conn:
+        assert candidates.ungrounded(conn, [first, second]) == [first]
     made = stack.query("SELECT source FROM sft_examples WHERE lineage->>'request_id' = :r",
                        r=first)
     assert [m.source for m in made] == ["grounding"]
