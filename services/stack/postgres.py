@@ -166,8 +166,8 @@ def start(state_dir: Path, port: int) -> int:
         options = f"-p {port} -k {paths.socket_dir}"
         _pg("pg_ctl", ["-D", str(paths.data), "-l", str(paths.log), "-o", options, "-w",
                        "-t", "60", "start"], user)
-    processes.wait_until(lambda: _accepts(port), 60, f"Postgres on 127.0.0.1:{port}")
-    ensure_database(port)
+    processes.wait_until(lambda: _accepts(port, state_dir), 60, f"Postgres on 127.0.0.1:{port}")
+    ensure_database(port, state_dir=state_dir)
     found = pid(state_dir)
     if found is None:
         raise StackError(f"Postgres started but wrote no pid; see {paths.log}")
@@ -182,23 +182,26 @@ def password_path(state_dir: Path) -> Path:
     return state_dir / "secrets" / "postgres.password"
 
 
-def _dsn(port: int, database: str = "postgres") -> str:
-    from services.common.config import get_settings
+def dsn(port: int, database: str = "postgres", state_dir: Path | None = None) -> str:
+    """The superuser's DSN for the cluster of ``state_dir`` (default: the configured one);
+    its password lives in that state directory."""
+    if state_dir is None:
+        from services.common.config import get_settings
 
-    password = superuser_password(get_settings().state_path)
-    return f"postgresql://postgres:{password}@127.0.0.1:{port}/{database}"
+        state_dir = get_settings().state_path
+    return f"postgresql://postgres:{superuser_password(state_dir)}@127.0.0.1:{port}/{database}"
 
 
-def _accepts(port: int) -> bool:
+def _accepts(port: int, state_dir: Path | None = None) -> bool:
     try:
-        with psycopg.connect(_dsn(port), connect_timeout=2):
+        with psycopg.connect(dsn(port, state_dir=state_dir), connect_timeout=2):
             return True
     except psycopg.OperationalError:
         return False
 
 
-def ensure_database(port: int, name: str = DATABASE) -> None:
-    with psycopg.connect(_dsn(port), autocommit=True) as conn:
+def ensure_database(port: int, name: str = DATABASE, state_dir: Path | None = None) -> None:
+    with psycopg.connect(dsn(port, state_dir=state_dir), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{name}"')
