@@ -99,6 +99,7 @@ def test_a_database_killed_with_sigkill_is_restarted_after_its_backoff_with_its_
         assert supervisor.supervise_once(state, plan, tracks, 10.0, start) == []
         os.kill(postgres.pid(state), signal.SIGKILL)
         wait_for(lambda: postgres.pid(state) is None, 30, what="the database to die")
+        wait_for(lambda: not kafka.port_open(port), 30, what="the dead database's port to close")
         assert supervisor.supervise_once(state, plan, tracks, 11.0, start) == []  # backoff: 2 s
         assert supervisor.supervise_once(state, plan, tracks, 13.0, start) == ["postgres"]
         assert postgres.pid(state) is not None
@@ -133,6 +134,9 @@ def test_a_broker_killed_with_sigkill_is_restarted_after_its_backoff_with_its_re
         assert supervisor.supervise_once(state, plan, tracks, 10.0, start) == []
         os.kill(kafka.pid(state), signal.SIGKILL)
         wait_for(lambda: kafka.pid(state) is None, 30, what="the broker to die")
+        # A killed JVM's port can outlive its pid for a moment on a busy machine; a start then
+        # fails and waits its next backoff step (tests/unit/stack/test_supervisor_logic.py).
+        wait_for(lambda: not kafka.port_open(port), 30, what="the dead broker's port to close")
         assert supervisor.supervise_once(state, plan, tracks, 11.0, start) == []  # backoff: 2 s
         assert supervisor.supervise_once(state, plan, tracks, 13.0, start) == ["kafka"]
         consumer = Consumer({**config, "group.id": "after-the-crash",
