@@ -79,6 +79,20 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _kill_and_restart(state, name, pid_of, port, start) -> None:
+    """SIGKILL ``name``; one look during its 2 s backoff starts nothing, one after starts it."""
+    plan, tracks = supervisor.Plan((name,)), {}
+    assert supervisor.supervise_once(state, plan, tracks, 10.0, start) == []
+    os.kill(pid_of(state), signal.SIGKILL)
+    wait_for(lambda: pid_of(state) is None, 30, what=f"{name} to die")
+    # A killed process's port can outlive its pid for a moment on a busy machine; a start then
+    # fails and waits its next backoff step (tests/unit/stack/test_supervisor_logic.py).
+    wait_for(lambda: not kafka.port_open(port), 30, what=f"the dead {name}'s port to close")
+    assert supervisor.supervise_once(state, plan, tracks, 11.0, start) == []
+    assert supervisor.supervise_once(state, plan, tracks, 13.0, start) == [name]
+    assert supervisor.supervise_once(state, plan, tracks, 14.0, start) == []  # running now
+
+
 def test_a_database_killed_with_sigkill_is_restarted_after_its_backoff_with_its_data(tmp_path):
     state, port = tmp_path / "state", _free_port()
 
@@ -95,18 +109,11 @@ def test_a_database_killed_with_sigkill_is_restarted_after_its_backoff_with_its_
         with psycopg.connect(postgres.dsn(port, postgres.DATABASE, state)) as conn:
             conn.execute("CREATE TABLE kept (note text)")
             conn.execute("INSERT INTO kept VALUES ('committed before the crash')")
-        plan, tracks = supervisor.Plan((supervisor.POSTGRES,)), {}
-        assert supervisor.supervise_once(state, plan, tracks, 10.0, start) == []
-        os.kill(postgres.pid(state), signal.SIGKILL)
-        wait_for(lambda: postgres.pid(state) is None, 30, what="the database to die")
-        wait_for(lambda: not kafka.port_open(port), 30, what="the dead database's port to close")
-        assert supervisor.supervise_once(state, plan, tracks, 11.0, start) == []  # backoff: 2 s
-        assert supervisor.supervise_once(state, plan, tracks, 13.0, start) == ["postgres"]
+        _kill_and_restart(state, supervisor.POSTGRES, postgres.pid, port, start)
         assert postgres.pid(state) is not None
         assert rows() == [("committed before the crash",)]  # WAL recovery kept the commit
         record = supervisor.read_restarts(state)[supervisor.POSTGRES]
         assert record["restarts"] == 1 and record["last_log_line"] != "no log"
-        assert supervisor.supervise_once(state, plan, tracks, 14.0, start) == []  # running now
     finally:
         postgres.stop(state)
 
@@ -130,15 +137,7 @@ def test_a_broker_killed_with_sigkill_is_restarted_after_its_backoff_with_its_re
         producer = Producer({**config, "acks": "all", "enable.idempotence": True})
         producer.produce("kept", b"acknowledged before the crash")
         assert producer.flush(30) == 0
-        plan, tracks = supervisor.Plan((supervisor.KAFKA,)), {}
-        assert supervisor.supervise_once(state, plan, tracks, 10.0, start) == []
-        os.kill(kafka.pid(state), signal.SIGKILL)
-        wait_for(lambda: kafka.pid(state) is None, 30, what="the broker to die")
-        # A killed JVM's port can outlive its pid for a moment on a busy machine; a start then
-        # fails and waits its next backoff step (tests/unit/stack/test_supervisor_logic.py).
-        wait_for(lambda: not kafka.port_open(port), 30, what="the dead broker's port to close")
-        assert supervisor.supervise_once(state, plan, tracks, 11.0, start) == []  # backoff: 2 s
-        assert supervisor.supervise_once(state, plan, tracks, 13.0, start) == ["kafka"]
+        _kill_and_restart(state, supervisor.KAFKA, kafka.pid, port, start)
         consumer = Consumer({**config, "group.id": "after-the-crash",
                              "auto.offset.reset": "earliest"})
         try:
