@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ from services.common.generation.evidence_prompt import (
 from services.common.generation.evidence_tokens import build_constraint
 from services.finetune.chat_data import IGNORE_INDEX, TokenizedExample
 
+_LEADING_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
 MAX_SPAN_TOKENS = 10  # as Extractive.max_span_tokens: longer answers cannot be served
 # Article titles per part. SQuAD 1.1 (11 articles of the train set) gives answerable questions,
 # SQuAD 2.0 (5 articles of the dev set) answerable and unanswerable ones.
@@ -166,13 +168,16 @@ def _answer_tokens(tokenizer: Any, compact: Sequence[tuple[int, str]], constrain
     text = compact[p][1]
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = list(encoded["input_ids"]), list(encoded["offset_mapping"])
-    for answer in q.answers:
-        at = text.find(answer.strip())
+    for answer in writable_forms(q.answers):
+        at = text.find(answer)
         if at < 0:
             continue
-        stop = at + len(answer.strip())
+        stop = at + len(answer)
+        # a whitespace-only token (SmolLM2 writes " 1943" as " ", "1", "9", ...) is not part
+        # of the answer: counted in, every number began with a token no span may start with
         inside = [i for i, (a, b) in enumerate(offsets)
-                  if b > a and at <= a + (len(text[a:b]) - len(text[a:b].lstrip())) < stop]
+                  if text[a:b].strip() and at <= a + (len(text[a:b]) - len(text[a:b].lstrip()))
+                  < stop]
         if not inside or inside != list(range(inside[0], inside[-1] + 1)):
             continue
         target = [*ids[inside[0]:inside[-1] + 1], *constraint.passages[p].marker]
@@ -182,6 +187,15 @@ def _answer_tokens(tokenizer: Any, compact: Sequence[tuple[int, str]], constrain
                and t.j == marker_len + 1 for t in state.threads):
             return target
     return None
+
+
+def writable_forms(answers: Sequence[str]) -> list[str]:
+    """Each gold answer as given, then without a leading article: a span may not start with a
+    stop word, and SQuAD's exact match drops articles, so "the Eiffel Tower" is taught as
+    "Eiffel Tower" rather than skipped."""
+    forms = [a.strip() for a in answers if a.strip()]
+    stripped = [_LEADING_ARTICLE.sub("", a) for a in forms]
+    return list(dict.fromkeys([*forms, *(a for a in stripped if a)]))
 
 
 def build(tokenizer: Any, end_ids: frozenset[int], squad11: Path, squad2: Path, no_answer: str,

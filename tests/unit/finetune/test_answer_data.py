@@ -12,7 +12,13 @@ from services.common.generation.evidence_prompt import (
     compact_passages,
 )
 from services.common.generation.evidence_tokens import build_constraint
-from services.finetune.answer_data import SPLIT, Question, encode_example, end_of_turn
+from services.finetune.answer_data import (
+    SPLIT,
+    Question,
+    encode_example,
+    end_of_turn,
+    writable_forms,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -61,3 +67,30 @@ def test_an_answer_the_automaton_cannot_write_is_skipped(smol_tokenizer):
     q = Question("q3", "Eiffel", "When was the tower built?", ("the tower was built",),
                  PASSAGES, 1, "answerable")  # runs through the question's own words
     assert encode_example(smol_tokenizer, ENDS, q, NO_ANSWER) is None
+
+
+def _target_text(tokenizer, q: Question) -> str:
+    example = encode_example(tokenizer, ENDS, q, NO_ANSWER)
+    assert example is not None, "the answer should be writable"
+    return tokenizer.decode([t for t in example.labels if t != -100][:-1]).strip()
+
+
+def test_a_number_is_taught_without_the_bare_space_token_before_it(smol_tokenizer):
+    # SmolLM2 writes " 1889" as " ", "1", "8", "8", "9"; with the space in the target every
+    # numeric answer used to be skipped, so the adapter never saw one
+    q = Question("q4", "Eiffel", "When was the tower built?", ("1889",), PASSAGES, 1,
+                 "answerable")
+    assert _target_text(smol_tokenizer, q) == "1889 [1]"
+
+
+def test_a_leading_article_is_dropped_rather_than_the_example(smol_tokenizer):
+    q = Question("q5", "Eiffel", "What is the tower made of?", ("the iron",),
+                 ((1, "The tower was built in 1889. It is made of the iron from Lorraine."),),
+                 1, "answerable")
+    assert _target_text(smol_tokenizer, q) == "iron [1]"
+
+
+def test_writable_forms_keep_the_gold_text_first_and_drop_only_articles():
+    assert writable_forms([" The Eiffel Tower ", "about 1%"]) == [
+        "The Eiffel Tower", "about 1%", "Eiffel Tower"]
+    assert writable_forms(["the"]) == ["the"]

@@ -3,9 +3,18 @@ both ways by the calibrated margin, the margin chosen for at most 10% false "don
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from benchmarks.answers import Outcome, by_margin, calibrate, own_choice
+from benchmarks.answers import (
+    PREVIOUS_ROW,
+    Outcome,
+    by_margin,
+    calibrate,
+    own_choice,
+    write_gate,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -38,3 +47,24 @@ def test_calibration_keeps_false_dont_know_within_ten_percent():
     decided = by_margin(answerable, margin, NO)
     assert sum(o.abstained for o in decided) / len(decided) <= 0.10
     assert margin == 0.8  # the lowest such margin: it catches the most unanswerable ones
+
+
+def _row(em: float, f1: float) -> dict[str, float]:
+    return {"exact_match": em, "token_f1": f1}
+
+
+@pytest.mark.parametrize(("previous", "passed"), [
+    (None, True),                    # no previous adapter measured: the base decides
+    (_row(0.20, 0.37), True),        # better F1, EM not lower
+    (_row(0.30, 0.37), False),       # better F1 but EM lost
+    (_row(0.25, 0.45), False),       # F1 not better
+])
+def test_the_gate_also_requires_beating_a_measured_previous_adapter(tmp_path, previous, passed):
+    rows = {"base + constraint": _row(0.07, 0.16), "adapter + constraint": _row(0.25, 0.40),
+            "adapter + constraint + abstention (default)": _row(0.25, 0.45)}
+    if previous is not None:
+        rows[PREVIOUS_ROW] = previous
+    write_gate(tmp_path, rows, 0.5, {"held_out": {}, "command": "x"})
+    gate = json.loads((tmp_path / "gate.json").read_text())
+    assert gate["passed"] is passed
+    assert (PREVIOUS_ROW in gate["compared"]) is (previous is not None)
