@@ -243,8 +243,9 @@ async def _run(args: argparse.Namespace) -> None:
     if args.previous_adapter is not None:
         shutil.copytree(args.previous_adapter, library / PREVIOUS)
         previous = LocalBackend(engine, answer_adapter=AnswerAdapter(PREVIOUS, math.inf))
-        previous_margin = calibrate(await run_all(previous, cal_a + cal_u, "extractive",
-                                                  template, "previous_calibration", progress))
+        previous_calibration = await run_all(previous, cal_a + cal_u, "extractive", template,
+                                             "previous_calibration", progress)
+        previous_margin = calibrate(previous_calibration)
         runs["previous_constrained"] = await run_all(previous, held, "extractive", template,
                                                      "previous_constrained", progress)
     runs["free"] = await run_all(base, held, "free", template, "free", progress)
@@ -282,6 +283,11 @@ async def _run(args: argparse.Namespace) -> None:
         "goals": GOALS,
         "rows": rows,
         "outcomes": {mode: [asdict(o) for o in outcomes] for mode, outcomes in runs.items()},
+        # what the margins were chosen on, kept so another decision rule can be replayed
+        "calibration_outcomes": {
+            "adapter": [asdict(o) for o in calibration],
+            **({"previous": [asdict(o) for o in previous_calibration]}
+               if args.previous_adapter is not None else {})},
     }
     (args.out / "answers.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
     write_plot(rows, args.out / "answers.png")

@@ -130,7 +130,7 @@ calibrated on other articles ({cal['answerable']} + {cal['unanswerable']} questi
 
 {table}
 
-The served default (last adapter row) against the goals: {verdict}.
+The served default ("adapter + constraint + abstention") against the goals: {verdict}.
 Raw outcomes: [answers.json](answers.json); plot: [answers.png](answers.png).
 """
     path.write_text(text)

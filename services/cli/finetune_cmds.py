@@ -421,13 +421,17 @@ def build_default(
     squad2: Path = typer.Option(..., "--squad2", exists=True, dir_okay=False,
                                 help="SQuAD 2.0 file (squad_v2_dev_5articles.json)."),
     out: Path | None = typer.Option(None, help="Folder to write (default: the shipped one)."),
+    stop_after: int | None = typer.Option(
+        None, "--stop-after", min=1,
+        help="Stop after this many steps (a slow machine); the schedule still spans the epoch."),
 ) -> None:
     """Rebuild the shipped answer adapter (data, seeded LoRA training, data card); then run
-    `python -m benchmarks.answers ... --gate` to measure it and write its gate."""
+    `python -m benchmarks.answers ... --previous-adapter <a copy of the old one> --gate` to
+    measure it and write its gate."""
     from services.finetune import default_adapter
 
     target = out or default_adapter.SHIPPED_DIR / default_adapter.ADAPTER_NAME
-    card = default_adapter.build_default(target, squad, squad2)
+    card = default_adapter.build_default(target, squad, squad2, stop_after=stop_after)
     console.print(f"built {target}: {card['counts']['total']} examples, "
                   f"{card['training']['steps']} steps, final loss "
                   f"{card['training']['final_loss']}")

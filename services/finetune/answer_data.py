@@ -77,9 +77,9 @@ class Question:
 class DataSpec:
     """How many examples of each kind; every draw is seeded."""
 
-    answerable: int = 340
-    squad2_unanswerable: int = 70
-    gold_left_out: int = 38
+    answerable: int = 975
+    squad2_unanswerable: int = 205
+    gold_left_out: int = 100
     seed: int = 20261202
 
 

@@ -17,8 +17,9 @@ come from the base model under the constraint.
 Settings (environment): ``CUSTOMLLM_ANSWER_ADAPTER_ENABLED`` (default true; false serves the
 base model under the constraint), ``CUSTOMLLM_ANSWER_ADAPTER_NAME`` (the registry name served,
 default ``answers``), ``CUSTOMLLM_ANSWER_ADAPTER_ABSTAIN_MARGIN`` (the "don't know" threshold
-on the adapter's own first-step scores; default: the one calibrated with the shipped adapter,
-recorded in ``shipped/answers/gate.json``; ``none`` turns the check off).
+on the adapter's own first-step scores; default: the one calibrated with the served version,
+recorded in its ``gate.json`` (the shipped one's in ``shipped/answers/gate.json``); ``none``
+turns the check off).
 """
 
 from __future__ import annotations
@@ -73,6 +74,18 @@ class AnswerAdapter:
 
     name: str
     abstain_margin: float | None
+    # The margin is calibrated with one adapter's weights. When set, the served version's own
+    # (its folder's gate.json, copied there at registration) wins, so an install that keeps an
+    # earlier promoted version after an upgrade does not judge it by the new one's margin;
+    # ``abstain_margin`` then serves only versions that carry none.
+    per_version_margin: bool = False
+
+    def margin_for(self, folder: Path) -> float | None:
+        if self.per_version_margin:
+            value = shipped_gate(folder).get("abstain_margin")
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+        return self.abstain_margin
 
 
 def from_settings(settings: AnswerAdapterSettings | None = None) -> AnswerAdapter | None:
@@ -84,6 +97,7 @@ def from_settings(settings: AnswerAdapterSettings | None = None) -> AnswerAdapte
             settings.model_fields_set:
         value = shipped_gate().get("abstain_margin")
         margin = float(value) if isinstance(value, int | float) else None
+        return AnswerAdapter(settings.name, margin, per_version_margin=True)
     return AnswerAdapter(settings.name, margin)
 
 

@@ -55,13 +55,18 @@ class LocalBackend:
 
     def default_adapter(self) -> str | None:
         """The answer adapter's name when the adapters directory serves it, else None."""
+        return self._served_answer_adapter()[0]
+
+    def _served_answer_adapter(self) -> tuple[str | None, float | None]:
+        """(name, abstention margin) of the answer adapter as served now: the margin follows
+        the promoted version, which a person may change while the worker runs."""
         if self.answer_adapter is None:
-            return None
+            return None, None
         try:
-            self.engine.adapters.resolve(self.answer_adapter.name)
+            folder = self.engine.adapters.resolve(self.answer_adapter.name)
         except UnknownAdapter:
-            return None
-        return self.answer_adapter.name
+            return None, None
+        return self.answer_adapter.name, self.answer_adapter.margin_for(folder.path)
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         try:
@@ -78,11 +83,10 @@ class LocalBackend:
 
             spec, adapter, compact = request.extractive, request.adapter, False
             if adapter is None and self.answer_adapter is not None:
-                adapter = await asyncio.to_thread(self.default_adapter)
+                adapter, margin = await asyncio.to_thread(self._served_answer_adapter)
                 if adapter is not None:
                     compact = True
-                    spec = dataclasses.replace(
-                        spec, abstain_margin=self.answer_adapter.abstain_margin)
+                    spec = dataclasses.replace(spec, abstain_margin=margin)
             try:
                 answer = await answer_extractive(self.engine, request.messages, spec,
                                                  request.max_tokens, adapter, compact=compact)

@@ -11,6 +11,7 @@ guardrail hands it on (``services.common.pii.redact`` writes ``<ENTITY_TYPE>``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import uuid
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 
 from services.common import adapter_registry as registry
 from services.common.events import Principal, RagFilters, RagOptions, RagRequest, Screening
-from services.common.generation.answer_adapter import AnswerAdapter, from_settings, install
+from services.common.generation.answer_adapter import from_settings, install
 from services.common.generation.local_backend import LocalBackend
 from services.common.generation.local_engine import LocalEngine
 from services.rag import pipeline
@@ -62,7 +63,8 @@ def deps(stack, embedder, adapters_dir, name) -> pipeline.RagDeps:
         update={"adapters_dir": adapters_dir}))
     shipped = from_settings()
     assert shipped is not None
-    backend = LocalBackend(engine, answer_adapter=AnswerAdapter(name, shipped.abstain_margin))
+    # as serving: the margin is the served version's own (its gate.json, copied at install)
+    backend = LocalBackend(engine, answer_adapter=dataclasses.replace(shipped, name=name))
     backend.warm_up()
     return pipeline.RagDeps(engine=stack.engine, embedder=embedder, backend=backend,
                             config=rag_settings(), model_id=stack.settings.served_model_id,
@@ -98,14 +100,9 @@ def _ask(deps, prefix: str, question: str, principal: Principal):
     ("How long does production access last before it must be renewed?", EMPLOYEE,
      "sixty days", "onboarding.md"),
     # "hours" is the question's own word: the constraint never copies it, so the span is
-    # "seventy-two". A known miss of the shipped adapter (docs/benchmarks/answers.md): its
-    # first-step preference for "don't know" here (0.51) is just above the margin calibrated
-    # on other articles (0.47), so it abstains; its best span is "seventy-two [2]". Strict:
-    # the test fails as soon as a retrained adapter gets it right, so the mark is removed.
-    pytest.param("Within how many hours must regulators be notified?", SECURITY,
-                 "seventy-two", "incident-response.txt",
-                 marks=pytest.mark.xfail(strict=True, reason="the shipped adapter abstains "
-                                         "(decision 0.51 > calibrated margin 0.47)")),
+    # "seventy-two" (the adapter shipped before this one abstained here).
+    ("Within how many hours must regulators be notified?", SECURITY, "seventy-two",
+     "incident-response.txt"),
     # As the default input policy passes the demo's third question on: the e-mail redacted.
     ("I am Jane Doe (<EMAIL_ADDRESS>): how long does production access last before it must "
      "be renewed?", EMPLOYEE, "sixty days", "onboarding.md"),

@@ -1,0 +1,51 @@
+"""The "don't know" margin follows the served version of the answer adapter: each margin is
+calibrated with one set of weights, so an install that keeps an earlier promoted version after
+an upgrade must not judge it by the newly shipped one's margin."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from services.common.generation.answer_adapter import (
+    AnswerAdapter,
+    AnswerAdapterSettings,
+    from_settings,
+    shipped_gate,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def _version(tmp_path, name: str, gate: dict | None):
+    folder = tmp_path / name
+    folder.mkdir()
+    if gate is not None:
+        (folder / "gate.json").write_text(json.dumps(gate))
+    return folder
+
+
+def test_the_served_versions_own_margin_wins(tmp_path):
+    adapter = AnswerAdapter("answers", 1.82, per_version_margin=True)
+    assert adapter.margin_for(_version(tmp_path, "v1", {"abstain_margin": 0.47})) == 0.47
+
+
+def test_a_version_without_a_calibrated_margin_gets_the_configured_one(tmp_path):
+    adapter = AnswerAdapter("answers", 1.82, per_version_margin=True)
+    assert adapter.margin_for(_version(tmp_path, "trained", None)) == 1.82
+    assert adapter.margin_for(_version(tmp_path, "other", {"passed": True})) == 1.82
+
+
+def test_a_margin_set_by_the_operator_applies_to_every_version(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUSTOMLLM_ANSWER_ADAPTER_ABSTAIN_MARGIN", "0.9")
+    adapter = from_settings(AnswerAdapterSettings())
+    assert adapter is not None and not adapter.per_version_margin
+    assert adapter.margin_for(_version(tmp_path, "v1", {"abstain_margin": 0.47})) == 0.9
+
+
+def test_by_default_the_margin_is_per_version_with_the_shipped_one_as_fallback(monkeypatch):
+    monkeypatch.delenv("CUSTOMLLM_ANSWER_ADAPTER_ABSTAIN_MARGIN", raising=False)
+    adapter = from_settings(AnswerAdapterSettings())
+    assert adapter is not None and adapter.per_version_margin
+    assert adapter.abstain_margin == pytest.approx(shipped_gate()["abstain_margin"])
