@@ -43,6 +43,9 @@ from services.finetune.chat_data import IGNORE_INDEX, TokenizedExample
 
 _LEADING_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
 MAX_SPAN_TOKENS = 10  # as Extractive.max_span_tokens: longer answers cannot be served
+# Spans may run through the question's words ("World Health Organization" for "which
+# organization ..."), never start with one; the data card records it and serving follows it.
+QUESTION_WORDS_INSIDE = True
 # Article titles per part. SQuAD 1.1 (11 articles of the train set) gives answerable questions,
 # SQuAD 2.0 (5 articles of the dev set) answerable and unanswerable ones.
 SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
@@ -144,7 +147,7 @@ def encode_example(tokenizer: Any, end_ids: frozenset[int], q: Question,
         return None
     messages = compact_messages(q.question, compact, no_answer)
     constraint = build_constraint(tokenizer, compact, no_answer, end_ids, MAX_SPAN_TOKENS,
-                                  q.question, FOCUS_SENTENCES)
+                                  q.question, FOCUS_SENTENCES, QUESTION_WORDS_INSIDE)
     end = end_of_turn(tokenizer, end_ids)
     if q.gold_n is None:
         target = [*constraint.no_answer, end]

@@ -26,7 +26,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from services.finetune.answer_data import SPLIT, DataSpec, build, file_sha256
+from services.finetune.answer_data import (
+    QUESTION_WORDS_INSIDE,
+    SPLIT,
+    DataSpec,
+    build,
+    file_sha256,
+)
 from services.finetune.training import TrainingCancelled, TrainingConfig
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "common" / "generation" / "shipped"
@@ -139,6 +145,8 @@ def finalize(out_dir: Path, squad11: Path, squad2: Path, spec: DataSpec,
         "licence": LICENCE,
         "split": "by article: training articles only; calibration articles choose the "
                  "abstention threshold; held-out articles are what the benchmark reports",
+        # the constraint the targets were written under; serving applies the same
+        "constraint": {"question_words_inside": QUESTION_WORDS_INSIDE},
         "data_spec": asdict(spec), "counts": counts,
         "training": {**config.as_dict(), **training},
         # the weights and their configuration; the card's own files are written after it

@@ -24,6 +24,7 @@ turns the check off).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -44,12 +45,35 @@ WEIGHTS = "adapter_model.safetensors"
 logger = logging.getLogger(__name__)
 
 
-def shipped_gate(folder: Path = SHIPPED_DIR) -> dict[str, Any]:
-    """The gate record written by the answers benchmark beside the shipped weights."""
+def read_gate(folder: Path = SHIPPED_DIR) -> dict[str, Any]:
+    """The gate record the answers benchmark wrote beside a version's weights (the shipped
+    one's by default); registration copies it into the version folder."""
+    return _read_json(folder / GATE_FILE)
+
+
+def read_card(folder: Path = SHIPPED_DIR) -> dict[str, Any]:
+    """The data card written with a version's weights (what it was trained on, and how)."""
+    return _read_json(folder / DATACARD_FILE)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """The file's object, ``{}`` when it is missing or unreadable. Serving asks on every
+    request (the promoted version may change under it), so a file is parsed again only when
+    its modification time or size changed."""
     try:
-        return json.loads((folder / GATE_FILE).read_text())
+        stat = path.stat()
+    except OSError:
+        return {}
+    return dict(_parsed(str(path), stat.st_mtime_ns, stat.st_size))  # callers may add keys
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    try:
+        value = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return {}
+    return value if isinstance(value, dict) else {}
 
 
 class AnswerAdapterSettings(BaseSettings):
@@ -82,10 +106,18 @@ class AnswerAdapter:
 
     def margin_for(self, folder: Path) -> float | None:
         if self.per_version_margin:
-            value = shipped_gate(folder).get("abstain_margin")
+            value = read_gate(folder).get("abstain_margin")
             if isinstance(value, int | float) and not isinstance(value, bool):
                 return float(value)
         return self.abstain_margin
+
+
+def question_words_inside(folder: Path) -> bool:
+    """Whether this version was trained to copy answers that run through a word of the
+    question (its data card's ``constraint`` says so): serving must apply the rule the weights
+    were trained under, and versions without the record were trained under the stricter one."""
+    constraint = read_card(folder).get("constraint")
+    return isinstance(constraint, dict) and constraint.get("question_words_inside") is True
 
 
 def from_settings(settings: AnswerAdapterSettings | None = None) -> AnswerAdapter | None:
@@ -95,7 +127,7 @@ def from_settings(settings: AnswerAdapterSettings | None = None) -> AnswerAdapte
     margin = settings.abstain_margin
     if margin is None and settings.use_calibrated_margin and "abstain_margin" not in \
             settings.model_fields_set:
-        value = shipped_gate().get("abstain_margin")
+        value = read_gate().get("abstain_margin")
         margin = float(value) if isinstance(value, int | float) else None
         return AnswerAdapter(settings.name, margin, per_version_margin=True)
     return AnswerAdapter(settings.name, margin)
@@ -116,8 +148,8 @@ def install(db: Any, adapters_dir: Path, name: str = "answers", base_model: str 
         return "absent"
     from sqlalchemy import text
 
-    gate = shipped_gate(folder)
-    card = _card(folder)
+    gate = read_gate(folder)
+    card = read_card(folder)
     digest = weights_hash(folder)
     with db.begin() as conn:  # one installer at a time (the rag and guardrails workers start)
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('customllm.shipped:' || :n))"),
@@ -159,13 +191,6 @@ def install_from_settings(settings: Any) -> str:
         outcome = f"not installed: {type(exc).__name__}: {str(exc)[:200]}"
     log(logger, logging.INFO, "answer adapter", outcome=outcome)
     return outcome
-
-
-def _card(folder: Path) -> dict[str, Any]:
-    try:
-        return json.loads((folder / DATACARD_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def _data_hash(card: dict[str, Any]) -> str | None:

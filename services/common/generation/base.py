@@ -58,6 +58,9 @@ class Extractive:
     max_span_tokens: int = 10
     question: str | None = None  # keeps spans to the sentences about it (evidence_focus.py)
     prior_weight: float = 1.0  # first token against the "N/A"-question prior (prior.py); 0: off
+    # spans may run through the question's words (never start with one): the answer adapter's
+    # rule when its data card says it was trained under it (evidence_tokens.build_constraint)
+    question_words_inside: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "passages", tuple((int(n), str(t)) for n, t in self.passages))

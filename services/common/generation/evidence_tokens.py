@@ -56,11 +56,18 @@ def _has_text(piece: str) -> bool:
 
 def build_constraint(tokenizer: Any, passages: Sequence[tuple[int, str]], no_answer: str,
                      end_ids: frozenset[int], max_span: int = 32, question: str | None = None,
-                     focus_sentences: int = 2) -> EvidenceConstraint:
+                     focus_sentences: int = 2,
+                     question_words_inside: bool = False) -> EvidenceConstraint:
     """The automaton for these ``(n, text)`` passages, the template's "don't know" text and
     the model's end-of-turn ids. With ``question``, spans are kept to the ``focus_sentences``
-    sentences about it and never contain its words or start with a stop word
-    (:mod:`services.common.generation.evidence_focus`)."""
+    sentences about it, never start with a stop word or one of the question's words, and never
+    contain the question's words either unless ``question_words_inside``
+    (:mod:`services.common.generation.evidence_focus`).
+
+    ``question_words_inside`` is for the answer adapter, which learnt where an answer ends:
+    one held-out answer in eight runs through a word of its question ("World Health
+    Organization" asked as "which organization ..."), and the bare model needs the stricter
+    rule so as not to echo the question back."""
     encode = _encoder(tokenizer)
     texts = [text for _, text in passages]
     kept = focus(question, texts, focus_sentences) if question else None
@@ -71,13 +78,15 @@ def build_constraint(tokenizer: Any, passages: Sequence[tuple[int, str]], no_ans
         ids, offsets = list(encoded["input_ids"]), list(encoded["offset_mapping"])
         pieces = tokenizer.convert_ids_to_tokens(ids)
         words = word_at(text, offsets)
-        blocked = {i for i, word in enumerate(words) if word and stem(word) in asked}
+        echoed = {i for i, word in enumerate(words) if word and stem(word) in asked}
+        blocked = set() if question_words_inside else set(echoed)
         if kept is not None:
             blocked |= {i for i, ok in enumerate(inside(text, kept.ranges[p], offsets)) if not ok}
         built.append(Passage(
             n=n, tokens=tuple(ids),
             starts=frozenset(i for i in range(len(ids)) if is_word_start(pieces, i)
-                             and words[i] not in STOPWORDS and i not in blocked),
+                             and words[i] not in STOPWORDS and i not in blocked
+                          and i not in echoed),
             ends=frozenset(i for i in range(1, len(ids) + 1) if is_word_end(pieces, i)),
             marker=tuple(encode(f" [{n}]")), blocked=frozenset(blocked),
             breaks=frozenset(i for i, first in enumerate(sentence_starts(text, offsets))

@@ -82,7 +82,8 @@ async def answer_extractive(engine: LocalEngine, messages: Sequence[dict[str, st
     prompt_ids = await asyncio.to_thread(engine.encode, prompt)
     constraint = await asyncio.to_thread(
         build_constraint, engine.tokenizer, passages, spec.no_answer, engine.end_ids,
-        spec.max_span_tokens, spec.question, focus_sentences)
+        spec.max_span_tokens, spec.question, focus_sentences,
+        compact and spec.question_words_inside)
     run = _Run(ConstrainedLogits(constraint, len(prompt_ids), prior_weight=prior_weight),
                constraint.no_answer)
     prepare = None

@@ -7,7 +7,7 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 
-from services.common.generation.answer_adapter import AnswerAdapter
+from services.common.generation.answer_adapter import AnswerAdapter, question_words_inside
 from services.common.generation.base import (
     GenerationError,
     GenerationRequest,
@@ -57,16 +57,18 @@ class LocalBackend:
         """The answer adapter's name when the adapters directory serves it, else None."""
         return self._served_answer_adapter()[0]
 
-    def _served_answer_adapter(self) -> tuple[str | None, float | None]:
-        """(name, abstention margin) of the answer adapter as served now: the margin follows
-        the promoted version, which a person may change while the worker runs."""
+    def _served_answer_adapter(self) -> tuple[str | None, float | None, bool]:
+        """(name, abstention margin, question words inside spans) of the answer adapter as
+        served now: both follow the promoted version, which a person may change while the
+        worker runs."""
         if self.answer_adapter is None:
-            return None, None
+            return None, None, False
         try:
             folder = self.engine.adapters.resolve(self.answer_adapter.name)
         except UnknownAdapter:
-            return None, None
-        return self.answer_adapter.name, self.answer_adapter.margin_for(folder.path)
+            return None, None, False
+        return (self.answer_adapter.name, self.answer_adapter.margin_for(folder.path),
+                question_words_inside(folder.path))
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         try:
@@ -83,10 +85,12 @@ class LocalBackend:
 
             spec, adapter, compact = request.extractive, request.adapter, False
             if adapter is None and self.answer_adapter is not None:
-                adapter, margin = await asyncio.to_thread(self._served_answer_adapter)
+                adapter, margin, inside = await asyncio.to_thread(
+                    self._served_answer_adapter)
                 if adapter is not None:
                     compact = True
-                    spec = dataclasses.replace(spec, abstain_margin=margin)
+                    spec = dataclasses.replace(spec, abstain_margin=margin,
+                                               question_words_inside=inside)
             try:
                 answer = await answer_extractive(self.engine, request.messages, spec,
                                                  request.max_tokens, adapter, compact=compact)

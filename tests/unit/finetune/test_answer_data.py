@@ -94,3 +94,17 @@ def test_writable_forms_keep_the_gold_text_first_and_drop_only_articles():
     assert writable_forms([" The Eiffel Tower ", "about 1%"]) == [
         "The Eiffel Tower", "about 1%", "Eiffel Tower"]
     assert writable_forms(["the"]) == ["the"]
+
+
+def test_an_answer_running_through_a_question_word_is_taught(smol_tokenizer):
+    # "Which company ...?" answered by "Gustave Eiffel's company": one held-out answer in eight
+    # contains a word of its question, and the adapter is trained to copy them whole
+    q = Question("q6", "Eiffel", "Which company designed the tower?",
+                 ("Gustave Eiffel's company",), PASSAGES, 2, "answerable")
+    assert _target_text(smol_tokenizer, q) == "Gustave Eiffel's company [2]"
+
+
+def test_an_answer_led_by_a_question_word_is_still_skipped(smol_tokenizer):
+    q = Question("q7", "Eiffel", "Who criticised the tower?", ("tower",), PASSAGES, 1,
+                 "answerable")  # echoing the question back is never an answer
+    assert encode_example(smol_tokenizer, ENDS, q, NO_ANSWER) is None

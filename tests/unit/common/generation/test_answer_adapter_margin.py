@@ -12,7 +12,7 @@ from services.common.generation.answer_adapter import (
     AnswerAdapter,
     AnswerAdapterSettings,
     from_settings,
-    shipped_gate,
+    read_gate,
 )
 
 pytestmark = pytest.mark.unit
@@ -48,4 +48,14 @@ def test_by_default_the_margin_is_per_version_with_the_shipped_one_as_fallback(m
     monkeypatch.delenv("CUSTOMLLM_ANSWER_ADAPTER_ABSTAIN_MARGIN", raising=False)
     adapter = from_settings(AnswerAdapterSettings())
     assert adapter is not None and adapter.per_version_margin
-    assert adapter.abstain_margin == pytest.approx(shipped_gate()["abstain_margin"])
+    assert adapter.abstain_margin == pytest.approx(read_gate()["abstain_margin"])
+
+
+def test_a_rewritten_gate_is_read_again(tmp_path):
+    # read on every request but parsed once per file state: a promoted version's gate that a
+    # person rewrites takes effect on the next request
+    adapter = AnswerAdapter("answers", 1.82, per_version_margin=True)
+    folder = _version(tmp_path, "v1", {"abstain_margin": 0.47})
+    assert adapter.margin_for(folder) == 0.47
+    (folder / "gate.json").write_text(json.dumps({"abstain_margin": 0.925, "passed": True}))
+    assert adapter.margin_for(folder) == 0.925
