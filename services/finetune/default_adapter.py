@@ -166,6 +166,9 @@ def write_card_markdown(out_dir: Path, card: dict[str, Any]) -> None:
                else f"training stops after {training['stop_after_steps']} steps")
     rows = "\n".join(f"| {kind} | {c['available']} | {c['used']} | {c['skipped']} |"
                      for kind, c in counts.items() if isinstance(c, dict))
+    inside = card.get("constraint", {}).get("question_words_inside", False)
+    rule = ("may run through the question's words but never start with one" if inside
+            else "never contain the question's words")
     sources = "\n".join(
         f"- `{s['file']}` (sha256 `{s['sha256'][:16]}…`): train "
         f"{', '.join(s['articles']['train'])}; calibration "
@@ -183,6 +186,9 @@ Rebuild: `customllm finetune build-default --squad
 **Split:** {card['split']}.
 
 {sources}
+
+Targets are written under the evidence constraint the server applies to this version: spans
+of the three sentences about the question that {rule} (`constraint` in `datacard.json`).
 
 | examples | available | used | skipped (answer not writable under the constraint) |
 |---|---|---|---|
@@ -219,12 +225,15 @@ def _to_float16(out_dir: Path) -> None:
 
 def _portable_config(out_dir: Path) -> None:
     """``base_model_name_or_path`` names this machine's cache folder; the engine always loads
-    the adapter onto its own base, so the shipped config names the model id instead."""
+    the adapter onto its own base, so the shipped config names the model id instead. peft
+    writes ``target_modules`` from a set: sorted, a rebuild gives the same file and hash."""
     from services.common.config import get_settings
 
     path = out_dir / "adapter_config.json"
     config = json.loads(path.read_text())
     config["base_model_name_or_path"] = get_settings().local_model_id
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
     path.write_text(json.dumps(config, indent=2, sort_keys=True))
 
 

@@ -57,3 +57,10 @@ def test_serving_reads_the_rule_from_the_versions_data_card(tmp_path):
     assert question_words_inside(trained)
     assert not question_words_inside(older)  # trained before the rule: the strict one
     assert not question_words_inside(tmp_path / "missing")
+
+
+def test_the_shipped_adapter_is_served_under_the_rule_its_recipe_trains():
+    from services.common.generation.answer_adapter import SHIPPED_DIR
+    from services.finetune.answer_data import QUESTION_WORDS_INSIDE
+
+    assert question_words_inside(SHIPPED_DIR) is QUESTION_WORDS_INSIDE
