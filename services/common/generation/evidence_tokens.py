@@ -82,11 +82,11 @@ def build_constraint(tokenizer: Any, passages: Sequence[tuple[int, str]], no_ans
         blocked = set() if question_words_inside else set(echoed)
         if kept is not None:
             blocked |= {i for i, ok in enumerate(inside(text, kept.ranges[p], offsets)) if not ok}
+        no_start = blocked | echoed
         built.append(Passage(
             n=n, tokens=tuple(ids),
             starts=frozenset(i for i in range(len(ids)) if is_word_start(pieces, i)
-                             and words[i] not in STOPWORDS and i not in blocked
-                          and i not in echoed),
+                             and words[i] not in STOPWORDS and i not in no_start),
             ends=frozenset(i for i in range(1, len(ids) + 1) if is_word_end(pieces, i)),
             marker=tuple(encode(f" [{n}]")), blocked=frozenset(blocked),
             breaks=frozenset(i for i, first in enumerate(sentence_starts(text, offsets))
