@@ -4,6 +4,7 @@ both ways by the calibrated margin, the margin chosen for at most 10% false "don
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -38,6 +39,15 @@ def test_the_margin_decides_both_ways():
     decided = by_margin(outcomes, 1.0, NO)
     assert [o.abstained for o in decided] == [False, True]
     assert decided[0].text == "x [1]" and decided[1].text == NO
+
+
+def test_an_infinite_margin_gives_a_span_for_every_question():
+    # the benchmark's "a span for every question" row: even where the adapter wrote "don't
+    # know" (the run forced a span there), the forced span is what is scored
+    outcomes = [_outcome(True, 0.3, True), _outcome(False, 50.0, False)]
+    decided = by_margin(outcomes, math.inf, NO)
+    assert [o.abstained for o in decided] == [False, False]
+    assert [o.text for o in decided] == ["x [1]", "x [1]"]
 
 
 def test_calibration_keeps_false_dont_know_within_ten_percent():
