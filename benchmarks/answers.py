@@ -77,6 +77,7 @@ async def run_case(backend: Any, case: Case, mode: str, template: Any) -> Outcom
     """One question through the local backend in ``mode``: "free" (base, v1 prompt),
     "extractive" (the backend's extractive path: the base, or the adapter when the backend
     serves one) or "adapter_free" (the adapter on its compact prompt, unconstrained)."""
+    from services.common.generation.answer_adapter import focus_sentences
     from services.common.generation.base import Extractive, GenerationRequest
     from services.common.generation.evidence_prompt import compact_messages, compact_passages
     from services.common.prompting.prompts import load_template, render
@@ -84,7 +85,9 @@ async def run_case(backend: Any, case: Case, mode: str, template: Any) -> Outcom
 
     passages = tuple((p.n, p.text) for p in case.passages)
     if mode == "adapter_free":
-        messages = compact_messages(case.question, compact_passages(case.question, passages),
+        keep = focus_sentences(backend.engine.adapters.resolve(ADAPTER).path)
+        messages = compact_messages(case.question,
+                                    compact_passages(case.question, passages, keep),
                                     template.no_answer)
         request = GenerationRequest(messages=messages, max_tokens=EXTRACTIVE_MAX_TOKENS,
                                     adapter=ADAPTER)

@@ -424,14 +424,20 @@ def build_default(
     stop_after: int | None = typer.Option(
         None, "--stop-after", min=1,
         help="Stop after this many steps (a slow machine); the schedule still spans the epoch."),
+    focus_sentences: int | None = typer.Option(
+        None, "--focus-sentences", min=1,
+        help="Sentences about the question kept in the prompt (default: the recipe's)."),
 ) -> None:
     """Rebuild the shipped answer adapter (data, seeded LoRA training, data card); then run
     `python -m benchmarks.answers ... --previous-adapter <a copy of the old one> --gate` to
     measure it and write its gate."""
     from services.finetune import default_adapter
+    from services.finetune.answer_data import DataSpec
 
     target = out or default_adapter.SHIPPED_DIR / default_adapter.ADAPTER_NAME
-    card = default_adapter.build_default(target, squad, squad2, stop_after=stop_after)
+    spec = DataSpec() if focus_sentences is None else DataSpec(focus_sentences=focus_sentences)
+    card = default_adapter.build_default(target, squad, squad2, stop_after=stop_after,
+                                         spec=spec)
     console.print(f"built {target}: {card['counts']['total']} examples, "
                   f"{card['training']['steps']} steps, final loss "
                   f"{card['training']['final_loss']}")

@@ -84,6 +84,8 @@ class DataSpec:
     squad2_unanswerable: int = 205
     gold_left_out: int = 100
     seed: int = 20261202
+    # sentences of the compact prompt (and spans); recorded in the card, serving keeps to it
+    focus_sentences: int = FOCUS_SENTENCES
 
 
 def file_sha256(path: Path) -> str:
@@ -139,15 +141,16 @@ def end_of_turn(tokenizer: Any, end_ids: frozenset[int]) -> int:
 
 
 def encode_example(tokenizer: Any, end_ids: frozenset[int], q: Question,
-                   no_answer: str) -> TokenizedExample | None:
+                   no_answer: str, focus_sentences: int = FOCUS_SENTENCES
+                   ) -> TokenizedExample | None:
     """The example's ids and labels (loss on the target only), or None when the answer is not
     in the kept sentences or the automaton could not produce it (never a wrong label)."""
-    compact = compact_passages(q.question, q.passages)
+    compact = compact_passages(q.question, q.passages, focus_sentences)
     if not compact:
         return None
     messages = compact_messages(q.question, compact, no_answer)
     constraint = build_constraint(tokenizer, compact, no_answer, end_ids, MAX_SPAN_TOKENS,
-                                  q.question, FOCUS_SENTENCES, QUESTION_WORDS_INSIDE)
+                                  q.question, focus_sentences, QUESTION_WORDS_INSIDE)
     end = end_of_turn(tokenizer, end_ids)
     if q.gold_n is None:
         target = [*constraint.no_answer, end]
@@ -220,7 +223,7 @@ def build(tokenizer: Any, end_ids: frozenset[int], squad11: Path, squad2: Path, 
         for q in items:
             if kept >= wanted:
                 break
-            encoded = encode_example(tokenizer, end_ids, q, no_answer)
+            encoded = encode_example(tokenizer, end_ids, q, no_answer, spec.focus_sentences)
             if encoded is None:
                 skipped += 1
                 continue

@@ -26,6 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from services.common.generation.answer_adapter import LEGACY_FOCUS_SENTENCES
 from services.finetune.answer_data import (
     QUESTION_WORDS_INSIDE,
     SPLIT,
@@ -146,7 +147,8 @@ def finalize(out_dir: Path, squad11: Path, squad2: Path, spec: DataSpec,
         "split": "by article: training articles only; calibration articles choose the "
                  "abstention threshold; held-out articles are what the benchmark reports",
         # the constraint the targets were written under; serving applies the same
-        "constraint": {"question_words_inside": QUESTION_WORDS_INSIDE},
+        "constraint": {"question_words_inside": QUESTION_WORDS_INSIDE,
+                       "focus_sentences": spec.focus_sentences},
         "data_spec": asdict(spec), "counts": counts,
         "training": {**config.as_dict(), **training},
         # the weights and their configuration; the card's own files are written after it
@@ -167,6 +169,7 @@ def write_card_markdown(out_dir: Path, card: dict[str, Any]) -> None:
     rows = "\n".join(f"| {kind} | {c['available']} | {c['used']} | {c['skipped']} |"
                      for kind, c in counts.items() if isinstance(c, dict))
     inside = card.get("constraint", {}).get("question_words_inside", False)
+    kept = card.get("constraint", {}).get("focus_sentences", LEGACY_FOCUS_SENTENCES)
     rule = ("may run through the question's words but never start with one" if inside
             else "never contain the question's words")
     sources = "\n".join(
@@ -188,7 +191,7 @@ Rebuild: `customllm finetune build-default --squad
 {sources}
 
 Targets are written under the evidence constraint the server applies to this version: spans
-of the three sentences about the question that {rule} (`constraint` in `datacard.json`).
+of the {kept} sentences about the question that {rule} (`constraint` in `datacard.json`).
 
 | examples | available | used | skipped (answer not writable under the constraint) |
 |---|---|---|---|
@@ -243,9 +246,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--squad2", type=Path, required=True, help="SQuAD 2.0 (5 articles)")
     parser.add_argument("--out", type=Path, default=SHIPPED_DIR / ADAPTER_NAME)
     parser.add_argument("--max-steps", type=int, default=None, help="for a quick trial only")
+    parser.add_argument("--focus-sentences", type=int, default=DataSpec().focus_sentences,
+                        help="sentences of the compact prompt (the card records it)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    card = build_default(args.out, args.squad, args.squad2, max_steps=args.max_steps)
+    card = build_default(args.out, args.squad, args.squad2, max_steps=args.max_steps,
+                         spec=DataSpec(focus_sentences=args.focus_sentences))
     sys.stdout.write(json.dumps({k: card[k] for k in ("counts", "training")}, indent=1) + "\n")
 
 

@@ -120,6 +120,21 @@ def question_words_inside(folder: Path) -> bool:
     return isinstance(constraint, dict) and constraint.get("question_words_inside") is True
 
 
+# what versions whose card does not record ``focus_sentences`` were trained on
+LEGACY_FOCUS_SENTENCES = 3
+
+
+def focus_sentences(folder: Path) -> int:
+    """How many sentences about the question this version's compact prompt keeps (its data
+    card's ``constraint``): the weights learnt one prompt length, so serving builds the prompt
+    the served version was trained on, not the current recipe's."""
+    constraint = read_card(folder).get("constraint")
+    value = constraint.get("focus_sentences") if isinstance(constraint, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    return LEGACY_FOCUS_SENTENCES
+
+
 def from_settings(settings: AnswerAdapterSettings | None = None) -> AnswerAdapter | None:
     settings = settings or AnswerAdapterSettings()
     if not settings.enabled:

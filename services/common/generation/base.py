@@ -61,6 +61,9 @@ class Extractive:
     # spans may run through the question's words (never start with one): the answer adapter's
     # rule when its data card says it was trained under it (evidence_tokens.build_constraint)
     question_words_inside: bool = False
+    # sentences of the answer adapter's compact prompt, as its data card records; None: the
+    # current recipe's (evidence_prompt.FOCUS_SENTENCES)
+    focus_sentences: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "passages", tuple((int(n), str(t)) for n, t in self.passages))

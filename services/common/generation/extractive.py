@@ -75,9 +75,9 @@ async def answer_extractive(engine: LocalEngine, messages: Sequence[dict[str, st
     focus_sentences = 2
     prior_weight = spec.prior_weight
     if compact and spec.question and spec.passages:
-        passages = compact_passages(spec.question, spec.passages)
+        focus_sentences, prior_weight = spec.focus_sentences or FOCUS_SENTENCES, 0.0
+        passages = compact_passages(spec.question, spec.passages, focus_sentences)
         messages = compact_messages(spec.question, passages, spec.no_answer)
-        focus_sentences, prior_weight = FOCUS_SENTENCES, 0.0
     prompt = await asyncio.to_thread(engine.chat_prompt, messages)
     prompt_ids = await asyncio.to_thread(engine.encode, prompt)
     constraint = await asyncio.to_thread(

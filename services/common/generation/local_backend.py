@@ -7,7 +7,11 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 
-from services.common.generation.answer_adapter import AnswerAdapter, question_words_inside
+from services.common.generation.answer_adapter import (
+    AnswerAdapter,
+    focus_sentences,
+    question_words_inside,
+)
 from services.common.generation.base import (
     GenerationError,
     GenerationRequest,
@@ -19,6 +23,16 @@ from services.common.generation.local_engine import LocalEngine
 from services.common.logs import log
 
 logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServedAnswerAdapter:
+    """The served version of the answer adapter and the rules it was trained under."""
+
+    name: str
+    abstain_margin: float | None
+    words_inside: bool  # spans may run through the question's words (its card)
+    focus_sentences: int  # sentences of its compact prompt (its card)
 
 
 class LocalBackend:
@@ -55,20 +69,22 @@ class LocalBackend:
 
     def default_adapter(self) -> str | None:
         """The answer adapter's name when the adapters directory serves it, else None."""
-        return self._served_answer_adapter()[0]
+        served = self._served_answer_adapter()
+        return None if served is None else served.name
 
-    def _served_answer_adapter(self) -> tuple[str | None, float | None, bool]:
-        """(name, abstention margin, question words inside spans) of the answer adapter as
-        served now: both follow the promoted version, which a person may change while the
-        worker runs."""
+    def _served_answer_adapter(self) -> ServedAnswerAdapter | None:
+        """The answer adapter as served now: its margin and constraint follow the promoted
+        version, which a person may change while the worker runs."""
         if self.answer_adapter is None:
-            return None, None, False
+            return None
         try:
             folder = self.engine.adapters.resolve(self.answer_adapter.name)
         except UnknownAdapter:
-            return None, None, False
-        return (self.answer_adapter.name, self.answer_adapter.margin_for(folder.path),
-                question_words_inside(folder.path))
+            return None
+        return ServedAnswerAdapter(self.answer_adapter.name,
+                                   self.answer_adapter.margin_for(folder.path),
+                                   question_words_inside(folder.path),
+                                   focus_sentences(folder.path))
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         try:
@@ -85,12 +101,12 @@ class LocalBackend:
 
             spec, adapter, compact = request.extractive, request.adapter, False
             if adapter is None and self.answer_adapter is not None:
-                adapter, margin, inside = await asyncio.to_thread(
-                    self._served_answer_adapter)
-                if adapter is not None:
-                    compact = True
-                    spec = dataclasses.replace(spec, abstain_margin=margin,
-                                               question_words_inside=inside)
+                served = await asyncio.to_thread(self._served_answer_adapter)
+                if served is not None:
+                    adapter, compact = served.name, True
+                    spec = dataclasses.replace(spec, abstain_margin=served.abstain_margin,
+                                               question_words_inside=served.words_inside,
+                                               focus_sentences=served.focus_sentences)
             try:
                 answer = await answer_extractive(self.engine, request.messages, spec,
                                                  request.max_tokens, adapter, compact=compact)
