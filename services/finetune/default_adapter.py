@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common.generation.answer_adapter import LEGACY_FOCUS_SENTENCES
+from services.common.generation.evidence_prompt import PROMPT_VERSION
 from services.finetune.answer_data import (
     QUESTION_WORDS_INSIDE,
     SPLIT,
@@ -147,6 +148,7 @@ def finalize(out_dir: Path, squad11: Path, squad2: Path, spec: DataSpec,
         "split": "by article: training articles only; calibration articles choose the "
                  "abstention threshold; held-out articles are what the benchmark reports",
         # the constraint the targets were written under; serving applies the same
+        "prompt_version": PROMPT_VERSION,  # serving refuses weights of another prompt
         "constraint": {"question_words_inside": QUESTION_WORDS_INSIDE,
                        "focus_sentences": spec.focus_sentences},
         "data_spec": asdict(spec), "counts": counts,

@@ -135,6 +135,18 @@ def focus_sentences(folder: Path) -> int:
     return LEGACY_FOCUS_SENTENCES
 
 
+# what versions whose card does not name their prompt were trained on
+LEGACY_PROMPT_VERSION = "compact-v1"
+
+
+def prompt_version(folder: Path) -> str:
+    """The compact prompt's version this version was trained on (its data card's
+    ``prompt_version``): a server whose prompt builder has moved on must not feed these weights
+    a prompt they never saw."""
+    value = read_card(folder).get("prompt_version")
+    return value if isinstance(value, str) and value else LEGACY_PROMPT_VERSION
+
+
 def from_settings(settings: AnswerAdapterSettings | None = None) -> AnswerAdapter | None:
     settings = settings or AnswerAdapterSettings()
     if not settings.enabled:

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from services.common.generation.evidence_focus import focus, sentences
 from services.common.prompting.prompts import neutralize
 
+# Bump it when SYSTEM or the layout below changes: adapter versions whose card names another
+# are not served (answer_adapter.prompt_version), since their weights learnt the old prompt.
 PROMPT_VERSION = "compact-v1"
 FOCUS_SENTENCES = 3  # sentences kept over all passages (the constraint copies only from them)
 SYSTEM = ("Copy the answer from the sentences, then its number: Thomas Edison [2]\n"

@@ -6,10 +6,12 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from services.common.generation.answer_adapter import (
     AnswerAdapter,
     focus_sentences,
+    prompt_version,
     question_words_inside,
 )
 from services.common.generation.base import (
@@ -19,6 +21,7 @@ from services.common.generation.base import (
     UnknownAdapter,
 )
 from services.common.generation.engine_types import SamplingParams
+from services.common.generation.evidence_prompt import PROMPT_VERSION
 from services.common.generation.local_engine import LocalEngine
 from services.common.logs import log
 
@@ -55,6 +58,7 @@ class LocalBackend:
         self.timeout_s = timeout_s
         self.answer_adapter = answer_adapter
         self.install = install
+        self._refused: set[Path] = set()  # versions already warned about (wrong prompt)
 
     def warm_up(self) -> None:
         """Load the model (and the answer adapter) and run one tiny generation: the first call
@@ -74,12 +78,22 @@ class LocalBackend:
 
     def _served_answer_adapter(self) -> ServedAnswerAdapter | None:
         """The answer adapter as served now: its margin and constraint follow the promoted
-        version, which a person may change while the worker runs."""
+        version, which a person may change while the worker runs. None also for a version
+        trained on a compact prompt this server no longer builds."""
         if self.answer_adapter is None:
             return None
         try:
             folder = self.engine.adapters.resolve(self.answer_adapter.name)
         except UnknownAdapter:
+            return None
+        trained_on = prompt_version(folder.path)
+        if trained_on != PROMPT_VERSION:
+            if folder.path not in self._refused:
+                self._refused.add(folder.path)
+                log(logger, logging.WARNING, "answer adapter version trained on another "
+                    "prompt; the base model answers under the constraint",
+                    adapter=self.answer_adapter.name, path=str(folder.path),
+                    trained_on=trained_on, served=PROMPT_VERSION)
             return None
         return ServedAnswerAdapter(self.answer_adapter.name,
                                    self.answer_adapter.margin_for(folder.path),
