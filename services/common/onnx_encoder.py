@@ -74,21 +74,26 @@ def _tool_versions() -> dict[str, str]:
     return found
 
 
-def artifact_key(source_dir: Path, quantized: bool) -> tuple[str, dict[str, Any]]:
-    """(file stem, provenance): what determines the artifact's bytes."""
+def artifact_key(source_dir: Path, quantized: bool, layers: int | None = None
+                 ) -> tuple[str, dict[str, Any]]:
+    """(file stem, provenance): what determines the artifact's bytes. ``layers``: only the
+    first N transformer layers are exported (None: all; the key of a full model is unchanged)."""
     weights = source_dir / "model.safetensors"
     provenance: dict[str, Any] = {
         "recipe": RECIPE, "quantized": quantized, "source_sha256": _sha256(weights),
         "config_sha256": _sha256(source_dir / "config.json"), "tools": _tool_versions()}
+    if layers is not None:
+        provenance["layers"] = layers
     key = hashlib.sha256(json.dumps(provenance, sort_keys=True).encode()).hexdigest()[:16]
-    return f"minilm-{'int8' if quantized else 'fp32'}-{key}", provenance
+    depth = f"-l{layers}" if layers is not None else ""
+    return f"minilm{depth}-{'int8' if quantized else 'fp32'}-{key}", provenance
 
 
-def ensure_artifact(source_dir: Path, quantized: bool = True, out_dir: Path | None = None
-                    ) -> Path:
+def ensure_artifact(source_dir: Path, quantized: bool = True, out_dir: Path | None = None,
+                    layers: int | None = None) -> Path:
     """The ONNX file for the model in ``source_dir`` (built now if missing)."""
     out_dir = out_dir or onnx_dir()
-    stem, provenance = artifact_key(source_dir, quantized)
+    stem, provenance = artifact_key(source_dir, quantized, layers)
     target = out_dir / f"{stem}.onnx"
     if target.is_file():
         return target
@@ -111,7 +116,7 @@ def ensure_artifact(source_dir: Path, quantized: bool = True, out_dir: Path | No
         if target.is_file():
             return target
         fp32 = out_dir / f"{stem}.fp32.tmp.onnx"
-        _export(source_dir, fp32)
+        _export(source_dir, fp32, layers)
         if quantized:
             built = out_dir / f"{stem}.int8.tmp.onnx"
             _quantize(fp32, built)
@@ -124,14 +129,16 @@ def ensure_artifact(source_dir: Path, quantized: bool = True, out_dir: Path | No
     return target
 
 
-def _export(source_dir: Path, out: Path) -> None:
+def _export(source_dir: Path, out: Path, layers: int | None = None) -> None:
     """Token states of the transformer (pooling stays in numpy, as sentence-transformers
-    pools): dynamic batch and sequence axes."""
+    pools): dynamic batch and sequence axes. ``layers``: the states after the first N
+    layers (the rest are not loaded)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(str(source_dir), local_files_only=True).eval()
+    depth = {} if layers is None else {"num_hidden_layers": layers}
+    model = AutoModel.from_pretrained(str(source_dir), local_files_only=True, **depth).eval()
     ids = torch.ones(2, 16, dtype=torch.long)
     names = ["input_ids", "attention_mask", "token_type_ids"]
     with torch.no_grad():
@@ -277,7 +284,8 @@ def _batches(order: list[int], lengths: list[int], size: int) -> list[list[int]]
 
 
 def load_minilm(source_dir: Path, quantized: bool = True, threads: int | None = None,
-                batch_size: int = 32) -> OnnxSentenceEncoder:
-    """The shipped MiniLM (``source_dir``: the sentence-transformers folder) on ONNX Runtime."""
-    return OnnxSentenceEncoder(ensure_artifact(source_dir, quantized),
+                batch_size: int = 32, layers: int | None = None) -> OnnxSentenceEncoder:
+    """The shipped MiniLM (``source_dir``: the sentence-transformers folder) on ONNX Runtime;
+    ``layers``: its first N layers only."""
+    return OnnxSentenceEncoder(ensure_artifact(source_dir, quantized, layers=layers),
                                source_dir / "tokenizer.json", threads, batch_size)

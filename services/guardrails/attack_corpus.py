@@ -71,28 +71,37 @@ def read_seed_file(path: Path = SEED_FILE) -> list[tuple[str, str | None]]:
 
 def add_attacks(engine: Engine, texts: Sequence[str], source: str,
                 confirmed_by: str | None, embed: EmbedFn | None = None,
-                langs: Sequence[str | None] | None = None) -> int:
-    """Insert attacks (normalized) with their embeddings; returns how many were new."""
+                langs: Sequence[str | None] | None = None, encoder: str | None = None) -> int:
+    """Insert attacks (normalized) with their embeddings; returns how many were new.
+    ``encoder``: the model id behind ``embed``, recorded with each row (without ``embed``: the
+    guardrails' encoder, the one the input stage queries with)."""
+    if embed is None:
+        embed, encoder = stage_encoder()
     cleaned = [normalize(t).text.strip() for t in texts]
     keep = [i for i, t in enumerate(cleaned) if t]
     if not keep:
         return 0
-    vectors = (embed or default_embed())([cleaned[i] for i in keep])
+    vectors = embed([cleaned[i] for i in keep])
     rows = [{"text": cleaned[i], "hash": text_hash(cleaned[i]),
              "lang": langs[i] if langs else None, "source": source,
-             "confirmed_by": confirmed_by, "embedding": vectors[n]}
+             "confirmed_by": confirmed_by, "embedding": vectors[n], "encoder": encoder}
             for n, i in enumerate(keep)]
     insert = sql(
         "INSERT INTO guardrail_attacks (text, text_hash, lang, source, confirmed_by, "
-        "embedding) VALUES (:text, :hash, :lang, :source, :confirmed_by, :embedding) "
-        "ON CONFLICT (text_hash) DO NOTHING")
+        "embedding, encoder) VALUES (:text, :hash, :lang, :source, :confirmed_by, :embedding, "
+        ":encoder) ON CONFLICT (text_hash) DO NOTHING")
     with engine.begin() as conn:
         return sum(conn.execute(insert, row).rowcount for row in rows)
 
 
-def ensure_seeded(engine: Engine, embed: EmbedFn | None = None) -> int:
-    """Load the seed file once per process and database (idempotent across processes)."""
-    key = str(engine.url)
+def ensure_seeded(engine: Engine, embed: EmbedFn | None = None,
+                  encoder: str | None = None) -> int:
+    """Load the seed file once per process and database (idempotent across processes), and
+    bring every row's vector to ``encoder`` (see ``refresh_vectors``); returns the seeds
+    added."""
+    if embed is None:
+        embed, encoder = stage_encoder()
+    key = f"{engine.url}|{encoder}"
     with _seed_lock:
         if key in _seeded:
             return 0
@@ -103,20 +112,46 @@ def ensure_seeded(engine: Engine, embed: EmbedFn | None = None) -> int:
         added = 0
         if have < len(seeds):
             added = add_attacks(engine, [t for t, _ in seeds], SEED_SOURCE, "project",
-                                embed, [lang for _, lang in seeds])
+                                embed, [lang for _, lang in seeds], encoder)
+        if encoder is not None:
+            refresh_vectors(engine, embed, encoder)
         _seeded.add(key)
         return added
 
 
-def nearest(engine: Engine, vectors: np.ndarray, k: int = 3) -> list[Neighbour]:
-    """The ``k`` closest known attacks over all query vectors, best first."""
+def refresh_vectors(engine: Engine, embed: EmbedFn, encoder: str, batch: int = 256) -> int:
+    """Re-embed, with ``encoder``, every attack whose vector came from another model (or from
+    an unrecorded one); returns how many. Why: a question embedded by one model compared with
+    attacks embedded by another gets similarities that mean nothing, silently (same width).
+    The corpus is small (seeds plus confirmed attacks), so this is a one-off cost when the
+    guardrails' encoder changes. Replicas of the stage must share one encoder."""
+    with engine.connect() as conn:
+        stale = conn.execute(sql("SELECT attack_id, text FROM guardrail_attacks "
+                                 "WHERE encoder IS DISTINCT FROM :e ORDER BY attack_id"),
+                             {"e": encoder}).all()
+    update = sql("UPDATE guardrail_attacks SET embedding = :v, encoder = :e "
+                 "WHERE attack_id = :id AND encoder IS DISTINCT FROM :e")
+    for start in range(0, len(stale), batch):
+        part = stale[start:start + batch]
+        vectors = embed([row[1] for row in part])
+        with engine.begin() as conn:
+            for row, vector in zip(part, vectors, strict=True):
+                conn.execute(update, {"v": vector, "e": encoder, "id": row[0]})
+    return len(stale)
+
+
+def nearest(engine: Engine, vectors: np.ndarray, k: int = 3,
+            encoder: str | None = None) -> list[Neighbour]:
+    """The ``k`` closest known attacks over all query vectors, best first; with ``encoder``,
+    only attacks embedded by that model (a row of another model is not comparable)."""
     best: dict[int, Neighbour] = {}
+    only = "WHERE encoder = :e " if encoder is not None else ""
     with engine.connect() as conn:
         for index, vector in enumerate(vectors):
             rows = conn.execute(sql(
                 "SELECT attack_id, text, source, 1 - (embedding <=> :v) AS similarity "
-                "FROM guardrail_attacks ORDER BY embedding <=> :v LIMIT :k"),
-                {"v": vector, "k": k})
+                f"FROM guardrail_attacks {only}ORDER BY embedding <=> :v LIMIT :k"),
+                {"v": vector, "k": k, "e": encoder})
             for row in rows:
                 found = Neighbour(int(row[0]), row[1], row[2], float(row[3]), index)
                 known = best.get(found.attack_id)
@@ -158,10 +193,10 @@ def carrier_discount(query: str, attack: str) -> float:
 
 
 def scored_neighbours(engine: Engine, queries: Sequence[str], vectors: np.ndarray,
-                      k: int = 3) -> list[tuple[float, Neighbour]]:
-    """The ``k`` nearest known attacks to any of ``queries`` (embedded as ``vectors``), each
-    with its score (similarity after the carrier discount), best first."""
-    neighbours = nearest(engine, vectors, k)
+                      k: int = 3, encoder: str | None = None) -> list[tuple[float, Neighbour]]:
+    """The ``k`` nearest known attacks to any of ``queries`` (embedded as ``vectors`` by
+    ``encoder``), each with its score (similarity after the carrier discount), best first."""
+    neighbours = nearest(engine, vectors, k, encoder)
     scored = [(n.similarity * carrier_discount(queries[n.query_index], n.text), n)
               for n in neighbours]
     return sorted(scored, key=lambda pair: -pair[0])
@@ -176,16 +211,10 @@ def list_attacks(engine: Engine, limit: int = 100, source: str | None = None) ->
         return [AttackRow(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
 
-_default_embedder_lock = threading.Lock()
-_default: list[EmbedFn] = []
+def stage_encoder() -> tuple[EmbedFn, str]:
+    """The guardrails' encoder and its model id: the one the input stage embeds questions
+    with, so attacks added from the command line land in the same space."""
+    from services.guardrails.encoder import head_encoder
 
-
-def default_embed() -> EmbedFn:
-    """The packaged MiniLM (the same model the rest of the platform embeds with)."""
-    with _default_embedder_lock:
-        if not _default:
-            from services.common.config import get_settings
-            from services.common.embeddings import embedder_from_settings
-
-            _default.append(embedder_from_settings(get_settings()).encode)
-        return _default[0]
+    encoder = head_encoder()
+    return encoder.encode, encoder.model_id

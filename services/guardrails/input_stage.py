@@ -151,7 +151,7 @@ def screen_input(question: str, policy: Policy, deps: InputDeps) -> StageVerdict
         _embed_in_one_batch(text, policy, deps, embed)
         t = timed("embed (one batch)", t)
     results.append(check_injection_similarity(text, inp.injection_similarity, deps.engine,
-                                              embed))
+                                              embed, deps.encoder_id))
     t = timed("injection_similarity", t)
     results.append(check_injection_classifier(text, inp.injection_classifier,
                                               deps.classifier_for(policy), embed))

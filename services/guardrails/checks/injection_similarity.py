@@ -18,14 +18,17 @@ CHECK = "injection_similarity"
 
 
 def check_injection_similarity(text: str, policy: CheckPolicy, engine: Engine | None,
-                               embed: EmbedFn | None) -> CheckResult:
+                               embed: EmbedFn | None, encoder: str | None = None) -> CheckResult:
+    """``encoder``: the model id behind ``embed``; the corpus is compared (and first brought)
+    in that model's space. None: not known, every row is compared as it is."""
     if not policy.enabled:
         return CheckResult(CHECK, None, False, "skip", "disabled by policy")
     if engine is None or embed is None:
         return CheckResult(CHECK, None, False, "skip", "no attack corpus (database) configured")
-    attack_corpus.ensure_seeded(engine, embed)
+    attack_corpus.ensure_seeded(engine, embed, encoder)
     queries = attack_corpus.query_texts(text)
-    scored = attack_corpus.scored_neighbours(engine, queries, embed(queries), k=3)
+    scored = attack_corpus.scored_neighbours(engine, queries, embed(queries), k=3,
+                                             encoder=encoder)
     if not scored:
         return CheckResult(CHECK, 0.0, False, "allow", "attack corpus is empty")
     top_score, top = scored[0]

@@ -11,6 +11,7 @@ from services.common import onnx_encoder
 from services.common.embeddings import (
     MINILM,
     MINILM_INT8,
+    MINILM_L4_INT8,
     canonical_model_id,
     default_model_path,
     embedder_for,
@@ -39,6 +40,25 @@ def test_int8_is_its_own_model_id():
     assert canonical_model_id("minilm-int8") == MINILM_INT8 != MINILM
     assert spec_for(MINILM_INT8).backend == "onnx-int8" and spec_for(MINILM_INT8).dim == 384
     assert checked_model_id(MINILM_INT8) == MINILM_INT8  # usable in the index's SQL
+
+
+def test_a_truncated_encoder_is_its_own_artifact_and_model_id(built, tmp_path):
+    """The first four layers (measured for the guardrail heads, not adopted): another file,
+    another model id, shorter work, and the full model's file name unchanged by the option."""
+    _, full = built
+    source = default_model_path(MINILM)
+    assert onnx_encoder.artifact_key(source, True)[0] == full.name.removesuffix(".onnx")
+    stem, provenance = onnx_encoder.artifact_key(source, True, layers=4)
+    assert stem.startswith("minilm-l4-int8-") and provenance["layers"] == 4
+    assert canonical_model_id("minilm-l4-int8") == MINILM_L4_INT8 != MINILM_INT8
+    assert spec_for(MINILM_L4_INT8).layers == 4
+    short = onnx_encoder.OnnxSentenceEncoder(
+        onnx_encoder.ensure_artifact(source, True, tmp_path, layers=4),
+        source / "tokenizer.json", threads=1)
+    whole = onnx_encoder.OnnxSentenceEncoder(full, source / "tokenizer.json", threads=1)
+    cosine = np.sum(short.encode(TEXTS) * whole.encode(TEXTS), axis=1)
+    assert np.all(cosine < 0.99) and np.all(cosine > 0.3)  # a different space, same texts
+    assert np.allclose(np.linalg.norm(short.encode(TEXTS), axis=1), 1.0, atol=1e-5)
 
 
 def test_build_is_reproducible_and_recorded(built, tmp_path):
