@@ -109,7 +109,10 @@ def private_postgres() -> Iterator[Any]:
     settings = get_settings()
     try:
         postgres.start(state, settings.postgres_port)
-        migrate.upgrade(settings.sqlalchemy_url)
+        # As `customllm migrate` does: an empty index serves the configured encoder, the one
+        # ``load_index`` embeds with (migration 0010 alone seeds the torch MiniLM unless
+        # CUSTOMLLM_EMBEDDING_MODEL_ID is set, and vector search then finds nothing).
+        migrate.upgrade(settings.sqlalchemy_url, embedding_model_id=settings.embedding_model_id)
         engine = make_engine(settings.sqlalchemy_url)
         try:
             yield engine
@@ -239,6 +242,14 @@ def load_index(engine: Any, paragraphs: tuple[Paragraph, ...], encode: Encode,
             [{**r, "model_id": settings.embedding_model_id, "embedding": v}
              for r, v in zip(rows, vectors, strict=True)])
     from services.common import index_registry
+
+    with engine.connect() as conn:
+        active = index_registry.active_model(conn)
+    if active != settings.embedding_model_id:
+        # Retrieval without a model id searches the active model's vectors: none would be
+        # found, and every hybrid figure would silently be a lexical one.
+        raise RuntimeError(f"the index serves {active} but the chunks were embedded with "
+                           f"{settings.embedding_model_id}")
 
     for model_id, model_encode in (extra or {}).values():
         model_vectors = model_encode([r["text"] for r in rows])
