@@ -32,7 +32,11 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("aiokafka", "faust", "mode", "sentence_transformers", "httpx"):
+    # Set on the loggers themselves, so they stay quiet whatever a library later does to the
+    # root level. Presidio logs every pattern it tries at DEBUG: a profile of the guardrails
+    # worker under load found those records being built (and dropped) on every question.
+    for noisy in ("aiokafka", "faust", "mode", "sentence_transformers", "httpx",
+                  "presidio-analyzer"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
