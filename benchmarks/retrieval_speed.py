@@ -195,7 +195,8 @@ def _plan_uses_hnsw(engine: Any, vector: np.ndarray, scope: Any, mode: str) -> b
     with engine.begin() as conn:
         model = index_registry.model_literal(index_registry.active_model(conn))
         conn.execute(text(sql.SET_EXACT if mode == "exact" else sql.SET_HNSW),
-                     {"ef_search": "40", "max_scan_tuples": "20000"})
+                     {"ef_search": "40", "max_scan_tuples": "20000",
+                      "plan_cache_mode": "force_custom_plan"})
         plan = conn.execute(
             text("EXPLAIN " + sql.VECTOR_QUERY.format(columns=sql.CHUNK_COLUMNS, where=where,
                                                       model=model)),

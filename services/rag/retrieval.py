@@ -24,8 +24,9 @@ Why it is shaped this way:
   baseline that recall of the HNSW path is measured against.
 * **Results can count as passages.** With ``unit="passage"`` a paragraph the chunker split
   takes one of the ``top_k`` places, as it takes one citation (``services.rag.passages``).
-* **Each question is planned anew** (``retrieval_sql.CUSTOM_PLANS``): a cached generic plan
-  of these statements was slower than planning them with the question's own values.
+* **Plan caching is chosen per mode** (``PLAN_CACHE_MODES``, measured in
+  ``benchmarks/retrieval_plans.py``): the hybrid and lexical statements may run from Postgres'
+  cached generic plan, the vector statements are planned with each question's values.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ EF_SEARCH_MAX = 1000  # pgvector's upper bound for hnsw.ef_search
 MAX_SCAN_TUPLES = 20_000  # pgvector's default; caps the work of one iterative scan
 DF_CAP = 1000  # lexical: exact document-frequency counting stops here (see retrieval_sql)
 DEFAULT_WEIGHTS = FusionWeights()
+# ``plan_cache_mode`` per mode, set for the retrieval transaction (see ``retrieval_sql``).
+PLAN_CACHE_MODES: dict[str, str] = {"hybrid": "auto", "lexical": "auto",
+                                    "vector": "force_custom_plan", "exact": "force_custom_plan"}
 
 
 @dataclass(frozen=True)
@@ -187,11 +191,9 @@ def _vector(conn: Connection, query_vector: np.ndarray, model: str, where: str,
             params: dict[str, Any], limit: int, exact: bool) -> list[RetrievedChunk]:
     vector = np.asarray(query_vector, dtype=np.float32).reshape(-1)
     if exact:
-        conn.execute(text(sql.SET_EXACT))
+        conn.execute(text(sql.SET_EXACT), {"plan_cache_mode": PLAN_CACHE_MODES["exact"]})
     else:
-        ef_search = min(EF_SEARCH_MAX, max(EF_SEARCH_MIN, limit))
-        conn.execute(text(sql.SET_HNSW), {"ef_search": str(ef_search),
-                                          "max_scan_tuples": str(MAX_SCAN_TUPLES)})
+        _set_hnsw(conn, limit, PLAN_CACHE_MODES["vector"])
     rows = conn.execute(
         text(sql.VECTOR_QUERY.format(columns=sql.CHUNK_COLUMNS, where=where, model=model)),
         {**params, "q": vector, "limit": limit},
@@ -204,7 +206,7 @@ def _lexical(conn: Connection, question: str, where: str, params: dict[str, Any]
              limit: int, weights: FusionWeights) -> list[RetrievedChunk]:
     if not question.strip():
         return []
-    conn.execute(text(sql.SET_CUSTOM_PLANS))
+    conn.execute(text(sql.SET_PLAN_CACHE), {"plan_cache_mode": PLAN_CACHE_MODES["lexical"]})
     rows = conn.execute(
         text(sql.LEXICAL_QUERY.format(columns=sql.CHUNK_COLUMNS, where=where,
                                       access=sql.ACCESS_WHERE)),
@@ -259,9 +261,7 @@ def _pool_rows(conn: Connection, query_vector: np.ndarray, model: str, question:
                ) -> tuple[list[Any], dict[str, list[float]]]:
     """The pool's rows and their fusion signals, one list per name of ``fusion.SIGNALS``."""
     vector = np.asarray(query_vector, dtype=np.float32).reshape(-1)
-    ef_search = min(EF_SEARCH_MAX, max(EF_SEARCH_MIN, limit))
-    conn.execute(text(sql.SET_HNSW), {"ef_search": str(ef_search),
-                                      "max_scan_tuples": str(MAX_SCAN_TUPLES)})
+    _set_hnsw(conn, limit, PLAN_CACHE_MODES["hybrid"])
     rows = conn.execute(
         text(sql.HYBRID_QUERY.format(columns=sql.CHUNK_COLUMNS, where=where,
                                      access=sql.ACCESS_WHERE, model=model)),
@@ -274,6 +274,13 @@ def _pool_rows(conn: Connection, query_vector: np.ndarray, model: str, question:
                "phrase": [t[0] for t in terms], "proximity": [t[1] for t in terms],
                "coverage": [t[2] for t in terms]}
     return list(rows), signals
+
+
+def _set_hnsw(conn: Connection, limit: int, plan_cache_mode: str) -> None:
+    ef_search = min(EF_SEARCH_MAX, max(EF_SEARCH_MIN, limit))
+    conn.execute(text(sql.SET_HNSW), {"ef_search": str(ef_search),
+                                      "max_scan_tuples": str(MAX_SCAN_TUPLES),
+                                      "plan_cache_mode": plan_cache_mode})
 
 
 def _chunk(row: Any, score: float, vector_rank: int | None = None,

@@ -33,25 +33,28 @@ CHUNK_COLUMNS = (
 )
 
 # Per-transaction settings (``set_config(..., true)`` = ``SET LOCAL`` with bind parameters).
-# Custom plans: psycopg prepares a statement run five times on a connection, and Postgres then
-# settles on a generic plan, one made without the question's terms, the vector or the scope's
-# filters. For these queries that plan was slower: p50 hybrid 38 -> 28 ms, lexical 37 -> 19 ms
-# when planned per question, same rankings (``benchmarks/retrieval_plans.py``: held-out
-# questions, alternating rounds); planning costs 3-5 ms of that. ``force_custom_plan`` keeps the
-# prepared parse and plans each execution anew.
-CUSTOM_PLANS = "set_config('plan_cache_mode', 'force_custom_plan', true)"
-SET_CUSTOM_PLANS = "SELECT " + CUSTOM_PLANS
+# Plan caching, per mode (``PLAN_CACHE_MODES``): psycopg prepares a statement run five times on a
+# connection, and Postgres' default (``auto``) may then serve it from a generic plan, made without
+# the question's terms, the vector or the scope's values. For the hybrid and lexical statements
+# that plan is the faster one: their terms are computed inside the statement, so planning them
+# per question only adds the planning (hybrid p50 15.4 -> 10.7 ms, lexical 7.7 -> 4.8 ms, same
+# rankings; ``benchmarks/retrieval_plans.py``: held-out questions, alternating rounds). The
+# vector statement is planned per question (``force_custom_plan``): its generic plan was slower
+# (5.3 against 2.9 ms) and ranked differently. (Before migration 0014 the full-text index's
+# pending list made every lexical scan sequential and the comparison came out the other way.)
+PLAN_CACHE = "set_config('plan_cache_mode', :plan_cache_mode, true)"
+SET_PLAN_CACHE = "SELECT " + PLAN_CACHE
 # Iterative scans (pgvector 0.8) make the HNSW scan continue past ``ef_search`` until LIMIT rows
 # survive the WHERE clause, so a selective access filter still yields k rows; ``relaxed_order``
 # may return rows slightly out of distance order, hence the re-sort outside the CTE below.
 SET_HNSW = (
-    "SELECT " + CUSTOM_PLANS + ", "
+    "SELECT " + PLAN_CACHE + ", "
     "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
     "set_config('hnsw.ef_search', :ef_search, true), "
     "set_config('hnsw.max_scan_tuples', :max_scan_tuples, true)"
 )
 # Exact mode: no index scan at all, so the plan is a brute-force scan + sort (recall baseline).
-SET_EXACT = "SELECT " + CUSTOM_PLANS + ", set_config('enable_indexscan', 'off', true)"
+SET_EXACT = "SELECT " + PLAN_CACHE + ", set_config('enable_indexscan', 'off', true)"
 
 # Vectors come from ``chunk_embeddings`` for one model: ``{model}`` is the model id as a SQL
 # literal (validated by ``index_registry.model_literal``), inlined so the planner picks that

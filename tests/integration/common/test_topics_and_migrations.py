@@ -68,6 +68,17 @@ def test_chunks_have_hnsw_and_full_text_indexes(stack):
     assert "USING gin (tsv)" in indexes["chunks_tsv_idx"]
 
 
+def test_search_gin_indexes_are_written_through(stack):
+    # A pending list turns every lexical query into sequential scans until a VACUUM merges it.
+    options = dict(stack.query(
+        "SELECT relname, reloptions FROM pg_class WHERE relname IN "
+        "('chunks_tsv_idx', 'documents_acl_idx', 'documents_metadata_idx', "
+        "'answer_cache_docs_idx')"))
+    for index in ("chunks_tsv_idx", "documents_acl_idx", "documents_metadata_idx"):
+        assert "fastupdate=off" in (options[index] or []), index
+    assert not options["answer_cache_docs_idx"]  # written per answer: keeps the default
+
+
 def test_topics_and_messages_survive_a_broker_restart(stack):
     bootstrap = stack.settings.kafka_bootstrap
     spec = TopicSpec(f"tests.restart.{uuid.uuid4().hex[:8]}", None, "test", {}, partitions=1)

@@ -86,7 +86,8 @@ def test_selective_filter_uses_the_hnsw_index_and_needs_iterative_scan(stack,
     force_index = text("SELECT set_config('enable_sort', 'off', true)")
     with stack.engine.begin() as conn:
         conn.execute(force_index)
-        conn.execute(text(sql.SET_HNSW), {"ef_search": "40", "max_scan_tuples": "20000"})
+        conn.execute(text(sql.SET_HNSW), {"ef_search": "40", "max_scan_tuples": "20000",
+                                          "plan_cache_mode": "force_custom_plan"})
         plan = "\n".join(r[0] for r in conn.execute(text(f"EXPLAIN {query_sql.text}"), bind))
         assert "chunk_embeddings_hnsw_" in plan, plan  # the active model's partial index
         assert len(conn.execute(query_sql, bind).all()) == 10

@@ -154,7 +154,8 @@ def test_hybrid_vector_list_can_use_the_hnsw_index(stack, embedder, corpus):
             "limit": 10, "df_cap": DF_CAP, "k1": 0.9, "b": 0.4}
     with stack.engine.begin() as conn:
         conn.execute(text("SELECT set_config('enable_sort', 'off', true)"))
-        conn.execute(text(sql.SET_HNSW), {"ef_search": "40", "max_scan_tuples": "20000"})
+        conn.execute(text(sql.SET_HNSW), {"ef_search": "40", "max_scan_tuples": "20000",
+                                          "plan_cache_mode": "auto"})
         plan = "\n".join(r[0] for r in conn.execute(text(f"EXPLAIN {query}"), bind))
     assert "chunk_embeddings_hnsw_" in plan, plan  # the active model's partial HNSW index
 
