@@ -127,6 +127,10 @@ class Settings(BaseSettings):
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     otel_endpoint: str = "http://127.0.0.1:4318/v1/traces"
     log_level: str = "INFO"
+    # asyncio's event loop for the stream workers and the gateway: "auto" is uvloop when it is
+    # installed (it is a dependency; the Kafka client in the workers is pure Python on the
+    # loop, so each hop of a request pays the loop's overhead), else asyncio's own.
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from services.common import logs, metrics, telemetry
+from services.common import event_loop, logs, metrics, telemetry
 from services.common.config import get_settings
 
 
@@ -14,6 +14,7 @@ def run_worker(module: str, service_name: str) -> None:
     logs.configure(settings.log_level)
     telemetry.setup_tracing(service_name, settings)
     metrics.setup_metrics(service_name, settings)
+    event_loop.install(settings.event_loop)
     app = importlib.import_module(module).app
     try:
         # Faust's CLI reads sys.argv; the worker's options are ours, not the caller's.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.common import logs, metrics, telemetry
+from services.common import event_loop, logs, metrics, telemetry
 from services.common.config import Settings
 from services.gateway.config import gateway_settings
 
@@ -17,4 +17,5 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     metrics.setup_metrics("gateway", settings)
     config = gateway_settings()
     uvicorn.run(create_app(settings, config), host=host or config.gateway_host,
-                port=port or config.gateway_port, log_level=settings.log_level.lower())
+                port=port or config.gateway_port, log_level=settings.log_level.lower(),
+                loop=event_loop.uvicorn_loop(settings.event_loop))
