@@ -360,13 +360,17 @@ def measure_input_stage(questions: list[str]) -> dict[str, Any]:
     policy = policy_store().get()
     deps = input_stage.load_input_deps(get_settings())
     input_stage.warm_up(deps, policy)
-    times = []
+    times: list[float] = []
+    per_check: dict[str, list[float]] = {}
     for question in questions:
         started = time.perf_counter()
         input_stage.screen_conversation(question, [], policy, deps)
         times.append((time.perf_counter() - started) * 1000)
+        for check, ms in deps.timings_ms.items():
+            per_check.setdefault(check, []).append(ms)
     times.sort()
     return {"questions": len(times), "p50_ms": _pct(times, 50), "p95_ms": _pct(times, 95),
+            "checks_p50_ms": {check: _pct(sorted(ms), 50) for check, ms in per_check.items()},
             "load": os.getloadavg()}
 
 

@@ -60,7 +60,9 @@ def markdown(results: dict[str, Any]) -> str:
         "*rest* = end to end − rag worker − output stage: the input stage, four Kafka hops and "
         "the gateway. Stage times are single-request medians.",
         f"Input stage alone (same questions, in process, default policy): p50 "
-        f"{inp.get('p50_ms')} ms, p95 {inp.get('p95_ms')} ms.",
+        f"{inp.get('p50_ms')} ms, p95 {inp.get('p95_ms')} ms; per check, p50 ms: "
+        + ", ".join(f"{check} {ms}" for check, ms in inp.get("checks_p50_ms", {}).items())
+        + ".",
         f"What the indexer pays instead, in the background: the detector on one paragraph, "
         f"p50 {results.get('ingest_pii', {}).get('p50_ms')} ms, p95 "
         f"{results.get('ingest_pii', {}).get('p95_ms')} ms (once per chunk text; "

@@ -6,6 +6,7 @@ gets a new schema version and a new model.
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
@@ -16,6 +17,8 @@ from services.common import contracts
 ContentType = Literal["text/plain", "text/markdown", "text/html", "application/pdf",
                       "application/vnd.openxmlformats-officedocument.wordprocessingml.document"]
 PrivacyClass = Literal["public", "internal", "confidential", "restricted"]
+# A question vector of up to 2,048 float32 dimensions, base64 (the shipped encoders: 384).
+MAX_VECTOR_BASE64 = 4 * ((2048 * 4 + 2) // 3)
 
 
 def utc_now() -> datetime:
@@ -202,6 +205,34 @@ class Decision(BaseModel):
     policy_version: str | None = None
 
 
+class QuestionVector(BaseModel):
+    """The screened question's vector from the input stage's encoder (float32, base64).
+
+    Why it travels: the input stage has already embedded the question for its learned heads,
+    and when that encoder is the model the index serves the rag worker searches with this
+    vector instead of encoding the question a second time. It is part of ``Screening``, so only
+    the input stage's signed hand-off can carry it (a client's is replaced with the rest), and
+    the rag worker uses it only for the model it names (``services.rag.query_encoder``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_id: str
+    float32_base64: str = Field(max_length=MAX_VECTOR_BASE64)
+
+    @classmethod
+    def of(cls, model_id: str, vector: Any) -> QuestionVector:
+        import numpy as np
+
+        raw = np.ascontiguousarray(vector, dtype="<f4").reshape(-1).tobytes()
+        return cls(model_id=model_id, float32_base64=base64.b64encode(raw).decode("ascii"))
+
+    def array(self) -> Any:
+        """The vector as a float32 array (numpy imported here: most event users never need
+        it)."""
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(self.float32_base64, validate=True), dtype="<f4")
+
+
 class Screening(BaseModel):
     """What the input guardrail decided, carried on ``rag.screened`` to the rag worker.
 
@@ -220,6 +251,7 @@ class Screening(BaseModel):
     # redacted from the answer by the output stage (redact_pii).
     above_clearance: Literal["hide", "redact_pii"] = "hide"
     canary: str | None = None
+    question_vector: QuestionVector | None = None
 
 
 class RagRequest(Event):

@@ -160,7 +160,8 @@ async def screen(message: Inbound) -> Outcome:
     if verdict.blocked:
         return done(*audited, *await _reply(request.reply_to, handlers.refusal_reply(
             request, verdict, policy, audit.current_trace_id())))
-    screening = input_stage.screening_for(verdict, policy, new_canary())
+    screening = input_stage.screening_for(verdict, policy, new_canary(),
+                                          _input_deps().encoder_id)
     screened = handlers.screened_request(request, verdict, screening, history)
     return done(*audited, Emit(RAG_SCREENED, request.request_id.encode(),
                                handoff.signed_json(screened, "screened-request",

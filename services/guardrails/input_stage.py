@@ -22,7 +22,7 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from services.common.config import Settings
-from services.common.events import Screening
+from services.common.events import QuestionVector, Screening
 from services.common.text_normalize import normalize
 from services.guardrails import attack_corpus
 from services.guardrails import classifier as classifier_mod
@@ -166,7 +166,8 @@ def screen_input(question: str, policy: Policy, deps: InputDeps) -> StageVerdict
     timings["total"] = round((t - started) * 1000, 3)
     cpu["total"] = round((cpu_last - cpu_started) * 1000, 3)
     return StageVerdict(stage="input", policy_version=policy.policy_version, text=redacted,
-                        results=tuple(results))
+                        results=tuple(results),
+                        text_vector=None if embed is None else embed.held(redacted))
 
 
 def _embed_in_one_batch(text: str, policy: Policy, deps: InputDeps, embed: EmbedFn) -> None:
@@ -201,28 +202,38 @@ def length_groups(texts: list[str], ratio: float = LENGTH_GROUP_RATIO) -> list[l
     return groups
 
 
-def _embedded_once(embed: EmbedFn | None,
-                   same_input: Callable[[str], str] | None = None) -> EmbedFn | None:
+class EmbedMemory:
     """``embed`` with a memory for one question: the similarity layer, the injection head and
     the hate head score overlapping texts (the question itself above all), and the encoder is
     the stage's main cost. Keyed on ``same_input``: the similarity layer's raw sentences and
-    the heads' readable ones are mostly one input to an uncased encoder, embedded once."""
-    if embed is None:
-        return None
-    key = same_input or (lambda text: text)
-    known: dict[str, np.ndarray] = {}
+    the heads' readable ones are mostly one input to an uncased encoder, embedded once. What it
+    holds afterwards is read by ``held``: the screened question's vector goes on to the rag
+    worker, which then need not encode the question again."""
 
-    def cached(texts: list[str]) -> np.ndarray:
-        keys = [key(t) for t in texts]
+    def __init__(self, embed: EmbedFn, same_input: Callable[[str], str] | None = None) -> None:
+        self._embed = embed
+        self._key = same_input or (lambda text: text)
+        self._known: dict[str, np.ndarray] = {}
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        keys = [self._key(t) for t in texts]
         missing: dict[str, str] = {}
         for text, k in zip(texts, keys, strict=True):
-            if k not in known:
+            if k not in self._known:
                 missing.setdefault(k, text)
         if missing:
-            known.update(zip(missing, embed(list(missing.values())), strict=True))
-        return np.stack([known[k] for k in keys]) if texts else embed([])
+            self._known.update(zip(missing, self._embed(list(missing.values())), strict=True))
+        return np.stack([self._known[k] for k in keys]) if texts else self._embed([])
 
-    return cached
+    def held(self, text: str) -> np.ndarray | None:
+        """The vector of ``text`` if it was embedded as this same input, else None (never
+        computed here)."""
+        return self._known.get(self._key(text))
+
+
+def _embedded_once(embed: EmbedFn | None,
+                   same_input: Callable[[str], str] | None = None) -> EmbedMemory | None:
+    return None if embed is None else EmbedMemory(embed, same_input)
 
 
 def question_changed(verdict: StageVerdict) -> bool:
@@ -256,10 +267,14 @@ def screen_conversation(question: str, history: Sequence[str], policy: Policy,
     return dataclasses.replace(verdict, results=tuple(results)), screened
 
 
-def screening_for(verdict: StageVerdict, policy: Policy, canary: str | None) -> Screening:
+def screening_for(verdict: StageVerdict, policy: Policy, canary: str | None,
+                  encoder_id: str | None = None) -> Screening:
     """The directives the rag worker gets on ``rag.screened``, from the verdict and the
-    policy's document rules."""
+    policy's document rules; with the question's vector when the checks embedded the screened
+    question itself and the encoder is known (``encoder_id``)."""
     documents = policy.documents
+    vector = (None if verdict.text_vector is None or encoder_id is None
+              else QuestionVector.of(encoder_id, verdict.text_vector))
     return Screening(
         policy_version=verdict.policy_version,
         decisions=verdict.decisions(),
@@ -268,4 +283,5 @@ def screening_for(verdict: StageVerdict, policy: Policy, canary: str | None) -> 
         injection_threshold=documents.injection_scan.threshold,
         above_clearance=documents.above_clearance,
         canary=canary,
+        question_vector=vector,
     )

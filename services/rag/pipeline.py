@@ -96,9 +96,11 @@ class Generated:
 
 async def answer(request: RagRequest, deps: RagDeps) -> RagReply:
     started, timer = time.perf_counter(), _Timer()
+    carried, request = screening.take_question_vector(request)
     plan = await _plan(request, deps)
     with timer.stage("embed"):
-        vector_model, vector = await _in_thread(deps.query_encoder.encode, request.question)
+        vector_model, vector = await _in_thread(deps.query_encoder.encode, request.question,
+                                                carried)
     # The semantic cache compares question vectors: only those of the same embedding model
     # (after ``customllm index switch`` the old model's entries are simply not found).
     plan = replace(plan, cache_context=cache.context_key(

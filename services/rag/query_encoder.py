@@ -14,6 +14,7 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from services.common.embeddings import Embedder, canonical_model_id, embedder_for
+from services.common.events import QuestionVector
 from services.common.index_registry import ActiveModel
 
 
@@ -33,7 +34,30 @@ class QueryEncoder:
                 found.threads = self.configured.threads
         return found
 
-    def encode(self, question: str) -> tuple[str, np.ndarray]:
-        """(model id, unit vector) of ``question`` under the active model."""
+    def encode(self, question: str, carried: QuestionVector | None = None,
+               ) -> tuple[str, np.ndarray]:
+        """(model id, unit vector) of ``question`` under the active model. ``carried``: the
+        input stage's vector of the same question (signed hand-off), used when it is of the
+        active model and of its width, which saves encoding the question again; anything else
+        is encoded here."""
         model_id = self.active.get()
+        reused = usable_vector(carried, model_id, self.configured.dim)
+        if reused is not None:
+            return model_id, reused
         return model_id, self.embedder(model_id).encode_queries([question])[0]
+
+
+def usable_vector(carried: QuestionVector | None, model_id: str, dim: int) -> np.ndarray | None:
+    """``carried`` as a unit vector when it is ``model_id``'s and ``dim`` wide, else None."""
+    if carried is None or canonical_model_id(carried.model_id) != canonical_model_id(model_id):
+        return None
+    try:
+        vector = carried.array()
+    except ValueError:  # not base64, or not a whole number of float32s
+        return None
+    if vector.shape != (dim,) or not np.all(np.isfinite(vector)):
+        return None
+    norm = float(np.linalg.norm(vector))
+    if not 0.99 < norm < 1.01:  # every shipped encoder's query vectors are unit-normalized
+        return None
+    return vector

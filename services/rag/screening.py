@@ -19,12 +19,23 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from services.common.events import DraftEvidence, Principal, Screening
+from services.common.events import DraftEvidence, Principal, QuestionVector, RagRequest, Screening
 from services.common.events import RetrievedChunk as EvidenceChunk
 from services.common.prompting.context_item import ContextItem
 from services.rag.access import RESTRICTED_RANK, AccessScope
 from services.rag.context import fence_marked
 from services.rag.retrieval import RetrievedChunk
+
+
+def take_question_vector(request: RagRequest) -> tuple[QuestionVector | None, RagRequest]:
+    """The input stage's vector of the question, and the request without it: the vector serves
+    this worker's search only, so the draft's evidence and the cache keep the directives alone
+    (the output stage has no use for 2 KB of floats)."""
+    screening = request.screening
+    if screening is None or screening.question_vector is None:
+        return None, request
+    return screening.question_vector, request.model_copy(update={
+        "screening": screening.model_copy(update={"question_vector": None})})
 
 
 def cache_directives(screening: Screening | None) -> dict[str, Any] | None:

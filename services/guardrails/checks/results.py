@@ -43,6 +43,9 @@ class StageVerdict:
     policy_version: str
     text: str
     results: tuple[CheckResult, ...]
+    # The encoder's vector of ``text`` when the checks embedded exactly that input (the input
+    # stage hands it to the rag worker); not part of the decision.
+    text_vector: Any = field(default=None, compare=False, repr=False)
 
     @property
     def blocked(self) -> bool:

@@ -90,6 +90,26 @@ def test_client_screening_is_replaced_and_pii_redacted_before_the_rag_worker(sta
     events = records_for(stack, GUARDRAILS_EVENTS, request.request_id,
                          expected=len(screening["decisions"]))
     assert any(e["check"] == "pii" and e["action"] == "redact" for e in events)
+    # A client's vector goes with the rest of its screening, and a redacted question's own
+    # vector was never computed by the checks: the rag worker encodes the redacted text.
+    assert screening.get("question_vector") is None
+
+
+def test_the_screened_question_carries_the_encoders_vector_of_itself(stack, client):
+    from services.common.events import QuestionVector
+    from services.guardrails.encoder import encoder_id, head_encoder
+
+    question = "How long does the cooling loop inspection take?"
+    forged = Screening(policy_version="forged", question_vector=QuestionVector.of(
+        encoder_id(), [1.0] + [0.0] * 383))
+    request = _request(question, screening=forged)
+    client.submit(request)
+    [screened] = records_for(stack, RAG_SCREENED, request.request_id, timeout_s=60)
+    assert screened["question"] == question
+    carried = QuestionVector(**screened["screening"]["question_vector"])
+    assert carried.model_id == encoder_id()
+    own = head_encoder().encode([question])[0]
+    assert float(carried.array() @ own) > 0.999  # the stage's vector, not the client's
 
 
 def test_the_domain_policy_is_reloaded_between_two_requests(stack, client, policies):

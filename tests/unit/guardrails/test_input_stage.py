@@ -120,6 +120,25 @@ def test_screening_carries_document_rules(policy):
     assert screening_for(verdict, off, None).marked_chunks == "allow"
 
 
+def test_the_screened_question_goes_on_with_its_vector_when_the_checks_embedded_it(
+        policy, model, calm_hate_head):
+    from tests.unit.guardrails.conftest import fake_embed
+
+    deps = InputDeps(classifier=model, hate_head=calm_hate_head, embed=fake_embed,
+                     same_input=str.lower, encoder_id="stand-in")
+    question = "What is the parental leave policy?"
+    verdict = screen_input(question, policy, deps)
+    assert np.allclose(verdict.text_vector, fake_embed([question])[0])
+    carried = screening_for(verdict, policy, None, deps.encoder_id).question_vector
+    assert carried is not None and carried.model_id == "stand-in"
+    assert np.allclose(carried.array(), fake_embed([question])[0])
+    # Without a known encoder nothing is carried; a redacted question was never embedded as
+    # it goes on, so the rag worker encodes it itself.
+    assert screening_for(verdict, policy, None).question_vector is None
+    redacted = screen_input("Mail jane.doe@example.com the leave form", policy, deps)
+    assert "<EMAIL_ADDRESS>" in redacted.text and redacted.text_vector is None
+
+
 def test_a_question_that_is_only_the_carrier_of_a_known_attack_is_discounted():
     from services.guardrails.attack_corpus import carrier_discount
 
