@@ -146,8 +146,15 @@ def nearest(engine: Engine, vectors: np.ndarray, k: int = 3,
     only attacks embedded by that model (a row of another model is not comparable)."""
     best: dict[int, Neighbour] = {}
     only = "WHERE encoder = :e " if encoder is not None else ""
+    # A question and its skeleton are mostly one input to the encoder, so one vector: searched
+    # once, its neighbours credited to the first query that has it (as a repeat would leave
+    # them, since only a strictly closer match replaces a neighbour).
+    distinct: dict[bytes, int] = {}
+    for index, vector in enumerate(vectors):
+        distinct.setdefault(np.asarray(vector, dtype=np.float32).tobytes(), index)
     with engine.connect() as conn:
-        for index, vector in enumerate(vectors):
+        for index in distinct.values():
+            vector = vectors[index]
             rows = conn.execute(sql(
                 "SELECT attack_id, text, source, 1 - (embedding <=> :v) AS similarity "
                 f"FROM guardrail_attacks {only}ORDER BY embedding <=> :v LIMIT :k"),
