@@ -274,6 +274,8 @@ def _script(ch: str) -> str | None:
 
 def mixed_script_words(text: str) -> int:
     """Words mixing Latin with Cyrillic/Greek/Armenian letters: the homoglyph trick."""
+    if text.isascii():  # every ASCII letter is Latin
+        return 0
     count = 0
     for word in _WORD.findall(text):
         scripts = {s for s in map(_script, word) if s}
@@ -289,6 +291,8 @@ def _matching(text: str) -> set[str]:
 def light_fold(text: str) -> str:
     """Lowercase without accents: the form the multilingual patterns are written for. Not an
     evasion (accents are ordinary spelling), unlike what ``skeleton`` undoes."""
+    if text.isascii():  # nothing to decompose
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text.lower())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 

@@ -31,6 +31,7 @@ _INVISIBLE = re.compile(
     "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e007f]"
 )
 _KEEP_CONTROLS = {"\n", "\t"}
+_DROPPED_CATEGORIES = ("Cc", "Cf", "Co", "Cs")
 
 
 @dataclass(frozen=True)
@@ -44,13 +45,20 @@ class Normalized:
     changed: bool
 
 
+def _dropped(ch: str) -> bool:
+    return ch not in _KEEP_CONTROLS and unicodedata.category(ch) in _DROPPED_CATEGORIES
+
+
 def strip_invisible(text: str) -> tuple[str, int]:
-    """(text without invisible/control characters, how many were removed)."""
+    """(text without invisible/control characters, how many were removed).
+
+    Each *distinct* character is judged once (a text has a few dozen), not every character:
+    this runs on every question several times (normalize, skeleton, the rules' views), and a
+    per-character Python loop was most of its cost on long texts."""
     cleaned = _INVISIBLE.sub("", text)
-    cleaned = "".join(
-        ch for ch in cleaned
-        if ch in _KEEP_CONTROLS or unicodedata.category(ch) not in ("Cc", "Cf", "Co", "Cs")
-    )
+    dropped = {ord(ch): None for ch in set(cleaned) if _dropped(ch)}
+    if dropped:
+        cleaned = cleaned.translate(dropped)
     cleaned = cleaned.replace("\r\n", "\n")
     return cleaned, len(text) - len(cleaned)
 
@@ -93,7 +101,11 @@ _HOMOGLYPHS = {
 # Leetspeak applies only inside words that also contain letters, so "1999" or "v2.0" stay.
 _LEET = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
          "@": "a", "$": "s", "!": "i", "|": "l", "+": "t"}
-_LEET_WORD = re.compile(r"[\w@$!|+]+")
+# A whole run of word characters that holds one of ``_LEET``'s keys: the only runs ``_unleet``
+# can change, so the regex engine passes over the others instead of a Python call per word.
+# Anchored at a run's start and lazy up to that key, each run is scanned once (no backtracking
+# from every position of a long run that has none).
+_LEET_WORD = re.compile(r"(?<![\w@$!|+])[\w@$!|+]*?[013457-9@$!|+][\w@$!|+]*")
 # Single letters separated by one separator (space, dot, dash, underscore, asterisk...) at
 # least four times in a row: "i g n o r e", "i.g.n.o.r.e", "i-g-n-o-r-e".
 _SPACED = re.compile(r"(?<![\w])(?:[a-z0-9@$][ .\-_*/\\|,:~]{1,2}){3,}[a-z0-9@$](?![\w])")
@@ -129,7 +141,10 @@ def _unleet(match: re.Match[str]) -> str:
 def skeleton(text: str) -> str:
     """A lowercase, folded form for matching: homoglyphs, accents, leetspeak and
     letter-by-letter spacing undone, whitespace collapsed. Never shown or forwarded."""
-    folded = "".join(_fold_char(ch) for ch in unicodedata.normalize("NFKC", text).lower())
+    lowered = unicodedata.normalize("NFKC", text).lower()
+    # ASCII folds to itself, so only the distinct other characters are looked up.
+    folded = lowered.translate({ord(ch): _fold_char(ch) for ch in set(lowered)
+                                if not ch.isascii()})
     folded, _ = strip_invisible(folded)
     collapsed = _SPACED.sub(lambda m: _SEPARATORS.sub("", m.group(0)), folded)
     unleeted = _LEET_WORD.sub(_unleet, collapsed)

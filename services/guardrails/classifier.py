@@ -19,6 +19,7 @@ it): precision, detection rate, false-positive rate, F1 and ROC-AUC.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import threading
@@ -55,12 +56,16 @@ _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
 _ADDRESS = re.compile(r"\S+@\S+\.\w+|https?://\S+|www\.\S+", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=256)
 def readable(text: str) -> str:
     """The text as a reader takes it in: encoded blobs that decode to readable text replaced
     by that text, then the skeleton (homoglyphs, leetspeak, spaced letters undone). The head
     scores this, not the raw characters: a disguise or an opaque blob is far from anything it
     was trained on, and would score as an attack whatever it hides (the benchmark found
-    benign texts in base64 flagged six times in ten before this)."""
+    benign texts in base64 flagged six times in ten before this).
+
+    Remembered for the last few texts: one screening asks for it four times (both heads'
+    views, once to embed them in one batch and once to score them)."""
 
     def inline(match: re.Match[str]) -> str:
         decoded = decoded_payloads(match.group(0))
