@@ -56,7 +56,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
 _ADDRESS = re.compile(r"\S+@\S+\.\w+|https?://\S+|www\.\S+", re.IGNORECASE)
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=32)
 def readable(text: str) -> str:
     """The text as a reader takes it in: encoded blobs that decode to readable text replaced
     by that text, then the skeleton (homoglyphs, leetspeak, spaced letters undone). The head
@@ -64,8 +64,9 @@ def readable(text: str) -> str:
     was trained on, and would score as an attack whatever it hides (the benchmark found
     benign texts in base64 flagged six times in ten before this).
 
-    Remembered for the last few texts: one screening asks for it four times (both heads'
-    views, once to embed them in one batch and once to score them)."""
+    Remembered for the last few texts only (a screening asks for it four times: both heads'
+    views, once to embed them in one batch and once to score them; a few screenings run at
+    once), so the process holds few recent questions."""
 
     def inline(match: re.Match[str]) -> str:
         decoded = decoded_payloads(match.group(0))
