@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 
-def _texts(squad: Path, paragraphs: int, questions: int) -> dict[str, list[str]]:
+def sample_texts(squad: Path, paragraphs: int, questions: int) -> dict[str, list[str]]:
     data = json.loads(squad.read_text())
     paras = [p["context"] for a in data["data"] for p in a["paragraphs"]]
     qs = [q["question"] for a in data["data"] for p in a["paragraphs"] for q in p["qas"]]
@@ -98,7 +98,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    texts = _texts(args.squad, args.paragraphs, args.questions)
+    texts = sample_texts(args.squad, args.paragraphs, args.questions)
     results: dict[str, Any] = {"threads": {}}
     for threads in [int(t) for t in args.threads.split(",")]:
         results["threads"][str(threads)] = run(texts, threads, args.rounds)

@@ -28,6 +28,7 @@ import fcntl
 import hashlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 RECIPE = ("minilm-onnx/2: opset 17, torchscript export; MatMul int8 weights per column, "
           "uint8 activations per token row")
 MAX_SEQ_LENGTH = 256  # the sentence-transformers config of the source model
-MAX_BATCH_TOKENS = 8192  # a batch of long texts is split before it pads past this
+# Padded tokens per model call. Small calls are cheaper per token, not just less padded: on
+# this project's 2-core CI machine (AMD EPYC), 761 ingest chunks cost 12.5 CPU-s in calls of
+# one text against 16.6 in calls of 32 (one thread); a call's activations then stay in the
+# core's cache. At 512, paragraphs go 2-3 to a call and questions ~30, each at its cheapest
+# (docs/benchmarks/encoder_speed.md, "Batch size").
+MAX_BATCH_TOKENS = 512
 
 
 class OnnxSettings(BaseSettings):
@@ -222,12 +228,20 @@ class OnnxSentenceEncoder:
     pads to little more than its own members; results come back in input order."""
 
     def __init__(self, model: Path, tokenizer: Path, threads: int | None = None,
-                 batch_size: int = 32, max_seq_length: int = MAX_SEQ_LENGTH) -> None:
+                 batch_size: int = 32, max_seq_length: int = MAX_SEQ_LENGTH,
+                 batch_tokens: int = MAX_BATCH_TOKENS, intra_op_threads: int = 1) -> None:
+        """``intra_op_threads`` > 1 runs each call on that many ONNX Runtime threads and the
+        calls one at a time (the former setting, kept so the benchmark can compare)."""
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or 0  # 0: one per physical core
+        # Each call runs on one thread, and ``threads`` calls run at once (the session is
+        # thread-safe and releases the GIL): the calls are small (``MAX_BATCH_TOKENS``), and on
+        # small calls ONNX Runtime's own intra-op threads cost more to coordinate than they
+        # save (761 chunks: 2 intra-op threads 17.3 CPU-s and 9.7 s; two one-thread calls at
+        # once 12.5 CPU-s and 6.3 s).
+        options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Idle pool threads sleep instead of spinning: the CPU is shared with Kafka, Postgres
@@ -239,6 +253,10 @@ class OnnxSentenceEncoder:
         self.tokenizer.enable_truncation(max_seq_length)
         self.tokenizer.no_padding()
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
+        self.threads = 1 if intra_op_threads > 1 else threads or len(os.sched_getaffinity(0))
+        self._pool = (ThreadPoolExecutor(self.threads, thread_name_prefix="onnx-encoder")
+                      if self.threads > 1 else None)
         self.dim = int(self.session.get_outputs()[0].shape[-1])
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -247,33 +265,47 @@ class OnnxSentenceEncoder:
         encodings = self.tokenizer.encode_batch(list(texts))
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for batch in _batches(order, [len(e.ids) for e in encodings], self.batch_size):
-            longest = max(len(encodings[i].ids) for i in batch)
-            ids = np.zeros((len(batch), longest), dtype=np.int64)
-            mask = np.zeros_like(ids)
-            for row, i in enumerate(batch):
-                tokens = encodings[i].ids
-                ids[row, :len(tokens)] = tokens
-                mask[row, :len(tokens)] = 1
-            states = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
-                                             "token_type_ids": np.zeros_like(ids)})[0]
-            pooled = (states * mask[..., None]).sum(axis=1) / np.maximum(
-                mask.sum(axis=1, keepdims=True), 1)
-            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-            out[batch] = pooled
+        batches = _batches(order, [len(e.ids) for e in encodings], self.batch_size,
+                           self.batch_tokens)
+
+        def run(batch: list[int]) -> None:
+            out[batch] = self._encode_batch([encodings[i].ids for i in batch])
+
+        if self._pool is None or len(batches) == 1:
+            for batch in batches:
+                run(batch)
+        else:
+            # Longest first, so the last call to finish is a short one; list() re-raises the
+            # first failure here.
+            list(self._pool.map(run, reversed(batches)))
         return out
 
+    def _encode_batch(self, token_ids: list[list[int]]) -> np.ndarray:
+        longest = max(len(tokens) for tokens in token_ids)
+        ids = np.zeros((len(token_ids), longest), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, tokens in enumerate(token_ids):
+            ids[row, :len(tokens)] = tokens
+            mask[row, :len(tokens)] = 1
+        states = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                         "token_type_ids": np.zeros_like(ids)})[0]
+        pooled = (states * mask[..., None]).sum(axis=1) / np.maximum(
+            mask.sum(axis=1, keepdims=True), 1)
+        pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return pooled
 
-def _batches(order: list[int], lengths: list[int], size: int) -> list[list[int]]:
+
+def _batches(order: list[int], lengths: list[int], size: int,
+             max_tokens: int = MAX_BATCH_TOKENS) -> list[list[int]]:
     """Consecutive runs of ``order`` (sorted by length) of at most ``size`` texts and
-    ``MAX_BATCH_TOKENS`` padded tokens, whose longest is at most about twice their shortest
-    (a question's few long windows and short sentences would otherwise all pad to the
-    longest). In bulk, sorted lengths are dense and batches stay full."""
+    ``max_tokens`` padded tokens (a longer text goes alone), whose longest is at most about
+    twice their shortest (a question's few long windows and short sentences would otherwise
+    all pad to the longest). In bulk, sorted lengths are dense and batches stay full."""
     batches: list[list[int]] = []
     current: list[int] = []
     for i in order:
         if current and (len(current) >= size
-                        or (len(current) + 1) * lengths[i] > MAX_BATCH_TOKENS
+                        or (len(current) + 1) * lengths[i] > max_tokens
                         or lengths[i] > 2 * lengths[current[0]] + 8):
             batches.append(current)
             current = []

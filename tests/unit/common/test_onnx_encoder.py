@@ -106,3 +106,21 @@ def test_batches_are_sorted_capped_and_similar_in_length():
     assert all(len(b) <= 3 for b in batches)
     assert all(max(lengths[i] for i in b) <= 2 * min(lengths[i] for i in b) + 8
                for b in batches)
+    assert all(len(b) * max(lengths[i] for i in b) <= onnx_encoder.MAX_BATCH_TOKENS
+               for b in batches)
+
+
+def test_calls_run_in_parallel_give_the_same_vectors_in_input_order(built):
+    """Two one-thread calls at once (the embedder's default on 2 cores) and one call at a
+    time give the same vectors, each in its text's place."""
+    _, path = built
+    tokenizer = default_model_path(MINILM) / "tokenizer.json"
+    texts = [f"{i} " + TEXTS[i % len(TEXTS)] * (1 + i % 5) for i in range(40)]
+    parallel = onnx_encoder.OnnxSentenceEncoder(path, tokenizer, threads=2)
+    serial = onnx_encoder.OnnxSentenceEncoder(path, tokenizer, threads=1)
+    lengths = [len(serial.tokenizer.encode(t).ids) for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: lengths[i])
+    assert len(onnx_encoder._batches(order, lengths, 32)) > 2  # more calls than threads
+    together = parallel.encode(texts)
+    assert np.array_equal(together, serial.encode(texts))
+    assert np.allclose(together[7], serial.encode([texts[7]])[0], atol=1e-6)
