@@ -207,7 +207,9 @@ def embedder_for(model_id: str, path: Path | str | None = None, dim: int = 384) 
 
 
 def embedder_from_settings(settings: Settings, threads: int | None = None) -> Embedder:
-    """``threads``: the model's intra-op threads (None or 0: one per core)."""
+    """``threads`` (None or 0: one per core): for MiniLM int8, how many one-thread model calls
+    run at once (a bulk encode is cut into small calls); for the other backends, the model's
+    intra-op threads."""
     embedder = embedder_for(settings.embedding_model_id, settings.embedding_model_path,
                             settings.embedding_dim)
     embedder.threads = threads or None

@@ -33,10 +33,11 @@ class RagSettings(BaseSettings):
         default=None, description="sentence-transformers cross-encoder folder; unset: no "
         "reranking (no reranker model ships with the project).")
     rag_encoder_threads: int = Field(
-        default=1, ge=0, description="Intra-op threads of the question encoder (0: one per "
-        "core). One question is a few tokens: on 2 cores MiniLM int8 takes 3.6 ms with one "
-        "thread and 6.9 ms with two (waking the second costs more than it computes); "
-        "throughput comes from the agents' concurrency and from replicas.")
+        default=1, ge=0, description="Threads of the question encoder (0: one per core; "
+        "for MiniLM int8, one-thread calls at once, so one question always takes one). One "
+        "question is a few tokens: on 2 cores MiniLM int8 took 3.6 ms on one intra-op thread "
+        "and 6.9 ms on two (waking the second costs more than it computes); throughput comes "
+        "from the agents' concurrency and from replicas.")
     context_token_budget: int = 1200
     prompt_domain: str = "default"
     semantic_cache_threshold: float = 0.95
