@@ -24,6 +24,12 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+from services.common.regex_prefilter import (
+    literal_finder,
+    literals_present,
+    may_match,
+    required_literals,
+)
 from services.common.text_normalize import spaced_runs, views
 
 
@@ -33,6 +39,9 @@ class Rule:
     category: str
     weight: float
     pattern: re.Pattern[str]
+    # Words one of which every match holds (``regex_prefilter``): most texts hold none of a
+    # rule's, and looking for them is far cheaper than the search.
+    required: tuple[frozenset[str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,8 @@ class InjectionScore:
 
 
 def _r(name: str, category: str, weight: float, pattern: str) -> Rule:
-    return Rule(name, category, weight, re.compile(pattern, re.IGNORECASE | re.DOTALL))
+    compiled = re.compile(pattern, re.IGNORECASE | re.DOTALL)
+    return Rule(name, category, weight, compiled, required_literals(compiled))
 
 
 # Pieces reused across patterns (on folded text: lowercase, accents removed).
@@ -284,8 +294,14 @@ def mixed_script_words(text: str) -> int:
     return count
 
 
+_FINDER = literal_finder(
+    frozenset(s for rule in RULES for clause in rule.required for s in clause))
+
+
 def _matching(text: str) -> set[str]:
-    return {rule.name for rule in RULES if rule.pattern.search(text)}
+    present = literals_present(_FINDER, text)
+    return {rule.name for rule in RULES
+            if may_match(rule.required, present) and rule.pattern.search(text)}
 
 
 def light_fold(text: str) -> str:
