@@ -61,11 +61,18 @@ def test_migrations_are_at_head(stack):
     assert migrate.current_revision(url) == head
 
 
-def test_chunks_have_hnsw_and_full_text_indexes(stack):
+def test_vectors_are_indexed_per_model_and_chunks_by_full_text(stack):
     indexes = dict(stack.query(
         "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'chunks'"))
-    assert "USING hnsw (embedding vector_cosine_ops)" in indexes["chunks_embedding_hnsw"]
     assert "USING gin (tsv)" in indexes["chunks_tsv_idx"]
+    # Queries read the per-model index of chunk_embeddings; an HNSW index on chunks.embedding
+    # would only cost an insertion per chunk (migration 0015 dropped it).
+    assert not any("hnsw" in definition for definition in indexes.values())
+    active = stack.query("SELECT model_id FROM index_models WHERE state = 'active'")[0][0]
+    per_model = dict(stack.query(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'chunk_embeddings'"))
+    (definition,) = [d for d in per_model.values() if "hnsw" in d and active in d]
+    assert "vector_cosine_ops" in definition
 
 
 def test_search_gin_indexes_are_written_through(stack):
