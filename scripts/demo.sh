@@ -35,6 +35,21 @@ PY
   echo "documents were not indexed in time; see .customllm/logs/" >&2; exit 1
 }
 
+# Versions continue from what an earlier run left (a run ends by deleting a document at its
+# third version; publishing version 1 again would be rightly ignored as stale).
+base=$(.venv/bin/python - <<'PY'
+from sqlalchemy import text
+from services.common.config import get_settings
+from services.common.db import make_engine
+with make_engine(get_settings().sqlalchemy_url, pool_size=1).connect() as conn:
+    print(conn.execute(text(
+        "SELECT coalesce(max(last_version), 0) FROM ingestion_status WHERE doc_id IN "
+        "('handbook/onboarding.md', 'handbook/expenses.html', 'policies/incident-response.txt')"
+    )).scalar_one())
+PY
+)
+v1=$((base + 1)); v2=$((base + 2)); v3=$((base + 3))
+
 step "Who may do what: the steward approves the source, the operator issues API keys"
 # Only approved sources may write docs.changes (each is its own Kafka identity), and a question
 # is answered as the principal its API key proves: nobody declares their own groups or clearance.
@@ -51,14 +66,14 @@ $CLI keys list
 step "Publish examples/docs (governance from .customllm.yaml files and sidecars)"
 docs=.customllm/demo-docs  # a working copy, so the demo can edit it without touching examples/
 rm -rf "$docs"; mkdir -p "$docs"; cp -r examples/docs/. "$docs/"
-$CLI publish "$docs" --version 1
-wait_indexed handbook/onboarding.md=1 handbook/expenses.html=1 policies/incident-response.txt=1
+$CLI publish "$docs" --version "$v1"
+wait_indexed handbook/onboarding.md=$v1 handbook/expenses.html=$v1 policies/incident-response.txt=$v1
 $CLI docs
 
 step "Edit one paragraph and republish: only the changed chunk is embedded again"
 sed -i 's/ninety days/sixty days/' "$docs/handbook/onboarding.md"
-$CLI publish "$docs" --version 2
-wait_indexed handbook/onboarding.md=2 handbook/expenses.html=2
+$CLI publish "$docs" --version "$v2"
+wait_indexed handbook/onboarding.md=$v2 handbook/expenses.html=$v2
 $CLI docs
 
 step "Ask over Kafka request/reply (the answer cites its sources; restricted documents stay hidden)"
@@ -101,8 +116,8 @@ $CLI ask "Which company is the onboarding handbook for?" --api-key "$EMPLOYEE" -
   --no-cache || echo "(acme-cite stays a candidate: the gate did not promote it)"
 
 step "Delete a document"
-$CLI publish --delete handbook/expenses.html --version 3 --source acme-intranet
-wait_indexed handbook/expenses.html=3
+$CLI publish --delete handbook/expenses.html --version "$v3" --source acme-intranet
+wait_indexed handbook/expenses.html=$v3
 $CLI docs --include-deleted
 
 step "Done. The stack keeps running: '$CLI status' shows it, '$CLI down' stops it."
