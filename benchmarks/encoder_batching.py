@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.encoder_speed import sample_texts
+from benchmarks.encoder_speed import machine_summary, sample_texts
 
 # (label, padded tokens per call, calls at once, ONNX Runtime threads per call)
 CONFIGS = [
@@ -111,9 +110,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
     args = parser.parse_args()
     results = run(sample_texts(args.squad, args.paragraphs, args.questions), args.rounds)
-    results["machine"] = {"cpus": os.cpu_count(), "load_average": [
-        round(x, 2) for x in os.getloadavg()],
-        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    results["machine"] = machine_summary()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "encoder_batching.json").write_text(json.dumps(results, indent=1) + "\n")
     lines = ["| texts | calls | wall s | CPU-s | texts/s | × former (wall) | max abs diff |",

@@ -88,6 +88,12 @@ def run(texts: dict[str, list[str]], threads: int, rounds: int) -> dict[str, Any
     return out
 
 
+def machine_summary() -> dict[str, Any]:
+    """Cores, load average and time at the end of a run: encoder timings swing with the load."""
+    return {"cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--squad", type=Path, required=True)
@@ -102,9 +108,7 @@ def main() -> None:
     results: dict[str, Any] = {"threads": {}}
     for threads in [int(t) for t in args.threads.split(",")]:
         results["threads"][str(threads)] = run(texts, threads, args.rounds)
-    results["machine"] = {"cpus": os.cpu_count(), "load_average": [
-        round(x, 2) for x in os.getloadavg()],
-        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    results["machine"] = machine_summary()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "encoder_speed.json").write_text(json.dumps(results, indent=1) + "\n")
     lines = ["| threads | texts | path | texts/s (wall) | × torch | texts per CPU-s | × torch "
