@@ -45,6 +45,9 @@ MAX_SEQ_LENGTH = 256  # the sentence-transformers config of the source model
 # core's cache. At 512, paragraphs go 2-3 to a call and questions ~30, each at its cheapest
 # (docs/benchmarks/encoder_speed.md, "Batch size").
 MAX_BATCH_TOKENS = 512
+# A model call's fixed cost in padded tokens' worth (one thread, MiniLM int8: about 0.7 ms a
+# call and 0.105 ms a token, whatever the batch's shape; docs/benchmarks/input_screening.md).
+CALL_COST_TOKENS = 7
 
 
 class OnnxSettings(BaseSettings):
@@ -298,21 +301,29 @@ class OnnxSentenceEncoder:
 def _batches(order: list[int], lengths: list[int], size: int,
              max_tokens: int = MAX_BATCH_TOKENS) -> list[list[int]]:
     """Consecutive runs of ``order`` (sorted by length) of at most ``size`` texts and
-    ``max_tokens`` padded tokens (a longer text goes alone), whose longest is at most about
-    twice their shortest (a question's few long windows and short sentences would otherwise
-    all pad to the longest). In bulk, sorted lengths are dense and batches stay full."""
+    ``max_tokens`` padded tokens (a longer text goes alone), cut where the model's work is
+    least: every padded token costs about the same, and every call a fixed
+    ``CALL_COST_TOKENS`` more. A screened question's views (one long window, a few short
+    sentences) then pad little without a call per sentence; in bulk, sorted lengths are dense
+    and the runs are simply full. Exact, by dynamic programming over where each run ends
+    (at most ``size`` candidates each, so linear in the texts)."""
+    best = [0.0] + [float("inf")] * len(order)
+    begins = [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        longest = lengths[order[end - 1]]  # sorted: a run's last text is its longest
+        for begin in range(end - 1, max(end - size, 0) - 1, -1):
+            rows = end - begin
+            if rows > 1 and rows * longest > max_tokens:
+                break
+            cost = best[begin] + CALL_COST_TOKENS + rows * longest
+            if cost < best[end]:
+                best[end], begins[end] = cost, begin
     batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        if current and (len(current) >= size
-                        or (len(current) + 1) * lengths[i] > max_tokens
-                        or lengths[i] > 2 * lengths[current[0]] + 8):
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
+    end = len(order)
+    while end > 0:
+        batches.append(order[begins[end]:end])
+        end = begins[end]
+    return batches[::-1]
 
 
 def load_minilm(source_dir: Path, quantized: bool = True, threads: int | None = None,

@@ -3,6 +3,8 @@ reproducible, a vector that depends on its text alone, close to the torch MiniLM
 model id in the cache and the versioned index."""
 
 import hashlib
+import itertools
+import random
 
 import numpy as np
 import pytest
@@ -98,16 +100,47 @@ def test_close_to_the_torch_minilm(built, monkeypatch):
     assert np.argmax(int8[:3] @ int8[1]) == 1
 
 
-def test_batches_are_sorted_capped_and_similar_in_length():
+def _cost(batches: list[list[int]], lengths: list[int]) -> int:
+    return sum(onnx_encoder.CALL_COST_TOKENS + len(b) * max(lengths[i] for i in b)
+               for b in batches)
+
+
+def _cheapest(lengths: list[int], size: int, max_tokens: int) -> int:
+    """Every way to cut the sorted texts into runs, tried one by one."""
+    n = len(lengths)
+    best = None
+    for cuts in itertools.product((False, True), repeat=n - 1):
+        runs, start = [], 0
+        for i, cut in enumerate(cuts, start=1):
+            if cut:
+                runs.append(list(range(start, i)))
+                start = i
+        runs.append(list(range(start, n)))
+        if all(len(r) == 1 or (len(r) <= size and len(r) * lengths[r[-1]] <= max_tokens)
+               for r in runs):
+            cost = _cost(runs, lengths)
+            best = cost if best is None else min(best, cost)
+    assert best is not None
+    return best
+
+
+def test_batches_are_sorted_capped_and_cost_the_least_model_work():
     lengths = [5, 200, 6, 7, 180, 9]
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     batches = onnx_encoder._batches(order, lengths, size=3)
     assert [i for b in batches for i in b] == order
     assert all(len(b) <= 3 for b in batches)
-    assert all(max(lengths[i] for i in b) <= 2 * min(lengths[i] for i in b) + 8
-               for b in batches)
     assert all(len(b) * max(lengths[i] for i in b) <= onnx_encoder.MAX_BATCH_TOKENS
                for b in batches)
+    # the long texts and the short ones are never padded together
+    assert all(max(lengths[i] for i in b) < 20 or min(lengths[i] for i in b) > 100
+               for b in batches)
+    rng = random.Random(3)
+    for _ in range(200):
+        sorted_lengths = sorted(rng.randint(1, 120) for _ in range(rng.randint(1, 9)))
+        cut = onnx_encoder._batches(list(range(len(sorted_lengths))), sorted_lengths, 4, 256)
+        assert [i for b in cut for i in b] == list(range(len(sorted_lengths)))
+        assert _cost(cut, sorted_lengths) == _cheapest(sorted_lengths, 4, 256)
 
 
 def test_calls_run_in_parallel_give_the_same_vectors_in_input_order(built):
