@@ -20,7 +20,9 @@ baseline from the same run:
   with an attack from the data set inserted (``--documents``); the MiniLM head's figures on
   the same paragraphs are shown beside them;
 - PII, per-entity precision / recall / F1 by span overlap, plus "redaction recall";
-- latency per input check (p50/p95) under the default policy, against rules alone.
+- latency per input check (p50/p95) under the default policy, against rules alone, and by
+  text length with the attack-corpus lookup on a private Postgres, as the stage runs deployed
+  (``benchmarks/guardrails_latency.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -280,6 +283,9 @@ def _arguments() -> argparse.Namespace:
                         help="encoder paths timed side by side in the latency-by-length part "
                              "(ENCODER+ner: with the named-entity pass a policy acting on "
                              "names needs)")
+    parser.add_argument("--latency-without-database", action="store_true",
+                        help="time the input stage without its attack-corpus lookup (no "
+                             "Postgres started; that check is skipped, as offline)")
     parser.add_argument("--per-band", type=int, default=40,
                         help="texts per length band up to 2,000 characters")
     parser.add_argument("--torch-threads", type=int, default=1,
@@ -290,12 +296,13 @@ def _arguments() -> argparse.Namespace:
 
 def main() -> None:
     args = _arguments()
-    configure_environment()
+    state = configure_environment()
 
     import torch
 
     from benchmarks import guardrails_hate, guardrails_latency, guardrails_loso
     from benchmarks.guardrails_report import report
+    from benchmarks.harness import running_database
     from services.guardrails import sources
     from services.guardrails.embed_cache import CachedEmbed
     from services.guardrails.encoder import head_encoder
@@ -305,8 +312,11 @@ def main() -> None:
     timed = [e.strip() for e in args.latency_encoders.split(",") if e.strip()]
     if timed:
         print("== input-stage latency by text length ==")
-        by_length = guardrails_latency.run(args.injections, args.pii, args.squad, timed,
-                                           args.per_band)
+        with ExitStack() as stack:
+            engine = (None if args.latency_without_database
+                      else stack.enter_context(running_database(state)))
+            by_length = guardrails_latency.run(args.injections, args.pii, args.squad, timed,
+                                               args.per_band, engine=engine)
         by_length["machine"] = _machine()
         print(guardrails_latency.write_report(by_length, args.out).read_text())
     if args.latency_only:

@@ -93,9 +93,12 @@ def summarize(per_text: list[tuple[int, dict[str, float]]]) -> dict[str, Any]:
 
 
 def run(injections: Path, pii: Path, squad: Path, encoders: Sequence[str],
-        per_band: int = 40, per_long: int = 8) -> dict[str, Any]:
+        per_band: int = 40, per_long: int = 8, engine: Any = None) -> dict[str, Any]:  # noqa: ANN401
     """Every encoder path on the same texts, interleaved text by text (so a burst of load on
-    a shared machine hits both paths alike), under the default policy without a database."""
+    a shared machine hits both paths alike), under the default policy. With ``engine`` (a
+    database with the schema) the stage also runs its attack-corpus lookup, seeded as a
+    deployed stage seeds it: its own queries to embed and search, as in production; without
+    one that check is skipped."""
     import os
 
     from services.guardrails.encoder import head_encoder
@@ -113,7 +116,8 @@ def run(injections: Path, pii: Path, squad: Path, encoders: Sequence[str],
             update={"max_chars": max(LONG) + 4000})})
         # Heads pinned from the package: the timing does not depend on which encoder they
         # were fitted on, and the previous encoder's path must still run.
-        deps = InputDeps(embed=encoder.encode, same_input=encoder.same_input_key)
+        deps = InputDeps(embed=encoder.encode, same_input=encoder.same_input_key,
+                         engine=engine, encoder_id=encoder.model_id)
         deps.classifier, deps.hate_head = deps.classifier_for(policy), deps.hate_head_for(policy)
         label = encoder.model_id + (" + named-entity pass" if name.endswith("+ner") else "")
         paths[label] = (deps, policy, wide)
@@ -129,6 +133,7 @@ def run(injections: Path, pii: Path, squad: Path, encoders: Sequence[str],
             "paths_cpu": {name: summarize(rows) for name, rows in per_text_cpu.items()},
             "texts": {"up_to_2000": len(short), "longer": len(long),
                       "bands": [f"{lo + 1}-{hi}" for lo, hi in BANDS], "long": list(LONG)},
+            "attack_corpus": engine is not None,
             "load_average": [round(x, 2) for x in os.getloadavg()],
             "cpu_probe_s": cpu_probe_s()}
 

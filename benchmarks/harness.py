@@ -12,8 +12,12 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from services.common import kafka_auth
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 PORTS = {"CUSTOMLLM_KAFKA_PORT": "39192", "CUSTOMLLM_KAFKA_CONTROLLER_PORT": "39193",
          "CUSTOMLLM_POSTGRES_PORT": "35532"}
@@ -59,6 +63,28 @@ def configure_environment() -> Path:
                        "CUSTOMLLM_KAFKA_SASL_MECHANISM": "PLAIN"})
     os.environ.pop("CUSTOMLLM_DATABASE_URL", None)
     return state
+
+
+@contextmanager
+def running_database(state: Path) -> Iterator[Engine]:
+    """Postgres with the schema, and an engine on it: for a benchmark that times a stage the
+    way it runs deployed (the input stage's attack-corpus lookup) without Kafka."""
+    from services.common import migrate
+    from services.common.config import get_settings
+    from services.common.db import make_engine
+    from services.stack import postgres
+
+    settings = get_settings()
+    engine = None
+    try:
+        postgres.start(state, settings.postgres_port)
+        migrate.upgrade(settings.sqlalchemy_url, embedding_model_id=settings.embedding_model_id)
+        engine = make_engine(settings.sqlalchemy_url, pool_size=2)
+        yield engine
+    finally:
+        if engine is not None:
+            engine.dispose()
+        postgres.stop(state)
 
 
 @contextmanager

@@ -165,14 +165,22 @@ class Embedder:
     def same_input_key(self, text: str) -> str:
         """``text`` as the model's tokenizer normalizes it before splitting it: two texts with
         the same key are the same input, so the same vector (MiniLM's tokenizer lowercases and
-        strips accents: a question and its lowercased, accent-free skeleton are one input).
+        strips accents, and splits at whitespace: a question and its lowercased, accent-free
+        skeleton with its whitespace collapsed are one input).
         A caller that embeds several forms of one text keys its memory on this and embeds each
         input once. Backends without a readable normalizer key on the text itself."""
         self.warm_up()
         tokenizer = getattr(self._model, "tokenizer", None)
         tokenizer = getattr(tokenizer, "backend_tokenizer", tokenizer)  # transformers' fast one
         normalizer = getattr(tokenizer, "normalizer", None)
-        return normalizer.normalize_str(text) if normalizer is not None else text
+        if normalizer is None:
+            return text
+        normalized = normalizer.normalize_str(text)
+        if type(getattr(tokenizer, "pre_tokenizer", None)).__name__ == "BertPreTokenizer":
+            # It splits at whitespace and keeps none: runs of spaces and line breaks are one
+            # input ("a  b\n" and "a b"), which the head's readable form collapses.
+            return " ".join(normalized.split())
+        return normalized
 
     def _encode(self, texts: list[str], role: Role) -> np.ndarray:
         """Unit-normalized float32 vectors, so cosine distance is a dot product."""

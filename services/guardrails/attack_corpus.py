@@ -7,13 +7,19 @@ not load an embedding model) and grows when an operator confirms an attack
 (``customllm guardrails attacks add|import``); each row records its source and who confirmed
 it. Rows are unique on the hash of the text's skeleton, so adding a known attack again (or a
 homoglyph copy of it) changes nothing.
+
+Both sides are embedded in the form the injection head reads (``classifier.views``: the
+readable text, in windows when long, and the sentences of a longer one): a question's queries
+are then the vectors its screening computes anyway, so the layer adds a lookup, not encoder
+work (its own raw-text queries had cost 42 % more tokens than the head's views on texts up to
+2,000 characters, and a 256-token pass for every long one), and the layer that runs is the one
+``benchmarks/guardrails_loso.py`` measures.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,14 +30,18 @@ import numpy as np
 from sqlalchemy import text as sql
 from sqlalchemy.engine import Engine
 
-from services.common.text_normalize import decoded_payloads, normalize, skeleton
+from services.common.text_normalize import normalize, skeleton
 
 EmbedFn = Callable[[list[str]], np.ndarray]
 SEED_FILE = Path(__file__).parent / "policies" / "seed_attacks.jsonl"
 SEED_SOURCE = "seed"
-MAX_SEGMENTS = 4
+MAX_SEGMENTS = 4  # sentences of a long text read on their own (the head's views)
 MIN_SEGMENT_CHARS = 12
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\n+")
+
+# The form a corpus vector embeds (the attack's first view), recorded after the model id in
+# ``encoder``: rows of an earlier form (the raw text) are re-embedded on first use, as rows of
+# another model are.
+VECTOR_FORM = "readable-v1"
 
 _seeded: set[str] = set()
 _seed_lock = threading.Lock()
@@ -54,6 +64,21 @@ class AttackRow:
     source: str
     confirmed_by: str | None
     created_at: datetime
+
+
+def vector_space(encoder: str | None) -> str | None:
+    """What ``guardrail_attacks.encoder`` records for vectors of ``encoder`` (a model id): the
+    model and the form of the text it embedded. None: not known."""
+    return None if encoder is None else f"{encoder}#{VECTOR_FORM}"
+
+
+def corpus_view(text: str) -> str:
+    """What a known attack's vector embeds: its first view as the head reads it (the whole
+    readable text, or its first window when long)."""
+    from services.guardrails.classifier import views  # the head's module imports this one
+
+    found = views(text)
+    return found[0] if found else text
 
 
 def text_hash(text: str) -> str:
@@ -81,10 +106,11 @@ def add_attacks(engine: Engine, texts: Sequence[str], source: str,
     keep = [i for i, t in enumerate(cleaned) if t]
     if not keep:
         return 0
-    vectors = embed([cleaned[i] for i in keep])
+    vectors = embed([corpus_view(cleaned[i]) for i in keep])
+    space = vector_space(encoder)
     rows = [{"text": cleaned[i], "hash": text_hash(cleaned[i]),
              "lang": langs[i] if langs else None, "source": source,
-             "confirmed_by": confirmed_by, "embedding": vectors[n], "encoder": encoder}
+             "confirmed_by": confirmed_by, "embedding": vectors[n], "encoder": space}
             for n, i in enumerate(keep)]
     insert = sql(
         "INSERT INTO guardrail_attacks (text, text_hash, lang, source, confirmed_by, "
@@ -124,68 +150,63 @@ def refresh_vectors(engine: Engine, embed: EmbedFn, encoder: str, batch: int = 2
     an unrecorded one); returns how many. Why: a question embedded by one model compared with
     attacks embedded by another gets similarities that mean nothing, silently (same width).
     The corpus is small (seeds plus confirmed attacks), so this is a one-off cost when the
-    guardrails' encoder changes. Replicas of the stage must share one encoder."""
+    guardrails' encoder changes (or the form its vectors embed, ``VECTOR_FORM``). Replicas of
+    the stage must share one encoder."""
+    space = vector_space(encoder)
     with engine.connect() as conn:
         stale = conn.execute(sql("SELECT attack_id, text FROM guardrail_attacks "
                                  "WHERE encoder IS DISTINCT FROM :e ORDER BY attack_id"),
-                             {"e": encoder}).all()
+                             {"e": space}).all()
     update = sql("UPDATE guardrail_attacks SET embedding = :v, encoder = :e "
                  "WHERE attack_id = :id AND encoder IS DISTINCT FROM :e")
     for start in range(0, len(stale), batch):
         part = stale[start:start + batch]
-        vectors = embed([row[1] for row in part])
+        vectors = embed([corpus_view(row[1]) for row in part])
         with engine.begin() as conn:
             for row, vector in zip(part, vectors, strict=True):
-                conn.execute(update, {"v": vector, "e": encoder, "id": row[0]})
+                conn.execute(update, {"v": vector, "e": space, "id": row[0]})
     return len(stale)
 
 
 def nearest(engine: Engine, vectors: np.ndarray, k: int = 3,
             encoder: str | None = None) -> list[Neighbour]:
     """The ``k`` closest known attacks over all query vectors, best first; with ``encoder``,
-    only attacks embedded by that model (a row of another model is not comparable)."""
+    only attacks embedded by that model in the current form (a row of another model is not
+    comparable)."""
     best: dict[int, Neighbour] = {}
     only = "WHERE encoder = :e " if encoder is not None else ""
-    # A question and its skeleton are mostly one input to the encoder, so one vector: searched
-    # once, its neighbours credited to the first query that has it (as a repeat would leave
-    # them, since only a strictly closer match replaces a neighbour).
+    # Views that are one input to the encoder have one vector: searched once, its neighbours
+    # credited to the first query that has it (as a repeat would leave them, since only a
+    # strictly closer match replaces a neighbour).
     distinct: dict[bytes, int] = {}
     for index, vector in enumerate(vectors):
         distinct.setdefault(np.asarray(vector, dtype=np.float32).tobytes(), index)
+    if not distinct:
+        return []
+    # Every view's search in one statement: one round trip instead of one per view.
+    searches = " UNION ALL ".join(
+        f"(SELECT {index} AS q, attack_id, text, source, 1 - (embedding <=> :v{index}) "
+        f"AS similarity FROM guardrail_attacks {only}ORDER BY embedding <=> :v{index} LIMIT :k)"
+        for index in distinct.values())
+    params: dict[str, object] = {f"v{index}": vectors[index] for index in distinct.values()}
     with engine.connect() as conn:
-        for index in distinct.values():
-            vector = vectors[index]
-            rows = conn.execute(sql(
-                "SELECT attack_id, text, source, 1 - (embedding <=> :v) AS similarity "
-                f"FROM guardrail_attacks {only}ORDER BY embedding <=> :v LIMIT :k"),
-                {"v": vector, "k": k, "e": encoder})
-            for row in rows:
-                found = Neighbour(int(row[0]), row[1], row[2], float(row[3]), index)
-                known = best.get(found.attack_id)
-                if known is None or known.similarity < found.similarity:
-                    best[found.attack_id] = found
+        rows = conn.execute(sql(searches), {**params, "k": k, "e": vector_space(encoder)}).all()
+    for row in sorted(rows, key=lambda r: int(r[0])):
+        found = Neighbour(int(row[1]), row[2], row[3], float(row[4]), int(row[0]))
+        known = best.get(found.attack_id)
+        if known is None or known.similarity < found.similarity:
+            best[found.attack_id] = found
     return sorted(best.values(), key=lambda n: -n.similarity)[:k]
 
 
 def query_texts(text: str) -> list[str]:
-    """What gets embedded for one question: the whole text, its skeleton when different,
-    each sentence when there are several (an attack appended to a long benign question is
-    diluted in the whole text's embedding), and decoded payloads."""
-    out = [text]
-    skel = skeleton(text)
-    if skel != text.lower():
-        out.append(skel)
-    sentences = [s.strip() for s in _SENTENCE_END.split(text)
-                 if len(s.strip()) >= MIN_SEGMENT_CHARS]
-    if len(sentences) > MAX_SEGMENTS:
-        # Injections are usually appended or prepended to an ordinary question.
-        half = MAX_SEGMENTS // 2
-        sentences = sentences[:half] + sentences[-half:]
-    if len(sentences) > 1:
-        out.extend(sentences)
-    out.extend(p.text for p in decoded_payloads(text)[:2])
-    seen: set[str] = set()
-    return [t for t in out if not (t in seen or seen.add(t))]
+    """What gets compared for one question: the injection head's views of it (its readable
+    form, in windows when long, and each sentence of a longer one: an attack appended to a
+    long benign question is diluted in the whole text's vector; encoded blobs are read
+    decoded, disguises undone), the vectors the head's scoring embeds anyway."""
+    from services.guardrails.classifier import views  # the head's module imports this one
+
+    return views(text)
 
 
 def carrier_discount(query: str, attack: str) -> float:

@@ -82,10 +82,11 @@ def test_forms_of_a_text_that_are_one_input_are_embedded_once():
 
 
 def test_the_int8_encoder_keys_a_question_and_its_skeleton_as_one_input():
-    # The similarity layer embeds the question, the heads its readable skeleton (lower-cased,
-    # accents undone): MiniLM's tokenizer normalizes both to the same input.
+    # The rag worker reuses the vector of the question the heads embedded as its readable
+    # skeleton (lower-cased, accents undone, whitespace collapsed): MiniLM's tokenizer
+    # normalizes both to the same input.
     encoder = head_encoder(MINILM_INT8)
-    question = "When did Beyoncé start becoming popular?"
+    question = "When did  Beyoncé start\nbecoming popular?"
     skeleton = classifier.views(question)[0]
     assert skeleton != question
     assert encoder.same_input_key(question) == encoder.same_input_key(skeleton)
