@@ -250,10 +250,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="for a quick trial only")
     parser.add_argument("--focus-sentences", type=int, default=DataSpec().focus_sentences,
                         help="sentences of the compact prompt (the card records it)")
+    parser.add_argument("--answerable", type=int, default=DataSpec().answerable,
+                        help="answerable SQuAD 1.1 / 2.0 training questions to use")
+    parser.add_argument("--unanswerable", type=int, default=DataSpec().squad2_unanswerable,
+                        help="unanswerable SQuAD 2.0 training questions to use")
+    parser.add_argument("--gold-left-out", type=int, default=DataSpec().gold_left_out,
+                        help="answerable questions shown three passages without their answer")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     card = build_default(args.out, args.squad, args.squad2, max_steps=args.max_steps,
-                         spec=DataSpec(focus_sentences=args.focus_sentences))
+                         spec=DataSpec(focus_sentences=args.focus_sentences,
+                                       answerable=args.answerable,
+                                       squad2_unanswerable=args.unanswerable,
+                                       gold_left_out=args.gold_left_out))
     sys.stdout.write(json.dumps({k: card[k] for k in ("counts", "training")}, indent=1) + "\n")
 
 

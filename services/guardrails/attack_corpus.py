@@ -30,7 +30,7 @@ import numpy as np
 from sqlalchemy import text as sql
 from sqlalchemy.engine import Engine
 
-from services.common.text_normalize import normalize, skeleton
+from services.common.text_normalize import decoded_payloads, normalize, skeleton
 
 EmbedFn = Callable[[list[str]], np.ndarray]
 SEED_FILE = Path(__file__).parent / "policies" / "seed_attacks.jsonl"
@@ -202,11 +202,15 @@ def nearest(engine: Engine, vectors: np.ndarray, k: int = 3,
 def query_texts(text: str) -> list[str]:
     """What gets compared for one question: the injection head's views of it (its readable
     form, in windows when long, and each sentence of a longer one: an attack appended to a
-    long benign question is diluted in the whole text's vector; encoded blobs are read
-    decoded, disguises undone), the vectors the head's scoring embeds anyway."""
+    long benign question is diluted in the whole text's vector; blobs read decoded, disguises
+    undone), the vectors the head's scoring embeds anyway; and, in the same form, the first
+    two payloads decoded from it on their own (URL-encoded and ROT13 text too, which the
+    readable form leaves as it is)."""
     from services.guardrails.classifier import views  # the head's module imports this one
 
-    return views(text)
+    out = views(text)
+    out += [corpus_view(p.text) for p in decoded_payloads(text)[:2]]
+    return list(dict.fromkeys(out))
 
 
 def carrier_discount(query: str, attack: str) -> float:
