@@ -45,7 +45,7 @@ CONFIG = TrainingConfig(
     lora_dropout=0.05, target_modules=ALL_LINEAR, max_seq_len=512, batch_size=8,
     grad_accum=1, warmup_ratio=0.05, seed=20261202, lr_scheduler="linear",
     lora_top_layers=16, save_steps=20)
-# One full epoch (160 steps of 8, ~25 minutes on two quiet cores). Set a step count to stop
+# One full epoch (315 steps of 8, ~37 minutes on two quiet cores). Set a step count to stop
 # earlier on a slower machine: the linear schedule still spans the epoch, and the last
 # checkpoint is the adapter.
 STOP_AFTER_STEPS: int | None = None
