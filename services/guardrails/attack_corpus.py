@@ -11,7 +11,7 @@ homoglyph copy of it) changes nothing.
 Both sides are embedded in the form the injection head reads (``classifier.views``: the
 readable text, in windows when long, and the sentences of a longer one): a question's queries
 are then the vectors its screening computes anyway, so the layer adds a lookup, not encoder
-work (its own raw-text queries had cost 42 % more tokens than the head's views on texts up to
+work (its own raw-text queries had cost 56 % more tokens than the head's views on texts up to
 2,000 characters, and a 256-token pass for every long one), and the layer that runs is the one
 ``benchmarks/guardrails_loso.py`` measures.
 """
