@@ -93,34 +93,35 @@ def running_stack(state: Path, workers: dict[str, int], kafka_heap: str = "1g"
     """Kafka + Postgres + migrations + topics + ``workers`` (name → replicas)."""
     from confluent_kafka.admin import AdminClient
 
-    from services.common import kafka_admin, migrate
+    from services.common import kafka_admin
     from services.common.config import get_settings
-    from services.stack import kafka, postgres, security
+    from services.stack import kafka, security
     from services.stack import services as worker_procs
 
     settings = get_settings()
     try:
-        kafka.start(state, settings.kafka_port, settings.kafka_controller_port, kafka_heap)
-        security.provision_all(settings)
-        postgres.start(state, settings.postgres_port)
-        migrate.upgrade(settings.sqlalchemy_url, embedding_model_id=settings.embedding_model_id)
-        kafka_admin.ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, 1)
-        for name, replicas in workers.items():
-            for index in range(replicas):
-                worker_procs.start(state, name, instance=f"{name}-{index}")
-        admin = AdminClient({**kafka_auth.client_config(settings.kafka_bootstrap)})
-        for name in workers:
-            _wait_group(admin, f"customllm-{name}", workers[name],
-                        lambda: len(worker_procs.running(state)) == sum(workers.values()))
-        # Release the client while the broker is up: destroying it after Kafka stopped blocks
-        # forever (confluent-kafka 2.16).
-        del admin
-        yield
+        with running_database(state):
+            try:
+                kafka.start(state, settings.kafka_port, settings.kafka_controller_port,
+                            kafka_heap)
+                security.provision_all(settings)
+                kafka_admin.ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, 1)
+                for name, replicas in workers.items():
+                    for index in range(replicas):
+                        worker_procs.start(state, name, instance=f"{name}-{index}")
+                admin = AdminClient({**kafka_auth.client_config(settings.kafka_bootstrap)})
+                for name in workers:
+                    _wait_group(admin, f"customllm-{name}", workers[name],
+                                lambda: len(worker_procs.running(state)) == sum(workers.values()))
+                # Release the client while the broker is up: destroying it after Kafka stopped
+                # blocks forever (confluent-kafka 2.16).
+                del admin
+                yield
+            finally:
+                for name in worker_procs.running(state):
+                    worker_procs.stop(state, name)
+                kafka.stop(state)
     finally:
-        for name in worker_procs.running(state):
-            worker_procs.stop(state, name)
-        kafka.stop(state)
-        postgres.stop(state)
         if os.environ.get("CUSTOMLLM_BENCH_KEEP_STATE") != "1":
             shutil.rmtree(state, ignore_errors=True)
 
