@@ -108,9 +108,15 @@ def _lock_name(conn: Connection, name: str) -> None:
 def register(engine: Engine, *, name: str, source_dir: Path, adapters_dir: Path,
              base_model: str, method: str, job_id: str | None, snapshot_id: str | None,
              dataset_hash: str | None, hyperparameters: dict[str, Any],
-             mlflow_run_id: str | None = None, kind: str = "adapter") -> AdapterVersion:
+             mlflow_run_id: str | None = None, kind: str = "adapter",
+             source_discarded: bool = False) -> AdapterVersion:
     """The next version of ``name`` as a candidate, its files copied into the library
     (``kind`` ``model``: a complete model folder, see the module docstring).
+
+    ``source_discarded``: the caller deletes ``source_dir`` once this returns, so its files
+    are hard-linked instead of copied where the file system allows. A full model is half a
+    gigabyte or more, and a second copy of it is what a nearly full disk cannot hold. A
+    user's own folder is always copied: a later edit in place must not change a version.
 
     Idempotent per job: a job that registered already (and crashed later) gets its version
     back instead of a second one."""
@@ -128,7 +134,8 @@ def register(engine: Engine, *, name: str, source_dir: Path, adapters_dir: Path,
         folder = version_folder(adapters_dir, name, version)
         _materialise(source_dir, folder, {"name": name, "version": version_label(version),
                                           "base_model": base_model, "method": method,
-                                          "job_id": job_id, "kind": kind})
+                                          "job_id": job_id, "kind": kind},
+                     link=source_discarded)
         row = conn.execute(text(
             f"INSERT INTO adapters (name, version, base_model, method, job_id, snapshot_id, "
             f"dataset_hash, hyperparameters, path, mlflow_run_id, kind) VALUES (:n, :v, :b, "
@@ -139,7 +146,7 @@ def register(engine: Engine, *, name: str, source_dir: Path, adapters_dir: Path,
     return _row(row)
 
 
-def _materialise(source: Path, folder: Path, marker: dict[str, Any]) -> None:
+def _materialise(source: Path, folder: Path, marker: dict[str, Any], *, link: bool) -> None:
     """Copy the peft (or model) files into a staging folder, then rename it into place: the
     serving engine never sees a half-written version."""
     if marker.get("kind") == "model":
@@ -154,7 +161,7 @@ def _materialise(source: Path, folder: Path, marker: dict[str, Any]) -> None:
     try:
         for item in source.iterdir():
             if item.is_file():
-                shutil.copyfile(item, staging / item.name)  # fresh mtimes: a new version
+                _place(item, staging / item.name, link=link)
         (staging / MARKER).write_text(json.dumps(marker, indent=2))
         if folder.exists():  # left by a registration whose transaction did not commit
             shutil.rmtree(folder)
@@ -162,6 +169,18 @@ def _materialise(source: Path, folder: Path, marker: dict[str, Any]) -> None:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _place(item: Path, target: Path, *, link: bool) -> None:
+    """One file into the staging folder, with a fresh mtime: a new version."""
+    if link:
+        try:
+            os.link(item, target)
+            os.utime(target)
+            return
+        except OSError:  # another file system, or one without hard links: copy instead
+            target.unlink(missing_ok=True)
+    shutil.copyfile(item, target)
 
 
 def record_evaluation(engine: Engine, name: str, version: int, metrics: dict[str, Any],

@@ -240,9 +240,10 @@ class JobRun:
                 method=self.request.method, job_id=self.job.job_id,
                 snapshot_id=training["snapshot_id"], dataset_hash=training["snapshot_id"],
                 hyperparameters=training["hyperparameters"], mlflow_run_id=run.run_id,
-                kind=kind)
+                kind=kind, source_discarded=kind == "model")
             if kind == "model":
-                # The registry holds its own copy; the work copy is half a gigabyte or more.
+                # The registry holds the files now (linked, or copied across file systems);
+                # the work copy's name is all that goes.
                 shutil.rmtree(training["adapter_dir"], ignore_errors=True)
             decision = self._gate(version)
             self._check()

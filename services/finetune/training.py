@@ -49,6 +49,7 @@ from services.common import model_store
 from services.common.config import Settings, get_settings
 from services.common.exceptions import CustomLLMError
 from services.common.logs import log
+from services.finetune import disk
 from services.finetune.chat_data import (
     IGNORE_INDEX,
     TokenizedExample,
@@ -287,6 +288,14 @@ def train_model(data: Sequence[ChatExample] | Sequence[str], config: TrainingCon
         n_truncated = 0
         if not usable:
             raise TrainingError("the corpus holds no tokens to train on")
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    steps = disk.planned_steps(len(usable), config.batch_size, config.grad_accum, config.epochs,
+                               config.max_steps)
+    disk.require_free_disk(
+        checkpoint_dir or output_dir,
+        disk.full_model_bytes_needed(weight_bytes, steps, config.save_steps,
+                                     checkpointing=checkpoint_dir is not None),
+        f"training every weight of {settings.local_model_id} ({steps} steps)")
     for parameter in model.parameters():
         parameter.requires_grad_(True)
     work = checkpoint_dir or Path(tempfile.mkdtemp(prefix="customllm-train-"))
@@ -388,6 +397,11 @@ def _run(model: Any, tokenizer: Any, folder: Path | None, data: list[TokenizedEx
                 stopped["flag"] = True
                 control.should_training_stop = True
                 control.should_save = keep_checkpoints
+            elif state.global_step >= state.max_steps:
+                # The Trainer checkpoints the last step, but the result is saved right after
+                # and nothing resumes from it: for a full model that checkpoint (weights and
+                # AdamW state) is three times the model's size on disk.
+                control.should_save = False
             return control
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,

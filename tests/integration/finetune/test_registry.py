@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -241,3 +242,26 @@ def test_the_cli_reads_and_changes_the_registry(stack, tmp_path):
     missing = cli.invoke(app, ["finetune", "status", "no-such-job"])
     assert missing.exit_code == 1 and "no job" in missing.output
     _close_live_jobs(stack)
+
+
+def test_a_discarded_work_copy_is_linked_and_a_users_folder_is_copied(stack, tmp_path):
+    adapters_dir = tmp_path / "adapters"
+    common = {"adapters_dir": adapters_dir, "base_model": BASE, "method": "lora",
+              "snapshot_id": "snap", "dataset_hash": "snap", "hyperparameters": {}}
+    linked_source = _peft(tmp_path / "work")
+    copied_source = _peft(tmp_path / "mine")
+    name = f"link{uuid.uuid4().hex[:6]}"
+    linked = registry.register(stack.engine, name=name, job_id=None,
+                               source_dir=linked_source, source_discarded=True, **common)
+    copied = registry.register(stack.engine, name=name, job_id=None,
+                               source_dir=copied_source, **common)
+
+    weights = "adapter_model.safetensors"
+    assert (Path(linked.path) / weights).stat().st_ino == (linked_source / weights).stat().st_ino
+    assert (Path(copied.path) / weights).stat().st_ino != (copied_source / weights).stat().st_ino
+    kept = (Path(linked.path) / weights).read_bytes()
+    for folder in (linked_source, copied_source):  # the caller discards its work copy
+        for item in folder.iterdir():
+            item.unlink()
+    assert (Path(linked.path) / weights).read_bytes() == kept
+    assert (Path(copied.path) / "adapter_config.json").is_file()

@@ -124,3 +124,12 @@ def test_cancel_then_resume_continues_the_step_count(tmp_path):
     assert resumed.resumed_from_step == 1
     assert resumed.steps == 3 and [p.step for p in seen] == [2, 3]
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_the_last_step_is_not_checkpointed_because_the_result_is_saved(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    result = train_adapter(EXAMPLES, _config(max_steps=2, save_steps=1), tmp_path / "adapter",
+                           checkpoint_dir=checkpoints)
+    assert result.steps == 2
+    assert sorted(p.name for p in checkpoints.iterdir() if p.is_dir()) == ["checkpoint-1"]
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
