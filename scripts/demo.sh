@@ -104,11 +104,12 @@ step "Fine-tuning: import a supervision set, approve it, snapshot it (PII scrubb
 $CLI examples import examples/finetune/train.jsonl --approve
 $CLI examples snapshot --source acme-demo-sft
 
-step "Fine-tuning: a LoRA job on finetune.requests, evaluated against the base model by the gate"
-# A few steps only, so the demo stays short: the gate decides whether this adapter is promoted
-# or stays a candidate. benchmarks/finetune.py trains a real one (see the README's figures).
-$CLI finetune submit --adapter acme-cite --source acme-demo-sft \
-  --set max_steps=6 --set lora_top_layers=10 \
+step "Fine-tuning: a LoRA job on finetune.requests, started from the shipped answers adapter and gated"
+# A few steps only, so the demo stays short. --from starts from the shipped answers adapter's
+# weights (which already quote and cite), so the domain's examples only have to specialise it;
+# the gate decides whether the result is promoted or stays a candidate.
+$CLI finetune submit --adapter acme-cite --source acme-demo-sft --from answers \
+  --set max_steps=6 \
   --testset examples/finetune/heldout_cases.jsonl --eval-limit 4 --follow || true
 $CLI adapters list
 # Served by name only once promoted; a candidate version answers only the promotion gate.

@@ -56,8 +56,10 @@ def new_job_id() -> str:
     return f"ft-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
-def _hyperparameters(config: Path | None, overrides: list[str]) -> dict[str, Any]:
-    """A YAML file (flat, or under ``hyperparameters:``) with ``--set key=value`` on top."""
+def _hyperparameters(config: Path | None, overrides: list[str],
+                     init_from: str | None = None) -> dict[str, Any]:
+    """A YAML file (flat, or under ``hyperparameters:``) with ``--set key=value`` on top, then
+    ``--from``."""
     hp: dict[str, Any] = {}
     if config is not None:
         data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
@@ -71,6 +73,8 @@ def _hyperparameters(config: Path | None, overrides: list[str]) -> dict[str, Any
         if not sep or not key.strip():
             raise fail(f"--set {item!r}: expected KEY=VALUE")
         hp[key.strip()] = yaml.safe_load(value)
+    if init_from is not None:
+        hp["init_adapter"] = init_from
     return hp
 
 
@@ -122,6 +126,10 @@ def submit(
                                        help="YAML of hyperparameters (TrainingConfig fields)."),
     set_: list[str] = typer.Option([], "--set", help="Hyperparameter KEY=VALUE (repeatable), "
                                    "e.g. --set max_steps=50 --set lora_r=8."),
+    init_from: str | None = typer.Option(None, "--from", help="LoRA: start from this "
+                                         "registered adapter's weights (NAME or NAME@vN), e.g. "
+                                         "the shipped `answers`; its LoRA shape is kept "
+                                         "(hyperparameter init_adapter)."),
     testset: Path | None = typer.Option(None, "--testset", exists=True, dir_okay=False,
                                         help="Evaluation test set (JSONL) of the promotion "
                                         "gate; without one the adapter stays a candidate."),
@@ -149,7 +157,7 @@ def submit(
         request = FinetuneRequest(
             job_id=job_id or new_job_id(), adapter_name=adapter, base_model=base_model,
             method=method,  # type: ignore[arg-type]
-            dataset=dataset, hyperparameters=_hyperparameters(config, set_),
+            dataset=dataset, hyperparameters=_hyperparameters(config, set_, init_from),
             evaluation=_evaluation(testset, tolerances, eval_limit, domain, doc_prefix,
                                    eval_max_tokens),
             promote="gate" if promote else "never", requested_by="cli")

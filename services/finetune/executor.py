@@ -14,6 +14,7 @@ evaluation when training had finished; registration is idempotent per job.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -338,11 +339,17 @@ class JobRun:
             snapshot, data = supervision.load_snapshot(self.x.engine, self._snapshot_id())
             dataset_id, card_md = snapshot.snapshot_id, snapshot.card_markdown
         run.log_text(card_md, "data_card.md")
+        options: dict[str, Any] = {}
+        if config.init_adapter is not None:
+            start = self._warm_start(config.init_adapter)
+            config = dataclasses.replace(config, init_adapter=start.ref, **start.shape)
+            options["init_adapter_dir"] = start.folder
+            run.set_tag("init_adapter", start.ref)
         train = train_model if kind == "model" else train_adapter
         result = train(data, config, self.workdir / ("model" if kind == "model" else "adapter"),
                        on_progress=self._on_progress,
                        checkpoint_dir=self.workdir / "checkpoints",
-                       should_stop=self.should_stop, settings=self.x.settings)
+                       should_stop=self.should_stop, settings=self.x.settings, **options)
         # A model's weights are not copied into MLflow (the registry keeps them; the run
         # records where).
         tracking.log_training(run, result, card_markdown=None, log_adapter=kind == "adapter")
@@ -365,6 +372,21 @@ class JobRun:
             # AdamW state) is three times the model.
             shutil.rmtree(self.workdir / "checkpoints", ignore_errors=True)
         return summary
+
+    def _warm_start(self, ref: str) -> Any:
+        """The adapter training starts from, resolved once and kept in the work folder: a
+        resumed attempt starts from the same version even if another was promoted since."""
+        from services.finetune import warm_start
+        from services.finetune.handlers import base_aliases
+
+        frozen = self.workdir / "init_adapter.json"
+        if frozen.is_file():
+            return warm_start.WarmStart.from_json(frozen.read_text())
+        start = warm_start.resolve(self.x.engine, ref, base_aliases(self.x.config.base_model),
+                                   self.request.hyperparameters)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        frozen.write_text(start.to_json())
+        return start
 
     def _corpus(self) -> Any:
         """The continued-pretraining corpus, selected once by the job's privacy and licence

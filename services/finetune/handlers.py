@@ -71,9 +71,16 @@ def submit_problems(request: FinetuneRequest, served_base: str) -> list[str]:
             request.hyperparameters["method"] != request.method:
         problems.append("hyperparameters.method contradicts method")
     try:
-        TrainingConfig.from_hyperparameters({**request.hyperparameters, "method": request.method})
+        config = TrainingConfig.from_hyperparameters(
+            {**request.hyperparameters, "method": request.method})
     except (ValueError, TypeError) as exc:
         problems.append(f"hyperparameters: {exc}")
+    else:
+        if config.init_adapter is not None:
+            try:
+                parse_ref(config.init_adapter)
+            except FinetuneError as exc:
+                problems.append(f"hyperparameters.init_adapter: {exc}")
     if request.evaluation is not None:
         problems.extend(evaluation_problems(request))
     return problems

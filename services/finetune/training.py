@@ -115,6 +115,10 @@ class TrainingConfig:
     lr_scheduler: str = "linear"
     weight_decay: float = 0.0
     save_steps: int = 50  # checkpoint interval, when a checkpoint dir is given
+    # A registered adapter (``name`` or ``name@vN``) whose LoRA weights training starts from
+    # instead of fresh ones: a domain's few examples specialise the shipped answers adapter
+    # rather than teach the base to cite from scratch. Its LoRA shape fixes this job's.
+    init_adapter: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -139,6 +143,9 @@ class TrainingConfig:
             problems.append("lora_top_layers must be at least 1 (or unset)")
         if not self.target_modules:
             problems.append("target_modules is empty")
+        if self.init_adapter is not None and self.method != "lora":
+            problems.append(f"init_adapter continues a LoRA adapter: method must be lora, "
+                            f"not {self.method}")
         if problems:
             raise ValueError("invalid training configuration: " + "; ".join(problems))
 
@@ -159,6 +166,8 @@ class TrainingConfig:
                 values[key] = tuple(str(v) for v in value)
             elif key in ("max_steps", "lora_top_layers"):
                 values[key] = None if value is None else int(value)
+            elif key == "init_adapter":
+                values[key] = None if value in (None, "") else str(value)
             elif key in ("method", "lr_scheduler"):
                 values[key] = str(value)
             else:
@@ -203,8 +212,13 @@ def train_adapter(examples: Sequence[ChatExample], config: TrainingConfig, outpu
                   on_progress: Callable[[TrainingProgress], None] | None = None,
                   checkpoint_dir: Path | None = None,
                   should_stop: Callable[[], bool] | None = None,
-                  settings: Settings | None = None) -> TrainingResult:
-    """Train a LoRA adapter on ``examples`` and save it to ``output_dir`` (see module doc)."""
+                  settings: Settings | None = None,
+                  init_adapter_dir: Path | None = None) -> TrainingResult:
+    """Train a LoRA adapter on ``examples`` and save it to ``output_dir`` (see module doc).
+
+    ``init_adapter_dir``: a peft adapter folder whose weights training starts from (the job's
+    ``init_adapter``, resolved by :mod:`services.finetune.warm_start`); ``config`` must carry
+    its LoRA shape."""
     if is_model_method(config.method):
         raise TrainingError(f"{config.method} trains all weights: use train_model")
     if config.method == "qlora":
@@ -228,7 +242,8 @@ def train_adapter(examples: Sequence[ChatExample], config: TrainingConfig, outpu
         raise TrainingError(f"every example's answer lies beyond max_seq_len="
                             f"{config.max_seq_len}; raise it")
     n_truncated = sum(item.truncated for item in data)
-    model = _with_lora(model, config, folder)
+    model = (_with_lora(model, config, folder) if init_adapter_dir is None
+             else _from_adapter(model, config, folder, init_adapter_dir))
 
     work = checkpoint_dir or Path(tempfile.mkdtemp(prefix="customllm-train-"))
     try:
@@ -361,6 +376,28 @@ def _with_lora(model: Any, config: TrainingConfig, folder: Path | None) -> Any:
         model.config._name_or_path = str(folder)  # noqa: SLF001 - what peft records
         model.name_or_path = str(folder)  # set at load; peft reads it over the config
     return get_peft_model(model, lora)
+
+
+def _from_adapter(model: Any, config: TrainingConfig, folder: Path | None,
+                  adapter_dir: Path) -> Any:
+    """The base with a registered adapter's LoRA weights, trainable, instead of fresh ones."""
+    from peft import PeftModel
+    from transformers import set_seed
+
+    set_seed(config.seed)  # dropout
+    total = int(model.config.num_hidden_layers)
+    model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)
+    lora = model.peft_config["default"]
+    layers = lora.layers_to_transform
+    chosen = sorted([layers] if isinstance(layers, int) else layers) if layers is not None \
+        else list(range(total))
+    expected = list(range(total - (config.lora_top_layers or total), total))
+    if chosen != expected or lora.r != config.lora_r:
+        raise TrainingError(f"{adapter_dir} adapts layers {chosen} at rank {lora.r}; the job "
+                            f"expected layers {expected} at rank {config.lora_r}")
+    if folder is not None:  # what the new adapter's config names as its base, as _with_lora
+        lora.base_model_name_or_path = str(folder)
+    return model
 
 
 class _Collator:

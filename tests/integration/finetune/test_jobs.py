@@ -3,15 +3,19 @@ worker killed with SIGKILL mid-training leaves the job to be resumed by the next
 cancel stops a running job at its next step.
 
 Training is real (LoRA on the served SmolLM2) but tiny: a handful of examples, a few steps,
-short sequences.
+short sequences. A job may start from a registered adapter (the real shipped one here): it keeps
+that adapter's shape and weights, records the exact version, or fails with the reason.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from pathlib import Path
 
 import pytest
+from safetensors.numpy import load_file
 
 from services.common.events import FinetuneDataset, FinetuneEvent, FinetuneRequest
 from services.common.producer import flush, make_producer, send
@@ -26,6 +30,7 @@ WORKER_ENV = {
     "CUSTOMLLM_FINETUNE_LEASE_S": "6", "CUSTOMLLM_FINETUNE_POLL_S": "0.5",
     "CUSTOMLLM_FINETUNE_PROGRESS_EVERY_S": "0.5", "CUSTOMLLM_OTEL_EXPORTER": "none",
 }
+WEIGHTS = "adapter_model.safetensors"
 TINY = {"max_steps": 2, "batch_size": 2, "max_seq_len": 64, "lora_r": 4, "lora_alpha": 8,
         "save_steps": 1, "target_modules": ["q_proj", "v_proj"]}
 
@@ -174,3 +179,71 @@ def test_a_worker_killed_mid_training_is_resumed_by_the_next(stack, finetune_wor
     assert job.attempt == 2 and job.worker_id != killed_at.worker_id
     training = job.result["training"]
     assert training["resumed_from_step"] >= 2 and training["steps"] == 10
+
+
+# --- starting from a registered adapter (init_adapter / finetune submit --from) ---------------
+
+@pytest.fixture(scope="module")
+def start_adapter(stack) -> str:
+    """The real shipped answers adapter, registered under a name of this module's own."""
+    from services.common.generation import answer_adapter
+
+    name = f"answers{uuid.uuid4().hex[:6]}"
+    adapters_dir = stack.settings.adapters_dir or stack.state / "adapters"
+    outcome = answer_adapter.install(stack.engine, adapters_dir, name,
+                                     stack.settings.local_model_id)
+    assert name in outcome, outcome
+    return name
+
+
+def _warm_job(stack, snapshot_id: str, name: str, **hp) -> FinetuneEvent:
+    """A job without TINY's LoRA shape: the starting adapter brings its own."""
+    request = FinetuneRequest(job_id=f"ft-{uuid.uuid4().hex[:10]}", adapter_name=name,
+                              dataset=FinetuneDataset(snapshot_id=snapshot_id),
+                              hyperparameters={"max_steps": 2, "batch_size": 2,
+                                               "max_seq_len": 64, **hp}, promote="never")
+    _submit(stack, request)
+    return _events(stack, request.job_id, {"completed", "failed"}, 600)[-1]
+
+
+def _relative_change(new: dict, old: dict) -> float:
+    import numpy as np
+
+    moved = sum(float(np.square(new[k] - old[k]).sum()) for k in old)
+    return (moved / sum(float(np.square(v).sum()) for v in old.values())) ** 0.5
+
+
+def test_a_job_from_an_adapter_keeps_its_shape_and_starts_from_its_weights(
+        stack, finetune_worker, snapshot_id, start_adapter):
+    name = f"acme{uuid.uuid4().hex[:6]}"
+    last = _warm_job(stack, snapshot_id, name, init_adapter=start_adapter)
+    assert last.status == "completed", last
+
+    start = registry.get(stack.engine, start_adapter)
+    version = registry.get(stack.engine, name, 1)
+    assert start is not None and version is not None
+    assert version.hyperparameters["init_adapter"] == start.ref  # exact, though named bare
+    assert version.hyperparameters["lora_top_layers"] == 16
+    assert version.hyperparameters["lora_r"] == 16
+    config = json.loads((Path(version.path) / "adapter_config.json").read_text())
+    assert config["layers_to_transform"] == list(range(14, 30)) and config["r"] == 16
+
+    shipped = load_file(str(Path(start.path) / WEIGHTS))
+    trained = load_file(str(Path(version.path) / WEIGHTS))
+    assert set(trained) == set(shipped)
+    # Two steps move the shipped weights a little; fresh LoRA weights (B = 0) would be all
+    # the way from them.
+    assert 0 < _relative_change(trained, shipped) < 0.2
+
+
+def test_a_start_that_cannot_be_honoured_fails_the_job_with_the_reason(
+        stack, finetune_worker, snapshot_id, start_adapter):
+    unknown = _warm_job(stack, snapshot_id, f"acme{uuid.uuid4().hex[:6]}",
+                        init_adapter="nosuchadapter")
+    assert unknown.status == "failed"
+    assert "no such registered adapter" in unknown.error and start_adapter in unknown.error
+
+    reshaped = _warm_job(stack, snapshot_id, f"acme{uuid.uuid4().hex[:6]}",
+                         init_adapter=start_adapter, lora_r=8)
+    assert reshaped.status == "failed"
+    assert "fixes the LoRA shape" in reshaped.error and "lora_r=16" in reshaped.error
