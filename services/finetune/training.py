@@ -48,6 +48,12 @@ from typing import Any, Literal
 from services.common import model_store
 from services.common.config import Settings, get_settings
 from services.common.exceptions import CustomLLMError
+from services.common.generation.answer_adapter import (
+    DATACARD_FILE,
+    answers_on_compact_prompt,
+    focus_sentences,
+)
+from services.common.generation.evidence_prompt import PROMPT_VERSION
 from services.common.logs import log
 from services.finetune import disk
 from services.finetune.chat_data import (
@@ -236,24 +242,59 @@ def train_adapter(examples: Sequence[ChatExample], config: TrainingConfig, outpu
     transformers.logging.disable_progress_bar()
 
     model, tokenizer, folder = _load_base(settings, config)
-    data = [tokenize_example(tokenizer, ex, config.max_seq_len) for ex in examples]
-    usable = [item for item in data if item.n_target_tokens > 0]
-    if not usable:
-        raise TrainingError(f"every example's answer lies beyond max_seq_len="
-                            f"{config.max_seq_len}; raise it")
-    n_truncated = sum(item.truncated for item in data)
+    card: dict[str, Any] | None = None
+    if init_adapter_dir is not None and answers_on_compact_prompt(init_adapter_dir):
+        usable, card = _answer_examples(model, tokenizer, examples, init_adapter_dir)
+        n_truncated = 0
+    else:
+        data = [tokenize_example(tokenizer, ex, config.max_seq_len) for ex in examples]
+        usable = [item for item in data if item.n_target_tokens > 0]
+        if not usable:
+            raise TrainingError(f"every example's answer lies beyond max_seq_len="
+                                f"{config.max_seq_len}; raise it")
+        n_truncated = sum(item.truncated for item in data)
     model = (_with_lora(model, config, folder) if init_adapter_dir is None
              else _from_adapter(model, config, folder, init_adapter_dir))
 
     work = checkpoint_dir or Path(tempfile.mkdtemp(prefix="customllm-train-"))
     try:
-        return _run(model, tokenizer, folder, usable, config, output_dir, work,
-                    keep_checkpoints=checkpoint_dir is not None, on_progress=on_progress,
-                    should_stop=should_stop, settings=settings, started=started,
-                    n_examples=len(examples), n_truncated=n_truncated)
+        result = _run(model, tokenizer, folder, usable, config, output_dir, work,
+                      keep_checkpoints=checkpoint_dir is not None, on_progress=on_progress,
+                      should_stop=should_stop, settings=settings, started=started,
+                      n_examples=len(examples), n_truncated=n_truncated)
     finally:
         if checkpoint_dir is None:
             shutil.rmtree(work, ignore_errors=True)
+    if card is not None:  # serving reads it: this version answers on the compact prompt
+        (output_dir / DATACARD_FILE).write_text(json.dumps(card, indent=1, ensure_ascii=False))
+    return result
+
+
+def _answer_examples(model: Any, tokenizer: Any, examples: Sequence[ChatExample],
+                     init_adapter_dir: Path) -> tuple[list[TokenizedExample], dict[str, Any]]:
+    """The examples re-encoded as the answer adapter's own training data (see
+    :mod:`services.finetune.answer_examples`), and the data card that makes the new version
+    served the same way."""
+    from services.common.generation.collector import eos_ids
+    from services.common.prompting.prompts import load_template
+    from services.finetune import answer_examples
+    from services.finetune.answer_data import QUESTION_WORDS_INSIDE
+
+    no_answer = load_template("default").no_answer
+    kept = focus_sentences(init_adapter_dir)
+    usable, counts = answer_examples.encode(examples, tokenizer, eos_ids(model, tokenizer),
+                                            no_answer, kept)
+    if not usable:
+        raise TrainingError(
+            f"{init_adapter_dir.name} answers on the compact prompt, and none of the "
+            f"{len(examples)} examples can be taught in it ({counts}): each needs the default "
+            "template's layout (<context>, [n] headers, Question:) and an answer that is the "
+            "don't-know text or a span of one passage followed by its marker")
+    log(logger, logging.INFO, "examples re-encoded for the compact prompt", **counts)
+    return usable, {"prompt_version": PROMPT_VERSION, "no_answer": no_answer,
+                    "constraint": {"question_words_inside": QUESTION_WORDS_INSIDE,
+                                   "focus_sentences": kept},
+                    "examples": counts}
 
 
 def train_model(data: Sequence[ChatExample] | Sequence[str], config: TrainingConfig,

@@ -4,8 +4,10 @@ The adapter (``shipped/answers/``, built by ``customllm finetune build-default``
 :mod:`services.finetune.default_adapter`) was trained on the compact prompt
 (:mod:`evidence_prompt`) to copy the answer and cite it, or to say the "don't know" text. When a
 request asks for no adapter and its answer is extractive, the local backend answers with it;
-a request that names an adapter gets that one (on the full prompt, as before), and free
-generation never uses it (it was trained for one format only).
+a request that names an adapter gets that one: on the compact prompt when its data card says it
+learnt it (this adapter, or a fine-tuning job continued from it, ``finetune submit --from``),
+on the full prompt otherwise. Free generation never uses it (it was trained for one format
+only).
 
 At worker start it is registered in the adapter registry as a version of ``answers`` and, when
 its gate passed and no version of that name is promoted yet, promoted: so it shows in the
@@ -35,6 +37,7 @@ from typing import Any
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.generation.evidence_prompt import PROMPT_VERSION
 from services.common.logs import log
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped" / "answers"
@@ -145,6 +148,14 @@ def prompt_version(folder: Path) -> str:
     a prompt they never saw."""
     value = read_card(folder).get("prompt_version")
     return value if isinstance(value, str) and value else LEGACY_PROMPT_VERSION
+
+
+def answers_on_compact_prompt(folder: Path) -> bool:
+    """Whether this adapter version learnt the compact prompt this server builds, as its data
+    card says outright (the shipped adapter, or a job continued from it): such a version is
+    served on that prompt also when a request names it. A card without the record is an
+    ordinary adapter, trained on the full prompt."""
+    return read_card(folder).get("prompt_version") == PROMPT_VERSION
 
 
 def from_settings(settings: AnswerAdapterSettings | None = None) -> AnswerAdapter | None:

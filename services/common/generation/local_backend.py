@@ -10,9 +10,11 @@ from pathlib import Path
 
 from services.common.generation.answer_adapter import (
     AnswerAdapter,
+    answers_on_compact_prompt,
     focus_sentences,
     prompt_version,
     question_words_inside,
+    read_gate,
 )
 from services.common.generation.base import (
     GenerationError,
@@ -100,6 +102,25 @@ class LocalBackend:
                                    question_words_inside(folder.path),
                                    focus_sentences(folder.path))
 
+    def _named_answer_adapter(self, name: str) -> ServedAnswerAdapter | None:
+        """A requested adapter that learnt the compact prompt (the answer adapter, or a job
+        continued from it) is served on that prompt, under the constraint its card records;
+        any other is served on the full prompt. Its abstention margin is its own calibrated
+        one (its gate.json), none when it has none."""
+        if self.answer_adapter is not None and name == self.answer_adapter.name:
+            return self._served_answer_adapter()  # the default one, with its settings
+        try:
+            folder = self.engine.adapters.resolve(name)
+        except UnknownAdapter:
+            return None  # the generation call says so, with the adapters there are
+        if folder.kind != "adapter" or not answers_on_compact_prompt(folder.path):
+            return None
+        margin = read_gate(folder.path).get("abstain_margin")
+        return ServedAnswerAdapter(
+            name, float(margin) if isinstance(margin, int | float) and not isinstance(
+                margin, bool) else None,
+            question_words_inside(folder.path), focus_sentences(folder.path))
+
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         try:
             return await asyncio.wait_for(self._generate(request), self.timeout_s)
@@ -114,19 +135,22 @@ class LocalBackend:
             from services.common.generation.extractive import answer_extractive
 
             spec, adapter, compact = request.extractive, request.adapter, False
+            served = None
             if adapter is None and self.answer_adapter is not None:
                 served = await asyncio.to_thread(self._served_answer_adapter)
-                if served is not None:
-                    adapter, compact = served.name, True
-                    spec = dataclasses.replace(spec, abstain_margin=served.abstain_margin,
-                                               question_words_inside=served.words_inside,
-                                               focus_sentences=served.focus_sentences)
+            elif adapter is not None:
+                served = await asyncio.to_thread(self._named_answer_adapter, adapter)
+            if served is not None:
+                adapter, compact = served.name, True
+                spec = dataclasses.replace(spec, abstain_margin=served.abstain_margin,
+                                           question_words_inside=served.words_inside,
+                                           focus_sentences=served.focus_sentences)
             try:
                 answer = await answer_extractive(self.engine, request.messages, spec,
                                                  request.max_tokens, adapter, compact=compact)
             except GenerationError as exc:
-                if not compact:
-                    raise
+                if not compact or request.adapter is not None:
+                    raise  # a named adapter answers or fails; only the default falls back
                 log(logger, logging.WARNING, "answer adapter failed; base model answers",
                     adapter=adapter, error=str(exc)[:300])
                 adapter, compact = None, False

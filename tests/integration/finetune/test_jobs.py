@@ -4,7 +4,8 @@ cancel stops a running job at its next step.
 
 Training is real (LoRA on the served SmolLM2) but tiny: a handful of examples, a few steps,
 short sequences. A job may start from a registered adapter (the real shipped one here): it keeps
-that adapter's shape and weights, records the exact version, or fails with the reason.
+that adapter's shape, weights and compact prompt, records the exact version, or fails with the
+reason.
 """
 
 from __future__ import annotations
@@ -196,6 +197,31 @@ def start_adapter(stack) -> str:
     return name
 
 
+@pytest.fixture(scope="module")
+def answer_snapshot(stack) -> str:
+    """Examples in the default template's layout, with cited spans and one "don't know"."""
+    from services.common.prompting.context_item import ContextItem
+    from services.common.prompting.prompts import load_template, render
+    from services.finetune import supervision
+    from services.finetune.examples import ChatExample
+
+    template, tag = load_template("default"), uuid.uuid4().hex[:8]
+    source = f"tests-answers-{tag}"
+    for n, colour in enumerate(("red", "green", "blue", "yellow")):
+        items = [ContextItem(1, ("a",), "store", "Stores", "docs://stores",
+                             f"Box {tag}-{n} is kept in the {colour} cupboard of the north "
+                             "store.", 1.0),
+                 ContextItem(2, ("b",), "rota", "Rota", "docs://rota",
+                             "The north store opens at eight and closes at six.", 1.0)]
+        for question, answer in ((f"Where is box {tag}-{n} kept?", f"{colour} cupboard [1]."),
+                                 (f"Who painted box {tag}-{n}?", template.no_answer)):
+            supervision.add_example(stack.engine, ChatExample(messages=[
+                *render(template, question, items),
+                {"role": "assistant", "content": answer}]),
+                source=source, approved_by="tests", privacy_class="public")
+    return supervision.create_snapshot(stack.engine, sources=[source]).snapshot_id
+
+
 def _warm_job(stack, snapshot_id: str, name: str, **hp) -> FinetuneEvent:
     """A job without TINY's LoRA shape: the starting adapter brings its own."""
     request = FinetuneRequest(job_id=f"ft-{uuid.uuid4().hex[:10]}", adapter_name=name,
@@ -213,10 +239,12 @@ def _relative_change(new: dict, old: dict) -> float:
     return (moved / sum(float(np.square(v).sum()) for v in old.values())) ** 0.5
 
 
-def test_a_job_from_an_adapter_keeps_its_shape_and_starts_from_its_weights(
-        stack, finetune_worker, snapshot_id, start_adapter):
+def test_a_job_from_the_answer_adapter_keeps_its_shape_weights_and_prompt(
+        stack, finetune_worker, answer_snapshot, start_adapter):
+    from services.common.generation.evidence_prompt import PROMPT_VERSION
+
     name = f"acme{uuid.uuid4().hex[:6]}"
-    last = _warm_job(stack, snapshot_id, name, init_adapter=start_adapter)
+    last = _warm_job(stack, answer_snapshot, name, init_adapter=start_adapter)
     assert last.status == "completed", last
 
     start = registry.get(stack.engine, start_adapter)
@@ -235,6 +263,11 @@ def test_a_job_from_an_adapter_keeps_its_shape_and_starts_from_its_weights(
     # the way from them.
     assert 0 < _relative_change(trained, shipped) < 0.2
 
+    # Taught on the compact prompt the answer adapter learnt, and served on it (its card).
+    card = json.loads((Path(version.path) / "datacard.json").read_text())
+    assert card["prompt_version"] == PROMPT_VERSION
+    assert card["examples"]["answerable"] == 4 and card["examples"]["unanswerable"] == 4
+
 
 def test_a_start_that_cannot_be_honoured_fails_the_job_with_the_reason(
         stack, finetune_worker, snapshot_id, start_adapter):
@@ -247,3 +280,9 @@ def test_a_start_that_cannot_be_honoured_fails_the_job_with_the_reason(
                          init_adapter=start_adapter, lora_r=8)
     assert reshaped.status == "failed"
     assert "fixes the LoRA shape" in reshaped.error and "lora_r=16" in reshaped.error
+
+    # This module's examples are plain conversations: the compact prompt cannot be taught.
+    unreadable = _warm_job(stack, snapshot_id, f"acme{uuid.uuid4().hex[:6]}",
+                           init_adapter=start_adapter)
+    assert unreadable.status == "failed"
+    assert "can be taught in it" in unreadable.error and "not_in_layout" in unreadable.error

@@ -3,9 +3,11 @@ marker, or exactly the no-answer text; never anything else."""
 
 import asyncio
 import re
+import shutil
 
 import pytest
 
+from services.common.generation.answer_adapter import DATACARD_FILE, SHIPPED_DIR
 from services.common.generation.base import Extractive, GenerationRequest
 from services.common.generation.local_backend import LocalBackend
 from services.common.prompting.context_item import ContextItem
@@ -23,11 +25,12 @@ ITEMS = [
 TEMPLATE = load_template("default")
 
 
-def ask(engine, question: str, **spec) -> object:
+def ask(engine, question: str, adapter: str | None = None, **spec) -> object:
     messages = render(TEMPLATE, question, ITEMS, extractive=True)
     extractive = Extractive(tuple((i.n, i.text) for i in ITEMS), TEMPLATE.no_answer,
                             question=question, **spec)
-    request = GenerationRequest(messages=messages, max_tokens=16, extractive=extractive)
+    request = GenerationRequest(messages=messages, max_tokens=16, extractive=extractive,
+                                adapter=adapter)
     return asyncio.run(LocalBackend(engine).generate(request))
 
 
@@ -66,3 +69,21 @@ def test_without_the_prior_the_answer_is_still_a_cited_span_or_the_no_answer_tex
 def test_warm_up_loads_the_model_and_generates(engine):
     LocalBackend(engine).warm_up()
     assert engine.loaded
+
+
+def test_a_named_adapter_that_learnt_the_compact_prompt_is_served_on_it(engine, adapters_dir):
+    """The shipped weights twice: with their data card (as a job continued from them has one)
+    and without (as an ordinary adapter): only the first is fed the compact prompt."""
+    for name, card in (("compactcopy", True), ("fullcopy", False)):
+        folder = adapters_dir / name
+        folder.mkdir(exist_ok=True)
+        for item in SHIPPED_DIR.iterdir():
+            if item.is_file() and (card or item.name != DATACARD_FILE):
+                shutil.copyfile(item, folder / item.name)
+    question = "How long does production access last before it must be renewed?"
+    compact = ask(engine, question, adapter="compactcopy")
+    full = ask(engine, question, adapter="fullcopy")
+    assert compact.adapter == "compactcopy" and full.adapter == "fullcopy"
+    assert compact.prompt_tokens < full.prompt_tokens / 2  # the sentences about it, no rules
+    span, cited = re.fullmatch(r"(.+?) \[(\d)\]", compact.text).groups()
+    assert cited == "1" and "sixty days" in span
