@@ -144,10 +144,14 @@ def end_of_turn(tokenizer: Any, end_ids: frozenset[int]) -> int:
 
 
 def encode_example(tokenizer: Any, end_ids: frozenset[int], q: Question,
-                   no_answer: str, focus_sentences: int = FOCUS_SENTENCES
-                   ) -> TokenizedExample | None:
+                   no_answer: str, focus_sentences: int = FOCUS_SENTENCES, *,
+                   spaces_inside: bool = False) -> TokenizedExample | None:
     """The example's ids and labels (loss on the target only), or None when the answer is not
-    in the kept sentences or the automaton could not produce it (never a wrong label)."""
+    in the kept sentences or the automaton could not produce it (never a wrong label).
+
+    ``spaces_inside``: an answer may hold whitespace-only tokens between its words ("shelf 3"
+    is " shelf", " ", "3"). The shipped adapter's recipe skips those answers, and its rebuild
+    must give the same ids, so only a domain job (:mod:`answer_examples`) asks for them."""
     compact = compact_passages(q.question, q.passages, focus_sentences)
     if not compact:
         return None
@@ -158,7 +162,7 @@ def encode_example(tokenizer: Any, end_ids: frozenset[int], q: Question,
     if q.gold_n is None:
         target = [*constraint.no_answer, end]
     else:
-        found = _answer_tokens(tokenizer, compact, constraint, q)
+        found = _answer_tokens(tokenizer, compact, constraint, q, spaces_inside)
         if found is None:
             return None
         target = [*found, end]
@@ -168,7 +172,7 @@ def encode_example(tokenizer: Any, end_ids: frozenset[int], q: Question,
 
 
 def _answer_tokens(tokenizer: Any, compact: Sequence[tuple[int, str]], constraint: Any,
-                   q: Question) -> list[int] | None:
+                   q: Question, spaces_inside: bool = False) -> list[int] | None:
     """The gold passage's tokens covering an answer, then its marker; replayed through the
     automaton (which also checks the span may be written: focus, question words, length)."""
     p = next((i for i, (n, _) in enumerate(compact) if n == q.gold_n), None)
@@ -187,6 +191,8 @@ def _answer_tokens(tokenizer: Any, compact: Sequence[tuple[int, str]], constrain
         inside = [i for i, (a, b) in enumerate(offsets)
                   if text[a:b].strip() and at <= a + (len(text[a:b]) - len(text[a:b].lstrip()))
                   < stop]
+        if inside and spaces_inside:  # what lies between the answer's words is the answer's
+            inside = list(range(inside[0], inside[-1] + 1))
         if not inside or inside != list(range(inside[0], inside[-1] + 1)):
             continue
         target = [*ids[inside[0]:inside[-1] + 1], *constraint.passages[p].marker]

@@ -78,7 +78,8 @@ def encode(examples: Sequence[ChatExample], tokenizer: Any, end_ids: frozenset[i
         if question is None:
             counts["not_in_layout"] += 1
             continue
-        item = encode_example(tokenizer, end_ids, question, no_answer, focus_sentences)
+        item = encode_example(tokenizer, end_ids, question, no_answer, focus_sentences,
+                              spaces_inside=True)
         if item is None:
             counts["not_writable"] += 1
             continue

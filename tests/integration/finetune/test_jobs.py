@@ -209,11 +209,13 @@ def answer_snapshot(stack) -> str:
     source = f"tests-answers-{tag}"
     for n, colour in enumerate(("red", "green", "blue", "yellow")):
         items = [ContextItem(1, ("a",), "store", "Stores", "docs://stores",
-                             f"Box {tag}-{n} is kept in the {colour} cupboard of the north "
-                             "store.", 1.0),
+                             f"Box {tag}-{n} is kept in the {colour} cupboard, on shelf {n + 3}"
+                             " of the north store.", 1.0),
                  ContextItem(2, ("b",), "rota", "Rota", "docs://rota",
                              "The north store opens at eight and closes at six.", 1.0)]
-        for question, answer in ((f"Where is box {tag}-{n} kept?", f"{colour} cupboard [1]."),
+        # "shelf 4" is " shelf", " ", "4" for SmolLM2's tokenizer: a span with a space inside
+        where = f"{colour} cupboard [1]." if n % 2 else f"shelf {n + 3} [1]."
+        for question, answer in ((f"Where is box {tag}-{n} kept?", where),
                                  (f"Who painted box {tag}-{n}?", template.no_answer)):
             supervision.add_example(stack.engine, ChatExample(messages=[
                 *render(template, question, items),
