@@ -106,10 +106,9 @@ $CLI examples snapshot --source acme-demo-sft
 
 step "Fine-tuning: a LoRA job on finetune.requests, started from the shipped answers adapter and gated"
 # A few steps only, so the demo stays short. --from starts from the shipped answers adapter's
-# weights instead of fresh ones. The gate then compares the result with what is served now
-# (the answers adapter on its compact prompt) on held-out cases: it promotes the new adapter
-# only if it is not worse. Six steps on these full-prompt examples are usually not enough, and
-# the gate keeps it a candidate; benchmarks/finetune.py trains a real one.
+# weights and teaches the examples in its compact prompt (those it can: the data card counts
+# the paraphrased answers it skipped). The gate then compares the result with what is served
+# now (the answers adapter) on held-out cases and promotes it only if it is not worse.
 $CLI finetune submit --adapter acme-cite --source acme-demo-sft --from answers \
   --set max_steps=6 \
   --testset examples/finetune/heldout_cases.jsonl --eval-limit 4 --follow || true
