@@ -84,6 +84,7 @@ def adapter_card(*, name: str, version: str, base_model: str, method: str, job_i
         f"Steps {_fmt(training.get('steps'))}, final loss {_fmt(training.get('final_loss'))}, "
         f"{_fmt(training.get('duration_s'))} s, {_fmt(training.get('tokens_per_s'))} tokens/s "
         f"on {training.get('device') or 'cpu'}.", "",
+        *_answer_examples(training.get("answer_examples"), hyperparameters),
         "## Evaluation gate", "",
     ]
     lines += _gate_section(gate)
@@ -94,6 +95,19 @@ def adapter_card(*, name: str, version: str, base_model: str, method: str, job_i
     if data_card_markdown:
         lines += ["## Data card", "", data_card_markdown.strip(), ""]
     return "\n".join(lines)
+
+
+def _answer_examples(counts: Mapping[str, int] | None,
+                     hyperparameters: Mapping[str, Any]) -> list[str]:
+    """What a job continued from the answer adapter could teach on its compact prompt."""
+    if not counts:
+        return []
+    return [f"Continued from `{hyperparameters.get('init_adapter', '?')}` on its compact "
+            f"prompt: {counts.get('answerable', 0)} cited answers and "
+            f"{counts.get('unanswerable', 0)} \"don't know\" taught; skipped "
+            f"{counts.get('not_in_layout', 0)} outside the prompt layout and "
+            f"{counts.get('not_writable', 0)} whose answer is not a span of its passage "
+            "(paraphrases).", ""]
 
 
 def _gate_section(gate: Mapping[str, Any] | None) -> list[str]:

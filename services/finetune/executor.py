@@ -363,6 +363,7 @@ class JobRun:
             "snapshot_id": dataset_id, "data_card_markdown": card_md,
             "hyperparameters": config.as_dict(),
             "loss_curve": [[s, v] for s, v in result.loss_curve],
+            "answer_examples": result.extra.get("answer_examples"),
         }
         staging = done.with_suffix(".tmp")
         staging.write_text(json.dumps(summary))

@@ -267,6 +267,7 @@ def train_adapter(examples: Sequence[ChatExample], config: TrainingConfig, outpu
             shutil.rmtree(work, ignore_errors=True)
     if card is not None:  # serving reads it: this version answers on the compact prompt
         (output_dir / DATACARD_FILE).write_text(json.dumps(card, indent=1, ensure_ascii=False))
+        result.extra["answer_examples"] = card["examples"]
     return result
 
 

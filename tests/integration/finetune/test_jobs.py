@@ -269,6 +269,7 @@ def test_a_job_from_the_answer_adapter_keeps_its_shape_weights_and_prompt(
     card = json.loads((Path(version.path) / "datacard.json").read_text())
     assert card["prompt_version"] == PROMPT_VERSION
     assert card["examples"]["answerable"] == 4 and card["examples"]["unanswerable"] == 4
+    assert "on its compact prompt: 4 cited answers and 4" in version.card_markdown
 
 
 def test_a_start_that_cannot_be_honoured_fails_the_job_with_the_reason(

@@ -93,3 +93,19 @@ def test_the_card_carries_metrics_gate_and_serving_lines():
     assert lorax_adapter("/p") == {"adapter_id": "/p", "adapter_source": "local"}
     assert serving_lines("fmt@v2", "fmt", "/p", "org/Base-1")["customllm (OpenAI API)"] == \
         'model: "Base-1:fmt@v2"'
+
+
+def test_a_card_continued_from_the_answer_adapter_says_what_it_could_teach():
+    counts = {"answerable": 15, "unanswerable": 4, "not_in_layout": 0, "not_writable": 14}
+    card = adapter_card(name="acme", version="v2", base_model="org/Base-1", method="lora",
+                        job_id="job-9", path="/p", status="candidate",
+                        hyperparameters={"init_adapter": "answers@v1"},
+                        training={"steps": 6, "answer_examples": counts},
+                        dataset={"n_examples": 33}, gate=None)
+    assert ("Continued from `answers@v1` on its compact prompt: 15 cited answers and 4 "
+            "\"don't know\" taught; skipped 0 outside the prompt layout and 14 whose answer is "
+            "not a span of its passage") in card
+    plain = adapter_card(name="acme", version="v1", base_model="org/Base-1", method="lora",
+                         job_id=None, path="/p", status="candidate", hyperparameters={},
+                         training={"steps": 6}, dataset={}, gate=None)
+    assert "compact prompt" not in plain
