@@ -73,10 +73,12 @@ class Outcome:
     scores: dict[str, float] | None
 
 
-async def run_case(backend: Any, case: Case, mode: str, template: Any) -> Outcome:
+async def run_case(backend: Any, case: Case, mode: str, template: Any,
+                   adapter: str | None = None) -> Outcome:
     """One question through the local backend in ``mode``: "free" (base, v1 prompt),
-    "extractive" (the backend's extractive path: the base, or the adapter when the backend
-    serves one) or "adapter_free" (the adapter on its compact prompt, unconstrained)."""
+    "extractive" (the backend's extractive path: the base, the adapter the backend serves by
+    default, or the ``adapter`` the request names) or "adapter_free" (the adapter on its
+    compact prompt, unconstrained)."""
     from services.common.generation.answer_adapter import focus_sentences
     from services.common.generation.base import Extractive, GenerationRequest
     from services.common.generation.evidence_prompt import compact_messages, compact_passages
@@ -100,7 +102,7 @@ async def run_case(backend: Any, case: Case, mode: str, template: Any) -> Outcom
         request = GenerationRequest(
             messages=messages,
             max_tokens=EXTRACTIVE_MAX_TOKENS if extractive else BASELINE_MAX_TOKENS,
-            extractive=spec)
+            extractive=spec, adapter=adapter)
     started = time.perf_counter()
     result = await backend.generate(request)
     return Outcome(case.qid, case.answerable, case.answers, case.gold_n, result.text.strip(),
@@ -109,12 +111,13 @@ async def run_case(backend: Any, case: Case, mode: str, template: Any) -> Outcom
 
 
 async def run_all(backend: Any, cases: Sequence[Case], mode: str, template: Any,
-                  label: str, progress: Path | None = None) -> list[Outcome]:
+                  label: str, progress: Path | None = None,
+                  adapter: str | None = None) -> list[Outcome]:
     """Every case in turn; each outcome is also appended to ``progress`` (JSON lines), so a
     run cut short still leaves what it measured."""
     outcomes = []
     for index, case in enumerate(cases, start=1):
-        outcomes.append(await run_case(backend, case, mode, template))
+        outcomes.append(await run_case(backend, case, mode, template, adapter))
         if progress is not None:
             with progress.open("a", encoding="utf-8") as out:
                 out.write(json.dumps({"part": label, **asdict(outcomes[-1])},
