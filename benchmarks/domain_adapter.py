@@ -163,12 +163,39 @@ async def _run(args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "domain_adapter.json").write_text(json.dumps(report, indent=1))
     table = write_table(rows)
+    write_plot(rows, args.out / "domain_adapter.png")
     (args.out / "domain_adapter.md").write_text(
         f"# Specialising the answer adapter on a domain\n\n`{report['command']}`\n\n"
-        f"{__doc__.split(chr(10) + chr(10), 2)[2].strip()}\n\n{table}\n\nTraining: "
+        f"{__doc__.split(chr(10) + chr(10), 2)[2].strip()}\n\n{table}\n\n"
+        "![EM, F1, false don't know](domain_adapter.png)\n\nTraining: "
         + "; ".join(f"{k}: {v['steps']} steps, final loss {v['final_loss']:.3f}, "
                     f"{v['train_s']} s" for k, v in training.items()) + "\n")
     logger.warning("\n%s", table)
+
+
+def write_plot(rows: dict[str, dict[str, float]], path: Path) -> None:
+    """EM, F1 and false "don't know" per system, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measures = (("exact_match", "exact match"), ("token_f1", "token F1"),
+                ("false_no_answer", "false \"don't know\""))
+    figure, axis = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(rows)
+    for i, (name, row) in enumerate(rows.items()):
+        xs = [m + i * width for m in range(len(measures))]
+        bars = axis.bar(xs, [row[key] for key, _ in measures], width, label=name)
+        axis.bar_label(bars, fmt="%.2f", fontsize=7)
+    axis.set_xticks([m + width * (len(rows) - 1) / 2 for m in range(len(measures))],
+                    [label for _, label in measures])
+    axis.set_ylim(0, 1)
+    axis.set_title("Domain test questions (held-out paragraphs)")
+    axis.legend(fontsize=7, loc="upper right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 def write_table(rows: dict[str, dict[str, float]]) -> str:
