@@ -14,7 +14,6 @@ from services.common.generation.answer_adapter import (
     focus_sentences,
     prompt_version,
     question_words_inside,
-    read_gate,
 )
 from services.common.generation.base import (
     GenerationError,
@@ -115,11 +114,10 @@ class LocalBackend:
             return None  # the generation call says so, with the adapters there are
         if folder.kind != "adapter" or not answers_on_compact_prompt(folder.path):
             return None
-        margin = read_gate(folder.path).get("abstain_margin")
-        return ServedAnswerAdapter(
-            name, float(margin) if isinstance(margin, int | float) and not isinstance(
-                margin, bool) else None,
-            question_words_inside(folder.path), focus_sentences(folder.path))
+        own = AnswerAdapter(name, None, per_version_margin=True)  # its gate.json's, or none
+        return ServedAnswerAdapter(name, own.margin_for(folder.path),
+                                   question_words_inside(folder.path),
+                                   focus_sentences(folder.path))
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         try:
