@@ -14,7 +14,7 @@ from pathlib import Path
 from services.common.exceptions import CustomLLMError
 
 CHECKPOINT_SIZE_FACTOR = 3  # weights + AdamW's first and second moments, all float32
-CHECKPOINTS_KEPT = 2  # TrainingArguments.save_total_limit; one more exists while it rotates
+CHECKPOINTS_KEPT = 2  # the Trainer's save_total_limit; one more exists while it rotates
 
 
 class NotEnoughDisk(CustomLLMError):

@@ -386,7 +386,9 @@ class JobRun:
         start = warm_start.resolve(self.x.engine, ref, base_aliases(self.x.config.base_model),
                                    self.request.hyperparameters)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        frozen.write_text(start.to_json())
+        staging = frozen.with_suffix(".tmp")
+        staging.write_text(start.to_json())
+        staging.replace(frozen)  # whole or absent, whenever the worker dies
         return start
 
     def _corpus(self) -> Any:
