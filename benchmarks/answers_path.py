@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.answers_path \
         --squad ../shared/datasets/squad_v11_train_11articles.json \
-        --unanswerable ../shared/datasets/squad_v2_dev_5articles.json   # ~25 minutes on 2 cores
+        --unanswerable ../shared/datasets/squad_v2_dev_5articles.json   # ~22 minutes on 2 cores
 
 ``benchmarks.answers`` measures the generation call alone, with retrieval simulated (the
 question's paragraph and two others of its article). This one measures what a user gets: a
@@ -16,8 +16,10 @@ act as deployed.
 The questions are the answers benchmark's held-out ones (same articles, seed and sizes:
 answerable questions of SQuAD 1.1 Antibiotics, Genocide and Montana; unanswerable questions of
 SQuAD 2.0 Normans and Victoria), none of whose articles the adapter trained or was calibrated
-on. Modes, each on the same questions in one run (the stack is restarted between modes with
-the same index):
+on. ``--part calibration`` asks questions of the calibration articles instead (Spectre and
+Twilight Princess, Sky): the part to study and tune on, written to ``answers_path_calibration.*``
+so the held-out record stays. Modes, each on the same questions in one run (the stack is
+restarted between modes with the same index):
 
 * ``default``: the rag worker as shipped (the answer adapter, the constraint, its abstention
   margin);
