@@ -26,7 +26,9 @@ restarted between modes with the same index):
 * ``base``: ``CUSTOMLLM_ANSWER_ADAPTER_ENABLED=false``, the base model under the constraint (the
   baseline the adapter has to beat);
 * ``free``: the shipped worker with ``answer_mode: free`` per request (the base model writing
-  freely, the old default; slow, so not in the default modes).
+  freely, the old default; slow, so not in the default modes);
+* ``margin:X``: the default with ``CUSTOMLLM_ANSWER_ADAPTER_ABSTAIN_MARGIN=X``, to choose the
+  "don't know" margin on the calibration part as answers are asked in deployment.
 
 Scored as ``benchmarks.answers_report`` scores (SQuAD normalization, markers removed; a "don't
 know" scores 0 on an answerable question), with one difference forced by real retrieval: a
@@ -92,6 +94,17 @@ class Outcome:
     latency_s: float
     completion_tokens: int
     status: str
+
+
+def mode_settings(mode: str) -> tuple[dict[str, str], dict[str, Any], str]:
+    """(worker environment, request options, row name) of a mode."""
+    if mode.startswith("margin:"):
+        value = mode.split(":", 1)[1]
+        float(value)  # a number ("inf" included), or the mode is unknown
+        return ({"CUSTOMLLM_ANSWER_ADAPTER_ABSTAIN_MARGIN": value}, {},
+                f"the default at abstention margin {value}")
+    env, options = MODES[mode]
+    return env, options, ROW_NAMES[mode]
 
 
 def corpus(paths: list[Path]) -> tuple[list[Any], dict[str, str]]:
@@ -217,7 +230,7 @@ def answer_all(asker: Asker, cases: list[PathCase], label: str,
 
 def run_mode(state: Path, mode: str, cases: list[PathCase], docs: list[Any],
              publish: bool, warmup: list[PathCase]) -> dict[str, Any]:
-    env, options = MODES[mode]
+    env, options, _ = mode_settings(mode)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -254,12 +267,12 @@ def main(argv: list[str] | None = None) -> None:
                         metavar=("ANSWERABLE", "UNANSWERABLE"),
                         help="how many of each (default 150 75 held out, 200 100 calibration)")
     parser.add_argument("--modes", default="default,base",
-                        help=f"comma-separated, of {', '.join(MODES)}")
+                        help=f"comma-separated, of {', '.join(MODES)}, margin:X")
     parser.add_argument("--seed", type=int, default=7, help="the answers benchmark's seed")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    unknown = sorted(set(modes) - set(MODES))
+    unknown = sorted(m for m in modes if not _known(m))
     if unknown:
         parser.error(f"unknown modes {unknown}; known: {', '.join(MODES)}")
 
@@ -294,7 +307,7 @@ def build_report(args: argparse.Namespace, modes: list[str], results: dict[str, 
         outcomes = results[mode]["outcomes"]
         row = summarize(outcomes, no_answer)
         row["refused_or_failed"] = float(sum(o.status != "ok" for o in outcomes))
-        rows[ROW_NAMES[mode]] = row
+        rows[mode_settings(mode)[2]] = row
     return {
         "command": "python -m benchmarks.answers_path --squad " + str(args.squad)
                    + " --unanswerable " + str(args.unanswerable) + f" --modes {args.modes}"
@@ -364,6 +377,14 @@ that were refused or failed: {', '.join(f"{k}: {int(v['refused_or_failed'])}"
         verdict = ", ".join(f"{c} {'ok' if _meets(c, row[c]) else 'missed'}"
                             for c in COLUMNS[:6])
         print(f"{name}: {verdict}")
+
+
+def _known(mode: str) -> bool:
+    try:
+        mode_settings(mode)
+    except (KeyError, ValueError):
+        return False
+    return True
 
 
 def _meets(column: str, value: float) -> bool:

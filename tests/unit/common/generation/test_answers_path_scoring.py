@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from benchmarks.answers_path import PathCase, corpus, outcome
+from benchmarks.answers_path import PathCase, corpus, mode_settings, outcome
 from benchmarks.answers_report import summarize
 from services.common.events import Citation, RagReply, Usage
 
@@ -68,3 +68,13 @@ def test_the_corpus_names_each_paragraph_once_across_both_files(tmp_path):
                                         "v2/0004", "v2/0005"]
     assert by_text["Normans text 1."] == "v2/0005"
     assert {d.privacy_class for d in docs} == {"public"}
+
+
+def test_a_margin_mode_sets_the_workers_margin_and_an_unknown_mode_is_refused():
+    env, options, row = mode_settings("margin:1.75")
+    assert env == {"CUSTOMLLM_ANSWER_ADAPTER_ABSTAIN_MARGIN": "1.75"} and options == {}
+    assert "1.75" in row
+    assert mode_settings("base")[0] == {"CUSTOMLLM_ANSWER_ADAPTER_ENABLED": "false"}
+    for unknown in ("margin:wide", "zero-shot"):
+        with pytest.raises((KeyError, ValueError)):
+            mode_settings(unknown)
