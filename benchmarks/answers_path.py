@@ -30,6 +30,12 @@ restarted between modes with the same index):
 * ``margin:X``: the default with ``CUSTOMLLM_ANSWER_ADAPTER_ABSTAIN_MARGIN=X``, to choose the
   "don't know" margin on the calibration part as answers are asked in deployment.
 
+Any mode may end in ``@DIR``: an adapter folder built by ``customllm finetune build-default
+--out DIR`` is then registered and promoted as the served ``answers`` version for that mode
+(its ``gate.json`` gives its margin), so a retrained adapter is measured beside the shipped one
+on the same index and questions before it replaces anything; modes without it serve the
+shipped version.
+
 Scored as ``benchmarks.answers_report`` scores (SQuAD normalization, markers removed; a "don't
 know" scores 0 on an answerable question), with one difference forced by real retrieval: a
 citation is right when every passage the answer cites is the question's own paragraph. The
@@ -98,6 +104,10 @@ class Outcome:
 
 def mode_settings(mode: str) -> tuple[dict[str, str], dict[str, Any], str]:
     """(worker environment, request options, row name) of a mode."""
+    mode, folder = split_adapter(mode)
+    if folder is not None:
+        env, options, name = mode_settings(mode)
+        return env, options, f"{name}, adapter {folder.name}"
     if mode.startswith("margin:"):
         value = mode.split(":", 1)[1]
         float(value)  # a number ("inf" included), or the mode is unknown
@@ -105,6 +115,36 @@ def mode_settings(mode: str) -> tuple[dict[str, str], dict[str, Any], str]:
                 f"the default at abstention margin {value}")
     env, options = MODES[mode]
     return env, options, ROW_NAMES[mode]
+
+
+def split_adapter(mode: str) -> tuple[str, Path | None]:
+    """A mode and the adapter folder it serves (None: the shipped one)."""
+    mode, _, folder = mode.partition("@")
+    return mode, Path(folder) if folder else None
+
+
+def serve_adapter(folder: Path | None) -> str:
+    """Promote ``folder``'s weights (the shipped ones when None) as the served ``answers``
+    version, registering them first; the rag worker loads the promoted version by its path."""
+    from services.common import adapter_registry as registry
+    from services.common.config import get_settings
+    from services.common.db import make_engine
+    from services.common.generation.answer_adapter import SHIPPED_DIR, install, weights_hash
+
+    folder = folder or SHIPPED_DIR
+    settings = get_settings()
+    adapters_dir = settings.adapters_dir or settings.state_path / "adapters"
+    db = make_engine(settings.sqlalchemy_url, pool_size=1)
+    try:
+        install(db, adapters_dir, "answers", settings.local_model_id, folder=folder)
+        digest = weights_hash(folder)
+        version = next(v for v in registry.list_versions(db, "answers")
+                       if v.hyperparameters.get("shipped_weights_sha256") == digest)
+        if version.status != "promoted":
+            registry.promote(db, "answers", version.version, adapters_dir)
+        return version.ref
+    finally:
+        db.dispose()
 
 
 def corpus(paths: list[Path]) -> tuple[list[Any], dict[str, str]]:
@@ -239,6 +279,8 @@ def run_mode(state: Path, mode: str, cases: list[PathCase], docs: list[Any],
             from benchmarks.query_runs import publish_and_wait
 
             indexed = publish_and_wait(docs, timeout_s=1800) if publish else None
+            if "ANSWER_ADAPTER_ENABLED" not in str(env):
+                serve_adapter(split_adapter(mode)[1])
             asker = Asker()
             try:
                 for case in warmup:  # the first answers load the model and the adapter

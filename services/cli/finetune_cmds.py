@@ -422,6 +422,14 @@ def adapters_show(ref: str = typer.Argument(..., help="NAME (promoted or newest)
         typer.echo(f"# {stack}\n{line}")
 
 
+def _one_of(*choices: str) -> Any:
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in choices:
+            raise typer.BadParameter(f"{value!r}: one of {', '.join(choices)}")
+        return value
+    return check
+
+
 @finetune_app.command("build-default")
 def build_default(
     squad: Path = typer.Option(..., "--squad", exists=True, dir_okay=False,
@@ -435,6 +443,10 @@ def build_default(
     focus_sentences: int | None = typer.Option(
         None, "--focus-sentences", min=1,
         help="Sentences about the question kept in the prompt (default: the recipe's)."),
+    distractors: str | None = typer.Option(
+        None, "--distractors", callback=_one_of("random", "nearest"),
+        help="The other two passages: random paragraphs of the article, or the nearest by "
+             "BM25 (default: the recipe's)."),
 ) -> None:
     """Rebuild the shipped answer adapter (data, seeded LoRA training, data card); then run
     `python -m benchmarks.answers ... --previous-adapter <a copy of the old one> --gate` to
@@ -443,7 +455,9 @@ def build_default(
     from services.finetune.answer_data import DataSpec
 
     target = out or default_adapter.SHIPPED_DIR / default_adapter.ADAPTER_NAME
-    spec = DataSpec() if focus_sentences is None else DataSpec(focus_sentences=focus_sentences)
+    chosen = {k: v for k, v in (("focus_sentences", focus_sentences),
+                                ("distractors", distractors)) if v is not None}
+    spec = DataSpec(**chosen)
     card = default_adapter.build_default(target, squad, squad2, stop_after=stop_after,
                                          spec=spec)
     console.print(f"built {target}: {card['counts']['total']} examples, "

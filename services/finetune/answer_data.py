@@ -10,6 +10,13 @@ it), the passage's marker `` [n]`` and end of turn; or the "don't know" text and
 Every answerable target is replayed through the evidence automaton of that very prompt
 (:func:`evidence.walk`), so the adapter is only ever taught answers it can give at serving.
 
+With ``distractors="nearest"`` the other passages are instead the paragraphs of the training
+articles a BM25 ranking of the question puts nearest, in rank order (the question's own
+paragraph at its rank, moved to third when it ranks below): what the rag worker's hybrid
+retrieval hands over, whose other passages share the question's words and whose first passage
+is usually the right one. With random paragraphs of the article the adapter never learnt to
+choose among near-misses.
+
 Unanswerable examples come in two kinds: SQuAD 2.0's unanswerable questions (written to look
 answerable from their paragraph) with that paragraph among the three, and SQuAD 1.1 questions
 whose own paragraph is left out (three other paragraphs of the article, none containing the
@@ -89,6 +96,8 @@ class DataSpec:
     seed: int = 20261202
     # sentences of the compact prompt (and spans); recorded in the card, serving keeps to it
     focus_sentences: int = FOCUS_SENTENCES
+    # the other passages: "random" paragraphs of the article, or the "nearest" by BM25
+    distractors: str = "random"
 
 
 def file_sha256(path: Path) -> str:
@@ -96,16 +105,22 @@ def file_sha256(path: Path) -> str:
 
 
 def questions(path: Path, titles: Iterable[str], seed: int, *,
-              gold_left_out: bool = False) -> list[Question]:
-    """Every question of the named articles with three passages of its article: its own
-    paragraph and two others (or, with ``gold_left_out``, three others that do not contain
-    any of its answers; answerable questions only)."""
+              gold_left_out: bool = False, distractors: str = "random") -> list[Question]:
+    """Every question of the named articles with three passages: its own paragraph and two
+    others (or, with ``gold_left_out``, three others that do not contain any of its answers;
+    answerable questions only). ``distractors``: "random" paragraphs of its article, in a
+    seeded order, or the "nearest" paragraphs of all the named articles, in rank order."""
+    if distractors not in ("random", "nearest"):
+        raise ValueError(f"unknown distractors {distractors!r}: random or nearest")
     wanted = set(titles)
     rng = random.Random(seed)
+    articles = [a for a in json.loads(path.read_text(encoding="utf-8"))["data"]
+                if a["title"] in wanted]
+    pool = [p["context"] for a in articles for p in a["paragraphs"]]
+    ranker = _Ranker(pool) if distractors == "nearest" else None
     out: list[Question] = []
-    for article in json.loads(path.read_text(encoding="utf-8"))["data"]:
-        if article["title"] not in wanted:
-            continue
+    base = 0
+    for article in articles:
         paragraphs = article["paragraphs"]
         for index, paragraph in enumerate(paragraphs):
             for qa in paragraph["qas"]:
@@ -113,22 +128,69 @@ def questions(path: Path, titles: Iterable[str], seed: int, *,
                 answers = tuple(dict.fromkeys(a["text"] for a in qa.get("answers", [])))
                 if gold_left_out and (impossible or not answers):
                     continue
-                others = [i for i in range(len(paragraphs)) if i != index]
-                if gold_left_out:
-                    others = [i for i in others if not any(
-                        a.lower() in paragraphs[i]["context"].lower() for a in answers)]
-                    chosen = rng.sample(others, min(3, len(others)))
+                if ranker is not None:
+                    texts, gold = _nearest(ranker, qa["question"], base + index, answers,
+                                           gold_left_out)
                 else:
-                    chosen = [index, *rng.sample(others, min(2, len(others)))]
-                rng.shuffle(chosen)
-                passages = tuple((n, paragraphs[i]["context"])
-                                 for n, i in enumerate(chosen, start=1))
-                gold = None if gold_left_out or impossible else chosen.index(index) + 1
+                    texts, gold = _random(rng, paragraphs, index, answers, gold_left_out)
+                passages = tuple(enumerate(texts, start=1))
+                gold = None if impossible else gold
                 kind = ("gold_left_out" if gold_left_out else
                         "squad2_unanswerable" if impossible else "answerable")
                 out.append(Question(str(qa["id"]), article["title"], qa["question"],
                                     () if gold is None else answers, passages, gold, kind))
+        base += len(paragraphs)
     return out
+
+
+def _holds(text: str, answers: Sequence[str]) -> bool:
+    return any(a.lower() in text.lower() for a in answers)
+
+
+def _random(rng: random.Random, paragraphs: Sequence[dict[str, Any]], index: int,
+            answers: Sequence[str], gold_left_out: bool) -> tuple[list[str], int | None]:
+    """Passages drawn from the article (the first recipe's draw, kept bit for bit)."""
+    others = [i for i in range(len(paragraphs)) if i != index]
+    if gold_left_out:
+        others = [i for i in others if not _holds(paragraphs[i]["context"], answers)]
+        chosen = rng.sample(others, min(3, len(others)))
+    else:
+        chosen = [index, *rng.sample(others, min(2, len(others)))]
+    rng.shuffle(chosen)
+    gold = None if gold_left_out else chosen.index(index) + 1
+    return [paragraphs[i]["context"] for i in chosen], gold
+
+
+class _Ranker:
+    """BM25 over the pool of paragraphs the distractors are drawn from."""
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        from rank_bm25 import BM25Okapi
+
+        self.texts = list(texts)
+        self.bm25 = BM25Okapi([_words(t) for t in self.texts])
+
+    def ranked(self, question: str) -> list[int]:
+        scores = self.bm25.get_scores(_words(question))
+        return sorted(range(len(self.texts)), key=lambda i: (-scores[i], i))
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def _nearest(ranker: _Ranker, question: str, own: int, answers: Sequence[str],
+             gold_left_out: bool) -> tuple[list[str], int | None]:
+    """The top three of the ranking; the own paragraph kept at its rank (third when it ranks
+    lower), or, with ``gold_left_out``, left out with every paragraph holding an answer."""
+    order = ranker.ranked(question)
+    if gold_left_out:
+        top = [i for i in order if i != own and not _holds(ranker.texts[i], answers)][:3]
+        return [ranker.texts[i] for i in top], None
+    top = order[:3]
+    if own not in top:
+        top = [*top[:2], own]
+    return [ranker.texts[i] for i in top], top.index(own) + 1
 
 
 def prompt_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[int]:
@@ -218,10 +280,12 @@ def build(tokenizer: Any, end_ids: frozenset[int], squad11: Path, squad2: Path, 
     """The training examples (shuffled) and their counts, from the training articles only."""
     rng = random.Random(spec.seed)
     train11, train2 = SPLIT["squad_v11"]["train"], SPLIT["squad_v2"]["train"]
-    pool = questions(squad11, train11, spec.seed) + questions(squad2, train2, spec.seed)
+    how = spec.distractors
+    pool = (questions(squad11, train11, spec.seed, distractors=how)
+            + questions(squad2, train2, spec.seed, distractors=how))
     answerable = [q for q in pool if q.kind == "answerable"]
     impossible = [q for q in pool if q.kind == "squad2_unanswerable"]
-    left_out = questions(squad11, train11, spec.seed + 1, gold_left_out=True)
+    left_out = questions(squad11, train11, spec.seed + 1, gold_left_out=True, distractors=how)
     counts: dict[str, Any] = {}
     examples: list[TokenizedExample] = []
     for name, items, wanted in (("answerable", answerable, spec.answerable),

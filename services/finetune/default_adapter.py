@@ -256,13 +256,18 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="unanswerable SQuAD 2.0 training questions to use")
     parser.add_argument("--gold-left-out", type=int, default=DataSpec().gold_left_out,
                         help="answerable questions shown three passages without their answer")
+    parser.add_argument("--distractors", choices=("random", "nearest"),
+                        default=DataSpec().distractors,
+                        help="the other two passages: random paragraphs of the article, or "
+                             "the nearest by BM25 (what retrieval hands over)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     card = build_default(args.out, args.squad, args.squad2, max_steps=args.max_steps,
                          spec=DataSpec(focus_sentences=args.focus_sentences,
                                        answerable=args.answerable,
                                        squad2_unanswerable=args.unanswerable,
-                                       gold_left_out=args.gold_left_out))
+                                       gold_left_out=args.gold_left_out,
+                                       distractors=args.distractors))
     sys.stdout.write(json.dumps({k: card[k] for k in ("counts", "training")}, indent=1) + "\n")
 
 

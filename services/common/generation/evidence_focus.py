@@ -65,7 +65,9 @@ def focus(question: str, passages: Sequence[str], keep: int = 2) -> Focus:
     total = sum(len(b) for b in bags) or 1
     df = {w: sum(w in bag for p in bags for bag in p) for w in wanted}
     idf = {w: math.log(1 + total / df[w]) for w in wanted if df[w]}
-    scored = [(sum(idf.get(w, 0.0) for w in bag & wanted), p, s)
+    # fsum: exact whatever the set's order, which follows the process's string hashing; a
+    # plain sum broke exact ties differently from one process to the next
+    scored = [(math.fsum(idf.get(w, 0.0) for w in bag & wanted), p, s)
               for p, passage_bags in enumerate(bags) for s, bag in enumerate(passage_bags)]
     if not any(score > 0 for score, _, _ in scored):
         return Focus(tuple(tuple(r) for r in split))

@@ -108,3 +108,82 @@ def test_an_answer_led_by_a_question_word_is_still_skipped(smol_tokenizer):
     q = Question("q7", "Eiffel", "Who criticised the tower?", ("tower",), PASSAGES, 1,
                  "answerable")  # echoing the question back is never an answer
     assert encode_example(smol_tokenizer, ENDS, q, NO_ANSWER) is None
+
+
+def _squad(tmp_path, paragraphs):
+    """A one-article SQuAD file: (context, question, answer or None for unanswerable)."""
+    import json
+
+    data = {"data": [{"title": "Towers", "paragraphs": [
+        {"context": context, "qas": [{"id": f"q{i}", "question": question,
+                                      "is_impossible": answer is None,
+                                      "answers": [] if answer is None else [{"text": answer}]}]}
+        for i, (context, question, answer) in enumerate(paragraphs)]}]}
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+TOWERS = [
+    ("The Eiffel Tower in Paris was built in 1889 of wrought iron.",
+     "When was the Eiffel Tower in Paris built?", "1889"),
+    ("The Eiffel Tower in Paris is painted every seven years.",
+     "How often is the Eiffel Tower painted?", "every seven years"),
+    ("Tokyo Tower was built in 1958 and is painted orange.",
+     "What colour is Tokyo Tower?", "orange"),
+    ("The Tower of London is a castle on the Thames.",
+     "Which river runs by the Tower of London?", "Thames"),
+    ("Big Ben is the nickname of the great bell of the clock at Westminster.",
+     "What is Big Ben the nickname of?", None),
+]
+
+
+def test_nearest_distractors_are_the_paragraphs_sharing_the_question_words(tmp_path):
+    from services.finetune.answer_data import questions
+
+    path = _squad(tmp_path, TOWERS)
+    first = questions(path, ["Towers"], seed=1, distractors="nearest")[0]
+    texts = [t for _, t in first.passages]
+    assert texts[first.gold_n - 1] == TOWERS[0][0]
+    assert TOWERS[1][0] in texts  # the other Eiffel Tower paragraph, not a random one
+    assert [n for n, _ in first.passages] == [1, 2, 3]
+    assert questions(path, ["Towers"], seed=2, distractors="nearest") == \
+        questions(path, ["Towers"], seed=1, distractors="nearest")  # a ranking, not a draw
+
+
+def test_nearest_keeps_an_unanswerable_questions_own_paragraph_without_a_gold(tmp_path):
+    from services.finetune.answer_data import questions
+
+    path = _squad(tmp_path, TOWERS)
+    bell = next(q for q in questions(path, ["Towers"], 1, distractors="nearest")
+                if q.qid == "q4")
+    assert bell.kind == "squad2_unanswerable" and bell.gold_n is None and not bell.answers
+    assert TOWERS[4][0] in [t for _, t in bell.passages]
+
+
+def test_nearest_with_the_gold_left_out_shows_no_paragraph_holding_an_answer(tmp_path):
+    from services.finetune.answer_data import questions
+
+    path = _squad(tmp_path, TOWERS)
+    for q in questions(path, ["Towers"], 1, gold_left_out=True, distractors="nearest"):
+        assert q.gold_n is None and len(q.passages) == 3
+        gold = next(a for c, question, a in TOWERS if question == q.question)
+        assert not any(gold.lower() in t.lower() for _, t in q.passages)
+
+
+def test_the_own_paragraph_ranked_below_three_takes_the_third_place(tmp_path):
+    from services.finetune.answer_data import questions
+
+    rows = [*TOWERS[:4], ("Paris has many towers; the Eiffel Tower in Paris is tallest.",
+                          "Which river runs by the Tower of London?", "Thames")]
+    path = _squad(tmp_path, rows)
+    asked = next(q for q in questions(path, ["Towers"], 1, distractors="nearest")
+                 if q.qid == "q4")
+    assert asked.gold_n == 3 and asked.passages[2][1] == rows[4][0]
+
+
+def test_unknown_distractors_are_refused(tmp_path):
+    from services.finetune.answer_data import questions
+
+    with pytest.raises(ValueError, match="distractors"):
+        questions(_squad(tmp_path, TOWERS), ["Towers"], 1, distractors="closest")
