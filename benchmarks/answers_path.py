@@ -279,7 +279,7 @@ def run_mode(state: Path, mode: str, cases: list[PathCase], docs: list[Any],
             from benchmarks.query_runs import publish_and_wait
 
             indexed = publish_and_wait(docs, timeout_s=1800) if publish else None
-            if "ANSWER_ADAPTER_ENABLED" not in str(env):
+            if env.get("CUSTOMLLM_ANSWER_ADAPTER_ENABLED") != "false":  # base: none served
                 serve_adapter(split_adapter(mode)[1])
             asker = Asker()
             try:

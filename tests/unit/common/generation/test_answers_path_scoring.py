@@ -78,3 +78,17 @@ def test_a_margin_mode_sets_the_workers_margin_and_an_unknown_mode_is_refused():
     for unknown in ("margin:wide", "zero-shot"):
         with pytest.raises((KeyError, ValueError)):
             mode_settings(unknown)
+
+
+def test_a_mode_ending_in_a_folder_serves_that_adapter_and_names_it_in_its_row():
+    from pathlib import Path
+
+    from benchmarks.answers_path import split_adapter
+
+    assert split_adapter("margin:2@/tmp/trial") == ("margin:2", Path("/tmp/trial"))
+    assert split_adapter("default") == ("default", None)
+    env, options, row = mode_settings("margin:2@/tmp/trial")
+    assert env == {"CUSTOMLLM_ANSWER_ADAPTER_ABSTAIN_MARGIN": "2"} and options == {}
+    assert row.endswith("adapter trial") and row != mode_settings("margin:2")[2]
+    with pytest.raises((KeyError, ValueError)):
+        mode_settings("zero-shot@/tmp/trial")
