@@ -172,6 +172,11 @@ def write_card_markdown(out_dir: Path, card: dict[str, Any]) -> None:
                      for kind, c in counts.items() if isinstance(c, dict))
     inside = card.get("constraint", {}).get("question_words_inside", False)
     kept = card.get("constraint", {}).get("focus_sentences", LEGACY_FOCUS_SENTENCES)
+    others = ("the question's own paragraph (left out for the answerable questions taught "
+              "\"don't know\") and the nearest others of the training articles by BM25, in "
+              "rank order, as retrieval hands them over"
+              if card.get("data_spec", {}).get("distractors") == "nearest" else
+              "its own paragraph and random others of its article, in a seeded order")
     rule = ("may run through the question's words but never start with one" if inside
             else "never contain the question's words")
     sources = "\n".join(
@@ -192,6 +197,7 @@ Rebuild: `customllm finetune build-default --squad
 
 {sources}
 
+Each question is shown three passages: {others}.
 Targets are written under the evidence constraint the server applies to this version: spans
 of the {kept} sentences about the question that {rule} (`constraint` in `datacard.json`).
 
@@ -208,7 +214,8 @@ of the {kept} sentences about the question that {rule} (`constraint` in `datacar
 spans the epoch; {stopped}. Examples' ids hash (a rebuild must match):
 `{counts.get('examples_sha256', '?')}`.
 
-Gate and held-out figures: `gate.json` (written by `python -m benchmarks.answers ... --gate`).
+Gate, calibrated "don't know" margin and held-out figures: `gate.json` (its `command` says
+which benchmark wrote it).
 """
     (out_dir / "README.md").write_text(text)
 
