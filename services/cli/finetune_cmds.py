@@ -422,12 +422,12 @@ def adapters_show(ref: str = typer.Argument(..., help="NAME (promoted or newest)
         typer.echo(f"# {stack}\n{line}")
 
 
-def _one_of(*choices: str) -> Any:
-    def check(value: str | None) -> str | None:
-        if value is not None and value not in choices:
-            raise typer.BadParameter(f"{value!r}: one of {', '.join(choices)}")
-        return value
-    return check
+def _distractors(value: str | None) -> str | None:
+    from services.finetune.answer_data import DISTRACTORS
+
+    if value is not None and value not in DISTRACTORS:
+        raise typer.BadParameter(f"{value!r}: one of {', '.join(DISTRACTORS)}")
+    return value
 
 
 @finetune_app.command("build-default")
@@ -444,7 +444,7 @@ def build_default(
         None, "--focus-sentences", min=1,
         help="Sentences about the question kept in the prompt (default: the recipe's)."),
     distractors: str | None = typer.Option(
-        None, "--distractors", callback=_one_of("random", "nearest"),
+        None, "--distractors", callback=_distractors,
         help="The other two passages: random paragraphs of the article, or the nearest by "
              "BM25 (default: the recipe's)."),
 ) -> None:

@@ -36,6 +36,7 @@ import random
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ from services.common.generation.evidence_tokens import build_constraint
 from services.finetune.chat_data import IGNORE_INDEX, TokenizedExample
 
 _LEADING_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
+DISTRACTORS = ("random", "nearest")  # how the other passages are chosen (DataSpec.distractors)
 MAX_SPAN_TOKENS = 10  # as Extractive.max_span_tokens: longer answers cannot be served
 # Spans may run through the question's words ("World Health Organization" for "which
 # organization ..."), never start with one; the data card records it and serving follows it.
@@ -112,8 +114,8 @@ def questions(path: Path, titles: Iterable[str], seed: int, *,
     others (or, with ``gold_left_out``, three others that do not contain any of its answers;
     answerable questions only). ``distractors``: "random" paragraphs of its article, in a
     seeded order, or the "nearest" paragraphs of all the named articles, in rank order."""
-    if distractors not in ("random", "nearest"):
-        raise ValueError(f"unknown distractors {distractors!r}: random or nearest")
+    if distractors not in DISTRACTORS:
+        raise ValueError(f"unknown distractors {distractors!r}: one of {', '.join(DISTRACTORS)}")
     wanted = set(titles)
     rng = random.Random(seed)
     articles = [a for a in json.loads(path.read_text(encoding="utf-8"))["data"]
@@ -187,7 +189,8 @@ def _nearest(ranker: _Ranker, question: str, own: int, answers: Sequence[str],
     lower), or, with ``gold_left_out``, left out with every paragraph holding an answer."""
     order = ranker.ranked(question)
     if gold_left_out:
-        top = [i for i in order if i != own and not _holds(ranker.texts[i], answers)][:3]
+        top = list(islice((i for i in order
+                           if i != own and not _holds(ranker.texts[i], answers)), 3))
         return [ranker.texts[i] for i in top], None
     top = order[:3]
     if own not in top:

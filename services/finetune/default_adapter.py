@@ -29,6 +29,7 @@ from typing import Any
 from services.common.generation.answer_adapter import LEGACY_FOCUS_SENTENCES
 from services.common.generation.evidence_prompt import PROMPT_VERSION
 from services.finetune.answer_data import (
+    DISTRACTORS,
     QUESTION_WORDS_INSIDE,
     SPLIT,
     DataSpec,
@@ -263,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="unanswerable SQuAD 2.0 training questions to use")
     parser.add_argument("--gold-left-out", type=int, default=DataSpec().gold_left_out,
                         help="answerable questions shown three passages without their answer")
-    parser.add_argument("--distractors", choices=("random", "nearest"),
+    parser.add_argument("--distractors", choices=DISTRACTORS,
                         default=DataSpec().distractors,
                         help="the other two passages: random paragraphs of the article, or "
                              "the nearest by BM25 (what retrieval hands over)")
