@@ -133,7 +133,7 @@ def serve_adapter(folder: Path | None) -> str:
 
     folder = folder or SHIPPED_DIR
     settings = get_settings()
-    adapters_dir = settings.adapters_dir or settings.state_path / "adapters"
+    adapters_dir = settings.adapters_path
     db = make_engine(settings.sqlalchemy_url, pool_size=1)
     try:
         install(db, adapters_dir, "answers", settings.local_model_id, folder=folder)

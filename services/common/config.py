@@ -153,6 +153,11 @@ class Settings(BaseSettings):
     def state_path(self) -> Path:
         return self.state_dir.expanduser().resolve()
 
+    @property
+    def adapters_path(self) -> Path:
+        """The adapter library: ``adapters_dir`` when set, else beside the stack's state."""
+        return (self.adapters_dir or self.state_path / "adapters").expanduser()
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

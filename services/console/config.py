@@ -41,4 +41,4 @@ def trace_link(console: ConsoleSettings, settings: Settings, trace_id: str | Non
 
 def adapters_dir(settings: Settings) -> Path:
     """The serving library the fine-tuning worker writes (same default as its config)."""
-    return (settings.adapters_dir or settings.state_path / "adapters").expanduser()
+    return settings.adapters_path

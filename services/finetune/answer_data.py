@@ -36,6 +36,7 @@ import random
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,7 @@ def questions(path: Path, titles: Iterable[str], seed: int, *,
     articles = [a for a in json.loads(path.read_text(encoding="utf-8"))["data"]
                 if a["title"] in wanted]
     pool = [p["context"] for a in articles for p in a["paragraphs"]]
-    ranker = _Ranker(pool) if distractors == "nearest" else None
+    ranker = _ranker(tuple(pool)) if distractors == "nearest" else None
     out: list[Question] = []
     base = 0
     for article in articles:
@@ -177,6 +178,12 @@ class _Ranker:
     def ranked(self, question: str) -> list[int]:
         scores = self.bm25.get_scores(_words(question))
         return sorted(range(len(self.texts)), key=lambda i: (-scores[i], i))
+
+
+@lru_cache(maxsize=2)
+def _ranker(pool: tuple[str, ...]) -> _Ranker:
+    """One index per pool: a build asks the same articles twice (kept, then left out)."""
+    return _Ranker(pool)
 
 
 def _words(text: str) -> list[str]:

@@ -109,7 +109,7 @@ def finetune_config(settings: Settings, own: FinetuneSettings | None = None) -> 
     state = settings.state_path
     return FinetuneConfig(
         output_dir=(own.output_dir or state / "finetune").expanduser(),
-        adapters_dir=(settings.adapters_dir or state / "adapters").expanduser(),
+        adapters_dir=settings.adapters_path,
         base_model=settings.local_model_id,
         lease_s=own.lease_s,
         max_attempts=own.max_attempts,

@@ -32,4 +32,4 @@ def available_adapters(settings: Settings) -> list[str]:
     listed: ``name`` is their promoted one."""
     from services.common.generation.adapters import AdapterLibrary
 
-    return AdapterLibrary(settings.adapters_dir or settings.state_path / "adapters").available()
+    return AdapterLibrary(settings.adapters_path).available()

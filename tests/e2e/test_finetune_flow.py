@@ -100,7 +100,7 @@ def test_submit_train_gate_promote_and_answer_with_the_adapter(
 
     assert ask_version().status == "ok"
     registry.retire(stack.engine, name, 1,
-                    stack.settings.adapters_dir or stack.state / "adapters")
+                    stack.settings.adapters_path)
     refused = ask_version()
     assert refused.status == "error" and refused.error_code == "forbidden", refused
     assert "retired" in refused.error

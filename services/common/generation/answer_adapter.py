@@ -217,7 +217,7 @@ def install_from_settings(settings: Any) -> str:
     that cannot be reached is logged, not raised (the base model still answers)."""
     from services.common.db import make_engine
 
-    adapters_dir = settings.adapters_dir or settings.state_path / "adapters"
+    adapters_dir = settings.adapters_path
     answer = AnswerAdapterSettings()
     try:
         db = make_engine(settings.sqlalchemy_url, pool_size=1)

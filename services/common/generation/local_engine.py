@@ -84,7 +84,7 @@ class LocalEngine:
             gguf=settings.local_model_gguf or model_store.default_gguf_path(),
             model_id=settings.local_model_id,
             cache_dir=settings.model_cache_dir,
-            adapters_dir=settings.adapters_dir or settings.state_path / "adapters",
+            adapters_dir=settings.adapters_path,
         )
 
     # -- loading -----------------------------------------------------------------------------

@@ -78,6 +78,6 @@ def test_a_full_fine_tune_is_gated_promoted_and_served_by_name(stack, finetune_w
 
     # Only promoted versions serve: once retired, its exact version answers no one.
     registry.retire(stack.engine, name, 1,
-                    stack.settings.adapters_dir or stack.state / "adapters")
+                    stack.settings.adapters_path)
     refused = ask_reactor(reply_client, prefix, adapter=f"{name}@v1", max_tokens=4)
     assert refused.status == "error" and "retired" in refused.error, refused

@@ -190,7 +190,7 @@ def start_adapter(stack) -> str:
     from services.common.generation import answer_adapter
 
     name = f"answers{uuid.uuid4().hex[:6]}"
-    adapters_dir = stack.settings.adapters_dir or stack.state / "adapters"
+    adapters_dir = stack.settings.adapters_path
     outcome = answer_adapter.install(stack.engine, adapters_dir, name,
                                      stack.settings.local_model_id)
     assert name in outcome, outcome

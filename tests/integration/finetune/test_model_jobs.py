@@ -40,7 +40,7 @@ def finetune_worker(stack):
 
 
 def _adapters_dir(stack):
-    return stack.settings.adapters_dir or stack.state / "adapters"
+    return stack.settings.adapters_path
 
 
 def _submit(stack, request: FinetuneRequest) -> None:
