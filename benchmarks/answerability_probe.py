@@ -30,7 +30,7 @@ SEED = 20261202
 LAYERS = {"final layer, last token": 0, "layer -8, last token": 1, "final layer, mean": 2}
 
 
-def _parts(squad11: Path, squad2: Path) -> dict[str, dict[str, list[Any]]]:
+def question_parts(squad11: Path, squad2: Path) -> dict[str, dict[str, list[Any]]]:
     from services.finetune.answer_data import SPLIT, questions
 
     rng = random.Random(1)
@@ -52,7 +52,6 @@ def _features(model: Any, tokenizer: Any, qs: list[Any], no_answer: str) -> Any:
     import numpy as np
     import torch
 
-    from services.common.generation.evidence_focus import question_words, stem
     from services.common.generation.evidence_prompt import compact_messages, compact_passages
     from services.finetune.answer_data import prompt_ids
 
@@ -64,11 +63,19 @@ def _features(model: Any, tokenizer: Any, qs: list[Any], no_answer: str) -> Any:
             states = model(torch.tensor([ids]), output_hidden_states=True).hidden_states
         rows.append(np.stack([states[-1][0, -1].numpy(), states[-8][0, -1].numpy(),
                               states[-1][0].mean(0).numpy()]))
-        wanted = question_words(q.question)
-        best = max((len(wanted & {stem(w) for w in text.split()}) for _, text in compact),
-                   default=0)
-        coverage.append(best / max(1, len(wanted)))
+        coverage.append(word_coverage(q.question, compact))
     return np.array(rows), np.array(coverage)
+
+
+def word_coverage(question: str, compact: Any) -> float:
+    """The naive baseline: the share of the question's content words the best kept sentence
+    holds (``compact``: the ``(n, text)`` passages the adapter reads)."""
+    from services.common.generation.evidence_focus import question_words, stem
+
+    wanted = question_words(question)
+    best = max((len(wanted & {stem(w) for w in text.split()}) for _, text in compact),
+               default=0)
+    return best / max(1, len(wanted))
 
 
 def main() -> None:
@@ -102,7 +109,7 @@ def main() -> None:
                                     settings.local_model_id, settings.model_cache_dir)
     model = PeftModel.from_pretrained(loaded.model, str(SHIPPED_DIR)).eval()
     no_answer = load_template("default").no_answer
-    parts = _parts(args.squad, args.squad2)
+    parts = question_parts(args.squad, args.squad2)
 
     def labelled(part: str, sizes: dict[str, int]) -> tuple[Any, Any, Any]:
         qs, labels = [], []

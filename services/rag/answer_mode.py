@@ -39,4 +39,4 @@ def extractive_request(items: Sequence[ContextItem], template: PromptTemplate,
                       no_answer=template.no_answer,
                       abstain_margin=template.abstain_margin if template.abstain_margin is not None
                       else ABSTAIN_MARGIN,
-                      question=question)
+                      question=question, date_precision=template.date_precision)

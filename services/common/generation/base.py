@@ -64,6 +64,9 @@ class Extractive:
     # sentences of the answer adapter's compact prompt, as its data card records; None: the
     # current recipe's (evidence_prompt.FOCUS_SENTENCES)
     focus_sentences: int | None = None
+    # a bare year asked for as a date widened to the month or day its passage writes
+    # before it (date_precision.py): still a span of the cited passage
+    date_precision: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "passages", tuple((int(n), str(t)) for n, t in self.passages))

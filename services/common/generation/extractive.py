@@ -20,6 +20,7 @@ from typing import Any
 
 from services.common.generation.base import Extractive
 from services.common.generation.constrained import ConstrainedLogits, continuation_logprobs
+from services.common.generation.date_precision import widen_cited_year
 from services.common.generation.engine_types import GenerationHooks, RawCompletion, SamplingParams
 from services.common.generation.evidence import Fixed, cited
 from services.common.generation.evidence_prompt import (
@@ -100,7 +101,7 @@ async def answer_extractive(engine: LocalEngine, messages: Sequence[dict[str, st
     answer = decide(run, completion, spec)
     if not (compact and answer.abstained and spec.abstain_margin is not None
             and answer.scores.get("decision", float("inf")) <= spec.abstain_margin):
-        return answer
+        return _at_date_precision(answer, spec, passages)
     # The adapter wrote "don't know" but not by the calibrated margin: its best span instead
     # (the margin decides both ways; the adapter alone says it too often on answerable ones).
     forced = _Run(ConstrainedLogits(dataclasses.replace(constraint, no_answer=()),
@@ -108,8 +109,21 @@ async def answer_extractive(engine: LocalEngine, messages: Sequence[dict[str, st
     again = await engine.agenerate_raw(prompt, params, adapter,
                                        GenerationHooks((forced.processor,), forced.after, None))
     span = decide(forced, again, dataclasses.replace(spec, abstain_margin=None))
-    return ExtractiveAnswer(span.text, False, again, {**span.scores, **answer.scores,
-                                                      "forced_span": 1.0})
+    return _at_date_precision(
+        ExtractiveAnswer(span.text, False, again, {**span.scores, **answer.scores,
+                                                   "forced_span": 1.0}), spec, passages)
+
+
+def _at_date_precision(answer: ExtractiveAnswer, spec: Extractive,
+                       passages: Sequence[tuple[int, str]]) -> ExtractiveAnswer:
+    """A bare year asked for as a date, widened to the date its passage writes
+    (:mod:`date_precision`); ``passages`` are the ones the constraint copied from."""
+    if answer.abstained or not spec.question or not spec.date_precision:
+        return answer
+    text = widen_cited_year(spec.question, answer.text, passages)
+    if text == answer.text:
+        return answer
+    return dataclasses.replace(answer, text=text, scores={**answer.scores, "widened_year": 1.0})
 
 
 def decide(run: _Run, completion: RawCompletion, spec: Extractive) -> ExtractiveAnswer:

@@ -28,8 +28,9 @@ from services.common.prompting.context_item import ContextItem
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 REQUIRED_KEYS = frozenset({"version", "system", "user", "context_item", "no_answer"})
-OPTIONAL_KEYS = frozenset({"description", "empty_context", "answer_mode", "extractive_system",
-                           "extractive_cue", "abstain_margin"})
+OPTIONAL_TEXTS = frozenset({"description", "empty_context", "answer_mode", "extractive_system",
+                            "extractive_cue"})
+OPTIONAL_KEYS = OPTIONAL_TEXTS | {"abstain_margin", "date_precision"}
 ANSWER_MODES = ("extractive", "free")
 # Placeholders each text may use, and those it must use.
 ALLOWED_FIELDS = {
@@ -80,6 +81,9 @@ class PromptTemplate:
     # Extractive answers say "don't know" when the model prefers it by this log-probability
     # margin over every span; None: only when the model decodes the no-answer text itself.
     abstain_margin: float | None = None
+    # Extractive answers: a bare year asked for as a date is widened to the month or day the
+    # passage writes before it (generation/date_precision.py); false keeps spans as copied.
+    date_precision: bool = True
 
 
 def domains() -> list[str]:
@@ -194,7 +198,7 @@ def _load(domain: str, version: int, path: Path) -> PromptTemplate:
         raise TemplateError(f"{where}: unknown keys {', '.join(sorted(map(str, unknown)))}")
     if data["version"] != version:
         raise TemplateError(f"{where}: file says version {data['version']!r}, name says {version}")
-    texts = {k: data[k] for k in (*ALLOWED_FIELDS, "no_answer", *OPTIONAL_KEYS) if k in data}
+    texts = {k: data[k] for k in (*ALLOWED_FIELDS, "no_answer", *OPTIONAL_TEXTS) if k in data}
     for key, value in texts.items():
         if not isinstance(value, str) or not value.strip():
             raise TemplateError(f"{where}: {key} must be a non-empty string")
@@ -206,6 +210,8 @@ def _load(domain: str, version: int, path: Path) -> PromptTemplate:
     margin = data.get("abstain_margin")
     if margin is not None and (isinstance(margin, bool) or not isinstance(margin, int | float)):
         raise TemplateError(f"{where}: abstain_margin must be a number")
+    if not isinstance(data.get("date_precision", True), bool):
+        raise TemplateError(f"{where}: date_precision must be true or false")
     return PromptTemplate(
         id=f"{domain}/v{version}", domain=domain, version=version, system=data["system"],
         user=data["user"], context_item=data["context_item"], no_answer=data["no_answer"],
@@ -214,6 +220,7 @@ def _load(domain: str, version: int, path: Path) -> PromptTemplate:
         extractive_system=data.get("extractive_system"),
         extractive_cue=data.get("extractive_cue", ""),
         abstain_margin=float(margin) if margin is not None else None,
+        date_precision=data.get("date_precision", True),
     )
 
 

@@ -63,6 +63,15 @@ def test_a_template_can_turn_the_abstention_margin_on():
     assert spec.abstain_margin == 1.5
 
 
+def test_a_template_can_keep_years_as_copied():
+    import dataclasses
+
+    default = answer_mode.extractive_request([item(1, "a")], load_template("default"), "When?")
+    assert default.date_precision
+    template = dataclasses.replace(load_template("default"), date_precision=False)
+    assert not answer_mode.extractive_request([item(1, "a")], template, "When?").date_precision
+
+
 def test_extractive_rendering_uses_the_extractive_system_prompt_and_cue():
     template = load_template("default")
     free = render(template, "Who?", [item(1, "Rollo")])

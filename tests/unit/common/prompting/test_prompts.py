@@ -140,9 +140,22 @@ def test_latest_version_is_the_highest_number(templates_dir):
     ({"context_item": "[{n}] {text} {0}"}, r"unknown placeholders \{0\}"),
     ({"system": "unbalanced { brace"}, "not a valid format string"),
     ({"system": "  "}, "system must be a non-empty string"),
+    ({"abstain_margin": "high"}, "abstain_margin must be a number"),
+    ({"date_precision": "yes please"}, "date_precision must be true or false"),
 ])
 def test_invalid_templates_fail_at_load(templates_dir, change, message):
     fields = {k: v for k, v in {**VALID, **change}.items() if v is not None}
     write_template(templates_dir, "bad", 1, fields)
     with pytest.raises(TemplateError, match=message):
         load_template("bad")
+
+
+def test_a_template_file_sets_the_extractive_numbers_and_switches(templates_dir):
+    write_template(templates_dir, "legal", 1, {**VALID, "answer_mode": "extractive",
+                                              "abstain_margin": 1.5, "date_precision": False})
+    template = load_template("legal")
+    assert (template.answer_mode, template.abstain_margin, template.date_precision) \
+        == ("extractive", 1.5, False)
+    write_template(templates_dir, "plain", 1, VALID)
+    assert (load_template("plain").abstain_margin, load_template("plain").date_precision) \
+        == (None, True)
