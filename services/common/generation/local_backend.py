@@ -16,6 +16,7 @@ from services.common.generation.answer_adapter import (
     question_words_inside,
 )
 from services.common.generation.base import (
+    Extractive,
     GenerationError,
     GenerationRequest,
     GenerationResult,
@@ -37,6 +38,17 @@ class ServedAnswerAdapter:
     abstain_margin: float | None
     words_inside: bool  # spans may run through the question's words (its card)
     focus_sentences: int  # sentences of its compact prompt (its card)
+
+
+def adapter_spec(spec: Extractive, served: ServedAnswerAdapter) -> Extractive:
+    """The extractive request as the served adapter answers it: under the constraint rules of
+    its card, and with its own calibrated margin. An adapter without one (a job continued from
+    the answer adapter, before any calibration) takes the template's ``abstain_margin``, so a
+    domain can still set one; with neither, only the adapter's own "don't know" counts."""
+    margin = served.abstain_margin if served.abstain_margin is not None else spec.abstain_margin
+    return dataclasses.replace(spec, abstain_margin=margin,
+                               question_words_inside=served.words_inside,
+                               focus_sentences=served.focus_sentences)
 
 
 class LocalBackend:
@@ -105,7 +117,7 @@ class LocalBackend:
         """A requested adapter that learnt the compact prompt (the answer adapter, or a job
         continued from it) is served on that prompt, under the constraint its card records;
         any other is served on the full prompt. Its abstention margin is its own calibrated
-        one (its gate.json), none when it has none."""
+        one (its gate.json); without one, the template's (``adapter_spec``)."""
         if self.answer_adapter is not None and name == self.answer_adapter.name:
             return self._served_answer_adapter()  # the default one, with its settings
         try:
@@ -140,9 +152,7 @@ class LocalBackend:
                 served = await asyncio.to_thread(self._named_answer_adapter, adapter)
             if served is not None:
                 adapter, compact = served.name, True
-                spec = dataclasses.replace(spec, abstain_margin=served.abstain_margin,
-                                           question_words_inside=served.words_inside,
-                                           focus_sentences=served.focus_sentences)
+                spec = adapter_spec(spec, served)
             try:
                 answer = await answer_extractive(self.engine, request.messages, spec,
                                                  request.max_tokens, adapter, compact=compact)

@@ -59,3 +59,22 @@ def test_a_rewritten_gate_is_read_again(tmp_path):
     assert adapter.margin_for(folder) == 0.47
     (folder / "gate.json").write_text(json.dumps({"abstain_margin": 0.925, "passed": True}))
     assert adapter.margin_for(folder) == 0.925
+
+
+def _served(margin: float | None):
+    from services.common.generation.local_backend import ServedAnswerAdapter
+
+    return ServedAnswerAdapter("domain-answers", margin, words_inside=True, focus_sentences=3)
+
+
+def test_an_adapter_without_a_margin_takes_the_templates():
+    from services.common.generation.base import Extractive
+    from services.common.generation.local_backend import adapter_spec
+
+    asked = Extractive(((1, "text"),), "I don't know.", abstain_margin=1.5, question="Who?")
+    continued = adapter_spec(asked, _served(None))
+    assert (continued.abstain_margin, continued.question_words_inside,
+            continued.focus_sentences) == (1.5, True, 3)
+    assert adapter_spec(asked, _served(2.5)).abstain_margin == 2.5  # its calibration wins
+    unset = Extractive(((1, "text"),), "I don't know.", question="Who?")
+    assert adapter_spec(unset, _served(None)).abstain_margin is None
