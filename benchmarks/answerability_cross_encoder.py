@@ -19,13 +19,20 @@ whether such a reader is worth building into the abstention check.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.answerability_probe import question_parts, word_coverage
+from benchmarks.answerability_probe import (
+    CONTRASTS,
+    drawn,
+    held_out_sizes,
+    question_parts,
+    unanswerable_auc,
+    word_coverage,
+    write_report,
+)
 
 OUT = Path("docs/benchmarks/experiments/answerability_cross_encoder.json")
 BATCH = 16
@@ -105,65 +112,39 @@ def main() -> None:
 
     import numpy as np
     import torch
-    from sklearn.metrics import roc_auc_score
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
     started = time.perf_counter()
     parts = question_parts(args.squad, args.squad2)
-
-    def labelled(part: str, sizes: dict[str, int]) -> tuple[list[Any], Any]:
-        qs, labels = [], []
-        for kind, n in sizes.items():
-            chosen = parts[part][kind][:n]
-            qs += chosen
-            labels += [kind] * len(chosen)
-        return qs, np.array(labels)
-
-    train_qs, train_labels = labelled("train", {"answerable": args.train[0],
-                                                "unanswerable": args.train[1]})
-    calibration = labelled("calibration", {"answerable": 80, "unanswerable": 80})
-    held = labelled("heldout", dict(zip(("answerable", "unanswerable", "v2_answerable"),
-                                        args.held_out, strict=True)))
-    contrasts = {
-        "training articles (fit)": ((train_qs, train_labels), ("answerable", "unanswerable")),
-        "calibration": (calibration, ("answerable", "unanswerable")),
-        "held out: answerable (both sets) vs SQuAD 2.0 unanswerable":
-            (held, ("answerable", "unanswerable")),
-        "held out: SQuAD 2.0 answerable vs unanswerable, same articles":
-            (held, ("v2_answerable", "unanswerable")),
-    }
-    pairs = {name: _pairs(data[0]) for name, (data, _) in contrasts.items()}
-
-    def auc(scores: Any, labels: Any, pair: tuple[str, str]) -> float:
-        keep = np.isin(labels, pair)
-        return round(float(roc_auc_score(labels[keep] == "unanswerable", scores[keep])), 3)
+    train = drawn(parts, "train", {"answerable": args.train[0], "unanswerable": args.train[1]})
+    data = {"train": train,
+            "calibration": drawn(parts, "calibration", {"answerable": 80, "unanswerable": 80}),
+            "heldout": drawn(parts, "heldout", held_out_sizes(args.held_out))}
+    contrasts = {"training articles (fit)": ("train", ("answerable", "unanswerable")),
+                 **CONTRASTS}
+    pairs = {part: _pairs(qs) for part, (qs, _) in data.items()}
 
     rows: dict[str, dict[str, float]] = {}
+    coverage = {part: np.array([1 - word_coverage(q, [(1, e)]) for q, e in pairs[part]])
+                for part in data}
     rows["naive baseline: question words outside the best sentence"] = {
-        name: auc(np.array([1 - word_coverage(q, [(1, e)]) for q, e in pairs[name]]),
-                  data[1], pair) for name, (data, pair) in contrasts.items()}
-    train_pairs = pairs["training articles (fit)"]
-    answerable = [float(label != "unanswerable") for label in train_labels]
+        name: unanswerable_auc(coverage[part], data[part][1], pair)
+        for name, (part, pair) in contrasts.items()}
+    answerable = [float(label != "unanswerable") for label in train[1]]
     for setting in args.settings.split(","):
         lr, epochs = setting.split(":")
-        model, tokenizer = _train(train_pairs, answerable, args.max_len, int(epochs), float(lr))
+        model, tokenizer = _train(pairs["train"], answerable, args.max_len, int(epochs),
+                                  float(lr))
+        scores = {part: _scores(model, tokenizer, pairs[part], args.max_len) for part in data}
         rows[f"cross-encoder from MiniLM, lr {lr}, {epochs} epochs"] = {
-            name: auc(_scores(model, tokenizer, pairs[name], args.max_len), data[1], pair)
-            for name, (data, pair) in contrasts.items()}
-    report = {"command": "python -m benchmarks.answerability_cross_encoder --squad ... "
-                         "--squad2 ...",
-              "train": args.train, "held_out": args.held_out, "max_len": args.max_len,
-              "seconds": round(time.perf_counter() - started, 1),
-              "auc_unanswerable_higher": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
-    names = list(contrasts)
-    print("| AUC (unanswerable scored higher) | " + " | ".join(names) + " |")
-    print("|---|" + "---|" * len(names))
-    for label, values in rows.items():
-        print(f"| {label} | " + " | ".join(f"{values[n]:.3f}" for n in names) + " |")
-
+            name: unanswerable_auc(scores[part], data[part][1], pair)
+            for name, (part, pair) in contrasts.items()}
+    write_report({"command": "python -m benchmarks.answerability_cross_encoder --squad ... "
+                             "--squad2 ...",
+                  "train": args.train, "held_out": args.held_out, "max_len": args.max_len,
+                  "seconds": round(time.perf_counter() - started, 1)},
+                 rows, list(contrasts), args.out)
 
 if __name__ == "__main__":
     main()

@@ -47,6 +47,53 @@ def question_parts(squad11: Path, squad2: Path) -> dict[str, dict[str, list[Any]
     return out
 
 
+def drawn(parts: dict[str, dict[str, list[Any]]], part: str,
+          sizes: dict[str, int]) -> tuple[list[Any], Any]:
+    """The first ``n`` questions of each kind of a part, and their kinds as labels."""
+    import numpy as np
+
+    qs, labels = [], []
+    for kind, n in sizes.items():
+        chosen = parts[part][kind][:n]
+        qs += chosen
+        labels += [kind] * len(chosen)
+    return qs, np.array(labels)
+
+
+def held_out_sizes(held_out: Any) -> dict[str, int]:
+    return dict(zip(("answerable", "unanswerable", "v2_answerable"), held_out, strict=True))
+
+
+# The contrasts every answerability reader is read on: (part, the two kinds compared).
+CONTRASTS = {
+    "calibration": ("calibration", ("answerable", "unanswerable")),
+    "held out: answerable (both sets) vs SQuAD 2.0 unanswerable":
+        ("heldout", ("answerable", "unanswerable")),
+    "held out: SQuAD 2.0 answerable vs unanswerable, same articles":
+        ("heldout", ("v2_answerable", "unanswerable")),
+}
+
+
+def unanswerable_auc(scores: Any, labels: Any, pair: tuple[str, str]) -> float:
+    """ROC-AUC of ``scores`` for "unanswerable" among the questions of the two kinds."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    keep = np.isin(labels, pair)
+    return round(float(roc_auc_score(labels[keep] == "unanswerable", scores[keep])), 3)
+
+
+def write_report(report: dict[str, Any], rows: dict[str, dict[str, float]], names: list[str],
+                 out: Path) -> None:
+    """The JSON record, and the table printed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({**report, "auc_unanswerable_higher": rows}, indent=1) + "\n")
+    print("| AUC (unanswerable scored higher) | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for label, values in rows.items():
+        print(f"| {label} | " + " | ".join(f"{values[n]:.3f}" for n in names) + " |")
+
+
 def _features(model: Any, tokenizer: Any, qs: list[Any], no_answer: str) -> Any:
     """Per question: the three hidden-state views and the naive baseline's coverage."""
     import numpy as np
@@ -89,11 +136,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
 
-    import numpy as np
     import torch
     from peft import PeftModel
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -112,52 +157,28 @@ def main() -> None:
     parts = question_parts(args.squad, args.squad2)
 
     def labelled(part: str, sizes: dict[str, int]) -> tuple[Any, Any, Any]:
-        qs, labels = [], []
-        for kind, n in sizes.items():
-            chosen = parts[part][kind][:n]
-            qs += chosen
-            labels += [kind] * len(chosen)
+        qs, labels = drawn(parts, part, sizes)
         states, coverage = _features(model, loaded.tokenizer, qs, no_answer)
-        return states, coverage, np.array(labels)
+        return states, coverage, labels
 
     train = labelled("train", {"answerable": args.train[0], "unanswerable": args.train[1]})
-    calibration = labelled("calibration", {"answerable": 80, "unanswerable": 80})
-    held = labelled("heldout", dict(zip(("answerable", "unanswerable", "v2_answerable"),
-                                        args.held_out, strict=True)))
-    contrasts = {
-        "calibration": (calibration, ("answerable", "unanswerable")),
-        "held out: answerable (both sets) vs SQuAD 2.0 unanswerable":
-            (held, ("answerable", "unanswerable")),
-        "held out: SQuAD 2.0 answerable vs unanswerable, same articles":
-            (held, ("v2_answerable", "unanswerable")),
-    }
+    data = {"calibration": labelled("calibration", {"answerable": 80, "unanswerable": 80}),
+            "heldout": labelled("heldout", held_out_sizes(args.held_out))}
+    contrasts = {name: (data[part], pair) for name, (part, pair) in CONTRASTS.items()}
     rows: dict[str, dict[str, float]] = {}
-
-    def auc(scores: Any, labels: Any, pair: tuple[str, str]) -> float:
-        keep = np.isin(labels, pair)
-        return round(float(roc_auc_score(labels[keep] == "unanswerable", scores[keep])), 3)
-
     rows["naive baseline: question words outside the best sentence"] = {
-        name: auc(1 - data[1], data[2], pair) for name, (data, pair) in contrasts.items()}
+        name: unanswerable_auc(1 - d[1], d[2], pair) for name, (d, pair) in contrasts.items()}
     for view, index in LAYERS.items():
         for c in (0.01, 0.1, 1.0):
             probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
             probe.fit(train[0][:, index], train[2] == "unanswerable")
             rows[f"probe on {view}, C {c}"] = {
-                name: auc(probe.predict_proba(data[0][:, index])[:, 1], data[2], pair)
-                for name, (data, pair) in contrasts.items()}
-    report = {"command": "python -m benchmarks.answerability_probe --squad ... --squad2 ...",
-              "adapter": str(SHIPPED_DIR), "train": args.train, "held_out": args.held_out,
-              "seconds": round(time.perf_counter() - started, 1),
-              "auc_unanswerable_higher": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
-    names = list(contrasts)
-    print("| AUC (unanswerable scored higher) | " + " | ".join(names) + " |")
-    print("|---|" + "---|" * len(names))
-    for label, values in rows.items():
-        print(f"| {label} | " + " | ".join(f"{values[n]:.3f}" for n in names) + " |")
-
+                name: unanswerable_auc(probe.predict_proba(d[0][:, index])[:, 1], d[2], pair)
+                for name, (d, pair) in contrasts.items()}
+    write_report({"command": "python -m benchmarks.answerability_probe --squad ... --squad2 ...",
+                  "adapter": str(SHIPPED_DIR), "train": args.train, "held_out": args.held_out,
+                  "seconds": round(time.perf_counter() - started, 1)},
+                 rows, list(contrasts), args.out)
 
 if __name__ == "__main__":
     main()
