@@ -48,10 +48,12 @@ from benchmarks.answers_report import (
     write_plot,
     write_table,
 )
+from services.common.generation.answer_adapter import recorded_margin
 
 OUT = Path("docs/benchmarks")
 BASELINE_MAX_TOKENS = 64  # as in the README's earlier evaluation; 256 would loop for minutes
 FALSE_NO_ANSWER_BUDGET = 0.10
+CHANCE_LEVEL = 0.05  # one-sided p-value a margin must beat to count as telling apart
 ADAPTER = "answers"
 PREVIOUS = "answers-previous"
 PREVIOUS_ROW = "previous adapter + constraint + abstention"
@@ -156,21 +158,53 @@ def by_margin(outcomes: Sequence[Outcome], margin: float, no_answer: str) -> lis
             else Outcome(**{**asdict(o), "abstained": False}) for o in outcomes]
 
 
-def calibrate(outcomes: Sequence[Outcome]) -> float:
+@dataclass(frozen=True)
+class MarginCount:
+    """How often "don't know" is said at one margin on the calibration part."""
+
+    margin: float
+    caught: int  # unanswerable questions answered "don't know"
+    unanswerable: int
+    false: int  # answerable questions answered "don't know"
+    answerable: int
+
+
+def tells_apart(count: MarginCount, level: float = CHANCE_LEVEL) -> bool:
+    """Whether "don't know" at this margin falls on unanswerable questions more often than on
+    answerable ones by more than chance (one-sided Fisher exact test): a margin that abstains
+    as often on either kind only trades right answers for refusals at random."""
+    from scipy.stats import fisher_exact
+
+    table = [[count.caught, count.unanswerable - count.caught],
+             [count.false, count.answerable - count.false]]
+    return bool(fisher_exact(table, alternative="greater").pvalue < level)
+
+
+def choose_margin(counts: Sequence[MarginCount]) -> float:
     """The margin that catches the most unanswerable questions while saying "don't know" on at
-    most 10% of the answerable ones (ties: the higher margin, fewer false abstentions)."""
-    margins = sorted({(o.scores or {}).get("decision") for o in outcomes} - {None})
+    most 10% of the answerable ones and telling the two apart better than chance (ties: the
+    higher margin, fewer false abstentions); ``math.inf`` (never on the score) when none does."""
+    best, best_caught = math.inf, -1.0
+    for count in sorted(counts, key=lambda c: c.margin):
+        false = count.false / max(1, count.answerable)
+        caught = count.caught / max(1, count.unanswerable)
+        if false <= FALSE_NO_ANSWER_BUDGET and tells_apart(count) and caught >= best_caught:
+            best, best_caught = count.margin, caught
+    return float(best)
+
+
+def calibrate(outcomes: Sequence[Outcome]) -> float:
+    """:func:`choose_margin` over every margin the calibration outcomes' scores offer."""
     answerable = [o for o in outcomes if o.answerable]
     unanswerable = [o for o in outcomes if not o.answerable]
-    best, best_caught = max(margins, default=0.0), -1.0
-    for margin in margins:
-        def says_no(o: Outcome, m: float = margin) -> bool:
-            return (o.scores or {}).get("decision", float("-inf")) > m
-        false = sum(says_no(o) for o in answerable) / max(1, len(answerable))
-        caught = sum(says_no(o) for o in unanswerable) / max(1, len(unanswerable))
-        if false <= FALSE_NO_ANSWER_BUDGET and caught >= best_caught:
-            best, best_caught = margin, caught
-    return float(best)
+
+    def says_no(o: Outcome, margin: float) -> bool:
+        return (o.scores or {}).get("decision", float("-inf")) > margin
+
+    margins = sorted({(o.scores or {}).get("decision") for o in outcomes} - {None})
+    return choose_margin([
+        MarginCount(m, sum(says_no(o, m) for o in unanswerable), len(unanswerable),
+                    sum(says_no(o, m) for o in answerable), len(answerable)) for m in margins])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -287,7 +321,8 @@ async def _run(args: argparse.Namespace) -> None:
         "load_average": os.getloadavg(), "warm_up_s": round(warm_s, 2), "seed": args.seed,
         "split": SPLIT,
         "calibration": {"answerable": len(cal_a), "unanswerable": len(cal_u),
-                        "margin": margin, "previous_adapter_margin": previous_margin,
+                        "margin": recorded_margin(margin),
+                        "previous_adapter_margin": recorded_margin(previous_margin),
                         "rows": summarize(by_margin(calibration, margin, no_answer),
                                           no_answer)},
         "held_out": {"answerable": len(held_a), "unanswerable": len(held_u)},
@@ -335,7 +370,7 @@ def write_gate(adapter_dir: Path, rows: dict[str, dict[str, float]], margin: flo
             "rule": "the served default (adapter + constraint + abstention) beats base + "
                     "constraint on held-out F1 and EM, and, when measured, the previous "
                     "adapter on F1 without losing EM",
-            "abstain_margin": margin, "metrics": served,
+            "abstain_margin": recorded_margin(margin), "metrics": served,
             "compared": {"base + constraint": base,
                          "adapter + constraint": rows["adapter + constraint"],
                          **({PREVIOUS_ROW: previous} if previous else {})},

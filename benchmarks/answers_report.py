@@ -8,6 +8,7 @@ paragraph (an answer without markers is a miss: the reader cannot tell where it 
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -59,7 +60,16 @@ def _mean(values: Sequence[float]) -> float:
     return round(statistics.fmean(values), 4) if values else 0.0
 
 
-def write_table(rows: Mapping[str, Mapping[str, float]], margin: float) -> str:
+def margin_text(margin: float | str | None) -> str:
+    """A calibrated margin as a reader wants it (a gate records infinity as "never")."""
+    if margin is None:
+        return "none"
+    if margin == "never" or (isinstance(margin, float) and math.isinf(margin)):
+        return "never (no margin told unanswerable from answerable better than chance)"
+    return f"{float(margin):.2f}"
+
+
+def write_table(rows: Mapping[str, Mapping[str, float]], margin: float | str | None) -> str:
     """A Markdown table of the rows, the goals on the last line."""
     head = "| mode | EM | F1 | citation acc. | correct don't know | false don't know | " \
            "p50 s | p90 s | tokens |"
@@ -68,7 +78,7 @@ def write_table(rows: Mapping[str, Mapping[str, float]], margin: float) -> str:
         lines.append(f"| {name} | " + " | ".join(f"{row[c]:.3f}" if c not in ("p50_s", "p90_s",
                      "mean_tokens") else f"{row[c]:.2f}" for c in COLUMNS) + " |")
     lines.append("| goal | ≥ 0.40 | ≥ 0.55 | ≥ 0.70 | ≥ 0.50 | ≤ 0.10 | ≤ 3 | | |")
-    lines.append(f"\n(abstention margin calibrated on held-apart articles: {margin:.2f})")
+    lines.append(f"\n(abstention margin calibrated on held-apart articles: {margin_text(margin)})")
     return "\n".join(lines)
 
 
@@ -126,7 +136,7 @@ unanswerable ones (SQuAD 2.0 articles {', '.join(split.get('squad_v2', {}).get('
 the same for every row, none from an article the adapter trained on. The abstention margin was
 calibrated on other articles ({cal['answerable']} + {cal['unanswerable']} questions of
 {', '.join(split.get('squad_v11', {}).get('calibration', ()))} /
-{', '.join(split.get('squad_v2', {}).get('calibration', ()))}): {cal['margin']:.2f}.
+{', '.join(split.get('squad_v2', {}).get('calibration', ()))}): {margin_text(cal['margin'])}.
 
 {table}
 

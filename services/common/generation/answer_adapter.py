@@ -20,8 +20,13 @@ Settings (environment): ``CUSTOMLLM_ANSWER_ADAPTER_ENABLED`` (default true; fals
 base model under the constraint), ``CUSTOMLLM_ANSWER_ADAPTER_NAME`` (the registry name served,
 default ``answers``), ``CUSTOMLLM_ANSWER_ADAPTER_ABSTAIN_MARGIN`` (the "don't know" threshold
 on the adapter's own first-step scores; default: the one calibrated with the served version,
-recorded in its ``gate.json`` (the shipped one's in ``shipped/answers/gate.json``); ``none``
-turns the check off).
+recorded in its ``gate.json`` (the shipped one's in ``shipped/answers/gate.json``); ``never``
+answers with a span whenever there are passages, even where the adapter wrote "don't know";
+``none`` keeps only the adapter's own "don't know").
+
+A gate's margin is a number or ``"never"``: calibration found no margin that tells unanswerable
+questions from answerable ones better than chance, so the scores decide nothing (the shipped
+adapter's case; see ``benchmarks.answers.choose_margin``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +52,24 @@ DATACARD_FILE = "datacard.json"
 WEIGHTS = "adapter_model.safetensors"
 
 logger = logging.getLogger(__name__)
+
+
+NEVER = "never"  # a gate's margin when no margin told the two kinds apart on calibration
+
+
+def gate_margin(value: Any) -> float | None:
+    """A margin as a gate records it: a number, ``"never"`` (infinite: the scores never say
+    "don't know"), or nothing."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if value == NEVER:
+        return math.inf
+    return None
+
+
+def recorded_margin(margin: float | None) -> float | str | None:
+    """How a gate records ``margin`` (JSON has no infinity)."""
+    return NEVER if margin is not None and math.isinf(margin) else margin
 
 
 def read_gate(folder: Path = SHIPPED_DIR) -> dict[str, Any]:
@@ -92,6 +116,8 @@ class AnswerAdapterSettings(BaseSettings):
     def _none(cls, value: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in ("none", "off", ""):
             return None
+        if isinstance(value, str) and value.strip().lower() == NEVER:
+            return math.inf
         return value
 
 
@@ -109,9 +135,9 @@ class AnswerAdapter:
 
     def margin_for(self, folder: Path) -> float | None:
         if self.per_version_margin:
-            value = read_gate(folder).get("abstain_margin")
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                return float(value)
+            value = gate_margin(read_gate(folder).get("abstain_margin"))
+            if value is not None:
+                return value
         return self.abstain_margin
 
 
@@ -165,8 +191,7 @@ def from_settings(settings: AnswerAdapterSettings | None = None) -> AnswerAdapte
     margin = settings.abstain_margin
     if margin is None and settings.use_calibrated_margin and "abstain_margin" not in \
             settings.model_fields_set:
-        value = read_gate().get("abstain_margin")
-        margin = float(value) if isinstance(value, int | float) else None
+        margin = gate_margin(read_gate().get("abstain_margin"))
         return AnswerAdapter(settings.name, margin, per_version_margin=True)
     return AnswerAdapter(settings.name, margin)
 
@@ -200,16 +225,34 @@ def install(db: Any, adapters_dir: Path, name: str = "answers", base_model: str 
                 base_model=base_model or card.get("base_model", ""), method="lora",
                 job_id=None, snapshot_id=None, dataset_hash=_data_hash(card),
                 hyperparameters={**card.get("training", {}), "shipped_weights_sha256": digest})
-        if not version.gate:
+        recalibrated = bool(version.gate) and _follow_recalibration(Path(version.path), gate)
+        if not version.gate or recalibrated:
             registry.record_evaluation(db, name, version.version, gate.get("metrics", {}),
                                        {**gate, "passed": bool(gate.get("passed"))},
                                        _card_markdown(card, gate))
+        if recalibrated:
+            log(logger, logging.INFO, "shipped answer adapter recalibrated",
+                version=version.ref, abstain_margin=gate.get("abstain_margin"))
     if registry.promoted(db, name) is not None or version.status != "candidate":
         return f"registered {version.ref} ({version.status})"
     if not gate.get("passed"):
         return f"registered {version.ref} (gate not passed: not promoted)"
     registry.promote(db, name, version.version, adapters_dir)
     return f"promoted {version.ref}"
+
+
+def _follow_recalibration(folder: Path, gate: dict[str, Any]) -> bool:
+    """The registered copy of the shipped version takes the shipped gate when a release
+    recalibrated the same weights (another margin, new figures): serving reads the margin from
+    the version's folder, so without this an upgrade would keep the old calibration. Written
+    atomically; False when it already matches or the folder is gone."""
+    target = folder / GATE_FILE
+    if not folder.is_dir() or read_gate(folder) == gate:
+        return False
+    staging = folder / f".{GATE_FILE}.tmp"
+    staging.write_text(json.dumps(gate, indent=1, ensure_ascii=False) + "\n")
+    staging.replace(target)
+    return True
 
 
 def install_from_settings(settings: Any) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import re
 import uuid
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 
 from services.common import adapter_registry as registry
 from services.common.events import Principal, RagFilters, RagOptions, RagRequest, Screening
-from services.common.generation.answer_adapter import from_settings, install
+from services.common.generation.answer_adapter import from_settings, gate_margin, install, read_gate
 from services.common.generation.local_backend import LocalBackend
 from services.common.generation.local_engine import LocalEngine
 from services.rag import pipeline
@@ -122,3 +123,18 @@ def test_the_shipped_adapter_is_installed_once(stack, adapters_dir, name):
     assert [v.status for v in versions] == ["promoted"], again
     assert versions[0].gate.get("passed") is True
     assert (adapters_dir / name).is_symlink()
+
+
+def test_an_upgrade_serves_the_shipped_weights_new_calibration(stack, adapters_dir, name):
+    # a release that recalibrates the same weights (the margin 2.5 of an earlier release, now
+    # "never"): the registered copy, which serving reads, follows at the next start
+    folder = Path(registry.list_versions(stack.engine, name)[0].path)
+    earlier = {**read_gate(), "abstain_margin": 2.5}
+    (folder / "gate.json").write_text(json.dumps(earlier))
+    assert from_settings().margin_for(folder) == 2.5
+    install(stack.engine, adapters_dir, name, stack.settings.local_model_id)
+    assert read_gate(folder) == read_gate()
+    assert from_settings().margin_for(folder) == gate_margin(read_gate()["abstain_margin"])
+    [version] = registry.list_versions(stack.engine, name)
+    assert version.gate["abstain_margin"] == read_gate()["abstain_margin"]
+    assert version.status == "promoted"

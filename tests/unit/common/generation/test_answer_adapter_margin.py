@@ -5,6 +5,7 @@ an upgrade must not judge it by the newly shipped one's margin."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -12,7 +13,9 @@ from services.common.generation.answer_adapter import (
     AnswerAdapter,
     AnswerAdapterSettings,
     from_settings,
+    gate_margin,
     read_gate,
+    recorded_margin,
 )
 
 pytestmark = pytest.mark.unit
@@ -48,7 +51,25 @@ def test_by_default_the_margin_is_per_version_with_the_shipped_one_as_fallback(m
     monkeypatch.delenv("CUSTOMLLM_ANSWER_ADAPTER_ABSTAIN_MARGIN", raising=False)
     adapter = from_settings(AnswerAdapterSettings())
     assert adapter is not None and adapter.per_version_margin
-    assert adapter.abstain_margin == pytest.approx(read_gate()["abstain_margin"])
+    assert adapter.abstain_margin == gate_margin(read_gate()["abstain_margin"])
+
+
+def test_a_gate_that_found_no_margin_never_abstains_on_the_score(tmp_path):
+    # "never": calibration found no margin that tells unanswerable questions from answerable
+    # ones; serving then answers with a span wherever there are passages
+    adapter = AnswerAdapter("answers", 1.82, per_version_margin=True)
+    assert adapter.margin_for(_version(tmp_path, "v1", {"abstain_margin": "never"})) == math.inf
+    assert recorded_margin(math.inf) == "never" and recorded_margin(0.5) == 0.5
+    assert json.loads(json.dumps({"m": recorded_margin(math.inf)}))["m"] == "never"
+    assert gate_margin("sometimes") is None and gate_margin(True) is None
+
+
+@pytest.mark.parametrize(("value", "margin"), [("never", math.inf), ("NEVER", math.inf),
+                                              ("none", None), ("1.5", 1.5)])
+def test_the_operator_may_set_never_or_none(monkeypatch, value, margin):
+    monkeypatch.setenv("CUSTOMLLM_ANSWER_ADAPTER_ABSTAIN_MARGIN", value)
+    adapter = from_settings(AnswerAdapterSettings())
+    assert adapter is not None and adapter.abstain_margin == margin
 
 
 def test_a_rewritten_gate_is_read_again(tmp_path):

@@ -10,12 +10,16 @@ import pytest
 
 from benchmarks.answers import (
     PREVIOUS_ROW,
+    MarginCount,
     Outcome,
     by_margin,
     calibrate,
+    choose_margin,
     own_choice,
+    tells_apart,
     write_gate,
 )
+from services.common.generation.answer_adapter import gate_margin, read_gate, recorded_margin
 
 pytestmark = pytest.mark.unit
 
@@ -51,12 +55,46 @@ def test_an_infinite_margin_gives_a_span_for_every_question():
 
 
 def test_calibration_keeps_false_dont_know_within_ten_percent():
-    answerable = [_outcome(True, d, False) for d in (-3, -2, -1, -0.5, 0, 0.2, 0.4, 0.6, 0.8, 3)]
-    unanswerable = [_outcome(False, d, False) for d in (-1, 0.5, 1.0, 2.0, 4.0)]
+    # 45 answerable questions, four over 0.8 (five over 0.7); 20 unanswerable, twelve over 0.8
+    answerable = [_outcome(True, d / 10, False) for d in range(-32, 9)] + \
+        [_outcome(True, d, False) for d in (0.9, 1.0, 3.0, 5.0)]
+    unanswerable = [_outcome(False, d, False) for d in (-1, -0.5, 0, 0.1, 0.2, 0.3, 0.4, 0.5)] + \
+        [_outcome(False, 0.9 + d / 10, False) for d in range(12)]
     margin = calibrate(answerable + unanswerable)
     decided = by_margin(answerable, margin, NO)
     assert sum(o.abstained for o in decided) / len(decided) <= 0.10
     assert margin == 0.8  # the lowest such margin: it catches the most unanswerable ones
+
+
+def test_a_margin_that_abstains_as_often_on_either_kind_is_not_chosen():
+    # every margin says "don't know" on answerable and unanswerable questions alike: a margin
+    # within the budget exists, but it would only trade right answers for refusals at random
+    scores = [d / 10 for d in range(-20, 20)]
+    outcomes = [_outcome(True, d, False) for d in scores] + \
+        [_outcome(False, d, False) for d in scores[::2]]
+    assert calibrate(outcomes) == math.inf
+    decided = by_margin(outcomes, calibrate(outcomes), NO)
+    assert not any(o.abstained for o in decided)
+
+
+def test_telling_apart_needs_more_than_a_higher_rate_on_few_questions():
+    assert not tells_apart(MarginCount(1.0, caught=3, unanswerable=5, false=1, answerable=10))
+    assert tells_apart(MarginCount(1.0, caught=30, unanswerable=50, false=10, answerable=100))
+
+
+def test_the_shipped_margin_follows_its_recorded_calibration_sweep():
+    # the shipped gate records the calibration sweep it was chosen from: the rule, applied to
+    # it again, gives the margin served
+    gate = read_gate()
+    calibration = gate["calibration"]
+    sizes = calibration["questions"]
+    counts = [MarginCount(float(m), round(row["correct_no_answer"] * sizes["unanswerable"]),
+                          sizes["unanswerable"],
+                          round(row["false_no_answer"] * sizes["answerable"]),
+                          sizes["answerable"])
+              for m, row in calibration["sweep"].items()]
+    assert recorded_margin(choose_margin(counts)) == gate["abstain_margin"]
+    assert gate_margin(gate["abstain_margin"]) == math.inf  # none told them apart
 
 
 def _row(em: float, f1: float) -> dict[str, float]:
