@@ -1,5 +1,7 @@
 """Prompt templates: versioned files, validated at load, rendered with neutralized context."""
 
+import math
+
 import pytest
 
 from services.common.prompting import prompts
@@ -159,3 +161,11 @@ def test_a_template_file_sets_the_extractive_numbers_and_switches(templates_dir)
     write_template(templates_dir, "plain", 1, VALID)
     assert (load_template("plain").abstain_margin, load_template("plain").date_precision) \
         == (None, True)
+
+
+def test_a_template_may_keep_the_scores_from_ever_saying_dont_know(templates_dir):
+    # YAML's infinity: the same as a gate's "never" (no margin is ever exceeded)
+    write_template(templates_dir, "spans", 1, VALID)
+    path = templates_dir / "spans" / "v1.yaml"
+    path.write_text(path.read_text() + "abstain_margin: .inf\n")
+    assert load_template("spans").abstain_margin == math.inf
