@@ -1,0 +1,111 @@
+"""Experiment: the injection head in the ingest scan, with a threshold calibrated for documents.
+
+    .venv/bin/python -m benchmarks.ingest_scan_head \
+        --injections ../shared/datasets/prompt_injections_train.jsonl \
+        --squad ../shared/datasets/squad_v11_train_11articles.json \
+        --documents ../shared/datasets/squad_v2_dev_5articles.json \
+        --pii ../shared/datasets/pii_presidio_small.json
+
+Why: the ingest scan runs the rules only. The shipped head at its question threshold marked
+7.5% of ordinary paragraphs (``benchmarks.guardrails``' document figures): it was calibrated on
+questions, not on documents. Here, for each attack source held out in turn, a head is fitted on
+every other source, its document threshold is the 99th percentile of its scores on the training
+articles' paragraphs (at most 1% of ordinary paragraphs marked there), and it is read on other
+articles' paragraphs (``--documents``): as they are (false marks) and with one held-out attack
+inserted after the first sentence (indirect injection caught), beside the rules in the same
+run. Two ways to read a chunk: its whole vector (what the embedder already computes, free) and
+the head's views (windows and sentences, as the input check reads a question: more encoding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.guardrails import classifier, head_training, linear_head, sources
+from services.guardrails.linear_head import LinearHead
+
+OUT = Path("docs/benchmarks/experiments/ingest_scan_head.json")
+HELD_OUT = ("deepset", "handwritten_attacks", "seed_attacks")
+ALLOWED_FALSE_MARKS = 0.01  # of the training articles' paragraphs
+RULES_THRESHOLD = 0.5  # the ingest scan's mark
+
+
+def paragraphs(path: Path) -> list[str]:
+    return [p["context"] for a in json.loads(path.read_text())["data"] for p in a["paragraphs"]]
+
+
+def poisoned(texts: Sequence[str], attacks: Sequence[str], seed: int = 11) -> list[str]:
+    """Each text with one attack inserted after its first sentence."""
+    rng = random.Random(seed)
+    out = []
+    for text in texts:
+        head, sep, tail = text.partition(". ")
+        out.append(f"{head}{sep}{rng.choice(attacks)} {tail}")
+    return out
+
+
+def marks(scores: np.ndarray, threshold: float) -> float:
+    return round(float(np.mean(scores >= threshold)), 4)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--injections", type=Path, required=True)
+    parser.add_argument("--squad", type=Path, required=True)
+    parser.add_argument("--documents", type=Path, required=True)
+    parser.add_argument("--pii", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    from services.guardrails.encoder import head_encoder
+    from services.ingest.handlers import scan_chunk
+
+    encoder = head_encoder()
+    embed = encoder.encode
+    named = sources.injection_sources(args.injections, args.squad, args.pii)
+    texts = [t for s in named.values() for t in s.texts]
+    labels = np.asarray([y for s in named.values() for y in s.labels])
+    owner = np.asarray([n for n, s in named.items() for _ in s.texts])
+    whole = head_training.embed_texts(texts, embed, classifier.views).whole
+    calibration, clean = paragraphs(args.squad), paragraphs(args.documents)
+    rules_clean = np.asarray([scan_chunk(p) for p in clean]) >= RULES_THRESHOLD
+    results: dict[str, Any] = {}
+    for held in HELD_OUT:
+        train = np.flatnonzero(owner != held)
+        coef, intercept = linear_head.fit(whole[train], labels[train], classifier.C)
+        head = LinearHead(coef, intercept, 0.5)
+        attacks = [t for t, y, o in zip(texts, labels, owner, strict=True) if y and o == held]
+        dirty = poisoned(clean, attacks)
+        rules_dirty = np.asarray([scan_chunk(p) for p in dirty]) >= RULES_THRESHOLD
+        row: dict[str, Any] = {"attacks": len(attacks),
+                               "rules": {"clean_marked": marks(rules_clean, True),
+                                         "poisoned_marked": marks(rules_dirty, True)}}
+        readers = {"whole vector": lambda ts, h=head: h.proba(embed(list(ts))),
+                   "views": lambda ts, h=head: classifier.predict_proba(h, ts, embed)}
+        for name, read in readers.items():
+            threshold = float(np.quantile(read(calibration), 1 - ALLOWED_FALSE_MARKS))
+            on_clean, on_dirty = read(clean) >= threshold, read(dirty) >= threshold
+            row[name] = {"threshold": round(threshold, 4),
+                         "head_clean_marked": marks(on_clean, True),
+                         "head_poisoned_marked": marks(on_dirty, True),
+                         "rules_or_head_clean_marked": marks(on_clean | rules_clean, True),
+                         "rules_or_head_poisoned_marked": marks(on_dirty | rules_dirty, True)}
+        results[held] = row
+        print(held, json.dumps(row, indent=1))
+    report = {"command": "python -m benchmarks.ingest_scan_head --injections "
+                         f"{args.injections} --squad {args.squad} --documents {args.documents} "
+                         f"--pii {args.pii}",
+              "calibration_paragraphs": len(calibration), "documents": len(clean),
+              "allowed_false_marks": ALLOWED_FALSE_MARKS, "held_out": results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
