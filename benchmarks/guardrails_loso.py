@@ -29,7 +29,9 @@ zero-width characters, base64).
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +46,24 @@ SINGLE = ("rules", "tfidf_lr", "head", "similarity")
 COMBOS = {"rules+tfidf_lr": ("rules", "tfidf_lr"), "rules+head": ("rules", "head"),
           "rules+head+similarity": ("rules", "head", "similarity")}
 METHODS = SINGLE + tuple(COMBOS)
+
+
+def source_parser(description: str, out: Path) -> argparse.ArgumentParser:
+    """The arguments of an experiment over the injection sources (``sources.injection_sources``)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--injections", type=Path, required=True)
+    parser.add_argument("--squad", type=Path, required=True)
+    parser.add_argument("--pii", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=out)
+    return parser
+
+
+def labelled(sources: dict[str, Source]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Every source's texts, their labels, and the source each came from."""
+    texts = [t for s in sources.values() for t in s.texts]
+    labels = np.asarray([label for s in sources.values() for label in s.labels])
+    owner = np.asarray([n for n, s in sources.items() for _ in s.texts])
+    return texts, labels, owner
 
 
 def _tfidf_fold(train_texts: list[str], train_y: np.ndarray,
@@ -110,10 +130,8 @@ def run(sources: dict[str, Source], embed: EmbedFn, rules_threshold: float,
         similarity_threshold: float, disguises: dict[str, Callable[[str], str]],
         progress: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     names = list(sources)
-    texts = [t for s in sources.values() for t in s.texts]
-    y = np.asarray([label for s in sources.values() for label in s.labels])
+    texts, y, owner = labelled(sources)
     kinds = [k for s in sources.values() for k in s.kinds]
-    owner = np.asarray([n for n, s in sources.items() for _ in s.texts])
     variants = {"plain": texts, **{d: [fn(t) for t in texts] for d, fn in disguises.items()}}
     embedded: dict[str, Embedded] = {}
     views: dict[str, list[list[str]]] = {}

@@ -24,7 +24,6 @@ shipped head's are. Also: the tokens each scheme runs on the latency benchmark's
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.guardrails_latency import latency_texts, percentile
+from benchmarks.guardrails_loso import labelled, source_parser
 from services.common.text_normalize import normalize
 from services.guardrails import classifier, head_training, linear_head, sources
 from services.guardrails.head_training import Embedded
@@ -153,21 +153,14 @@ def encoder_cost(model: Any, texts: Sequence[str]) -> dict[str, Any]:  # noqa: A
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--injections", type=Path, required=True)
-    parser.add_argument("--squad", type=Path, required=True)
-    parser.add_argument("--pii", type=Path, required=True)
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args(argv)
+    args = source_parser(__doc__.split("\n")[0], OUT).parse_args(argv)
     from services.guardrails.encoder import head_encoder
 
     encoder = head_encoder()
     encoder.warm_up()
     model = encoder._model  # noqa: SLF001 - the ONNX session and tokenizer themselves
     named = sources.injection_sources(args.injections, args.squad, args.pii)
-    texts = [t for s in named.values() for t in s.texts]
-    labels = np.asarray([y for s in named.values() for y in s.labels])
-    owner = np.asarray([n for n, s in named.items() for _ in s.texts])
+    texts, labels, owner = labelled(named)
     separate = head_training.embed_texts(texts, model.encode, classifier.views)
     pooled = [pooled_views(model, t) for t in texts]
     windows = [window_count(t, classifier.views(t) or [""]) for t in texts]

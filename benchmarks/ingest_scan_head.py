@@ -19,7 +19,6 @@ the head's views (windows and sentences, as the input check reads a question: mo
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.guardrails_loso import labelled, source_parser
 from services.guardrails import classifier, head_training, linear_head, sources
 from services.guardrails.linear_head import LinearHead
 
@@ -56,12 +56,8 @@ def marks(scores: np.ndarray, threshold: float) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--injections", type=Path, required=True)
-    parser.add_argument("--squad", type=Path, required=True)
+    parser = source_parser(__doc__.split("\n")[0], OUT)
     parser.add_argument("--documents", type=Path, required=True)
-    parser.add_argument("--pii", type=Path, required=True)
-    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     from services.guardrails.encoder import head_encoder
     from services.ingest.handlers import scan_chunk
@@ -69,9 +65,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     encoder = head_encoder()
     embed = encoder.encode
     named = sources.injection_sources(args.injections, args.squad, args.pii)
-    texts = [t for s in named.values() for t in s.texts]
-    labels = np.asarray([y for s in named.values() for y in s.labels])
-    owner = np.asarray([n for n, s in named.items() for _ in s.texts])
+    texts, labels, owner = labelled(named)
     whole = head_training.embed_texts(texts, embed, classifier.views).whole
     calibration, clean = paragraphs(args.squad), paragraphs(args.documents)
     rules_clean = np.asarray([scan_chunk(p) for p in clean]) >= RULES_THRESHOLD
