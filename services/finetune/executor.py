@@ -344,6 +344,8 @@ class JobRun:
             start = self._warm_start(config.init_adapter)
             config = dataclasses.replace(config, init_adapter=start.ref, **start.shape)
             options["init_adapter_dir"] = start.folder
+            evaluation = self.request.evaluation
+            options["domain"] = evaluation.domain if evaluation is not None else "default"
             run.set_tag("init_adapter", start.ref)
         train = train_model if kind == "model" else train_adapter
         result = train(data, config, self.workdir / ("model" if kind == "model" else "adapter"),

@@ -219,12 +219,14 @@ def train_adapter(examples: Sequence[ChatExample], config: TrainingConfig, outpu
                   checkpoint_dir: Path | None = None,
                   should_stop: Callable[[], bool] | None = None,
                   settings: Settings | None = None,
-                  init_adapter_dir: Path | None = None) -> TrainingResult:
+                  init_adapter_dir: Path | None = None,
+                  domain: str = "default") -> TrainingResult:
     """Train a LoRA adapter on ``examples`` and save it to ``output_dir`` (see module doc).
 
     ``init_adapter_dir``: a peft adapter folder whose weights training starts from (the job's
     ``init_adapter``, resolved by :mod:`services.finetune.warm_start`); ``config`` must carry
-    its LoRA shape."""
+    its LoRA shape. ``domain``: whose prompt template the examples were rendered with (the
+    job's evaluation domain), read back when they are re-encoded for the answer adapter."""
     if is_model_method(config.method):
         raise TrainingError(f"{config.method} trains all weights: use train_model")
     if config.method == "qlora":
@@ -244,7 +246,7 @@ def train_adapter(examples: Sequence[ChatExample], config: TrainingConfig, outpu
     model, tokenizer, folder = _load_base(settings, config)
     card: dict[str, Any] | None = None
     if init_adapter_dir is not None and answers_on_compact_prompt(init_adapter_dir):
-        usable, card = _answer_examples(model, tokenizer, examples, init_adapter_dir)
+        usable, card = _answer_examples(model, tokenizer, examples, init_adapter_dir, domain)
         n_truncated = 0
     else:
         data = [tokenize_example(tokenizer, ex, config.max_seq_len) for ex in examples]
@@ -272,27 +274,36 @@ def train_adapter(examples: Sequence[ChatExample], config: TrainingConfig, outpu
 
 
 def _answer_examples(model: Any, tokenizer: Any, examples: Sequence[ChatExample],
-                     init_adapter_dir: Path) -> tuple[list[TokenizedExample], dict[str, Any]]:
+                     init_adapter_dir: Path, domain: str
+                     ) -> tuple[list[TokenizedExample], dict[str, Any]]:
     """The examples re-encoded as the answer adapter's own training data (see
     :mod:`services.finetune.answer_examples`), and the data card that makes the new version
-    served the same way."""
+    served the same way. Examples are read in the domain template's layout, else the default
+    one's."""
     from services.common.generation.collector import eos_ids
-    from services.common.prompting.prompts import load_template
+    from services.common.prompting.prompts import domains, load_template
     from services.finetune import answer_examples
     from services.finetune.answer_data import QUESTION_WORDS_INSIDE
 
-    no_answer = load_template("default").no_answer
+    own = load_template(domain if domain in domains() else "default")  # as the rag worker does
+    templates = {t.id: t for t in (own, load_template("default"))}
+    try:
+        layouts = [answer_examples.layout_of(t) for t in templates.values()]
+    except answer_examples.LayoutError as exc:
+        raise TrainingError(f"cannot read examples for the answer adapter: {exc}") from exc
     kept = focus_sentences(init_adapter_dir)
     usable, counts = answer_examples.encode(examples, tokenizer, eos_ids(model, tokenizer),
-                                            no_answer, kept)
+                                            layouts, kept)
     if not usable:
         raise TrainingError(
             f"{init_adapter_dir.name} answers on the compact prompt, and none of the "
-            f"{len(examples)} examples can be taught in it ({counts}): each needs the default "
-            "template's layout (<context>, [n] headers, Question:) and an answer that is the "
-            "don't-know text or a span of one passage followed by its marker")
-    log(logger, logging.INFO, "examples re-encoded for the compact prompt", **counts)
-    return usable, {"prompt_version": PROMPT_VERSION, "no_answer": no_answer,
+            f"{len(examples)} examples can be taught in it ({counts}): each needs the layout "
+            f"of the template {' or '.join(templates)} and an answer that is its don't-know "
+            "text or a span of one passage followed by its marker")
+    log(logger, logging.INFO, "examples re-encoded for the compact prompt",
+        templates=",".join(templates), **counts)
+    return usable, {"prompt_version": PROMPT_VERSION, "no_answer": layouts[0].no_answer,
+                    "template": layouts[0].template_id,
                     "constraint": {"question_words_inside": QUESTION_WORDS_INSIDE,
                                    "focus_sentences": kept},
                     "examples": counts}
