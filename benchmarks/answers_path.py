@@ -68,7 +68,7 @@ MODES = {
     # 64 new tokens, as benchmarks.answers' baseline: free generation can loop to the limit
     "free": ({"CUSTOMLLM_MAX_NEW_TOKENS": "64"}, {"answer_mode": "free"}),
 }
-ROW_NAMES = {"default": "adapter + constraint + abstention (the default)",
+ROW_NAMES = {"default": "adapter + constraint, its calibrated abstention (the default)",
              "base": "base model + constraint (baseline)",
              "free": "base model, free generation (the old default)"}
 
