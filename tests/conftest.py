@@ -32,6 +32,8 @@ os.environ.update({
     "CUSTOMLLM_GUARDRAILS_PII_INDEXER": "0",
 })
 os.environ["CUSTOMLLM_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{os.environ['CUSTOMLLM_KAFKA_PORT']}"
+# The broker and the workers this session starts end with it, even when it is killed.
+os.environ["CUSTOMLLM_STACK_CHILDREN_EXIT_WITH"] = str(os.getpid())
 os.environ.pop("CUSTOMLLM_DATABASE_URL", None)
 
 import pytest  # noqa: E402

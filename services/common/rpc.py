@@ -179,11 +179,20 @@ class ReplyClient:
         with self._lock:
             self._pending.pop(request_id, None)
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stops within about three times ``timeout_s`` even when the broker is gone: a
+        consumer's close waits on the broker and then may never return, and a process told to
+        stop (a gateway on SIGTERM, a test run's workers when the run dies) must stop, not
+        hold its port. The close is given ``timeout_s`` on a thread of its own, and skipped
+        while the reader still polls (the consumer is not safe to close under it)."""
         self._stop.set()
-        self._thread.join(timeout=5)
-        self._consumer.close()
-        self._producer.flush(5)
+        self._thread.join(timeout=timeout_s)
+        if not self._thread.is_alive():
+            closer = threading.Thread(target=self._consumer.close, daemon=True,
+                                      name="reply-consumer-close")
+            closer.start()
+            closer.join(timeout=timeout_s)
+        self._producer.flush(timeout_s)
         # Drop the producer now: left to garbage collection it keeps reconnecting (and logging)
         # after the broker is gone.
         del self._producer

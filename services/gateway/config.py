@@ -23,6 +23,10 @@ class GatewaySettings(BaseSettings):
         "are read.")
     rag_reply_timeout_s: float = Field(
         default=120.0, description="How long a request waits for its reply before a 504.")
+    gateway_shutdown_grace_s: float = Field(
+        default=15.0, description="On SIGTERM, how long requests in flight may finish before "
+        "they are cut off: without a bound a request waiting on a broker that is gone keeps "
+        "the process, and its port, for the whole reply timeout.")
 
 
 @lru_cache(maxsize=1)

@@ -18,4 +18,5 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     config = gateway_settings()
     uvicorn.run(create_app(settings, config), host=host or config.gateway_host,
                 port=port or config.gateway_port, log_level=settings.log_level.lower(),
-                loop=event_loop.uvicorn_loop(settings.event_loop))
+                loop=event_loop.uvicorn_loop(settings.event_loop),
+                timeout_graceful_shutdown=config.gateway_shutdown_grace_s)

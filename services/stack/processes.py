@@ -38,6 +38,23 @@ def read_pid(run_dir: Path, name: str) -> int | None:
     return pid
 
 
+# The pid of a process whose own children should end with it (the test session sets it to its
+# own pid: a run killed midway must not leave workers holding its ports and joining the next
+# run's consumer groups). Children inherit the variable but do not match it, so a supervisor
+# started from that process still starts long-lived workers of its own.
+EXIT_WITH_ENV = "CUSTOMLLM_STACK_CHILDREN_EXIT_WITH"
+SETPRIV = "/usr/bin/setpriv"  # util-linux: sets the parent-death signal, then execs argv
+
+
+def _tied_to_this_process(argv: Sequence[str]) -> list[str]:
+    """``argv`` run so that it gets SIGTERM when this process dies, if asked for here (see
+    ``EXIT_WITH_ENV``) and the system can (Linux's parent-death signal, set by ``setpriv`` and
+    kept across its exec, so the recorded pid is the program's own)."""
+    if os.environ.get(EXIT_WITH_ENV) != str(os.getpid()) or not Path(SETPRIV).exists():
+        return list(argv)
+    return [SETPRIV, "--pdeathsig", "TERM", "--", *argv]
+
+
 def spawn(
     name: str,
     argv: Sequence[str],
@@ -51,7 +68,7 @@ def spawn(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(  # noqa: S603 - argv is built by the project, not from user input
-            list(argv),
+            _tied_to_this_process(argv),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
