@@ -54,7 +54,11 @@ def _gone(pid: int, timeout_s: float = 10) -> bool:
 @pytest.mark.skipif(not Path(processes.SETPRIV).exists(), reason="needs util-linux setpriv")
 def test_a_child_of_the_session_ends_when_the_session_is_killed(tmp_path):
     starter, child = _start(tmp_path, "tied")
-    assert psutil.Process(child).cmdline()[1:3] == ["-c", "import time; time.sleep(120)"]
+    # setpriv execs the program in place (the pid is the program's), a moment after the spawn
+    deadline = time.monotonic() + 10
+    while psutil.Process(child).cmdline()[1:3] != ["-c", "import time; time.sleep(120)"]:
+        assert time.monotonic() < deadline, psutil.Process(child).cmdline()
+        time.sleep(0.05)
     assert processes.read_pid(tmp_path, "sleeper") == child  # the recorded pid is the program's
     starter.send_signal(signal.SIGKILL)
     starter.wait(10)
