@@ -281,12 +281,11 @@ def _answer_examples(model: Any, tokenizer: Any, examples: Sequence[ChatExample]
     served the same way. Examples are read in the domain template's layout, else the default
     one's."""
     from services.common.generation.collector import eos_ids
-    from services.common.prompting.prompts import domains, load_template
+    from services.common.prompting.prompts import load_template, template_for
     from services.finetune import answer_examples
     from services.finetune.answer_data import QUESTION_WORDS_INSIDE
 
-    own = load_template(domain if domain in domains() else "default")  # as the rag worker does
-    templates = {t.id: t for t in (own, load_template("default"))}
+    templates = {t.id: t for t in (template_for(domain), load_template("default"))}
     try:
         layouts = [answer_examples.layout_of(t) for t in templates.values()]
     except answer_examples.LayoutError as exc:

@@ -26,7 +26,7 @@ from services.common.exceptions import CustomLLMError
 from services.common.generation.adapters import served_version
 from services.common.generation.base import GenerationBackend, GenerationRequest
 from services.common.prompting.context_item import ContextItem
-from services.common.prompting.prompts import PromptTemplate, domains, load_template, render
+from services.common.prompting.prompts import PromptTemplate, render, template_for
 from services.rag import adapter_policy, answer_mode, cache, handlers, screening
 from services.rag.access import AccessScope, scope_for, scope_key
 from services.rag.config import RagSettings
@@ -145,8 +145,7 @@ async def _plan(request: RagRequest, deps: RagDeps) -> Plan:
         await _in_thread(adapter_policy.check_servable, deps.engine, options.adapter, principal)
     # A domain names a guardrail policy and, where one exists, a prompt template; a domain
     # with a policy of its own but no template uses the worker's default template.
-    template = load_template(options.domain if options.domain in domains()
-                             else deps.config.prompt_domain)
+    template = template_for(options.domain, deps.config.prompt_domain)
     scope = screening.widen_scope(scope_for(principal.id, principal.groups, principal.clearance),
                                   request.screening)
     top_k = options.top_k or deps.config.retrieval_top_k

@@ -164,6 +164,13 @@ def _one_line(text: str) -> str:
     return neutralize(" ".join(text.split()))
 
 
+def template_for(domain: str, fallback: str = "default") -> PromptTemplate:
+    """The latest template of ``domain``, or of ``fallback`` when the domain has none: a domain
+    may name a guardrail policy of its own and no template, and is then served, and its
+    examples rendered, with the fallback's."""
+    return load_template(domain if domain in domains() else fallback)
+
+
 def _parse_version(version: int | str) -> int:
     raw = str(version).strip().lower().removeprefix("v")
     if not raw.isdigit():
