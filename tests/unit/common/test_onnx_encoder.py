@@ -157,3 +157,50 @@ def test_calls_run_in_parallel_give_the_same_vectors_in_input_order(built):
     together = parallel.encode(texts)
     assert np.array_equal(together, serial.encode(texts))
     assert np.allclose(together[7], serial.encode([texts[7]])[0], atol=1e-6)
+
+
+def _per_row_reference(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The recipe written out in numpy: activations uint8 per token row (zero point 128),
+    weights int8 per column, exact integer products, both scales applied after."""
+    x_scale = np.maximum(np.abs(x).max(axis=-1, keepdims=True), 1e-8).astype(np.float32) \
+        * np.float32(1 / 127)
+    x_q = np.clip(np.round(x / x_scale) + 128, 0, 255).astype(np.int64) - 128
+    w_scale = (np.maximum(np.abs(w).max(axis=0), 1e-12) / 127).astype(np.float32)
+    w_q = np.clip(np.round(w / w_scale), -127, 127).astype(np.int64)
+    return (x_q @ w_q).astype(np.float32) * x_scale * w_scale
+
+
+def test_products_are_per_row_int8_and_those_sharing_an_input_are_fused(tmp_path):
+    """Three products of one input (an attention layer's query, key and value) and one of
+    another: each output is the per-row recipe's, and the shared input is quantized once."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+    weights = {name: rng.normal(size=(8, width)).astype(np.float32)
+               for name, width in [("wq", 5), ("wk", 5), ("wv", 3)]}
+    weights["wo"] = rng.normal(size=(3, 4)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "wq"], ["q"]),
+         helper.make_node("MatMul", ["x", "wk"], ["k"]),
+         helper.make_node("MatMul", ["x", "wv"], ["v"]),
+         helper.make_node("MatMul", ["v", "wo"], ["o"])],
+        "products", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", 8])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["b", "t", "n"]) for n in "qko"],
+        [numpy_helper.from_array(w, name) for name, w in weights.items()])
+    fp32, quantized = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                                ir_version=8), fp32)
+    onnx_encoder._quantize(fp32, quantized)
+
+    ops = [node.op_type for node in onnx.load(quantized).graph.node]
+    assert ops.count("MatMulInteger") == 2 and ops.count("QuantizeLinear") == 2
+    x = rng.normal(size=(2, 6, 8)).astype(np.float32) * np.array([1, 50], np.float32)[:, None,
+                                                                                       None]
+    q, k, o = ort.InferenceSession(str(quantized), providers=["CPUExecutionProvider"]).run(
+        ["q", "k", "o"], {"x": x})
+    assert np.allclose(q, _per_row_reference(x, weights["wq"]), rtol=1e-5, atol=1e-5)
+    assert np.allclose(k, _per_row_reference(x, weights["wk"]), rtol=1e-5, atol=1e-5)
+    v = _per_row_reference(x, weights["wv"])
+    assert np.allclose(o, _per_row_reference(v, weights["wo"]), rtol=1e-4, atol=1e-4)
