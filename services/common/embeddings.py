@@ -151,6 +151,14 @@ class Embedder:
                 f"model {self.model_id} gives {got} dimensions, the schema expects {self.dim}")
         return model
 
+    @property
+    def cuts_own_calls(self) -> bool:
+        """Whether one ``encode`` of texts of mixed lengths already runs in the cheapest model
+        calls (the ONNX encoder sorts them and picks the cuts, ``onnx_encoder._batches``).
+        sentence-transformers pads each batch of ``batch_size`` to its longest text, so a
+        caller mixing a long text and short ones should group them by length itself."""
+        return self.backend == "onnx-int8"
+
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         return self._encode(texts, "query")
 

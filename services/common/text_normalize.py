@@ -106,6 +106,14 @@ _LEET = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "
 # Anchored at a run's start and lazy up to that key, each run is scanned once (no backtracking
 # from every position of a long run that has none).
 _LEET_WORD = re.compile(r"(?<![\w@$!|+])[\w@$!|+]*?[013457-9@$!|+][\w@$!|+]*")
+# A number and its ordinal, plural or unit ("10th", "21st", "1990s", "5pm", "16gb", "100km"):
+# read as a number, not as leetspeak ("ioth", "igggs" before), which changed ordinary questions'
+# readable form and so their vectors. Narrow on purpose, since leetspeak writes words the same
+# way: an ordinal only with its own digit ("4nd" is "and", "3nd" "end"), a plural after two
+# digits ("1s" is "is"), no one-letter units ("45k" is "ask", "734m" "team", "74x" "tax").
+_NUMBER_WITH_SUFFIX = re.compile(
+    r"\d*(?:1st|2nd|3rd)|\d+th|\d{2,}s|\d{1,2}(?:am|pm)"
+    r"|\d+(?:kb|mb|gb|tb|km|kg|cm|mm|ml|hz|khz|mhz|ghz|min|ms)")
 # Single letters separated by one separator (space, dot, dash, underscore, asterisk...) at
 # least four times in a row: "i g n o r e", "i.g.n.o.r.e", "i-g-n-o-r-e".
 _SPACED = re.compile(r"(?<![\w])(?:[a-z0-9@$][ .\-_*/\\|,:~]{1,2}){3,}[a-z0-9@$](?![\w])")
@@ -133,7 +141,7 @@ def _fold_char(ch: str) -> str:
 def _unleet(match: re.Match[str]) -> str:
     token = match.group(0)
     word = token.rstrip("!|+")  # "hello!" is punctuation, "h3ll0" is leetspeak
-    if not any(c.isalpha() for c in word):
+    if not any(c.isalpha() for c in word) or _NUMBER_WITH_SUFFIX.fullmatch(word):
         return token
     return "".join(_LEET.get(c, c) for c in word) + token[len(word):]
 

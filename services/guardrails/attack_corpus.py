@@ -41,7 +41,7 @@ MIN_SEGMENT_CHARS = 12
 # The form a corpus vector embeds (the attack's first view), recorded after the model id in
 # ``encoder``: rows of an earlier form (the raw text) are re-embedded on first use, as rows of
 # another model are.
-VECTOR_FORM = "readable-v1"
+VECTOR_FORM = "readable-v2"  # v2: numbers with a suffix ("10th") no longer read as leetspeak
 
 _seeded: set[str] = set()
 _seed_lock = threading.Lock()
