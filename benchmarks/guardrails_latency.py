@@ -117,8 +117,7 @@ def run(injections: Path, pii: Path, squad: Path, encoders: Sequence[str],
         # Heads pinned from the package: the timing does not depend on which encoder they
         # were fitted on, and the previous encoder's path must still run.
         deps = InputDeps(embed=encoder.encode, same_input=encoder.same_input_key,
-                         engine=engine, encoder_id=encoder.model_id,
-                         embed_cuts_calls=encoder.cuts_own_calls)
+                         engine=engine, encoder_id=encoder.model_id)
         deps.classifier, deps.hate_head = deps.classifier_for(policy), deps.hate_head_for(policy)
         label = encoder.model_id + (" + named-entity pass" if name.endswith("+ner") else "")
         paths[label] = (deps, policy, wide)

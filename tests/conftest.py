@@ -33,7 +33,9 @@ os.environ.update({
 })
 os.environ["CUSTOMLLM_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{os.environ['CUSTOMLLM_KAFKA_PORT']}"
 # The broker and the workers this session starts end with it, even when it is killed.
-os.environ["CUSTOMLLM_STACK_CHILDREN_EXIT_WITH"] = str(os.getpid())
+from services.stack.processes import EXIT_WITH_ENV  # noqa: E402 - reads no settings
+
+os.environ[EXIT_WITH_ENV] = str(os.getpid())
 os.environ.pop("CUSTOMLLM_DATABASE_URL", None)
 
 import pytest  # noqa: E402

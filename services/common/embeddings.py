@@ -37,6 +37,8 @@ import numpy as np
 
 from services.common.config import Settings
 
+LENGTH_GROUP_RATIO = 0.5  # see ``length_groups``
+
 Role = Literal["query", "passage"]
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_INT8 = "sentence-transformers/all-MiniLM-L6-v2+onnx-int8"
@@ -151,14 +153,6 @@ class Embedder:
                 f"model {self.model_id} gives {got} dimensions, the schema expects {self.dim}")
         return model
 
-    @property
-    def cuts_own_calls(self) -> bool:
-        """Whether one ``encode`` of texts of mixed lengths already runs in the cheapest model
-        calls (the ONNX encoder sorts them and picks the cuts, ``onnx_encoder._batches``).
-        sentence-transformers pads each batch of ``batch_size`` to its longest text, so a
-        caller mixing a long text and short ones should group them by length itself."""
-        return self.backend == "onnx-int8"
-
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         return self._encode(texts, "query")
 
@@ -201,15 +195,33 @@ class Embedder:
             vectors = np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
             return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         if self.backend == "onnx-int8":
+            # It sorts the texts and picks the cheapest model calls itself.
             return self._model.encode(list(texts))  # type: ignore[attr-defined]
         prefix = self.query_prefix if role == "query" else self.passage_prefix
-        if prefix:
-            texts = [prefix + t for t in texts]
-        vectors = self._model.encode(  # type: ignore[attr-defined]
-            texts, batch_size=self.batch_size, normalize_embeddings=True,
-            convert_to_numpy=True, show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        # sentence-transformers pads each batch to its longest text: a long text and short
+        # ones (a screened question's window and its sentences) are encoded apart.
+        for group in length_groups([len(t) for t in texts]):
+            vectors = self._model.encode(  # type: ignore[attr-defined]
+                [prefix + texts[i] for i in group], batch_size=self.batch_size,
+                normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False,
+            )
+            out[group] = np.asarray(vectors, dtype=np.float32)
+        return out
+
+
+def length_groups(lengths: list[int], ratio: float = LENGTH_GROUP_RATIO) -> list[list[int]]:
+    """The positions of ``lengths``, longest first, cut into groups whose shortest is at least
+    ``ratio`` of their longest. For an encoder that pads a batch to its longest member: a
+    2,000-character question and its eight sentences in one batch cost nine full-length
+    passes, in groups about two."""
+    groups: list[list[int]] = []
+    for item in sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True):
+        if groups and lengths[item] >= ratio * lengths[groups[-1][0]]:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    return groups
 
 
 def embedder_for(model_id: str, path: Path | str | None = None, dim: int = 384) -> Embedder:

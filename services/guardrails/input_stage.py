@@ -41,7 +41,6 @@ from services.guardrails.linear_head import LinearHead, head_path
 from services.guardrails.policy import Policy
 
 logger = logging.getLogger(__name__)
-LENGTH_GROUP_RATIO = 0.5
 
 
 @dataclass
@@ -67,9 +66,6 @@ class InputDeps:
     # The model id behind ``embed``: a head trained on another encoder is refused. None: not
     # known (tests, benchmarks that pin their own heads).
     encoder_id: str | None = None
-    # Whether ``embed`` cuts its own model calls by length (``Embedder.cuts_own_calls``): the
-    # stage then hands it every text at once instead of in ``length_groups``.
-    embed_cuts_calls: bool = False
     _local: threading.local = field(default_factory=threading.local, init=False, repr=False)
 
     @property
@@ -114,8 +110,7 @@ def load_input_deps(settings: Settings, with_database: bool = True) -> InputDeps
     engine = make_engine(settings.sqlalchemy_url, pool_size=4) if with_database else None
     encoder = head_encoder()
     return InputDeps(engine=engine, embed=encoder.encode, same_input=encoder.same_input_key,
-                     state_dir=settings.state_path, encoder_id=encoder.model_id,
-                     embed_cuts_calls=encoder.cuts_own_calls)
+                     state_dir=settings.state_path, encoder_id=encoder.model_id)
 
 
 def warm_up(deps: InputDeps, policy: Policy) -> None:
@@ -180,10 +175,10 @@ def _embed_in_one_batch(text: str, policy: Policy, deps: InputDeps, embed: Embed
     head's view), so they find their vectors in ``embed``'s memory instead of each calling the
     model: for a one-sentence question two forms in one batch cost 6.9 ms, in two calls 12.0
     ms (MiniLM int8, one thread). Its time is recorded as ``embed (one batch)``; the
-    checks' own times are then the scoring (and the corpus query) alone. An encoder that cuts
-    its own calls gets every text in one ``encode`` and picks the cheapest cuts itself (the
-    benchmark's 150 texts up to 2,000 characters: p50 20.6 -> 19.0 CPU ms against the length
-    groups, the same vectors); the others get ``length_groups``."""
+    checks' own times are then the scoring (and the corpus query) alone. One ``encode``: the
+    encoder cuts its model calls by length itself (``Embedder._encode``; for the ONNX one the
+    cheapest cuts, on the benchmark's 150 texts up to 2,000 characters p50 20.6 -> 19.0 CPU ms
+    against length groups made here before, the same vectors)."""
     inp = policy.input
     wanted: list[str] = []
     if inp.injection_similarity.enabled and deps.engine is not None:
@@ -192,26 +187,7 @@ def _embed_in_one_batch(text: str, policy: Policy, deps: InputDeps, embed: Embed
         wanted += classifier_mod.views(text)
     if inp.hate.enabled and deps.hate_head_for(policy) is not None:
         wanted += hate_mod.views(text)
-    distinct = list(dict.fromkeys(wanted))
-    # ``embed`` skips what it already holds under the same input key.
-    if deps.embed_cuts_calls:
-        embed(distinct)
-        return
-    for group in length_groups(distinct):
-        embed(group)
-
-
-def length_groups(texts: list[str], ratio: float = LENGTH_GROUP_RATIO) -> list[list[str]]:
-    """``texts`` longest first, cut into groups whose shortest is at least ``ratio`` of their
-    longest. The encoder pads a batch to its longest member: a 2,000-character question and
-    its eight sentences in one batch cost nine full-length passes, in groups about two."""
-    groups: list[list[str]] = []
-    for text in sorted(texts, key=len, reverse=True):
-        if groups and len(text) >= ratio * len(groups[-1][0]):
-            groups[-1].append(text)
-        else:
-            groups.append([text])
-    return groups
+    embed(list(dict.fromkeys(wanted)))  # skips what it already holds under the same input key
 
 
 class EmbedMemory:

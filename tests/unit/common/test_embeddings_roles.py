@@ -1,6 +1,8 @@
 """The shipped encoders and their roles: e5 embeds questions and passages with different
 prefixes (its engine adds ``query: `` / ``passage: ``), MiniLM with none; aliases resolve."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -35,3 +37,25 @@ def test_e5_roles_give_different_unit_vectors():
     assert np.allclose(engine.query(text), query, atol=1e-5)
     assert np.allclose(engine.passage(text), passage, atol=1e-5)
     assert np.allclose(model.encode([text])[0], query)  # plain encode = the query role
+
+
+def test_sentence_transformers_gets_long_and_short_texts_in_separate_calls():
+    """It pads a batch to its longest text, so the embedder groups texts by length before
+    calling it (a screened question's window and its sentences), and returns the vectors in
+    input order."""
+    from services.common.embeddings import Embedder
+
+    calls: list[list[str]] = []
+
+    class Recording:
+        def encode(self, texts, **_):
+            calls.append(list(texts))
+            return np.array([[float(len(t)), 1.0] for t in texts], dtype=np.float32)
+
+    embedder = Embedder(model_id="stand-in", path=Path("unused"), dim=2)
+    embedder._model = Recording()  # noqa: SLF001 - the loaded model, replaced
+    texts = ["short one", "x" * 400, "another short", "y" * 390]
+    vectors = embedder.encode(texts)
+    assert [len(c) for c in calls] == [2, 2]
+    assert {len(t) for t in calls[0]} == {400, 390}
+    assert vectors[:, 0].tolist() == [float(len(t)) for t in texts]

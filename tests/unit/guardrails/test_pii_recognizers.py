@@ -140,10 +140,10 @@ def test_nothing_the_previous_detector_redacted_is_left(text: str) -> None:
 
 
 def test_length_groups_keep_long_and_short_texts_apart() -> None:
-    from services.guardrails.input_stage import length_groups
+    from services.common.embeddings import length_groups
 
     texts = ["a" * 2000, "b" * 1200, "c" * 900, "d" * 80, "e" * 60, "f" * 10]
-    groups = length_groups(texts)
+    groups = [[texts[i] for i in g] for g in length_groups([len(t) for t in texts])]
     assert sorted(t for g in groups for t in g) == sorted(texts)
     assert all(len(g[-1]) >= 0.5 * len(g[0]) for g in groups)
     assert [len(g) for g in groups] == [2, 1, 2, 1]
