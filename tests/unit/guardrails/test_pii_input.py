@@ -143,3 +143,30 @@ def test_a_policy_that_redacts_names_gets_the_entity_pass():
     assert pii_check.needs_ner(names)
     result, redacted = check_pii("Did Chopin leave Warsaw for Vienna?", names)
     assert result.action == "redact" and "<PERSON>" in redacted and "Chopin" not in redacted
+
+
+class _RecordingPhoneRecognizer:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        self.seen.append(text)
+        return []
+
+
+@pytest.mark.parametrize(("text", "runs"), [
+    ("The treaty of 1648 ended the war; a second one followed in 1864.", False),
+    ("Rooms 12, 14 and 16 were closed in 2019.", False),
+    ("Call 415-555-0134 tomorrow", True),
+    ("reach me on +44 (20) 7946 0958", True),
+    ("tel. 030/1234-56", True),
+    ("ext x12345", True),
+])
+def test_the_phone_matcher_runs_only_where_digits_form_a_number(text, runs):
+    """Years scattered through a paragraph add up to five digits but are no phone number:
+    only a run of digits joined by phone separators sends the text to ``phonenumbers``."""
+    from services.guardrails.checks.pii_detect import _DigitGated
+
+    inner = _RecordingPhoneRecognizer()
+    _DigitGated(inner).analyze(text, ["PHONE_NUMBER"])
+    assert inner.seen == ([text] if runs else [])
