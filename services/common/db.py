@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
@@ -22,3 +23,10 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
             dbapi_connection.rollback()
 
     return engine
+
+
+def vector_array(value: object) -> np.ndarray:
+    """A ``vector`` value as float32: pgvector gives ``Vector`` objects (or numpy arrays,
+    depending on its version)."""
+    to_numpy = getattr(value, "to_numpy", None)
+    return np.asarray(to_numpy() if to_numpy else value, dtype=np.float32)

@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from services.common import index_registry as registry
+from services.common.db import vector_array
 from services.common.embeddings import Embedder
 
 
@@ -77,7 +77,7 @@ def _embed_batch(engine: Engine, encoder: Embedder, rows: list[tuple[str, str, s
     model_id = encoder.model_id
     hashes = list({h for _, h, _ in rows})
     with engine.connect() as conn:
-        cached = {r[0]: _array(r[1]) for r in conn.execute(text(
+        cached = {r[0]: vector_array(r[1]) for r in conn.execute(text(
             "SELECT content_hash, embedding FROM embedding_cache "
             "WHERE model_id = :m AND content_hash = ANY(:h)"), {"m": model_id, "h": hashes})}
     todo: dict[str, str] = {}
@@ -97,7 +97,3 @@ def _embed_batch(engine: Engine, encoder: Embedder, rows: list[tuple[str, str, s
     report.embedded += len(fresh)
     report.reused += len(rows) - sum(1 for _, h, _ in rows if h in fresh)
 
-
-def _array(value: object) -> np.ndarray:
-    to_numpy = getattr(value, "to_numpy", None)
-    return np.asarray(to_numpy() if to_numpy else value, dtype=np.float32)

@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from services.common.db import vector_array
 from services.common.events import ChunkWork
 
 
@@ -38,13 +39,8 @@ def cached_embeddings(conn: Connection, hashes: Iterable[str], model_id: str
              "WHERE model_id = :model AND content_hash = ANY(:hashes)"),
         {"model": model_id, "hashes": wanted},
     )
-    return {row[0]: _as_array(row[1]) for row in rows}
+    return {row[0]: vector_array(row[1]) for row in rows}
 
-
-def _as_array(value: object) -> np.ndarray:
-    """pgvector gives ``Vector`` objects (or numpy arrays, depending on the version)."""
-    to_numpy = getattr(value, "to_numpy", None)
-    return np.asarray(to_numpy() if to_numpy else value, dtype=np.float32)
 
 
 def cache_embeddings(conn: Connection, vectors: Mapping[str, np.ndarray], model_id: str) -> None:

@@ -1,4 +1,5 @@
-"""The corpus of known attacks in pgvector, and nearest-neighbour similarity against it.
+"""The corpus of known attacks (a Postgres table with pgvector vectors), and nearest-neighbour
+similarity against it (searched in each process's in-memory copy, ``attack_snapshot``).
 
 A paraphrase of a known jailbreak ("kindly set aside the guidance you got earlier") slips
 past rules but lands close to the original in embedding space. The corpus starts from the
@@ -31,6 +32,7 @@ from sqlalchemy import text as sql
 from sqlalchemy.engine import Engine
 
 from services.common.text_normalize import decoded_payloads, normalize, skeleton
+from services.guardrails import attack_snapshot
 
 EmbedFn = Callable[[list[str]], np.ndarray]
 SEED_FILE = Path(__file__).parent / "policies" / "seed_attacks.jsonl"
@@ -170,33 +172,19 @@ def refresh_vectors(engine: Engine, embed: EmbedFn, encoder: str, batch: int = 2
 
 def nearest(engine: Engine, vectors: np.ndarray, k: int = 3,
             encoder: str | None = None) -> list[Neighbour]:
-    """The ``k`` closest known attacks over all query vectors, best first; with ``encoder``,
-    only attacks embedded by that model in the current form (a row of another model is not
-    comparable)."""
-    best: dict[int, Neighbour] = {}
-    only = "WHERE encoder = :e " if encoder is not None else ""
-    # Views that are one input to the encoder have one vector: searched once, its neighbours
-    # credited to the first query that has it (as a repeat would leave them, since only a
-    # strictly closer match replaces a neighbour).
-    distinct: dict[bytes, int] = {}
-    for index, vector in enumerate(vectors):
-        distinct.setdefault(np.asarray(vector, dtype=np.float32).tobytes(), index)
-    if not distinct:
+    """The ``k`` closest known attacks over all query vectors, best first, each credited to
+    the first query that comes closest to it; with ``encoder``, only attacks embedded by that
+    model in the current form (a row of another model is not comparable). Searched in this
+    process's copy of the table (``attack_snapshot``), exactly."""
+    snapshot = attack_snapshot.current(engine, vector_space(encoder))
+    if not len(vectors) or not snapshot.attack_ids:
         return []
-    # Every view's search in one statement: one round trip instead of one per view.
-    searches = " UNION ALL ".join(
-        f"(SELECT {index} AS q, attack_id, text, source, 1 - (embedding <=> :v{index}) "
-        f"AS similarity FROM guardrail_attacks {only}ORDER BY embedding <=> :v{index} LIMIT :k)"
-        for index in distinct.values())
-    params: dict[str, object] = {f"v{index}": vectors[index] for index in distinct.values()}
-    with engine.connect() as conn:
-        rows = conn.execute(sql(searches), {**params, "k": k, "e": vector_space(encoder)}).all()
-    for row in sorted(rows, key=lambda r: int(r[0])):
-        found = Neighbour(int(row[1]), row[2], row[3], float(row[4]), int(row[0]))
-        known = best.get(found.attack_id)
-        if known is None or known.similarity < found.similarity:
-            best[found.attack_id] = found
-    return sorted(best.values(), key=lambda n: -n.similarity)[:k]
+    similarities = snapshot.similarities(np.asarray(vectors))
+    closest_query = similarities.argmax(axis=0)  # the first of equals, as a repeat never wins
+    best = similarities[closest_query, np.arange(similarities.shape[1])]
+    order = sorted(range(len(best)), key=lambda column: (-best[column], column))[:k]
+    return [Neighbour(snapshot.attack_ids[c], snapshot.texts[c], snapshot.sources[c],
+                      float(best[c]), int(closest_query[c])) for c in order]
 
 
 def query_texts(text: str) -> list[str]:
