@@ -42,9 +42,10 @@ from typing import Any
 
 import numpy as np
 
-from services.guardrails import hate, head_training, linear_head
+from services.common import linear_head
+from services.common.linear_head import LinearHead
+from services.guardrails import hate, head_training
 from services.guardrails.attack_corpus import EmbedFn
-from services.guardrails.linear_head import LinearHead
 from services.guardrails.sources import Source
 
 HARD_NEGATIVE_KINDS = ("counter_quote", "negated", "neutral_identity", "offensive_not_hate")

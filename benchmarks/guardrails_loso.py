@@ -36,10 +36,11 @@ from typing import Any
 
 import numpy as np
 
-from services.guardrails import attack_corpus, classifier, head_training, linear_head
+from services.common import linear_head
+from services.common.linear_head import LinearHead
+from services.guardrails import attack_corpus, classifier, head_training
 from services.guardrails.attack_corpus import EmbedFn
 from services.guardrails.head_training import Embedded
-from services.guardrails.linear_head import LinearHead
 from services.guardrails.sources import Source
 
 SINGLE = ("rules", "tfidf_lr", "head", "similarity")

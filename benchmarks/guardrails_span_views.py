@@ -34,10 +34,11 @@ import numpy as np
 
 from benchmarks.guardrails_latency import latency_texts, percentile
 from benchmarks.guardrails_loso import labelled, source_parser
+from services.common import linear_head
+from services.common.linear_head import LinearHead
 from services.common.text_normalize import normalize
-from services.guardrails import classifier, head_training, linear_head, sources
+from services.guardrails import classifier, head_training, sources
 from services.guardrails.head_training import Embedded
-from services.guardrails.linear_head import LinearHead
 
 OUT = Path("docs/benchmarks/experiments/guardrails_span_views.json")
 DELTAS = (0.1, 0.2, 0.3)

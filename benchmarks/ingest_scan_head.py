@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from benchmarks.guardrails_loso import labelled, source_parser
-from services.guardrails import classifier, head_training, linear_head, sources
-from services.guardrails.linear_head import LinearHead
+from services.common import linear_head
+from services.common.linear_head import LinearHead
+from services.guardrails import classifier, head_training, sources
 
 OUT = Path("docs/benchmarks/experiments/ingest_scan_head.json")
 HELD_OUT = ("deepset", "handwritten_attacks", "seed_attacks")
@@ -53,6 +54,35 @@ def poisoned(texts: Sequence[str], attacks: Sequence[str], seed: int = 11) -> li
 
 def marks(scores: np.ndarray, threshold: float) -> float:
     return round(float(np.mean(scores >= threshold)), 4)
+
+
+def shipped_head_figures(encoder: Any, clean: Sequence[str], rules_clean: np.ndarray,
+                         texts: Sequence[str], labels: np.ndarray,
+                         owner: np.ndarray) -> dict[str, Any]:
+    """What the embedder runs (``services.embedder.injection_scan``): the shipped head on each
+    chunk's own vector at its shipped document threshold. False marks on the unseen
+    paragraphs are held-out figures; inserted attacks are not (the shipped head trained on
+    every source), so the held-out rows above stand for detection."""
+    from services.embedder.injection_scan import PACKAGED_HEAD, load_scan_head
+    from services.ingest.handlers import scan_chunk
+
+    head = load_scan_head(PACKAGED_HEAD, encoder.model_id)
+    assert head is not None, "the shipped head has no document threshold"
+    threshold = float(head.meta[linear_head.DOCUMENT_THRESHOLD])
+    on_clean = head.proba(encoder.encode_passages(list(clean))) >= threshold
+    row: dict[str, Any] = {"document_threshold": threshold,
+                           "head_clean_marked": marks(on_clean, True),
+                           "rules_or_head_clean_marked": marks(on_clean | rules_clean, True)}
+    for held in HELD_OUT:
+        attacks = [t for t, y, o in zip(texts, labels, owner, strict=True) if y and o == held]
+        dirty = poisoned(clean, attacks)
+        on_dirty = head.proba(encoder.encode_passages(dirty)) >= threshold
+        rules_dirty = np.asarray([scan_chunk(p) for p in dirty]) >= RULES_THRESHOLD
+        row[f"{held} (trained on)"] = {
+            "rules_poisoned_marked": marks(rules_dirty, True),
+            "head_poisoned_marked": marks(on_dirty, True),
+            "rules_or_head_poisoned_marked": marks(on_dirty | rules_dirty, True)}
+    return row
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -92,11 +122,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                          "rules_or_head_poisoned_marked": marks(on_dirty | rules_dirty, True)}
         results[held] = row
         print(held, json.dumps(row, indent=1))
+    shipped = shipped_head_figures(encoder, clean, rules_clean, texts, labels, owner)
+    print("shipped head", json.dumps(shipped, indent=1))
     report = {"command": "python -m benchmarks.ingest_scan_head --injections "
                          f"{args.injections} --squad {args.squad} --documents {args.documents} "
                          f"--pii {args.pii}",
               "calibration_paragraphs": len(calibration), "documents": len(clean),
-              "allowed_false_marks": ALLOWED_FALSE_MARKS, "held_out": results}
+              "allowed_false_marks": ALLOWED_FALSE_MARKS, "held_out": results,
+              "shipped_head": shipped}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
 

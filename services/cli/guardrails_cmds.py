@@ -161,7 +161,8 @@ def train(
     shipped head's recipe."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from services.guardrails import classifier, hate, linear_head, sources
+    from services.common import linear_head
+    from services.guardrails import classifier, hate, sources
     from services.guardrails.encoder import head_encoder
 
     if task not in ("injection", "hate"):

@@ -41,7 +41,7 @@ from services.common.processor import (
 )
 from services.common.streaming import make_app
 from services.common.topics import CHUNKS_EMBED, CHUNKS_EMBED_DLQ, DOCS_STATUS, spec
-from services.embedder import handlers, store
+from services.embedder import handlers, injection_scan, store
 from services.embedder.config import APP_ID, SERVICE_NAME, embedder_settings
 from services.embedder.models import WrittenModels
 
@@ -56,6 +56,7 @@ engine = make_engine(settings.sqlalchemy_url)
 model = embedder_from_settings(settings)
 models = WrittenModels(engine, model)  # active model first, then shadow re-index targets
 tracer = telemetry.tracer(__name__)
+scan_head_file = injection_scan.head_file(config.embed_injection_head, settings.state_path)
 T = TypeVar("T")
 
 
@@ -212,6 +213,8 @@ def _swap(work: ChunkWork, vectors: dict, embedded: int) -> store.ApplyResult:
                     "doc.id": work.doc_id},
     ) as span, engine.begin() as conn:
         primary = next(iter(vectors))  # the active model: chunks.model_id / embedding
+        work = injection_scan.with_head_scores(
+            work, vectors[primary], injection_scan.scan_head(scan_head_file, primary))
         result = store.apply_work(conn, work, vectors[primary], primary)
         if result.state == "indexed":
             store.store_model_vectors(conn, work, vectors)

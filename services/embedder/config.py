@@ -23,6 +23,10 @@ class EmbedderSettings(BaseSettings):
     embed_slice_chunks: int = Field(
         default=64, description="Chunks per model call within a batch: the next slice is "
         "encoded while the previous slice's documents are written to Postgres.")
+    embed_injection_head: str = Field(
+        default="", description="The injection head the ingest scan reads on each chunk's "
+        "vector: empty for the guardrails' own (retrained in the state folder, else shipped), "
+        "a file, or 'off' (rules only).")
     embed_db_retry_attempts: int = Field(
         default=8, description="Tries per database write while Postgres is unreachable, with "
         "backoff; then the worker exits and the batch is re-read.")

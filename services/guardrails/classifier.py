@@ -29,12 +29,13 @@ from typing import Any
 
 import numpy as np
 
+from services.common import linear_head
 from services.common.exceptions import CustomLLMError
+from services.common.linear_head import HeadError, LinearHead
 from services.common.text_normalize import decoded_payloads, normalize, skeleton
-from services.guardrails import head_training, linear_head
+from services.guardrails import head_training
 from services.guardrails.attack_corpus import MAX_SEGMENTS, MIN_SEGMENT_CHARS, EmbedFn
 from services.guardrails.head_training import CvReport
-from services.guardrails.linear_head import HeadError, LinearHead
 
 MODEL_FILE = "injection-head.json"
 PACKAGED_MODEL = Path(__file__).parent / "models" / "injection_head.json"

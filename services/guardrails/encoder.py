@@ -28,7 +28,7 @@ from services.common.embeddings import (
     canonical_model_id,
     embedder_for,
 )
-from services.guardrails.linear_head import HeadError, LinearHead
+from services.common.linear_head import HeadError, LinearHead
 
 DEFAULT_ENCODER = MINILM_INT8
 # Heads written before heads recorded their encoder were all trained on the torch MiniLM.

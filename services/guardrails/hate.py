@@ -23,13 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from services.common import linear_head
 from services.common.exceptions import CustomLLMError
+from services.common.linear_head import HeadError, LinearHead
 from services.common.text_normalize import normalize
-from services.guardrails import head_training, linear_head
+from services.guardrails import head_training
 from services.guardrails.attack_corpus import EmbedFn
 from services.guardrails.classifier import readable, windows
 from services.guardrails.head_training import CvReport
-from services.guardrails.linear_head import HeadError, LinearHead
 
 MODEL_FILE = "hate-head.json"
 PACKAGED_MODEL = Path(__file__).parent / "models" / "hate_head.json"

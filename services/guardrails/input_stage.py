@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 
 from services.common.config import Settings
 from services.common.events import QuestionVector, Screening
+from services.common.linear_head import LinearHead, head_path
 from services.common.text_normalize import normalize
 from services.guardrails import attack_corpus
 from services.guardrails import classifier as classifier_mod
@@ -37,7 +38,6 @@ from services.guardrails.checks.pii import check_pii
 from services.guardrails.checks.results import CheckResult, StageVerdict
 from services.guardrails.checks.toxicity import check_toxicity
 from services.guardrails.encoder import check_head, head_encoder
-from services.guardrails.linear_head import LinearHead, head_path
 from services.guardrails.policy import Policy
 
 logger = logging.getLogger(__name__)

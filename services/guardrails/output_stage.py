@@ -19,6 +19,7 @@ import numpy as np
 from opentelemetry import trace
 
 from services.common.events import Citation, Decision, RagReply, RetrievedChunk
+from services.common.linear_head import LinearHead, head_path
 from services.guardrails import hate
 from services.guardrails.checks.canary import check_canary
 from services.guardrails.checks.citations import check_citations, without_invalid
@@ -27,7 +28,6 @@ from services.guardrails.checks.hate import check_hate
 from services.guardrails.checks.output_pii import FindPii, redact_output, with_policy_patterns
 from services.guardrails.checks.results import CheckResult, StageVerdict
 from services.guardrails.config import JUDGE_MAX_TOKENS, JUDGE_TIMEOUT_S
-from services.guardrails.linear_head import LinearHead, head_path
 from services.guardrails.policy import CheckPolicy, Policy
 from services.guardrails.stored_pii import StoredDetector, joined_citations
 

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
+from services.common.linear_head import LinearHead
 from services.guardrails import hate
 from services.guardrails.attack_corpus import EmbedFn
 from services.guardrails.checks.results import CheckResult
-from services.guardrails.linear_head import LinearHead
 from services.guardrails.policy import ClassifierPolicy
 
 CHECK = "hate"

@@ -5,10 +5,10 @@ a stage built with no embedding model) the check is skipped and the audit trail 
 
 from __future__ import annotations
 
+from services.common.linear_head import LinearHead
 from services.guardrails import classifier as classifier_mod
 from services.guardrails.attack_corpus import EmbedFn
 from services.guardrails.checks.results import CheckResult
-from services.guardrails.linear_head import LinearHead
 from services.guardrails.policy import ClassifierPolicy
 
 CHECK = "injection_classifier"

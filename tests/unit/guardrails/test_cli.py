@@ -81,7 +81,8 @@ def test_hate_head_retrained_on_a_teams_data_keeps_the_stance_from_the_packaged_
     better."""
     from sklearn.metrics import roc_auc_score
 
-    from services.guardrails import hate, linear_head, sources
+    from services.common import linear_head
+    from services.guardrails import hate, sources
     from services.guardrails.encoder import head_encoder
 
     data = tmp_path / "team.jsonl"

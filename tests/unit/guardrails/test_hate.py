@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
+from services.common.linear_head import LinearHead
 from services.guardrails import hate, sources
 from services.guardrails.checks.hate import check_hate
 from services.guardrails.hate import HateModelError
-from services.guardrails.linear_head import LinearHead
 from services.guardrails.policy import ClassifierPolicy
 
 pytestmark = pytest.mark.unit

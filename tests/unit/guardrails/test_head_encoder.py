@@ -4,11 +4,12 @@ refuses it under another; long texts are read whole, in windows, at a cost linea
 import numpy as np
 import pytest
 
+from services.common import linear_head
 from services.common.embeddings import MINILM, MINILM_INT8
-from services.guardrails import classifier, hate, linear_head
+from services.common.linear_head import HeadError, LinearHead
+from services.guardrails import classifier, hate
 from services.guardrails.encoder import check_head, head_encoder, trained_for
 from services.guardrails.input_stage import InputDeps, _embedded_once, screen_input
-from services.guardrails.linear_head import HeadError, LinearHead
 from services.guardrails.policy import PACKAGED_POLICIES, load_policy_file
 from tests.unit.guardrails.conftest import fake_embed
 

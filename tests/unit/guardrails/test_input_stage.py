@@ -36,7 +36,7 @@ def model():
 def calm_hate_head():
     """A hate head for the stand-in encoder that never fires (the packaged one expects
     MiniLM's 384 dimensions)."""
-    from services.guardrails.linear_head import LinearHead
+    from services.common.linear_head import LinearHead
 
     return LinearHead(np.zeros(64), -10.0, 0.5)
 

@@ -178,7 +178,7 @@ def test_hate_in_an_answer_has_its_own_check_and_action(embed):
 
     import numpy as np
 
-    from services.guardrails.linear_head import LinearHead
+    from services.common.linear_head import LinearHead
     from services.guardrails.policy import parse_policy
 
     fires = dataclasses.replace(DEPS, embed=embed, hate_head=LinearHead(np.zeros(64), 5.0, 0.5))

@@ -4,7 +4,8 @@ matches them, and they separate clear cases written for this test (in no trainin
 
 import pytest
 
-from services.guardrails import classifier, hate, linear_head
+from services.common import linear_head
+from services.guardrails import classifier, hate
 
 pytestmark = pytest.mark.unit
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from benchmarks.guardrails_span_views import scheme_scores
+from services.common.linear_head import LinearHead
 from services.guardrails.head_training import Embedded
-from services.guardrails.linear_head import LinearHead
 
 pytestmark = pytest.mark.unit
 

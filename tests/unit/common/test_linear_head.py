@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from services.guardrails import linear_head
-from services.guardrails.linear_head import HeadError, LinearHead
+from services.common import linear_head
+from services.common.linear_head import HeadError, LinearHead
 
 pytestmark = pytest.mark.unit
 

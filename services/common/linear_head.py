@@ -29,6 +29,9 @@ import numpy as np
 from services.common.exceptions import CustomLLMError
 
 HEAD_FORMAT = "customllm.linear-head/1"
+# ``meta`` key of an injection head's operating point for stored chunks (read on the chunk's
+# own vector), written by ``services.guardrails.build_heads``: ``threshold`` is for questions.
+DOCUMENT_THRESHOLD = "document_threshold"
 MLP_EPOCHS = 60
 MLP_ALPHA = 1e-2
 MLP_FORMAT = "customllm.mlp-head/1"  # the same head over one hidden ReLU layer
