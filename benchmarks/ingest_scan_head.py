@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import numpy as np
 
 from benchmarks.guardrails_loso import labelled, source_parser
 from services.common import linear_head
-from services.common.linear_head import LinearHead
+from services.common.linear_head import DOCUMENT_THRESHOLD, LinearHead
 from services.guardrails import classifier, head_training, sources
 
 OUT = Path("docs/benchmarks/experiments/ingest_scan_head.json")
@@ -39,7 +40,65 @@ RULES_THRESHOLD = 0.5  # the ingest scan's mark
 
 
 def paragraphs(path: Path) -> list[str]:
-    return [p["context"] for a in json.loads(path.read_text())["data"] for p in a["paragraphs"]]
+    return [p for article in articles(path) for p in article]
+
+
+def articles(path: Path) -> list[list[str]]:
+    return [[p["context"] for p in a["paragraphs"]] for a in json.loads(path.read_text())["data"]]
+
+
+# The --squad articles the document head trains on; the rest set its threshold.
+DOCUMENT_HEAD_ARTICLES = 7
+
+
+# --- a head trained for documents (measured 2026-12-06, ninth stop; not built) -------------
+# The question head was trained on attacks and questions standing alone; this one learns from
+# the documents themselves: ordinary paragraphs, the same with an attack inserted at a sentence
+# boundary (positive), and with a benign sentence inserted there (negative, so that "a foreign
+# sentence" is not what it learns), read on their whole vectors.
+EncodeFn = Callable[[list[str]], np.ndarray]
+VARIANTS = 2  # poisoned and benign-inserted copies of each training paragraph
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def insert_at_boundary(paragraph: str, sentence: str, rng: random.Random) -> str:
+    """``paragraph`` with ``sentence`` put between two of its sentences, or before the first
+    or after the last (where an attacker would put it: anywhere)."""
+    parts = _SENTENCE_END.split(paragraph.strip())
+    at = rng.randint(0, len(parts))
+    return " ".join([*parts[:at], sentence.strip(), *parts[at:]])
+
+
+def training_documents(paragraphs: Sequence[str], attacks: Sequence[str],
+                       benign: Sequence[str], seed: int = 0,
+                       variants: int = VARIANTS) -> tuple[list[str], list[int]]:
+    """Each paragraph as it is (0), ``variants`` times with an attack inserted (1) and
+    ``variants`` times with a benign sentence inserted (0)."""
+    rng = random.Random(seed)
+    texts: list[str] = []
+    labels: list[int] = []
+    for paragraph in paragraphs:
+        texts.append(paragraph)
+        labels.append(0)
+        for _ in range(variants):
+            texts.append(insert_at_boundary(paragraph, rng.choice(attacks), rng))
+            labels.append(1)
+            texts.append(insert_at_boundary(paragraph, rng.choice(benign), rng))
+            labels.append(0)
+    return texts, labels
+
+
+def train_document_head(paragraphs: Sequence[str], calibration: Sequence[str],
+                        attacks: Sequence[str], benign: Sequence[str], encode: EncodeFn,
+                        seed: int = 0) -> LinearHead:
+    """A linear head on the whole vectors of ``training_documents(paragraphs, ...)``, its
+    document threshold set on ``calibration`` (ordinary paragraphs of other articles)."""
+    texts, labels = training_documents(paragraphs, attacks, benign, seed)
+    coef, intercept = linear_head.fit(encode(texts), labels, classifier.C, seed)
+    scores = LinearHead(coef, intercept, 0.5).proba(encode(list(calibration)))
+    threshold = round(float(np.quantile(scores, 1 - ALLOWED_FALSE_MARKS)), 6)
+    return LinearHead(coef, intercept, threshold,
+                      {DOCUMENT_THRESHOLD: threshold, "examples": len(texts)})
 
 
 def poisoned(texts: Sequence[str], attacks: Sequence[str], seed: int = 11) -> list[str]:
@@ -54,6 +113,27 @@ def poisoned(texts: Sequence[str], attacks: Sequence[str], seed: int = 11) -> li
 
 def marks(scores: np.ndarray, threshold: float) -> float:
     return round(float(np.mean(scores >= threshold)), 4)
+
+
+def document_head_row(encoder: Any, squad: Path, clean: Sequence[str], dirty: Sequence[str],
+                      rules_clean: np.ndarray, rules_dirty: np.ndarray,
+                      attacks: Sequence[str], benign: Sequence[str]) -> dict[str, Any]:
+    """``train_document_head`` on the first ``DOCUMENT_HEAD_ARTICLES``
+    --squad articles with the training sources' attacks and benign texts inserted, its
+    threshold set on the other --squad articles, read on the unseen documents."""
+    parts = articles(squad)
+    train_paragraphs = [p for a in parts[:DOCUMENT_HEAD_ARTICLES] for p in a]
+    calibration = [p for a in parts[DOCUMENT_HEAD_ARTICLES:] for p in a]
+    head = train_document_head(train_paragraphs, calibration, attacks, benign,
+                               encoder.encode_passages)
+    threshold = float(head.meta[linear_head.DOCUMENT_THRESHOLD])
+    on_clean = head.proba(encoder.encode_passages(list(clean))) >= threshold
+    on_dirty = head.proba(encoder.encode_passages(list(dirty))) >= threshold
+    return {"threshold": round(threshold, 4), "training_documents": head.meta["examples"],
+            "head_clean_marked": marks(on_clean, True),
+            "head_poisoned_marked": marks(on_dirty, True),
+            "rules_or_head_clean_marked": marks(on_clean | rules_clean, True),
+            "rules_or_head_poisoned_marked": marks(on_dirty | rules_dirty, True)}
 
 
 def shipped_head_figures(encoder: Any, clean: Sequence[str], rules_clean: np.ndarray,
@@ -120,6 +200,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                          "head_poisoned_marked": marks(on_dirty, True),
                          "rules_or_head_clean_marked": marks(on_clean | rules_clean, True),
                          "rules_or_head_poisoned_marked": marks(on_dirty | rules_dirty, True)}
+        row["document head (whole vector)"] = document_head_row(
+            encoder, args.squad, clean, dirty, rules_clean, rules_dirty,
+            [t for t, y, o in zip(texts, labels, owner, strict=True) if y and o != held],
+            [t for t, y, o in zip(texts, labels, owner, strict=True) if not y and o != held])
         results[held] = row
         print(held, json.dumps(row, indent=1))
     shipped = shipped_head_figures(encoder, clean, rules_clean, texts, labels, owner)
