@@ -115,6 +115,36 @@ def marks(scores: np.ndarray, threshold: float) -> float:
     return round(float(np.mean(scores >= threshold)), 4)
 
 
+GATE_SHARES = (0.1, 0.2, 0.3)  # of the calibration paragraphs that get their views read
+
+
+def marked_row(on_cal: np.ndarray, on_clean: np.ndarray, on_dirty: np.ndarray,
+               rules_clean: np.ndarray, rules_dirty: np.ndarray) -> dict[str, Any]:
+    """Marks at the threshold only ``ALLOWED_FALSE_MARKS`` of the calibration paragraphs
+    reach, alone and with the rules."""
+    threshold = float(np.quantile(on_cal, 1 - ALLOWED_FALSE_MARKS))
+    clean, dirty = on_clean >= threshold, on_dirty >= threshold
+    return {"threshold": round(threshold, 4),
+            "head_clean_marked": marks(clean, True),
+            "head_poisoned_marked": marks(dirty, True),
+            "rules_or_head_clean_marked": marks(clean | rules_clean, True),
+            "rules_or_head_poisoned_marked": marks(dirty | rules_dirty, True)}
+
+
+def cascade_row(whole: tuple[np.ndarray, ...], views: tuple[np.ndarray, ...], share: float,
+                rules_clean: np.ndarray, rules_dirty: np.ndarray) -> dict[str, Any]:
+    """The views read only for chunks whose whole-vector score is in the top ``share`` of the
+    calibration paragraphs' (cheapest check first): the score is the views' where they were
+    read, else the whole vector's; the threshold set on calibration as for the others."""
+    gate = float(np.quantile(whole[0], 1 - share))
+    cascaded = [np.where(w >= gate, np.maximum(w, v), w)
+                for w, v in zip(whole, views, strict=True)]
+    row = marked_row(*cascaded, rules_clean, rules_dirty)
+    row.update({"gate": round(gate, 4), "clean_views_read": marks(whole[1], gate),
+                "poisoned_views_read": marks(whole[2], gate)})
+    return row
+
+
 def document_head_row(encoder: Any, squad: Path, clean: Sequence[str], dirty: Sequence[str],
                       rules_clean: np.ndarray, rules_dirty: np.ndarray,
                       attacks: Sequence[str], benign: Sequence[str]) -> dict[str, Any]:
@@ -192,14 +222,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                                          "poisoned_marked": marks(rules_dirty, True)}}
         readers = {"whole vector": lambda ts, h=head: h.proba(embed(list(ts))),
                    "views": lambda ts, h=head: classifier.predict_proba(h, ts, embed)}
-        for name, read in readers.items():
-            threshold = float(np.quantile(read(calibration), 1 - ALLOWED_FALSE_MARKS))
-            on_clean, on_dirty = read(clean) >= threshold, read(dirty) >= threshold
-            row[name] = {"threshold": round(threshold, 4),
-                         "head_clean_marked": marks(on_clean, True),
-                         "head_poisoned_marked": marks(on_dirty, True),
-                         "rules_or_head_clean_marked": marks(on_clean | rules_clean, True),
-                         "rules_or_head_poisoned_marked": marks(on_dirty | rules_dirty, True)}
+        scores = {name: (read(calibration), read(clean), read(dirty))
+                  for name, read in readers.items()}
+        for name, (on_cal, on_clean_scores, on_dirty_scores) in scores.items():
+            row[name] = marked_row(on_cal, on_clean_scores, on_dirty_scores,
+                                   rules_clean, rules_dirty)
+        for share in GATE_SHARES:
+            row[f"views where the whole vector is in its top {share:.0%}"] = cascade_row(
+                scores["whole vector"], scores["views"], share, rules_clean, rules_dirty)
         row["document head (whole vector)"] = document_head_row(
             encoder, args.squad, clean, dirty, rules_clean, rules_dirty,
             [t for t, y, o in zip(texts, labels, owner, strict=True) if y and o != held],
