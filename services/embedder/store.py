@@ -42,7 +42,6 @@ def cached_embeddings(conn: Connection, hashes: Iterable[str], model_id: str
     return {row[0]: vector_array(row[1]) for row in rows}
 
 
-
 def cache_embeddings(conn: Connection, vectors: Mapping[str, np.ndarray], model_id: str) -> None:
     if not vectors:
         return

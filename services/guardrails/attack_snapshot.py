@@ -28,8 +28,9 @@ from sqlalchemy import text as sql
 from sqlalchemy.engine import Engine
 
 from services.common.db import vector_array
+from services.common.logs import log
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 CHANNEL = "guardrail_attacks"
 
@@ -92,9 +93,14 @@ class _Listener:
             self.lost = True
 
 
+_warned: set[str] = set()
+
+
 def _listen(engine: Engine) -> _Listener | None:
-    """None when no listening connection can be had (the caller then reads every time)."""
+    """None when no listening connection can be had (the caller then reads every time; said
+    once per database, not at every check)."""
     url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = None
     try:
         conn = psycopg.connect(url, autocommit=True)
         listener = _Listener(conn)
@@ -102,8 +108,12 @@ def _listen(engine: Engine) -> _Listener | None:
         conn.execute(f"LISTEN {CHANNEL}")
         return listener
     except psycopg.Error as exc:
-        log.warning("cannot listen for attack-corpus changes (%s); reading the table on "
-                    "every check", exc)
+        if conn is not None:
+            conn.close()
+        if url not in _warned:
+            _warned.add(url)
+            log(logger, logging.WARNING, "attack corpus: reading the table at every check",
+                reason=f"cannot listen for its changes: {exc}")
         return None
 
 

@@ -56,9 +56,10 @@ def calibrate_documents(head_file: Path, squad: Path,
     """The injection head's operating point for stored chunks, read on each chunk's own vector
     (the one the embedder stores, so the scan costs no encoding): the score only
     ``DOCUMENT_FALSE_MARKS`` of the paragraphs of the ``--squad`` articles reach. Why not the
-    question threshold: paragraphs are longer and denser than questions, and at it the head
-    marked 7.5% of ordinary ones (docs/benchmarks/experiments/ingest_scan_head.md, which
-    measured this recipe with attack sources held out)."""
+    question threshold: it was set for questions read over their views, and a paragraph read
+    on its whole vector scores on another scale (over views the question threshold marked
+    7.5% of ordinary paragraphs); docs/benchmarks/experiments/ingest_scan_head.md measured
+    this recipe with attack sources held out."""
     head = linear_head.load(head_file)
     paragraphs = [p["context"] for a in json.loads(squad.read_text(encoding="utf-8"))["data"]
                   for p in a["paragraphs"]]
