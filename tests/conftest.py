@@ -54,9 +54,10 @@ def otlp_receiver():
 def stack():
     """Kafka + Postgres + migrations + topics; stopped explicitly at the end (the embedded
     Postgres would otherwise outlive the test run)."""
-    from tests.support.stack import LocalStack
+    from tests.support.stack import LocalStack, claim, stop_abandoned_postgres
 
-    _STATE.mkdir(parents=True, exist_ok=True)
+    claim(_STATE)
+    stop_abandoned_postgres(_STATE.parent, int(os.environ["CUSTOMLLM_POSTGRES_PORT"]), _STATE)
     local = LocalStack.start(_STATE)
     yield local
     local.stop()

@@ -25,6 +25,46 @@ from services.common.topics import DOCS_CHANGES
 from services.stack import kafka, postgres, security
 from services.stack import services as worker_procs
 
+OWNER_FILE = "owner.pid"  # the test session whose stack lives in a state folder
+
+
+def claim(state: Path) -> None:
+    """Mark ``state`` as this test session's (read by ``stop_abandoned_postgres``)."""
+    state.mkdir(parents=True, exist_ok=True)
+    (state / OWNER_FILE).write_text(str(os.getpid()))
+
+
+def abandoned_states(parent: Path, port: int, current: Path) -> list[Path]:
+    """Test state folders under ``parent`` whose Postgres still runs on ``port`` while the
+    session that started it is gone. Why: ``pg_ctl`` detaches the server, so a run that was
+    killed leaves it holding the port, and every later run would fail to start its own."""
+    import psutil
+
+    found = []
+    for state in sorted(parent.glob("customllm-test-*")):
+        pid_file = postgres.PostgresPaths(state).data / "postmaster.pid"
+        try:
+            owner = int((state / OWNER_FILE).read_text())
+            lines = pid_file.read_text().splitlines()
+        except (OSError, ValueError):
+            continue
+        if state == current or psutil.pid_exists(owner) or len(lines) < 4:
+            continue
+        if lines[3].strip() == str(port) and postgres.pid(state) is not None:
+            found.append(state)
+    return found
+
+
+def stop_abandoned_postgres(parent: Path, port: int, current: Path) -> list[Path]:
+    """Stop (and remove) the state folders ``abandoned_states`` names; returns them."""
+    import shutil
+
+    stopped = abandoned_states(parent, port, current)
+    for state in stopped:
+        postgres.stop(state)
+        shutil.rmtree(state, ignore_errors=True)
+    return stopped
+
 
 def wait_for(check: Callable[[], Any], timeout_s: float = 120, interval_s: float = 0.25,
              what: str = "condition") -> Any:
