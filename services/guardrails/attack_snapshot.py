@@ -11,9 +11,12 @@ Freshness is the table's, not a timer's: a trigger (migration 0016) notifies ``C
 the commit of every statement that changes the table, from any process (``customllm
 guardrails attacks add``, another replica re-embedding rows). Each process listens on its own
 connection, subscribed *before* it reads the rows, so a change committed after the read is
-always announced; the next check sees a notification waiting (a poll of the socket, no round
-trip) and reads the table again. Where no listening connection can be had, every check reads
-the table: slower, never stale.
+always announced; a check that finds a notification waiting (a poll of the socket, no round
+trip) reads the table again. Postgres delivers a notification just after the commit, not with
+it: a check that starts in that moment (well under a millisecond here) still reads the copy
+from before, as it would had it started before the commit; the searches in SQL it replaces
+saw a commit at once. Where no listening connection can be had, every check reads the table:
+slower, never stale.
 """
 
 from __future__ import annotations
