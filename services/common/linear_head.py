@@ -32,6 +32,9 @@ HEAD_FORMAT = "customllm.linear-head/1"
 # ``meta`` key of an injection head's operating point for stored chunks (read on the chunk's
 # own vector), written by ``services.guardrails.build_heads``: ``threshold`` is for questions.
 DOCUMENT_THRESHOLD = "document_threshold"
+# Where ``customllm guardrails train`` writes a retrained injection head, under the state
+# folder's ``guardrails/``: the input stage and the embedder's ingest scan both look there.
+INJECTION_HEAD_FILE = "injection-head.json"
 MLP_EPOCHS = 60
 MLP_ALPHA = 1e-2
 MLP_FORMAT = "customllm.mlp-head/1"  # the same head over one hidden ReLU layer

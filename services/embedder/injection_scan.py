@@ -27,27 +27,31 @@ import numpy as np
 
 from services.common.embeddings import canonical_model_id
 from services.common.events import ChunkWork
-from services.common.linear_head import DOCUMENT_THRESHOLD, HeadError, LinearHead, load
+from services.common.linear_head import (
+    DOCUMENT_THRESHOLD,
+    INJECTION_HEAD_FILE,
+    HeadError,
+    LinearHead,
+    head_path,
+    load,
+)
 from services.common.logs import log
 
 logger = logging.getLogger(__name__)
 
-HEAD_FILE = "injection_head.json"
 # The guardrails service's shipped head (a data file, read, not imported).
-PACKAGED_HEAD = Path(__file__).parents[1] / "guardrails" / "models" / HEAD_FILE
+PACKAGED_HEAD = Path(__file__).parents[1] / "guardrails" / "models" / "injection_head.json"
 # The packaged policy's ``injection_scan`` threshold: a chunk the head marks scores at least
 # this, so it is marked under that policy whichever layer saw it.
 SCAN_MARK = 0.5
 
 
 def head_file(setting: str, state_dir: Path) -> Path | None:
-    """Which head the scan reads (None: ``off``); the same precedence as the input stage."""
+    """Which head the scan reads (None: ``off``): the input stage's own choice
+    (``linear_head.head_path``), a named file first."""
     if setting.strip().lower() == "off":
         return None
-    if setting.strip():
-        return Path(setting).expanduser()
-    trained = state_dir / "guardrails" / HEAD_FILE
-    return trained if trained.is_file() else PACKAGED_HEAD
+    return head_path(setting.strip() or None, state_dir, INJECTION_HEAD_FILE, PACKAGED_HEAD)
 
 
 _loaded: dict[tuple[Path, str], tuple[int, LinearHead | None]] = {}

@@ -37,7 +37,7 @@ from services.guardrails import head_training
 from services.guardrails.attack_corpus import MAX_SEGMENTS, MIN_SEGMENT_CHARS, EmbedFn
 from services.guardrails.head_training import CvReport
 
-MODEL_FILE = "injection-head.json"
+MODEL_FILE = linear_head.INJECTION_HEAD_FILE
 PACKAGED_MODEL = Path(__file__).parent / "models" / "injection_head.json"
 MIN_PER_CLASS = 4
 TARGET_FPR = 0.02  # out-of-fold false positives the calibrated threshold allows

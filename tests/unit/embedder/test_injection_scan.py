@@ -76,9 +76,12 @@ def test_a_head_of_another_encoder_or_without_a_document_threshold_is_not_used(t
 
 
 def test_the_scan_reads_the_head_the_input_stage_reads(tmp_path):
+    from services.guardrails import classifier
+
     assert head_file("off", tmp_path) is None
     assert head_file("", tmp_path) == PACKAGED_HEAD
-    trained = tmp_path / "guardrails" / "injection_head.json"
+    assert PACKAGED_HEAD == classifier.PACKAGED_MODEL
+    trained = classifier.default_model_path(tmp_path)  # where `guardrails train` writes
     linear_head.save(_head(), trained)
     assert head_file("", tmp_path) == trained
     assert head_file(str(tmp_path / "x.json"), tmp_path) == tmp_path / "x.json"
