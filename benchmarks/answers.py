@@ -64,15 +64,21 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Outcome:
+    """One reply, in the shape ``answers_report.summarize`` reads; this benchmark's (the
+    backend called directly) and ``answers_path``'s (the request/reply path) alike."""
+
     qid: str
     answerable: bool
     answers: tuple[str, ...]
+    # The backend: the question's own passage. The path: the cited marker when every cited
+    # passage is the question's own, else -1.
     gold_n: int
     text: str
     latency_s: float
     completion_tokens: int
     abstained: bool
-    scores: dict[str, float] | None
+    scores: dict[str, float] | None  # the backend's decision scores; None through the path
+    status: str = "ok"  # the path's reply status ("timeout" when none came)
 
 
 async def run_case(backend: Any, case: Case, mode: str, template: Any,

@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.answers import Outcome
 from benchmarks.answers_data import Case, load_cases, split_named
 from benchmarks.answers_report import COLUMNS, GOALS, summarize
 from benchmarks.harness import configure_environment, cpu_probe_s, running_stack
@@ -85,21 +86,6 @@ class PathCase:
     @property
     def answerable(self) -> bool:
         return bool(self.answers)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One reply, in the shape ``answers_report.summarize`` reads."""
-
-    qid: str
-    answerable: bool
-    answers: tuple[str, ...]
-    text: str
-    abstained: bool
-    gold_n: int  # the cited marker when every cited passage is the question's own, else -1
-    latency_s: float
-    completion_tokens: int
-    status: str
 
 
 def mode_settings(mode: str) -> tuple[dict[str, str], dict[str, Any], str]:
@@ -194,12 +180,12 @@ def outcome(case: PathCase, reply: Any, latency_s: float) -> Outcome:
     cited = cited_numbers(text, 99)
     docs = {c.n: c.doc_id for c in reply.citations} if reply is not None else {}
     own = bool(cited) and all(docs.get(n) == case.doc_id for n in cited)
-    return Outcome(case.qid, case.answerable, case.answers, text,
-                   abstained=reply is not None and reply.status == "ok" and not reply.citations
-                   and not cited,
-                   gold_n=cited[0] if own and len(cited) == 1 else -1,
+    return Outcome(case.qid, case.answerable, case.answers,
+                   gold_n=cited[0] if own and len(cited) == 1 else -1, text=text,
                    latency_s=latency_s,
                    completion_tokens=reply.usage.completion_tokens if reply is not None else 0,
+                   abstained=reply is not None and reply.status == "ok" and not reply.citations
+                   and not cited, scores=None,
                    status=reply.status if reply is not None else "timeout")
 
 
