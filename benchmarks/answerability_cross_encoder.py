@@ -46,8 +46,10 @@ def _pairs(qs: list[Any]) -> list[tuple[str, str]]:
             for q in qs]
 
 
-def _train(pairs: list[tuple[str, str]], labels: list[float], max_len: int, epochs: int,
-           lr: float) -> tuple[Any, Any]:
+def train_cross_encoder(pairs: list[tuple[str, str]], labels: list[float], max_len: int,
+                        epochs: int, lr: float) -> tuple[Any, Any]:
+    """MiniLM fine-tuned whole as a cross-encoder: (question, evidence) -> one "answerable"
+    logit, binary cross-entropy, a linear warm-up and decay."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -80,7 +82,8 @@ def _train(pairs: list[tuple[str, str]], labels: list[float], max_len: int, epoc
     return model.eval(), tokenizer
 
 
-def _scores(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], max_len: int) -> Any:
+def answerable_scores(model: Any, tokenizer: Any, pairs: list[tuple[str, str]],
+                      max_len: int) -> Any:
     """Unanswerable scored higher: the negated "answerable" logit."""
     import numpy as np
     import torch
@@ -134,9 +137,10 @@ def main() -> None:
     answerable = [float(label != "unanswerable") for label in train[1]]
     for setting in args.settings.split(","):
         lr, epochs = setting.split(":")
-        model, tokenizer = _train(pairs["train"], answerable, args.max_len, int(epochs),
-                                  float(lr))
-        scores = {part: _scores(model, tokenizer, pairs[part], args.max_len) for part in data}
+        model, tokenizer = train_cross_encoder(pairs["train"], answerable, args.max_len,
+                                               int(epochs), float(lr))
+        scores = {part: answerable_scores(model, tokenizer, pairs[part], args.max_len)
+                  for part in data}
         rows[f"cross-encoder from MiniLM, lr {lr}, {epochs} epochs"] = {
             name: unanswerable_auc(scores[part], data[part][1], pair)
             for name, (part, pair) in contrasts.items()}
