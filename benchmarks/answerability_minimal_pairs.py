@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.answerability_minimal_pairs \
         --squad ../shared/datasets/squad_v11_train_11articles.json \
-        --squad2 ../shared/datasets/squad_v2_dev_5articles.json   # ~15 minutes on 2 cores
+        --squad2 ../shared/datasets/squad_v2_dev_5articles.json   # ~13 minutes on 2 cores
 
 The cross-encoder of :mod:`benchmarks.answerability_cross_encoder` learnt from 365 real
 unanswerable questions of two articles and read chance on unseen ones: it learnt what tells

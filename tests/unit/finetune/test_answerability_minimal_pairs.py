@@ -30,8 +30,9 @@ OTHERS = ["Later the Angevin kings ruled from Anjou in 1154 and built the great 
 def test_negation_negates_the_auxiliary_after_the_question_word() -> None:
     assert _negation("When did the Normans conquer England?") == \
         "When didn't the Normans conquer England?"
-    assert _negation("How many castles were built?") == "How many castles weren't built?" or \
-        _negation("How many castles were built?") is None
+    assert _negation("How many were built?") == "How many weren't built?"
+    # only straight after the question word: the subject may sit between them
+    assert _negation("How many castles were built?") is None
     assert _negation("The Normans conquered whom?") is None
 
 
