@@ -19,6 +19,7 @@ the other side of both; a small ReLU layer can (measured in ``benchmarks/guardra
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,6 +214,26 @@ def load(path: Path) -> LinearHead:
     if not isinstance(raw, dict):
         raise HeadError(f"{path}: expected a JSON object")
     return from_json(raw, str(path))
+
+
+_CACHE: dict[Path, tuple[int, LinearHead]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_cached(path: Path) -> LinearHead | None:
+    """The head at ``path``, read again only when the file changes (a retrained head takes
+    effect without a restart, and an unchanged one costs a ``stat`` per call); None when there
+    is no file. Raises :class:`HeadError` for a file that is not a head."""
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    with _CACHE_LOCK:
+        cached = _CACHE.get(path)
+        if cached is None or cached[0] != mtime:
+            cached = (mtime, load(path))
+            _CACHE[path] = cached
+        return cached[1]
 
 
 def head_path(model: str | None, state_dir: Path | None, file_name: str,

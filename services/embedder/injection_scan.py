@@ -34,6 +34,7 @@ from services.common.linear_head import (
     LinearHead,
     head_path,
     load,
+    load_cached,
 )
 from services.common.logs import log
 
@@ -54,43 +55,52 @@ def head_file(setting: str, state_dir: Path) -> Path | None:
     return head_path(setting.strip() or None, state_dir, INJECTION_HEAD_FILE, PACKAGED_HEAD)
 
 
-_loaded: dict[tuple[Path, str], tuple[int, LinearHead | None]] = {}
+# Per (head file, index encoder): what was last read there (the head, or why none could be)
+# and the head the scan uses for it, so a version of the file is judged, and logged, once.
+_judged: dict[tuple[Path, str], tuple[LinearHead | str | None, LinearHead | None]] = {}
 
 
 def scan_head(path: Path | None, model_id: str) -> LinearHead | None:
-    """``load_scan_head``, read again when the file changes (a retrained head takes effect
-    without a restart, as in the input stage)."""
+    """``load_scan_head``, read again when the file changes (``linear_head.load_cached``: a
+    retrained head takes effect without a restart, as in the input stage)."""
     if path is None:
         return None
     try:
-        mtime = path.stat().st_mtime_ns
-    except OSError:
-        mtime = -1
-    cached = _loaded.get((path, model_id))
-    if cached is None or cached[0] != mtime:
-        cached = (mtime, load_scan_head(path, model_id))
-        _loaded[(path, model_id)] = cached
-    return cached[1]
+        seen: LinearHead | str | None = load_cached(path)
+    except HeadError as exc:
+        seen = str(exc)
+    judged = _judged.get((path, model_id))
+    if judged is None or not (judged[0] is seen or (isinstance(seen, str) and judged[0] == seen)):
+        judged = (seen, _usable(seen, path, model_id))
+        _judged[(path, model_id)] = judged
+    return judged[1]
 
 
 def load_scan_head(path: Path, model_id: str) -> LinearHead | None:
     """The head, if it can read vectors of ``model_id`` at a document threshold."""
     try:
-        head = load(path)
+        seen: LinearHead | str = load(path)
     except HeadError as exc:
-        log(logger, logging.WARNING, "ingest scan: rules only", reason=str(exc))
+        seen = str(exc)
+    return _usable(seen, path, model_id)
+
+
+def _usable(seen: LinearHead | str | None, path: Path, model_id: str) -> LinearHead | None:
+    if not isinstance(seen, LinearHead):
+        log(logger, logging.WARNING, "ingest scan: rules only",
+            reason=seen or f"no head file at {path}")
         return None
-    trained_on = head.meta.get("encoder")
+    trained_on = seen.meta.get("encoder")
     if trained_on is None or canonical_model_id(trained_on) != canonical_model_id(model_id):
         log(logger, logging.WARNING, "ingest scan: rules only", head=str(path),
             reason=f"head trained on {trained_on}, the index embeds with {model_id}")
         return None
-    if DOCUMENT_THRESHOLD not in head.meta:
+    if DOCUMENT_THRESHOLD not in seen.meta:
         log(logger, logging.WARNING, "ingest scan: rules only", head=str(path),
             reason="the head has no document threshold (python -m "
                    "services.guardrails.build_heads --documents-only calibrates one)")
         return None
-    return head
+    return seen
 
 
 def document_score(probability: float, threshold: float) -> float:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -215,21 +214,11 @@ def load(path: Path) -> LinearHead:
                               "FILE.jsonl`") from exc
 
 
-_CACHE: dict[Path, tuple[int, LinearHead]] = {}
-_CACHE_LOCK = threading.Lock()
-
-
 def load_cached(path: Path) -> LinearHead | None:
     """The head at ``path`` (re-read when the file changes, so retraining needs no restart),
     or None when there is none."""
     try:
-        mtime = path.stat().st_mtime_ns
-    except OSError:
-        return None
-    with _CACHE_LOCK:
-        cached = _CACHE.get(path)
-        if cached is not None and cached[0] == mtime:
-            return cached[1]
-        head = load(path)
-        _CACHE[path] = (mtime, head)
-        return head
+        return linear_head.load_cached(path)
+    except HeadError as exc:
+        raise ClassifierError(f"{exc}; train one with `customllm guardrails train --data "
+                              "FILE.jsonl`") from exc

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import html
 import re
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -110,22 +109,9 @@ def train(texts: Sequence[str], labels: Sequence[int], embed: EmbedFn, seed: int
                                units=HIDDEN_UNITS)
 
 
-_CACHE: dict[Path, tuple[int, LinearHead]] = {}
-_LOCK = threading.Lock()
-
-
 def load_cached(path: Path) -> LinearHead | None:
     """The head at ``path``, re-read when the file changes; None when there is none."""
     try:
-        mtime = path.stat().st_mtime_ns
-    except OSError:
-        return None
-    with _LOCK:
-        cached = _CACHE.get(path)
-        if cached is None or cached[0] != mtime:
-            try:
-                cached = (mtime, linear_head.load(path))
-            except HeadError as exc:
-                raise HateModelError(str(exc)) from exc
-            _CACHE[path] = cached
-        return cached[1]
+        return linear_head.load_cached(path)
+    except HeadError as exc:
+        raise HateModelError(str(exc)) from exc

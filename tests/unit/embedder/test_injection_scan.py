@@ -96,7 +96,7 @@ def test_a_retrained_head_file_is_read_again(tmp_path):
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
     assert scan_head(path, MODEL).meta[DOCUMENT_THRESHOLD] == 0.6
-    injection_scan._loaded.clear()
+    injection_scan._judged.clear()
 
 
 def test_the_shipped_head_is_calibrated_for_documents_on_the_index_encoder():
